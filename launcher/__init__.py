@@ -1,0 +1,1 @@
+"""launcher: runs a plan (agents, workers, supervisor, run directory, console output)."""
