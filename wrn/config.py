@@ -217,13 +217,18 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def parse_override(item: str, flag: str = "--set") -> tuple[str, Any]:
-    """Parse ``key=value`` into (key, typed value); the error names the flag as typed."""
+    """Parse ``key=value`` (or ModelZoo ``--key=value``) into (key, typed value).
+
+    Errors quote the argument as the user typed it (``--set 'lr=x'`` or ``'--lr=x'``).
+    """
+    if item.startswith("--"):
+        flag, item = "", item[2:]
     if "=" not in item:
-        raise ConfigError(f"{flag} {item!r}: expected key=value, e.g. {flag} lr=0.05")
+        raise ConfigError(f"{_shown(flag, item)}: expected key=value, e.g. --set lr=0.05")
     key, raw = item.split("=", 1)
     key = key.strip().replace("-", "_")
     if key not in _FIELDS:
-        raise ConfigError(f"{flag} {item!r}: {_unknown_key(key)}")
+        raise ConfigError(f"{_shown(flag, item)}: {_unknown_key(key)}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -233,11 +238,17 @@ def parse_override(item: str, flag: str = "--set") -> tuple[str, Any]:
     try:
         return key, _coerce(key, value)
     except ConfigError as exc:
-        raise ConfigError(f"{flag} {item!r}: {exc}") from None
+        raise ConfigError(f"{_shown(flag, item)}: {exc}") from None
+
+
+def _shown(flag: str, item: str) -> str:
+    return f"{flag} {item!r}" if flag else repr("--" + item)
 
 
 def split_modelzoo_args(argv: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Split argv into (ModelZoo ``--key=value`` overrides as ``key=value``, other args).
+    """Split argv into (ModelZoo ``--key=value`` overrides, other args).
+
+    The overrides are returned as ``--key=value`` strings, ready for ``load_config``.
 
     Only ``--name=value`` forms whose name is a config key are taken, so the caller's own
     flags are left alone. ``--data_path /x`` (space separated) is also accepted for config keys.
@@ -253,11 +264,11 @@ def split_modelzoo_args(argv: Iterable[str]) -> tuple[list[str], list[str]]:
             key = name.replace("-", "_")
             if key in _FIELDS and name not in ("config",):
                 if eq:
-                    overrides.append(f"{key}={value}")
+                    overrides.append(f"--{key}={value}")
                     i += 1
                     continue
                 if i + 1 < len(args) and not args[i + 1].startswith("--"):
-                    overrides.append(f"{key}={args[i + 1]}")
+                    overrides.append(f"--{key}={args[i + 1]}")
                     i += 2
                     continue
         rest.append(arg)
@@ -267,7 +278,10 @@ def split_modelzoo_args(argv: Iterable[str]) -> tuple[list[str], list[str]]:
 
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = (),
                 flag: str = "--set") -> TrainConfig:
-    """Load ``path`` (default: ``configs/default.yaml``) and apply ``key=value`` overrides."""
+    """Load ``path`` (default: ``configs/default.yaml``) and apply overrides in order.
+
+    Each override is ``key=value`` (reported as coming from ``flag``) or ``--key=value``.
+    """
     values = load_yaml(path if path is not None else DEFAULT_CONFIG)
     for item in overrides:
         key, value = parse_override(item, flag)
