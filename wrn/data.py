@@ -1,0 +1,611 @@
+"""RP2K reader: data path checks, the pinned class index, file scanning, sharding, pipelines.
+
+Layout on disk (RP2K and the built-in sample, ``wrn.synth``)::
+
+    <data_path>/train/<class name>/<image>.jpg|.jpeg|.png   (any case)
+    <data_path>/test/<class name>/...
+
+Class names are arbitrary Unicode folder names (RP2K uses Chinese names with full-width
+brackets, spaces, ``%``, ``+`` and ``.``). The class index is *pinned* from ``train/``: sorted
+folder names, saved as ``classes.json`` next to the checkpoints, and reused for evaluation,
+so a test split that lacks some classes still gets the right labels.
+
+Sharding for data parallel training (``shard_indices``): every epoch all ranks draw the same
+permutation of the whole split from ``(seed, epoch)`` and rank ``r`` of ``w`` takes
+``perm[r::w]``; every rank then trains exactly ``steps_per_epoch * batch_size`` samples, so
+the step count is identical on all ranks (an unequal count would hang the gradient
+allreduce). The few samples beyond that are left out for that epoch only.
+
+Import cost: this module imports only numpy at the top. MindSpore is imported inside
+``train_dataset`` and ``eval_dataset``; the launcher can call ``check_data_path``,
+``scan_split`` and ``shard_indices`` without it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from wrn.config import BUILTIN_DATA, ConfigError
+
+#: File name endings (compared case-insensitively) that count as images; all else is ignored.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+#: ``verify`` modes of ``scan_split``.
+VERIFY_MODES = ("off", "quick", "full")
+#: Files smaller than this cannot be a real JPEG or PNG image.
+MIN_IMAGE_BYTES = 64
+#: How many bytes at the end of a file the quick check searches for the end marker.
+TAIL_BYTES = 4096
+#: ImageNet channel statistics, scaled to 0..255 pixels (the inputs are uint8 images).
+MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+#: Eval resizes the shorter side to ``round(image_size / EVAL_CROP_FRACTION)``, then centre crops.
+EVAL_CROP_FRACTION = 0.875
+
+_JPEG_SOI = b"\xff\xd8\xff"
+_JPEG_EOI = b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"IEND"
+_HOW_TO_FIX = ("set data_path in the config file or pass --set data_path=DIR; the directory must "
+               "hold train/<class>/ images (and test/<class>/ for evaluation); "
+               f"data_path: {BUILTIN_DATA} uses the built-in sample")
+
+
+class DataError(ConfigError):
+    """The dataset on disk cannot be used as it is; ``str()`` names the folder and the fix."""
+
+
+# --------------------------------------------------------------------------- data path
+
+
+def _data_path_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable dataset folder, or None if it is (builtin counts as fine)."""
+    if value == BUILTIN_DATA:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        return f"data_path is empty; {_HOW_TO_FIX}"
+    path = Path(value).expanduser()
+    if not path.exists():
+        return f"data_path {path} does not exist; {_HOW_TO_FIX}"
+    if not path.is_dir():
+        return f"data_path {path} is a file, not a directory; {_HOW_TO_FIX}"
+    if not (path / "train").is_dir():
+        hint = ""
+        if path.name in ("train", "test") and (path.parent / "train").is_dir():
+            hint = f" (did you mean data_path={path.parent}? it is the folder that holds train/)"
+        else:
+            try:  # look at a bounded number of entries: the folder may hold many files
+                inner = sorted(p for p in itertools.islice(path.iterdir(), 1000) if (p / "train").is_dir())
+            except OSError:
+                inner = []
+            if len(inner) == 1:
+                hint = f" (did you mean data_path={inner[0]}?)"
+        return f"data_path {path} has no train/ folder{hint}; {_HOW_TO_FIX}"
+    return None
+
+
+def check_data_path(value: str) -> None:
+    """Raise ``ConfigError`` if ``value`` is not a usable ``data_path``; never generates data.
+
+    For the launcher's pre-flight check: ``BUILTIN_DATA`` is accepted as is (it is created on
+    first use); any other value must be a directory holding a ``train/`` folder. The message
+    names the key ``data_path``, the path, what is missing and how to fix it.
+    """
+    problem = _data_path_problem(value)
+    if problem:
+        raise ConfigError(problem)
+
+
+def resolve_data_path(value: str, *, log: Callable[[str], None] | None = None) -> Path:
+    """Turn a ``data_path`` config value into the absolute dataset folder.
+
+    ``BUILTIN_DATA`` generates the sample set on first use (``wrn.synth.ensure_builtin``; ``log``
+    gets one line if it does) and returns its folder. Anything else must pass
+    ``check_data_path`` (else ``ConfigError``).
+    """
+    if value == BUILTIN_DATA:
+        from wrn import synth
+
+        return synth.ensure_builtin(log=log).resolve()
+    check_data_path(value)
+    return Path(value).expanduser().resolve()
+
+
+# --------------------------------------------------------------------------- class index
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def build_class_index(root: str | os.PathLike) -> list[str]:
+    """The class names of ``root/train``: its sub-folder names, sorted as plain Python strings.
+
+    The position in this list is the label. Hidden folders (names starting with ``.``) are
+    ignored. Raises ``DataError`` if ``train/`` is missing or has no class folders.
+    """
+    train = Path(root) / "train"
+    if not train.is_dir():
+        raise DataError(f"{train} does not exist; {_HOW_TO_FIX}")
+    with os.scandir(train) as it:
+        classes = sorted(e.name for e in it if e.is_dir() and not _is_hidden(e.name))
+    if not classes:
+        raise DataError(f"{train} has no class folders; expected {train}/<class>/<image>.jpg")
+    return classes
+
+
+def _index_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path / "classes.json" if path.is_dir() else path
+
+
+def save_class_index(classes: Sequence[str], path: str | os.PathLike) -> Path:
+    """Write ``classes`` as a JSON list (UTF-8, not ASCII-escaped), atomically; return the file.
+
+    ``path`` is the file, or a directory to write ``classes.json`` into. The list is written to
+    a temporary file in the same folder, flushed to disk and renamed over the target.
+    """
+    classes = _validated_classes(classes, "save_class_index")
+    target = _index_file(path)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(classes, fh, ensure_ascii=False, indent=0)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+def load_class_index(path: str | os.PathLike) -> list[str]:
+    """Read a class index written by ``save_class_index`` (a file, or a folder holding
+    ``classes.json``). Raises ``DataError`` if it is missing or not a list of unique names."""
+    target = _index_file(path)
+    try:
+        data = json.loads(target.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"class index {target} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"class index {target} cannot be read: {exc}") from None
+    try:
+        return _validated_classes(data, str(target))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
+def _validated_classes(classes: Iterable[str], where: str) -> list[str]:
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable):
+        raise ValueError(f"{where}: the class index must be a list of names")
+    out = list(classes)
+    if not out or not all(isinstance(c, str) and c for c in out):
+        raise ValueError(f"{where}: the class index must be a non-empty list of non-empty names")
+    if len(set(out)) != len(out):
+        dup = sorted({c for c in out if out.count(c) > 1})
+        raise ValueError(f"{where}: duplicate class names in the class index: {dup[:5]}")
+    return out
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """The usable images of one split, in a fixed order.
+
+    ``files`` are absolute paths sorted by class index, then by file name; ``labels[i]`` is the
+    class index (int32) of ``files[i]``; ``classes`` is the class index used (the training
+    one); ``skipped`` lists ``(path, reason)`` for image files left out because they failed
+    verification; ``directory`` is the split folder.
+    """
+
+    files: tuple[str, ...]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+    directory: str = ""
+
+    def __post_init__(self) -> None:
+        labels = np.array(self.labels, dtype=np.int32).reshape(-1)
+        labels.setflags(write=False)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "files", tuple(self.files))
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "skipped", tuple(tuple(s) for s in self.skipped))
+        if len(self.files) != len(labels):
+            raise ValueError(f"Split: {len(self.files)} files but {len(labels)} labels")
+        if len(labels) and not (labels.min() >= 0 and labels.max() < len(self.classes)):
+            raise ValueError("Split: labels must lie in 0..len(classes)-1")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def skip_message(self, limit: int = 5) -> str | None:
+        """One warning line about the skipped files (first ``limit`` named), or None if none."""
+        if not self.skipped:
+            return None
+        shown = "; ".join(f"{p} ({why})" for p, why in self.skipped[:limit])
+        more = f"; and {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
+        where = f" in {self.directory}" if self.directory else ""
+        return (f"skipped {len(self.skipped)} unreadable image file(s){where}, using {len(self.files)}: "
+                f"{shown}{more}")
+
+
+def check_image_quick(path: str | os.PathLike) -> str | None:
+    """Structural check without decoding: None if ``path`` looks like a whole JPEG or PNG.
+
+    Reads only the first 16 and last ``TAIL_BYTES`` bytes: a JPEG must start with FF D8 FF and
+    have an FF D9 end marker in its tail; a PNG must have the 8-byte signature and an ``IEND``
+    chunk in its tail. The format is taken from the content, not the file name. Returns the
+    reason otherwise (too small, truncated, unknown format, unreadable).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    try:
+        size = os.fstat(fd).st_size
+        if size < MIN_IMAGE_BYTES:
+            return "empty file" if size == 0 else f"too small to be an image ({size} bytes)"
+        head = os.pread(fd, 16, 0)
+        tail = os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES))
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    finally:
+        os.close(fd)
+    if head.startswith(_JPEG_SOI):
+        return None if _JPEG_EOI in tail else "truncated JPEG (no end-of-image marker)"
+    if head.startswith(_PNG_SIGNATURE):
+        return None if _PNG_IEND in tail else "truncated PNG (no IEND chunk)"
+    return "not a JPEG or PNG file"
+
+
+def check_image_full(path: str | os.PathLike) -> str | None:
+    """``check_image_quick`` plus a full decode with Pillow; None if the image is usable."""
+    problem = check_image_quick(path)
+    if problem:
+        return problem
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
+        return f"cannot be decoded: {str(exc) or type(exc).__name__}"
+    return None
+
+
+def _check_chunk(args: tuple[str, list[str]]) -> list[str | None]:
+    verify, paths = args
+    check = check_image_full if verify == "full" else check_image_quick
+    return [check(p) for p in paths]
+
+
+def _verify_many(paths: list[str], verify: str) -> list[str | None]:
+    """Run the chosen check over ``paths``.
+
+    The quick check runs in this thread: with the files in the page cache it does tens of
+    thousands of files per second, and threads only added GIL contention. The full check
+    decodes with Pillow, which releases the GIL, so it runs in chunks on a thread per core.
+    """
+    if verify == "quick" or len(paths) < 64:
+        return _check_chunk((verify, paths))
+    chunks = [(verify, paths[i:i + 256]) for i in range(0, len(paths), 256)]
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        return [r for chunk in pool.map(_check_chunk, chunks) for r in chunk]
+
+
+def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str = "quick") -> Split:
+    """List the images of ``root/<split>/<class>/`` and label them with the class index ``classes``.
+
+    Image files are ``.jpg .jpeg .png`` in any letter case; other files, hidden folders and
+    files directly in the split folder are ignored. Order: by class index, then by file name.
+    ``verify``: ``"off"`` checks nothing, ``"quick"`` reads each file's head and tail
+    (``check_image_quick``), ``"full"`` also decodes it with Pillow. Files that fail are left
+    out and returned in ``Split.skipped`` (report them once, e.g. ``split.skip_message()``);
+    they are never fatal. Raises ``DataError`` if the split folder is missing, if it has a
+    class folder that is not in ``classes`` (the training class index), or if it holds no
+    usable image.
+    """
+    if verify not in VERIFY_MODES:
+        raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}; got {verify!r}")
+    classes = _validated_classes(classes, "scan_split")
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir} does not exist; expected {split_dir}/<class>/<image>.jpg")
+    index = {name: i for i, name in enumerate(classes)}
+    with os.scandir(split_dir) as it:
+        folders = sorted(e.name for e in it if e.is_dir() and not _is_hidden(e.name))
+    unknown = [name for name in folders if name not in index]
+    if unknown:
+        shown = ", ".join(repr(n) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise DataError(f"{split_dir} has class folder(s) that are not in the training class index "
+                        f"({len(classes)} classes, taken from train/): {shown}; every {split} class "
+                        f"must also exist in train/")
+    files: list[str] = []
+    labels: list[int] = []
+    base = str(split_dir.resolve())
+    for name in sorted(folders, key=index.__getitem__):
+        folder = os.path.join(base, name)
+        with os.scandir(folder) as it:
+            names = sorted(e.name for e in it
+                           if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+        files.extend(os.path.join(folder, n) for n in names)
+        labels.extend([index[name]] * len(names))
+    skipped: list[tuple[str, str]] = []
+    if verify != "off" and files:
+        problems = _verify_many(files, verify)
+        keep = [i for i, p in enumerate(problems) if p is None]
+        skipped = [(files[i], p) for i, p in enumerate(problems) if p is not None]
+        files = [files[i] for i in keep]
+        labels = [labels[i] for i in keep]
+    if not files:
+        what = f" ({len(skipped)} image file(s) failed the {verify} check)" if skipped else ""
+        raise DataError(f"{split_dir} holds no usable images{what}; expected "
+                        f"{split_dir}/<class>/<image>.jpg|.jpeg|.png")
+    return Split(files=tuple(files), labels=np.asarray(labels, dtype=np.int32), classes=tuple(classes),
+                 skipped=tuple(skipped), directory=str(split_dir))
+
+
+# --------------------------------------------------------------------------- sharding
+
+
+def shard_indices(n: int, world: int, rank: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """Sample indices of rank ``rank`` (of ``world``) for ``epoch``: ``perm[rank::world]``.
+
+    ``perm`` is a permutation of ``range(n)`` drawn from a numpy Generator seeded with
+    ``(seed, epoch)`` (or ``range(n)`` itself when ``shuffle`` is false), identical on every
+    rank, so the shards are disjoint and together cover all ``n``. Shard lengths differ by at
+    most one; use ``steps_per_epoch`` to get a count that is equal everywhere.
+    """
+    for name, value in (("n", n), ("seed", seed), ("epoch", epoch)):
+        if int(value) != value or value < 0:
+            raise ValueError(f"shard_indices: {name} must be an integer >= 0; got {value!r}")
+    if int(world) != world or world < 1 or int(rank) != rank or not 0 <= rank < world:
+        raise ValueError(f"shard_indices: need 0 <= rank < world; got rank={rank!r}, world={world!r}")
+    if shuffle:
+        perm = np.random.default_rng([int(seed), int(epoch)]).permutation(int(n))
+    else:
+        perm = np.arange(int(n))
+    return perm[int(rank)::int(world)].astype(np.int64)
+
+
+def steps_per_epoch(n: int, world: int, batch: int) -> int:
+    """Training steps per epoch, the same on every rank: ``(n // world) // batch``.
+
+    Raises ``ValueError`` if that is 0 (fewer than ``world * batch`` samples).
+    """
+    if world < 1 or batch < 1:
+        raise ValueError(f"steps_per_epoch: world and batch must be >= 1; got world={world}, batch={batch}")
+    steps = (n // world) // batch
+    if steps == 0:
+        raise ValueError(f"the training split has {n} images, fewer than world size x batch size = "
+                         f"{world} x {batch} = {world * batch}, so no full step fits in an epoch; "
+                         f"lower batch_size or use more data")
+    return steps
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+class TrainSource:
+    """Iterable source for ``GeneratorDataset``: one rank's samples, a new shard every epoch.
+
+    Each pass yields ``(encoded image bytes as uint8 array, 0-d int32 label)`` for the first
+    ``samples_per_epoch = steps * batch_size`` indices of ``shard_indices(..., epoch)``. The
+    epoch of a pass is ``start_epoch`` plus the number of passes *completed* so far; a pass
+    counts as completed when its last sample is handed out. This matters because MindSpore
+    starts and abandons extra passes when asked for ``output_shapes()``/``output_types()``;
+    counting only completed passes keeps those probes from shifting the epoch. Until the first
+    pass has completed, passes leave out the first ``skip_steps * batch_size`` samples
+    (mid-epoch resume).
+
+    There is deliberately no ``__len__``: MindSpore checks every pass against it and fails a
+    shorter one, which the resumed first epoch is. ``train_dataset`` sets the dataset size
+    itself. Copying returns the same object (MindSpore deep-copies pipelines when it builds an
+    iterator; the pass counter must stay shared).
+    """
+
+    def __init__(self, split: Split, *, rank: int, world: int, batch_size: int, seed: int,
+                 start_epoch: int = 0, skip_steps: int = 0) -> None:
+        if start_epoch < 0:
+            raise ValueError(f"start_epoch must be >= 0; got {start_epoch}")
+        self.files = split.files
+        self.labels = split.labels
+        self.rank, self.world, self.batch_size, self.seed = rank, world, batch_size, seed
+        self.steps = steps_per_epoch(len(split), world, batch_size)
+        if not 0 <= skip_steps < self.steps:
+            raise ValueError(f"skip_steps must be in 0..{self.steps - 1} (steps per epoch); got {skip_steps}")
+        self.samples_per_epoch = self.steps * batch_size
+        self.start_epoch = start_epoch
+        self.skip_steps = skip_steps
+        self.started = 0  # passes begun, including abandoned probes (diagnostics)
+        self.completed = 0
+
+    def __deepcopy__(self, memo) -> "TrainSource":
+        return self
+
+    def epoch_indices(self, epoch: int, first: bool = False) -> np.ndarray:
+        """The split indices this rank reads in ``epoch`` (``first``: apply ``skip_steps``)."""
+        idx = shard_indices(len(self.files), self.world, self.rank, self.seed, epoch)[: self.samples_per_epoch]
+        return idx[self.skip_steps * self.batch_size:] if first else idx
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        self.started += 1
+        first = self.completed == 0
+        idx = self.epoch_indices(self.start_epoch + self.completed, first=first)
+        last = len(idx) - 1
+        for k, i in enumerate(idx):
+            item = (np.fromfile(self.files[i], dtype=np.uint8), np.array(self.labels[i], dtype=np.int32))
+            if k == last:
+                self.completed += 1
+            yield item
+
+
+class EvalSource:
+    """Iterable source for evaluation: one rank's share ``range(n)[rank::world]`` in order,
+    padded to a whole number of batches with rows labelled -1 (they reuse a real file)."""
+
+    def __init__(self, split: Split, *, rank: int, world: int, batch_size: int) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"need 0 <= rank < world; got rank={rank}, world={world}")
+        self.files = split.files
+        self.labels = split.labels
+        self.indices = np.arange(len(split))[rank::world]
+        self.num_real = len(self.indices)
+        # an empty share still yields one batch of padding so every rank has a pipeline to run
+        self.num_pad = (-self.num_real) % batch_size if self.num_real else batch_size
+        self.pad_file = self.files[self.indices[0]] if self.num_real else self.files[0]
+
+    def __len__(self) -> int:
+        return self.num_real + self.num_pad
+
+    def __deepcopy__(self, memo) -> "EvalSource":
+        return self
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for i in self.indices:
+            yield np.fromfile(self.files[i], dtype=np.uint8), np.array(self.labels[i], dtype=np.int32)
+        if self.num_pad:
+            pad = np.fromfile(self.pad_file, dtype=np.uint8)
+            for _ in range(self.num_pad):
+                yield pad, np.array(-1, dtype=np.int32)
+
+
+def usable_workers(num_workers: int) -> int:
+    """``num_workers`` capped to the CPU count: MindSpore refuses ``num_parallel_workers``
+    above ``multiprocessing.cpu_count()`` with a ValueError, so a config written for a big host
+    (e.g. ``num_parallel_workers: 8``) still runs on a small one."""
+    import multiprocessing
+
+    return max(1, min(int(num_workers), multiprocessing.cpu_count()))
+
+
+def _configure_pipeline(seed: int | None) -> None:
+    import mindspore.dataset as ds
+
+    # REPLACE: a sample whose decode fails is replaced by a cached good one, so every rank
+    # still yields the same number of batches (SKIP would not, and would hang the allreduce).
+    ds.config.set_error_samples_mode(ds.config.ErrorSamplesMode.REPLACE)
+    if seed is not None:
+        ds.config.set_seed(seed)
+
+
+def augmentation_seed(seed: int, rank: int) -> int:
+    """The seed given to ``mindspore.dataset.config.set_seed`` for ``rank``'s train pipeline.
+
+    Mixed from (seed, rank) so ranks draw different crops; stable across runs and restarts.
+    """
+    return int(np.random.SeedSequence([int(seed), int(rank), 0x5EED]).generate_state(1)[0])
+
+
+def train_dataset(split: Split, *, rank: int, world: int, batch_size: int, image_size: int, seed: int,
+                  num_workers: int, crop_min_scale: float = 0.08, start_epoch: int = 0,
+                  skip_steps: int = 0):
+    """Training pipeline for one rank; returns ``(dataset, steps_per_epoch)``.
+
+    Rows: ``TrainSource`` (this rank's share of a fresh permutation each epoch, exactly
+    ``steps_per_epoch * batch_size`` samples), then C++ ops on ``num_workers`` threads:
+    ``RandomCropDecodeResize(image_size, scale=(crop_min_scale, 1))`` (decode fused with the
+    random resized crop), ``RandomHorizontalFlip``, ``Normalize`` (ImageNet mean/std),
+    ``HWC2CHW``, label ``TypeCast`` to int32, then ``batch(batch_size, drop_remainder=True)``.
+    ``num_workers`` is capped to the CPU count (``usable_workers``).
+    Batches are ``(float32 [B, 3, S, S], int32 [B])``.
+
+    Iterate it for many epochs with ``create_tuple_iterator(num_epochs=E)`` (or one new
+    iterator per epoch): every pass starts the next epoch's permutation. ``start_epoch`` and
+    ``skip_steps`` resume mid-run: the first pass is epoch ``start_epoch`` with its first
+    ``skip_steps`` batches left out, so it has ``steps_per_epoch - skip_steps`` batches. Do not
+    also call ``dataset.set_init_step``: MindSpore applies that to every iterator created from
+    the dataset, not only the first. ``get_dataset_size()`` reports ``steps_per_epoch``.
+    ``dataset.wrn_source`` is the ``TrainSource`` (its ``epoch_indices`` give the exact files
+    of any epoch).
+
+    Reproducibility: which files each rank reads, in which order, depends only on
+    (seed, epoch, rank, world, the split) and is exact, also across a resume. The random crops
+    and flips come from MindSpore's process-wide dataset seed, set here to
+    ``augmentation_seed(seed, rank)``. MindSpore reads that seed when an iterator is created,
+    and ``mindspore.set_seed()`` overwrites it: call ``mindspore.set_seed`` before this
+    function, and prefer one iterator with ``num_epochs=E`` (a new iterator restarts the random
+    stream). A fresh process with the same arguments repeats the crops bit for bit (checked
+    with 1 and 2 workers; MindSpore does not promise it for several workers). A resumed run
+    restarts the random stream, so its crops differ from those the uninterrupted run would
+    have drawn; only the data order continues exactly.
+
+    This also sets the process-wide error mode to REPLACE: an image that passed the scan but
+    fails to decode is replaced by another sample of the pipeline, keeping the batch count
+    equal on all ranks (SKIP would make it unequal and hang the allreduce).
+    """
+    import mindspore as ms
+    import mindspore.dataset as ds
+    import mindspore.dataset.transforms as T
+    import mindspore.dataset.vision as V
+
+    if batch_size < 1 or image_size < 1 or num_workers < 1 or not 0 < crop_min_scale <= 1:
+        raise ValueError("train_dataset: batch_size, image_size, num_workers must be >= 1 and "
+                         "crop_min_scale in (0, 1]")
+    source = TrainSource(split, rank=rank, world=world, batch_size=batch_size, seed=seed,
+                         start_epoch=start_epoch, skip_steps=skip_steps)
+    _configure_pipeline(augmentation_seed(seed, rank))
+    data = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=False,
+                               num_parallel_workers=1, python_multiprocessing=False)
+    image_ops = [
+        V.RandomCropDecodeResize(image_size, scale=(crop_min_scale, 1.0)),
+        V.RandomHorizontalFlip(),
+        V.Normalize(mean=list(MEAN), std=list(STD)),
+        V.HWC2CHW(),
+    ]
+    data = data.map(operations=image_ops, input_columns=["image"],
+                    num_parallel_workers=usable_workers(num_workers))
+    data = data.map(operations=T.TypeCast(ms.int32), input_columns=["label"])
+    data = data.batch(batch_size, drop_remainder=True)
+    data.dataset_size = source.steps  # the source has no __len__; this stops a counting pass
+    data.wrn_source = source
+    return data, source.steps
+
+
+def eval_dataset(split: Split, *, rank: int, world: int, batch_size: int, image_size: int, num_workers: int):
+    """Evaluation pipeline for one rank; returns ``(dataset, num_real_samples)``.
+
+    No shuffling: rank ``r`` reads ``range(n)[r::world]``, so the ranks' shares are disjoint
+    and cover the split exactly once. Images are decoded, resized (shorter side to
+    ``round(image_size / 0.875)``), centre cropped to ``image_size``, normalized and made
+    CHW. The last batch is padded to ``batch_size`` with rows labelled -1; count only rows with
+    label >= 0. Ranks may get different numbers of batches (a rank whose share is empty gets
+    one batch of padding). Batches are ``(float32 [B, 3, S, S], int32 [B])``; the dataset can
+    be iterated any number of times; ``dataset.wrn_source`` is the ``EvalSource``.
+
+    The process-wide error mode is set to REPLACE (see ``train_dataset``); a file that passes
+    the scan but fails to decode would be replaced by another row, so scan with
+    ``verify="full"`` when the count must be exact even for such files.
+    """
+    import mindspore as ms
+    import mindspore.dataset as ds
+    import mindspore.dataset.transforms as T
+    import mindspore.dataset.vision as V
+
+    if batch_size < 1 or image_size < 1 or num_workers < 1:
+        raise ValueError("eval_dataset: batch_size, image_size and num_workers must be >= 1")
+    source = EvalSource(split, rank=rank, world=world, batch_size=batch_size)
+    _configure_pipeline(None)
+    data = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=False,
+                               num_parallel_workers=1, python_multiprocessing=False)
+    image_ops = [
+        V.Decode(),
+        V.Resize(int(round(image_size / EVAL_CROP_FRACTION))),
+        V.CenterCrop(image_size),
+        V.Normalize(mean=list(MEAN), std=list(STD)),
+        V.HWC2CHW(),
+    ]
+    data = data.map(operations=image_ops, input_columns=["image"],
+                    num_parallel_workers=usable_workers(num_workers))
+    data = data.map(operations=T.TypeCast(ms.int32), input_columns=["label"])
+    data = data.batch(batch_size, drop_remainder=False)
+    data.wrn_source = source
+    return data, source.num_real
