@@ -41,7 +41,7 @@ def test_bad_env_is_clear(env, words):
 
 
 def test_prepare_env_respects_user_choice_and_threads(monkeypatch):
-    env = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "WRN_NUM_THREADS": "3"}
+    env = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "WRN_NUM_THREADS": "3", "GLOG_v": "1"}
     changed = prepare_process_env(env)
     assert env["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE" and changed == {"OMP_NUM_THREADS": "3"}
     env = {"WRN_ONEDNN_ISA": "SSE41"}
@@ -56,6 +56,11 @@ def test_avx512_cpu_gets_avx2_cap(monkeypatch):
 
     monkeypatch.setattr(dist, "cpu_has_avx512", lambda: True)
     monkeypatch.setattr(dist.platform, "machine", lambda: "x86_64")
-    assert prepare_process_env({}) == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert prepare_process_env({"GLOG_v": "2"}) == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
     monkeypatch.setattr(dist, "cpu_has_avx512", lambda: False)
-    assert prepare_process_env({}) == {}
+    assert prepare_process_env({"GLOG_v": "2"}) == {}
+
+
+def test_mindspore_warnings_silenced_unless_asked():
+    assert prepare_process_env({})["GLOG_v"] == "3"
+    assert "GLOG_v" not in prepare_process_env({"WRN_VERBOSE_MINDSPORE": "1"})

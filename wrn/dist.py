@@ -93,6 +93,8 @@ def prepare_process_env(env: os._Environ | dict | None = None) -> dict[str, str]
     * ``ONEDNN_MAX_CPU_ISA=AVX2`` on AVX-512 x86 CPUs (see module doc), unless already set;
       ``WRN_ONEDNN_ISA`` overrides the value (``WRN_ONEDNN_ISA=default`` leaves oneDNN alone).
     * ``OMP_NUM_THREADS`` from ``WRN_NUM_THREADS`` when only the latter is set.
+    * ``GLOG_v=3`` (MindSpore errors only: distributed workers otherwise print ~18 WARNING
+      lines each) unless ``GLOG_v`` is set or ``WRN_VERBOSE_MINDSPORE=1`` asks for them.
     """
     env = os.environ if env is None else env
     changed: dict[str, str] = {}
@@ -105,6 +107,8 @@ def prepare_process_env(env: os._Environ | dict | None = None) -> dict[str, str]
     threads = env.get("WRN_NUM_THREADS", "")
     if threads.isdigit() and int(threads) > 0 and "OMP_NUM_THREADS" not in env:
         changed["OMP_NUM_THREADS"] = threads
+    if "GLOG_v" not in env and env.get("WRN_VERBOSE_MINDSPORE", "") not in ("1", "true", "yes"):
+        changed["GLOG_v"] = "3"
     env.update(changed)
     return changed
 

@@ -24,9 +24,14 @@ def amp_level_for(cfg: TrainConfig, device_target: str) -> str:
     return "O0" if device_target == "CPU" else "O2"
 
 
-def make_optimizer(net: nn.Cell, cfg: TrainConfig, lr) -> nn.Optimizer:
+def make_optimizer(net: nn.Cell, cfg: TrainConfig, lr, loss_scale: float = 1.0) -> nn.Optimizer:
     """SGD with momentum (Nesterov optional); weight decay on conv/dense weights only, not on
-    batch-norm parameters or biases. ``lr`` is a number or a per-step array/Tensor."""
+    batch-norm parameters or biases. ``lr`` is a number or a per-step array/Tensor.
+
+    ``loss_scale`` must equal the fixed loss scale of the train step (mixed precision): the
+    optimizer divides the gradients by it. Left at 1.0 with a scaled loss, every update is
+    ``loss_scale`` times too large (measured: O2 with scale 1024 diverged to loss 51 in one
+    epoch, scale-matched it trained normally)."""
     params = net.trainable_params()
     decay = [p for p in params if not no_decay_param(p)]
     no_decay = [p for p in params if no_decay_param(p)]
@@ -35,7 +40,8 @@ def make_optimizer(net: nn.Cell, cfg: TrainConfig, lr) -> nn.Optimizer:
               {"order_params": params}]
     if isinstance(lr, np.ndarray):
         lr = ms.Tensor(lr)
-    return nn.Momentum(groups, learning_rate=lr, momentum=cfg.momentum, use_nesterov=cfg.nesterov)
+    return nn.Momentum(groups, learning_rate=lr, momentum=cfg.momentum, use_nesterov=cfg.nesterov,
+                       loss_scale=loss_scale)
 
 
 def make_loss(label_smoothing: float = 0.0) -> nn.Cell:
@@ -49,8 +55,9 @@ def make_train_step(net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer,
 
     In data-parallel mode TrainOneStepCell inserts the gradient allreduce; with
     ``gradients_mean=True`` (set by ``wrn.dist.setup_mindspore``) gradients are averaged.
-    With mixed precision a fixed loss scale is used (dynamic scaling drops steps on overflow,
-    which desynchronises nothing but makes runs harder to compare).
+    With mixed precision a fixed loss scale is used (on CPU, MindSpore 2.10 only ran O1-O3
+    with no scaling or a fixed scale without dropping overflowed steps); build the optimizer
+    with the same ``loss_scale`` so it divides the gradients back.
     """
     if amp_level == "O0":
         step = nn.TrainOneStepCell(nn.WithLossCell(net, loss_fn), optimizer)

@@ -117,8 +117,8 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     lr = lr_schedule(cfg.lr_schedule, cfg.lr, steps_per_epoch, cfg.epoch_size,
                      warmup_epochs=cfg.warmup_epochs, lr_end=cfg.lr_end,
                      decay_epochs=cfg.lr_decay_epochs, decay_factor=cfg.lr_decay_factor)
-    optimizer = make_optimizer(net, cfg, lr)
     amp = amp_level_for(cfg, device_target)
+    optimizer = make_optimizer(net, cfg, lr, loss_scale=cfg.loss_scale if amp != "O0" else 1.0)
     step_cell = make_train_step(net, make_loss(cfg.label_smoothing), optimizer, amp, cfg.loss_scale)
 
     if resume_ckpt:
