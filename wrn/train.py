@@ -46,7 +46,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainCon
     parser = build_arg_parser()
     try:
         args = parser.parse_args(rest)
-    except SystemExit as exc:  # argparse already printed its one-paragraph usage error
+    except SystemExit as exc:
+        if exc.code in (0, None):  # --help
+            raise
+        # argparse already printed its one-paragraph usage error
         raise ConfigError("invalid command line (see the usage above)") from exc
     return args, load_config(args.config, zoo + list(args.overrides))
 
@@ -90,7 +93,7 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     from wrn.lr import lr_schedule
     from wrn.models import build_model, count_trainable
     from wrn.steps import amp_level_for, evaluate, make_loss, make_optimizer, make_train_step, \
-        param_checksum
+        param_checksum, sync_batchnorm_stats
 
     msds.config.set_seed(cfg.seed)
     budget = thread_budget()
@@ -196,17 +199,24 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
                         imgs_per_s=round(done * cfg.batch_size / max(seconds, 1e-9), 2),
                         data_wait_s=round(wait / max(done, 1), 5))
             is_last = epoch == cfg.epoch_size
-            if cfg.eval_interval and epoch % cfg.eval_interval == 0 and not is_last:
+            do_eval = bool(cfg.eval_interval) and epoch % cfg.eval_interval == 0 and not is_last
+            do_ckpt = epoch % cfg.save_checkpoint_epochs == 0 or is_last
+            if do_eval or do_ckpt:
+                # every rank takes part (a collective): the model that is evaluated and saved
+                # is the same on all ranks, BN statistics included
+                sync_batchnorm_stats(net, world)
+            if do_eval:
                 last_eval = evaluate(net, eval_ds, world) | {"epoch": epoch}
                 if rank == 0:
                     events.emit("eval", rank, **last_eval)
-            if rank == 0 and (epoch % cfg.save_checkpoint_epochs == 0 or is_last):
+            if rank == 0 and do_ckpt:
                 meta = {"epoch": epoch, "step": steps_per_epoch, "global_step": global_step,
                         "world_size": world, "seed": cfg.seed, "config_hash": chash, "model": cfg.model}
                 path = checkpoint.save(step_cell, ckpt_dir, cfg.checkpoint_name, meta,
                                        keep=cfg.keep_checkpoint_max)
                 events.emit("checkpoint", rank, epoch=epoch, step=steps_per_epoch,
                             global_step=global_step, path=str(path))
+    sync_batchnorm_stats(net, world)  # no-op when already in sync after the last epoch
     final = evaluate(net, eval_ds, world) | {"epoch": cfg.epoch_size}
     checksum = param_checksum(net)
     if rank == 0:
