@@ -1,0 +1,334 @@
+"""The launch plan: which processes run where, with which ranks, environment and argv.
+
+Everything here is a pure function of a ``PlanRequest`` (hosts, device ids, cores, command
+lines, options) to a ``LaunchPlan`` (ranks, one ``ProcessSpec`` per process, rank table);
+both are frozen dataclasses that validate themselves, so a plan that exists is consistent.
+The launcher writes the plan into the run directory and hands each host its processes; a
+``--dry-run`` prints it and stops.
+
+Rules (each has a test):
+
+* Ranks are numbered 0..N-1 host by host in the order the hosts are given, so every host's
+  ranks are contiguous (HCCL refuses interleaved servers); ``local_rank`` counts within a host.
+* CPU/GPU use MindSpore's dynamic cluster: one scheduler (``MS_ROLE=MS_SCHED``) on the first
+  host plus one ``MS_WORKER`` per device, all pointed at ``MS_SCHED_HOST:MS_SCHED_PORT``. A
+  single CPU/GPU worker runs standalone (no scheduler, no cluster variables, no ``init()``).
+  Ascend uses an HCCL rank table (``RANK_TABLE_FILE``) and no scheduler.
+* Thread budget: N workers on a host with C usable cores get ``max(1, C // N)`` threads each
+  (``OMP_NUM_THREADS`` and ``WRN_NUM_THREADS``), unless overridden; ``bind_cores`` gives each
+  worker its own disjoint set of cores.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from cluster.devices import BACKENDS, backend_label, format_ids
+from cluster.errors import PlanError
+from cluster.ranktable import TableDevice, TableServer, build_rank_table, rank_table_text
+
+#: Variables that would confuse a worker of the *other* launch style if inherited from the
+#: caller's shell (e.g. a leftover MS_ROLE from an msrun session): removed from its environment.
+DYNAMIC_CLUSTER_VARS = ("MS_ROLE", "MS_SCHED_HOST", "MS_SCHED_PORT", "MS_WORKER_NUM", "MS_NODE_ID")
+RANK_TABLE_VARS = ("RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH")
+
+CONFIG_NAME = "config.yaml"
+RANK_TABLE_NAME = "rank_table.json"
+LOG_DIR = "logs"
+SCHEDULER_NAME = "scheduler"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One host of a launch: its name, the address others reach it at, devices and cores."""
+
+    host: str
+    address: str
+    device_ids: tuple[int, ...]
+    cpus: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.host or "/" in self.host or self.host.startswith("."):
+            raise PlanError(f"host name {self.host!r} is not usable in a log file name")
+        if not self.device_ids:
+            raise PlanError(f"host {self.host}: no devices to run on")
+        if len(set(self.device_ids)) != len(self.device_ids):
+            raise PlanError(f"host {self.host}: device ids repeat: {list(self.device_ids)}")
+        if not self.cpus:
+            raise PlanError(f"host {self.host}: no usable CPU cores")
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    """One training process: global rank, rank on its host, host index, device, host name."""
+
+    rank: int
+    local_rank: int
+    node_rank: int
+    device_id: int
+    host: str
+
+    def __post_init__(self) -> None:
+        for name in ("rank", "local_rank", "node_rank", "device_id"):
+            if getattr(self, name) < 0:
+                raise PlanError(f"rank {self.rank}: {name} must be >= 0")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process to start: what a node agent needs, and nothing about how it got there.
+
+    ``env`` holds only the variables the launch sets (added to the host's environment);
+    ``unset`` names variables removed from it; ``log`` is relative to the run directory;
+    ``cpus`` (or None) is the core set the process is pinned to.
+    """
+
+    name: str
+    role: str
+    host: str
+    rank: int | None
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str
+    log: str
+    cpus: tuple[int, ...] | None = None
+    unset: tuple[str, ...] = ()
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.role not in ("worker", "scheduler"):
+            raise PlanError(f"process {self.name}: unknown role {self.role!r}")
+        if (self.rank is None) != (self.role == "scheduler"):
+            raise PlanError(f"process {self.name}: workers have a rank, the scheduler has none")
+        if not self.argv:
+            raise PlanError(f"process {self.name}: empty command line")
+        bad = [k for k, v in self.env.items() if not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise PlanError(f"process {self.name}: environment values must be strings: {bad}")
+        object.__setattr__(self, "argv", tuple(self.argv))
+        object.__setattr__(self, "env", types.MappingProxyType(dict(self.env)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (also the node agent's per-process spec)."""
+        return {"name": self.name, "role": self.role, "host": self.host, "rank": self.rank,
+                "argv": list(self.argv), "env": dict(self.env), "unset": list(self.unset),
+                "cwd": self.cwd, "log": self.log,
+                "cpus": list(self.cpus) if self.cpus is not None else None,
+                "threads": self.threads}
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """Everything a plan is computed from. Validated on construction.
+
+    ``worker_cmd`` is the worker command without its arguments (the plan appends
+    ``--config <run_dir>/config.yaml --output-dir <run_dir>``); ``scheduler_cmd`` None starts
+    no scheduler even on CPU/GPU. ``device_ips`` maps host -> device id -> RoCE IP (Ascend).
+    ``extra_env`` is added to every process (e.g. PYTHONPATH).
+    """
+
+    backend: str
+    nodes: tuple[Node, ...]
+    run_dir: str
+    cwd: str
+    worker_cmd: tuple[str, ...]
+    scheduler_cmd: tuple[str, ...] | None = None
+    sched_port: int | None = None
+    threads_per_worker: int | None = None
+    bind_cores: bool = False
+    verbose_mindspore: bool = False
+    device_ips: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise PlanError(f"unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
+        if not self.nodes:
+            raise PlanError("a launch needs at least one host")
+        hosts = [n.host for n in self.nodes]
+        if len(set(hosts)) != len(hosts):
+            raise PlanError(f"a host is listed twice: {hosts}")
+        if not os.path.isabs(self.run_dir) or not os.path.isabs(self.cwd):
+            raise PlanError("run_dir and cwd must be absolute paths")
+        if not self.worker_cmd:
+            raise PlanError("the worker command is empty")
+        if self.threads_per_worker is not None and self.threads_per_worker < 1:
+            raise PlanError(f"--threads-per-worker must be 1 or more, got {self.threads_per_worker}")
+        if self.backend != "ascend" and self.sched_port is not None and not 0 < self.sched_port < 65536:
+            raise PlanError(f"scheduler port {self.sched_port} is not a TCP port (1-65535)")
+        if self.uses_scheduler and self.sched_port is None:
+            raise PlanError(f"{backend_label(self.backend)} with several workers needs a scheduler port")
+        if self.backend == "ascend":
+            for node in self.nodes:
+                ips = self.device_ips.get(node.host, {})
+                missing = [d for d in node.device_ids if d not in ips]
+                if missing:
+                    raise PlanError(f"host {node.host}: no device IP for Ascend device(s) "
+                                    f"{format_ids(missing)} (needed for the rank table)")
+
+    @property
+    def uses_scheduler(self) -> bool:
+        """True for a CPU/GPU dynamic cluster, i.e. more than one CPU/GPU worker."""
+        return self.backend != "ascend" and sum(len(n.device_ids) for n in self.nodes) > 1
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """The result: ranks, processes (scheduler first), the rank table text, and warnings."""
+
+    backend: str
+    run_dir: str
+    ranks: tuple[RankInfo, ...]
+    processes: tuple[ProcessSpec, ...]
+    scheduler: tuple[str, int] | None = None
+    rank_table: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if [r.rank for r in self.ranks] != list(range(len(self.ranks))):
+            raise PlanError("ranks must be numbered 0..N-1 in order")
+        names = [p.name for p in self.processes]
+        if len(set(names)) != len(names):
+            raise PlanError(f"process names repeat: {names}")
+        workers = [p.rank for p in self.processes if p.role == "worker"]
+        if sorted(workers) != list(range(len(self.ranks))):
+            raise PlanError("every rank needs exactly one worker process")
+
+    @property
+    def world_size(self) -> int:
+        """Number of training processes."""
+        return len(self.ranks)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Hosts in node order."""
+        return tuple(dict.fromkeys(r.host for r in self.ranks))
+
+    def processes_on(self, host: str) -> tuple[ProcessSpec, ...]:
+        """The processes the agent of ``host`` starts."""
+        return tuple(p for p in self.processes if p.host == host)
+
+    def worker(self, rank: int) -> ProcessSpec:
+        """The worker process of ``rank``."""
+        return next(p for p in self.processes if p.rank == rank)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as stored in run.json."""
+        return {
+            "backend": self.backend,
+            "device_target": backend_label(self.backend),
+            "world_size": self.world_size,
+            "hosts": list(self.hosts),
+            "run_dir": self.run_dir,
+            "scheduler": ({"host": self.scheduler[0], "port": self.scheduler[1]}
+                          if self.scheduler else None),
+            "ranks": [vars(r).copy() for r in self.ranks],
+            "processes": [p.to_dict() for p in self.processes],
+            "warnings": list(self.warnings),
+        }
+
+
+def assign_ranks(nodes: Sequence[Node]) -> tuple[RankInfo, ...]:
+    """Number ranks host by host (contiguous per host), devices in the order given."""
+    ranks: list[RankInfo] = []
+    for node_rank, node in enumerate(nodes):
+        for local_rank, device in enumerate(node.device_ids):
+            ranks.append(RankInfo(len(ranks), local_rank, node_rank, device, node.host))
+    return tuple(ranks)
+
+
+def thread_budget(cores: int, workers: int, override: int | None = None) -> int:
+    """Threads per worker: ``override`` if given, else ``max(1, cores // workers)``."""
+    if cores < 1 or workers < 1:
+        raise PlanError(f"thread budget needs cores >= 1 and workers >= 1 (got {cores}, {workers})")
+    return override if override is not None else max(1, cores // workers)
+
+
+def core_sets(cpus: Sequence[int], workers: int, threads: int) -> list[tuple[int, ...]]:
+    """Cores for each worker with ``--bind-cores``: consecutive disjoint blocks of ``threads``.
+
+    When there are fewer cores than ``workers * threads`` the blocks wrap around, so cores are
+    shared as evenly as possible (the plan warns about that case).
+    """
+    cpus = list(cpus)
+    out = []
+    for i in range(workers):
+        block = [cpus[(i * threads + j) % len(cpus)] for j in range(min(threads, len(cpus)))]
+        out.append(tuple(sorted(set(block))))
+    return out
+
+
+def _oversubscription(node: Node, threads: int, backend: str, overridden: bool) -> list[str]:
+    workers, cores = len(node.device_ids), len(node.cpus)
+    if workers > cores and backend == "cpu":
+        return [f"{node.host}: {workers} CPU workers on {cores} core(s): each worker gets 1 thread "
+                f"and they share cores, which is slower than {cores} worker(s)"]
+    if overridden and workers * threads > cores:
+        return [f"{node.host}: {workers} workers x {threads} threads (--threads-per-worker) = "
+                f"{workers * threads} threads on {cores} core(s): oversubscribed"]
+    return []
+
+
+def make_plan(req: PlanRequest) -> LaunchPlan:
+    """Compute the launch plan for ``req`` (pure: reads nothing, starts nothing)."""
+    ranks = assign_ranks(req.nodes)
+    world = len(ranks)
+    run_dir = req.run_dir
+    config_path = os.path.join(run_dir, CONFIG_NAME)
+    worker_argv = tuple(req.worker_cmd) + ("--config", config_path, "--output-dir", run_dir)
+    common = dict(req.extra_env)
+    common.update({"PYTHONUNBUFFERED": "1", "WRN_RUN_DIR": run_dir})
+    if not req.verbose_mindspore:
+        common["GLOG_v"] = "3"
+    warnings: list[str] = []
+    processes: list[ProcessSpec] = []
+    scheduler = None
+    rank_table = None
+
+    if req.backend == "ascend":
+        table_path = os.path.join(run_dir, RANK_TABLE_NAME)
+        servers = [TableServer(node.address, tuple(
+            TableDevice(r.device_id, req.device_ips[node.host][r.device_id], r.rank)
+            for r in ranks if r.host == node.host)) for node in req.nodes]
+        rank_table = rank_table_text(build_rank_table(servers))
+        launch_env = {"RANK_TABLE_FILE": table_path}
+        unset = DYNAMIC_CLUSTER_VARS
+    elif not req.uses_scheduler:
+        launch_env = {}
+        unset = DYNAMIC_CLUSTER_VARS + RANK_TABLE_VARS
+    else:
+        scheduler = (req.nodes[0].address, int(req.sched_port))
+        launch_env = {"MS_SCHED_HOST": scheduler[0], "MS_SCHED_PORT": str(scheduler[1]),
+                      "MS_WORKER_NUM": str(world)}
+        unset = RANK_TABLE_VARS
+        if req.scheduler_cmd is not None:
+            processes.append(ProcessSpec(
+                name=SCHEDULER_NAME, role="scheduler", host=req.nodes[0].host, rank=None,
+                argv=tuple(req.scheduler_cmd), cwd=req.cwd, log=f"{LOG_DIR}/scheduler.log",
+                env={**common, **launch_env, "MS_ROLE": "MS_SCHED", "OMP_NUM_THREADS": "1",
+                     "WRN_NUM_THREADS": "1"},
+                unset=unset))
+
+    for node in req.nodes:
+        on_node = [r for r in ranks if r.host == node.host]
+        threads = thread_budget(len(node.cpus), len(on_node), req.threads_per_worker)
+        warnings += _oversubscription(node, threads, req.backend, req.threads_per_worker is not None)
+        cores = core_sets(node.cpus, len(on_node), threads) if req.bind_cores else [None] * len(on_node)
+        for r, cpus in zip(on_node, cores):
+            env = {**common, **launch_env,
+                   "RANK_ID": str(r.rank), "RANK_SIZE": str(world), "LOCAL_RANK": str(r.local_rank),
+                   "DEVICE_ID": str(r.device_id), "OMP_NUM_THREADS": str(threads),
+                   "WRN_NUM_THREADS": str(threads)}
+            if scheduler is not None:
+                env.update({"MS_ROLE": "MS_WORKER", "MS_NODE_ID": str(r.rank)})
+            processes.append(ProcessSpec(
+                name=f"rank{r.rank}", role="worker", host=r.host, rank=r.rank, argv=worker_argv,
+                env=env, cwd=req.cwd, log=f"{LOG_DIR}/{r.host}-rank{r.rank}.log", cpus=cpus,
+                unset=unset, threads=threads))
+
+    return LaunchPlan(backend=req.backend, run_dir=run_dir, ranks=ranks,
+                      processes=tuple(processes), scheduler=scheduler, rank_table=rank_table,
+                      warnings=tuple(warnings))

@@ -1,0 +1,260 @@
+"""The node agent: owns the processes of one host for the whole run.
+
+``python -m launcher.agent`` is started by the launcher, locally as a subprocess (later over
+SSH, unchanged). It speaks JSON lines, one object per line.
+
+stdin, first line: the spec ::
+
+    {"version": 1, "grace": 3.0,
+     "processes": [{"name": "rank0", "rank": 0, "role": "worker", "argv": [...],
+                    "env": {...added...}, "unset": [...], "cwd": "/abs", "log": "logs/h-rank0.log",
+                    "cpus": [0, 1] or null}, ...]}
+
+stdin, later lines: commands ::
+
+    {"cmd": "stop", "grace": 3}      stop every process (SIGTERM to its group, then SIGKILL)
+
+stdout: messages ::
+
+    {"type": "hello", "host": "h1", "pid": 123, "version": 1}
+    {"type": "started", "name": "rank0", "rank": 0, "pid": 124, "pgid": 124, "time": ...}
+    {"type": "line", "name": "rank0", "rank": 0, "line": "..."}      one per output line
+    {"type": "exited", "name": "rank0", "rank": 0, "pid": 124, "exit_code": -9,
+     "signal": "SIGKILL", "time": ...}                                after its last line
+    {"type": "exited", ..., "pid": null, "exit_code": 127, "error": "..."}  could not start
+    {"type": "stopping", "reason": "...", "grace": 3.0}
+    {"type": "warning", "message": "..."}
+    {"type": "done"}                                                  last message
+
+Lifetime rules:
+
+* Each process runs in its own process group (stdout and stderr merged into one pipe that the
+  agent reads line by line), with PR_SET_PDEATHSIG(SIGKILL) so that it dies with the agent
+  even if the agent is SIGKILLed. The agent spawns from its main thread only: the death signal
+  follows the forking *thread*, and the main thread lives as long as the agent.
+* When a process exits, the rest of its group (e.g. data-loader children) is SIGKILLed before
+  the exit is reaped, so no grandchild lingers; the group id cannot be reused before reaping.
+* stdin closing (the launcher is gone), SIGTERM or SIGHUP: stop everything (SIGTERM to each
+  group, ``grace`` seconds, then SIGKILL) and exit. SIGINT is ignored: the launcher decides.
+* Only the recorded process groups are ever signalled, never processes found by name.
+* The agent exits 0 after ``done`` once all its processes have ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, BinaryIO
+
+from launcher.proc import child_preexec, describe_exit, has_exited, kill_group, set_pdeathsig
+from launcher.transport import PARENT_ENV
+
+PROTOCOL_VERSION = 1
+POLL_S = 0.05
+MAX_LINE = 64 * 1024
+DRAIN_S = 2.0
+
+
+class _Out:
+    """Thread-safe JSON-lines writer to the launcher; remembers when the launcher is gone."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.broken = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        with self._lock:
+            if self.broken:
+                return
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self.broken = True
+
+
+class _Child:
+    """One started process: its Popen, spec and output reader thread."""
+
+    def __init__(self, spec: dict[str, Any], popen: subprocess.Popen) -> None:
+        self.spec = spec
+        self.popen = popen
+        self.pgid = popen.pid  # setpgid(0, 0) in the child makes it the group leader
+        self.reader: threading.Thread | None = None
+        self.done = False
+
+
+class Agent:
+    """Starts the spec's processes, forwards their output and owns their lifetime."""
+
+    def __init__(self, spec: dict[str, Any], out: _Out) -> None:
+        self.spec = spec
+        self.out = out
+        self.grace = float(spec.get("grace", 3.0))
+        self.children: list[_Child] = []
+        self.commands: "queue.Queue[dict[str, Any]]" = queue.Queue()
+        self.kill_at: float | None = None
+        self._signal: int | None = None
+
+    # -- starting -----------------------------------------------------------------------------
+    def start_all(self) -> None:
+        """Spawn every process (main thread, before any reader thread exists), then read them."""
+        me = os.getpid()
+        for proc in self.spec.get("processes", []):
+            env = dict(os.environ)
+            for key in proc.get("unset", []):
+                env.pop(key, None)
+            env.update(proc.get("env", {}))
+            base = {"name": proc["name"], "rank": proc.get("rank")}
+            try:
+                popen = subprocess.Popen(
+                    proc["argv"], cwd=proc.get("cwd") or None, env=env, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, close_fds=True,
+                    preexec_fn=child_preexec(me, proc.get("cpus")))
+            except (OSError, subprocess.SubprocessError) as exc:
+                self.out.send({"type": "exited", **base, "pid": None, "exit_code": 127,
+                               "signal": None, "error": f"cannot start {proc['argv'][0]}: {exc}",
+                               "time": time.time()})
+                continue
+            child = _Child(proc, popen)
+            self.children.append(child)
+            self.out.send({"type": "started", **base, "pid": popen.pid, "pgid": child.pgid,
+                           "time": time.time()})
+        for child in self.children:
+            child.reader = threading.Thread(target=self._forward, args=(child,), daemon=True)
+            child.reader.start()
+
+    def _forward(self, child: _Child) -> None:
+        base = {"type": "line", "name": child.spec["name"], "rank": child.spec.get("rank")}
+        stream = child.popen.stdout
+        assert stream is not None
+        while True:
+            raw = stream.readline(MAX_LINE)
+            if not raw:
+                break
+            self.out.send({**base, "line": raw.decode("utf-8", "replace").rstrip("\r\n")})
+
+    # -- commands and signals -----------------------------------------------------------------
+    def read_commands(self, stream: BinaryIO) -> None:
+        """stdin reader thread: queue each command; EOF means the launcher is gone."""
+        for raw in iter(stream.readline, b""):
+            try:
+                cmd = json.loads(raw)
+            except ValueError:
+                cmd = {"cmd": "?", "raw": raw.decode("utf-8", "replace").strip()}
+            self.commands.put(cmd if isinstance(cmd, dict) else {"cmd": "?", "raw": str(cmd)})
+        self.commands.put({"cmd": "stop", "reason": "launcher connection closed (stdin EOF)"})
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        self._signal = signum  # acted on by the main loop; nothing else is safe in a handler
+
+    def stop(self, grace: float, reason: str) -> None:
+        """SIGTERM every live process group now, SIGKILL them after ``grace`` seconds."""
+        deadline = time.monotonic() + max(0.0, grace)
+        if self.kill_at is not None and self.kill_at <= deadline:
+            return  # already stopping, and at least as urgently
+        first = self.kill_at is None
+        self.kill_at = deadline
+        self.out.send({"type": "stopping", "reason": reason, "grace": grace})
+        if first:
+            for child in self.children:
+                if not child.done:
+                    kill_group(child.pgid, signal.SIGTERM)
+
+    # -- main loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until every process has ended; returns the agent's exit status."""
+        while any(not c.done for c in self.children):
+            try:
+                cmd = self.commands.get(timeout=POLL_S)
+            except queue.Empty:
+                cmd = None
+            if cmd is not None:
+                self._handle(cmd)
+            if self._signal is not None:
+                name = signal.Signals(self._signal).name
+                self._signal = None
+                self.stop(self.grace, f"agent received {name}")
+            if self.out.broken:
+                self.stop(self.grace, "launcher connection closed (stdout)")
+            self._reap()
+            if self.kill_at is not None and time.monotonic() >= self.kill_at:
+                for child in self.children:
+                    if not child.done:
+                        kill_group(child.pgid, signal.SIGKILL)
+        self.out.send({"type": "done"})
+        return 0
+
+    def _handle(self, cmd: dict[str, Any]) -> None:
+        if cmd.get("cmd") == "stop":
+            grace = cmd.get("grace", self.grace)
+            self.stop(float(grace), cmd.get("reason", "stop requested by the launcher"))
+        else:
+            self.out.send({"type": "warning", "message": f"unknown command ignored: {cmd}"})
+
+    def _reap(self) -> None:
+        for child in self.children:
+            if child.done or not has_exited(child.popen.pid):
+                continue
+            # Sweep the rest of the group (e.g. data-loader children) while the leader is an
+            # unreaped zombie, then reap it, so the pgid we signal is certainly still ours.
+            kill_group(child.pgid, signal.SIGKILL)
+            code, sig = describe_exit(child.popen.wait())
+            if child.reader is not None:
+                child.reader.join(DRAIN_S)  # forward its last lines before reporting the exit
+            child.done = True
+            self.out.send({"type": "exited", "name": child.spec["name"],
+                           "rank": child.spec.get("rank"), "pid": child.popen.pid,
+                           "exit_code": code, "signal": sig, "time": time.time()})
+
+
+def main() -> int:
+    """Entry point of ``python -m launcher.agent``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    # Our own stdout is the protocol channel: keep stray prints of imported code off it.
+    sys.stdout = sys.stderr
+    out = _Out(stdout)
+    # If the launcher dies, we get SIGTERM and stop our groups gracefully (stdin EOF says the
+    # same, but a signal also works when stdin is held open by someone else). A launcher that
+    # died before the prctl() would never send it: then we are already orphaned, and stop.
+    set_pdeathsig(signal.SIGTERM)
+    parent = os.environ.pop(PARENT_ENV, "")
+    if parent.isdigit() and int(parent) != os.getppid():
+        return 1
+    line = stdin.readline()
+    if not line:
+        return 0
+    try:
+        spec = json.loads(line)
+        if not isinstance(spec, dict) or not isinstance(spec.get("processes"), list):
+            raise ValueError("the spec must be an object with a 'processes' list")
+    except ValueError as exc:
+        out.send({"type": "warning", "message": f"bad spec: {exc}"})
+        out.send({"type": "done"})
+        return 2
+    agent = Agent(spec, out)
+    out.send({"type": "hello", "host": spec.get("host") or socket.gethostname(),
+              "pid": os.getpid(), "version": PROTOCOL_VERSION})
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, agent.on_signal)
+    agent.start_all()
+    threading.Thread(target=agent.read_commands, args=(stdin,), daemon=True).start()
+    return agent.run()
+
+
+if __name__ == "__main__":
+    status = main()
+    sys.stderr.flush()
+    # os._exit, not sys.exit: the stdin reader thread is blocked in read(), and a normal
+    # interpreter shutdown with it there can abort ("could not acquire lock for stdin").
+    os._exit(status)

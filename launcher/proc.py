@@ -1,0 +1,106 @@
+"""Process-lifetime helpers shared by the node agent and the supervisor (Linux only).
+
+Kept free of launcher state so the node agent, which may run on another host, needs only the
+standard library and this module.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+from typing import Callable, Sequence
+
+PR_SET_PDEATHSIG = 1
+
+_libc = None
+
+
+def _prctl() -> Callable[..., int]:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _libc.prctl
+
+
+def set_pdeathsig(sig: int) -> None:
+    """Ask the kernel to send ``sig`` to the calling process when its parent dies.
+
+    Caveat (prctl(2)): "parent" is the *thread* that forked this process. If that thread exits
+    while the parent process lives on, the signal fires anyway. Callers therefore spawn
+    children from the main thread only, which lives as long as the process.
+    """
+    if _prctl()(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+
+
+# Look the function up now, in the parent: after fork() only async-signal-safe work should run,
+# and loading a shared library there is not.
+try:
+    _prctl()
+except OSError:  # pragma: no cover - no libc (not Linux); the agent then refuses to start
+    pass
+
+
+def child_preexec(parent_pid: int, cpus: Sequence[int] | None) -> Callable[[], None]:
+    """The function run in a forked child before exec: own process group, death signal, cores.
+
+    * ``setpgid(0, 0)``: the child and everything it starts form one process group, so a stop
+      can signal the whole tree with one ``killpg`` without knowing its members.
+    * ``PR_SET_PDEATHSIG(SIGKILL)``: if the agent dies without cleaning up (even by SIGKILL,
+      which it cannot catch), the kernel kills the child; no worker outlives its agent.
+    * If the agent died between fork() and prctl(), the child was already re-parented and the
+      death signal would never come, so it exits at once.
+    * ``sched_setaffinity`` pins the child (and the threads it will start) to ``cpus``.
+    """
+    def run() -> None:
+        os.setpgid(0, 0)
+        set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != parent_pid:
+            os._exit(125)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return run
+
+
+def kill_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False when the group no longer exists."""
+    if pgid <= 1:
+        raise ValueError(f"refusing to signal process group {pgid}")
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def has_exited(pid: int) -> bool:
+    """True once child ``pid`` has exited, without reaping it (it stays a zombie).
+
+    While the zombie exists its pid, and so its process-group id, cannot be reused, so the
+    caller can still safely ``killpg`` the group to sweep up grandchildren before reaping.
+    """
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None and info.si_pid == pid
+
+
+def describe_exit(returncode: int) -> tuple[int, str | None]:
+    """(exit_code, signal name or None) from a Popen return code (negative: killed by a signal)."""
+    if returncode < 0:
+        return returncode, signal_name(-returncode)
+    return returncode, None
+
+
+def signal_name(signum: int) -> str:
+    """``9`` -> ``"SIGKILL"``; unknown numbers -> ``"signal 42"``."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

@@ -1,0 +1,130 @@
+"""The run directory: one folder per run holding everything needed to understand it later.
+
+Layout::
+
+    run.json          command, plan, versions, times, status, every process's pid/pgid/exit
+    config.yaml       the resolved training config (overrides applied, device_target set)
+    rank_table.json   HCCL rank table (Ascend only)
+    logs/<host>-rank<k>.log, logs/scheduler.log   plain output lines of each process
+    metrics.jsonl     every worker event as received, plus "host"
+    checkpoints/, classes.json, eval.json         written by rank 0
+
+``run.json`` is rewritten atomically (temporary file + ``os.replace``) on every change, so a
+script reading it never sees half a file: pids appear as soon as a process starts, exit codes
+as soon as it ends.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, TextIO
+
+from cluster.errors import PlanError
+
+RUN_JSON = "run.json"
+METRICS = "metrics.jsonl"
+RUN_JSON_FORMAT = 1
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def utc_stamp(now: _dt.datetime | None = None) -> str:
+    """``YYYYmmdd-HHMMSS`` in UTC (the run directory suffix)."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return now.astimezone(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def iso_time(ts: float) -> str:
+    """UNIX seconds -> ISO 8601 UTC with milliseconds."""
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def check_run_name(name: str) -> str:
+    """A run name must be usable as one path component."""
+    if not _NAME_OK.match(name or ""):
+        raise PlanError(f"run name {name!r} cannot be used in a directory name; use letters, digits "
+                        f"and . _ + - only (set it with --name, or checkpoint_name in the config)")
+    return name
+
+
+def default_run_dir(root: str | os.PathLike, name: str, now: _dt.datetime | None = None) -> Path:
+    """``<root>/<name>-<UTC YYYYmmdd-HHMMSS>`` (absolute)."""
+    return Path(root).resolve() / f"{check_run_name(name)}-{utc_stamp(now)}"
+
+
+def check_run_dir(path: Path) -> None:
+    """Refuse an existing non-empty directory (or a file) before anything is started."""
+    if path.exists() and not path.is_dir():
+        raise PlanError(f"run directory {path} exists and is not a directory; pass another "
+                        f"--run-dir or remove that file")
+    if path.is_dir() and any(path.iterdir()):
+        raise PlanError(f"run directory {path} already exists and is not empty, and a run never "
+                        f"writes over another; pass a new --run-dir, or use --name to get a fresh "
+                        f"runs/<name>-<time> directory")
+
+
+def create_run_dir(path: Path, explicit: bool) -> Path:
+    """Create the run directory. A default name that is taken gets a ``-2``, ``-3``... suffix;
+    an explicit one must be new or empty."""
+    if explicit:
+        check_run_dir(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = path, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.name}-{n}")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+class RunFiles:
+    """Open files of a running run: per-process logs and metrics.jsonl (line buffered)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        self._logs: dict[str, TextIO] = {}
+        self._metrics: TextIO = open(self.root / METRICS, "a", encoding="utf-8", buffering=1)
+
+    def log(self, rel: str, line: str) -> None:
+        """Append one line to the log at ``rel`` (relative to the run directory)."""
+        self.open_log(rel).write(line + "\n")
+
+    def open_log(self, rel: str) -> TextIO:
+        """The open log file at ``rel``, created on first use."""
+        fh = self._logs.get(rel)
+        if fh is None:
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = self._logs[rel] = open(path, "a", encoding="utf-8", errors="replace", buffering=1)
+        return fh
+
+    def metric(self, record: dict[str, Any]) -> None:
+        """Append one event to metrics.jsonl."""
+        self._metrics.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    def save_run_json(self, data: dict[str, Any]) -> None:
+        """Rewrite run.json atomically."""
+        write_json_atomic(self.root / RUN_JSON, data)
+
+    def close(self) -> None:
+        for fh in self._logs.values():
+            fh.close()
+        self._logs.clear()
+        self._metrics.close()

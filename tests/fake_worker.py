@@ -1,0 +1,237 @@
+"""A stand-in for ``python -m wrn.train`` (and ``wrn.scheduler``) in launcher tests.
+
+It speaks the real event format (``wrn.events.emit``) and takes the real worker's
+``--config FILE --output-dir DIR`` arguments, but trains nothing, so supervisor tests run in
+seconds. Behaviour comes from environment variables (``FAKE_*``); the ones marked "target"
+apply only to the rank named by ``FAKE_RANK`` (default: every rank).
+
+    FAKE_STEPS=5          steps per epoch          FAKE_EPOCHS=1       epochs
+    FAKE_STEP_S=0.05      seconds per step         FAKE_STARTUP_S=0    seconds before "start"
+    FAKE_PLAIN=1          plain log lines per step
+    FAKE_RANK=k           the rank the behaviours below apply to
+    FAKE_EXIT_CODE=3 + FAKE_EXIT_AT=2     (target) print an error event and exit 3 at step 2
+    FAKE_HANG_AT=2                        (target) stop emitting events at step 2 (sleep)
+    FAKE_KILL_AT=2                        (target) SIGKILL itself at step 2
+    FAKE_IGNORE_TERM=1                    ignore SIGTERM (the launcher must SIGKILL)
+    FAKE_GRANDCHILD=1                     start a sleeping child process (same group)
+    FAKE_DIVERGE=1                        (target) report a different parameter checksum
+    FAKE_CONNECT=1                        register with the scheduler at MS_SCHED_HOST:PORT
+
+``--scheduler`` runs the fake scheduler instead: it binds MS_SCHED_PORT (so two runs on one
+port fail), waits until MS_WORKER_NUM workers have connected and disconnected, and exits 0.
+Every process writes its pid (and a grandchild's) to ``$FAKE_PID_DIR/<name>.pid`` if set.
+
+The bottom of this file holds the helpers the launcher tests use to drive it (command lines,
+environment, and finding the live processes of a run through ``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from wrn.events import emit
+
+
+def _env_int(name: str, default: int | None = None) -> int | None:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    return float(raw) if raw.strip() else default
+
+
+def _record_pid(name: str) -> None:
+    pid_dir = os.environ.get("FAKE_PID_DIR")
+    if pid_dir:
+        Path(pid_dir).mkdir(parents=True, exist_ok=True)
+        Path(pid_dir, f"{name}.pid").write_text(str(os.getpid()))
+
+
+def run_scheduler() -> int:
+    host = os.environ["MS_SCHED_HOST"]
+    port = int(os.environ["MS_SCHED_PORT"])
+    workers = int(os.environ["MS_WORKER_NUM"])
+    _record_pid("scheduler")
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        server.bind((host, port))
+    except OSError as exc:
+        print(f"fake scheduler: cannot bind {host}:{port}: {exc}", flush=True)
+        return 1
+    server.listen(workers)
+    print(f"fake scheduler listening on {host}:{port} for {workers} workers", flush=True)
+    server.settimeout(_env_float("FAKE_SCHED_TIMEOUT", 60.0))
+    conns = []
+    try:
+        for _ in range(workers):
+            conn, _addr = server.accept()
+            conns.append(conn)
+        for conn in conns:  # a worker's end closes when it exits
+            conn.settimeout(_env_float("FAKE_SCHED_TIMEOUT", 60.0))
+            while conn.recv(64):
+                pass
+    except socket.timeout:
+        print("fake scheduler: timed out waiting for workers", flush=True)
+        return 1
+    print("fake scheduler: every worker has finished", flush=True)
+    return 0
+
+
+def _connect() -> socket.socket:
+    addr = (os.environ["MS_SCHED_HOST"], int(os.environ["MS_SCHED_PORT"]))
+    deadline = time.time() + 20
+    while True:
+        try:
+            return socket.create_connection(addr, timeout=5)
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def run_worker(output_dir: str | None) -> int:
+    rank = int(os.environ.get("RANK_ID", "0"))
+    world = int(os.environ.get("RANK_SIZE", "1"))
+    target = _env_int("FAKE_RANK")
+    me = target is None or target == rank
+    steps, epochs = _env_int("FAKE_STEPS", 5), _env_int("FAKE_EPOCHS", 1)
+    step_s, plain = _env_float("FAKE_STEP_S", 0.05), _env_int("FAKE_PLAIN", 1)
+    _record_pid(f"rank{rank}")
+    if os.environ.get("FAKE_IGNORE_TERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.environ.get("FAKE_GRANDCHILD"):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        pid_dir = os.environ.get("FAKE_PID_DIR")
+        if pid_dir:
+            Path(pid_dir, f"rank{rank}-child.pid").write_text(str(child.pid))
+    link = _connect() if os.environ.get("FAKE_CONNECT") else None
+    print(f"fake worker rank {rank}/{world} pid {os.getpid()} OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS')}", flush=True)
+    time.sleep(_env_float("FAKE_STARTUP_S", 0.0))
+    emit("start", rank, world_size=world, model="fake", params=1234, steps_per_epoch=steps,
+         epochs=epochs, batch_size=4, device_target="CPU", host=socket.gethostname(), pid=os.getpid())
+    global_step = 0
+    for epoch in range(1, epochs + 1):
+        for step in range(1, steps + 1):
+            global_step += 1
+            if me and _env_int("FAKE_EXIT_AT") == global_step:
+                print(f"rank {rank}: failing on purpose at step {global_step}", flush=True)
+                emit("error", rank, message="fake failure", kind="RuntimeError")
+                return _env_int("FAKE_EXIT_CODE", 3)
+            if me and _env_int("FAKE_KILL_AT") == global_step:
+                print(f"rank {rank}: killing myself at step {global_step}", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            if me and _env_int("FAKE_HANG_AT") == global_step:
+                print(f"rank {rank}: hanging at step {global_step}", flush=True)
+                while True:
+                    time.sleep(60)
+            time.sleep(step_s)
+            for i in range(plain):
+                print(f"rank {rank} plain line {i} of step {global_step}", flush=True)
+            emit("step", rank, epoch=epoch, step=step, global_step=global_step,
+                 loss=round(2.0 / global_step, 4), lr=0.1, imgs_per_s=100.0 + rank, data_wait_s=0.0)
+        emit("epoch_end", rank, epoch=epoch, loss=round(2.0 / global_step, 4), seconds=steps * step_s,
+             imgs_per_s=100.0 + rank)
+        emit("eval", rank, epoch=epoch, top1=0.5 + 0.1 * epoch, correct=5, total=10, loss=0.5)
+        if rank == 0 and output_dir:
+            path = Path(output_dir, "checkpoints", f"fake-e{epoch}.ckpt")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("fake")
+            emit("checkpoint", rank, epoch=epoch, step=steps, global_step=global_step, path=str(path))
+    if rank == 0 and output_dir:
+        Path(output_dir, "eval.json").write_text(json.dumps({"top1": 0.95}))
+    checksum = "abc123" + (f"-{rank}" if me and os.environ.get("FAKE_DIVERGE") else "")
+    emit("finish", rank, status="ok", checksum=checksum, seconds=epochs * steps * step_s, top1=0.95)
+    if link is not None:
+        link.close()
+    return 0
+
+
+# -- helpers for the tests that drive this worker through the launcher -----------------------------
+REPO = Path(__file__).resolve().parent.parent
+FAKE_WORKER_CMD = f"{sys.executable} {Path(__file__).resolve()}"
+FAKE_SCHEDULER_CMD = f"{FAKE_WORKER_CMD} --scheduler"
+
+
+def launcher_argv(*args: str, scheduler: bool | str = False) -> list[str]:
+    """``wrn-launch`` (as ``python -m launcher.cli``) running this fake worker, with the fake
+    scheduler (True), none (False), or the scheduler command given."""
+    sched = scheduler if isinstance(scheduler, str) else FAKE_SCHEDULER_CMD if scheduler else "none"
+    return [sys.executable, "-m", "launcher.cli", *args, "--worker-cmd", FAKE_WORKER_CMD,
+            "--scheduler-cmd", sched]
+
+
+def fake_env(**fake: object) -> dict[str, str]:
+    """The caller's environment without inherited cluster variables, plus ``FAKE_*`` settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MS_", "RANK_", "WRN_", "FAKE_")) and k not in ("DEVICE_ID", "LOCAL_RANK")}
+    env["PYTHONPATH"] = str(REPO)
+    env.update({f"FAKE_{k.upper()}": str(v) for k, v in fake.items()})
+    return env
+
+
+def proc_state(pid: int) -> str | None:
+    """The /proc state letter of ``pid`` (``R``, ``S``, ``Z``...), None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs; a zombie (dead, not yet reaped by its parent) counts as gone."""
+    return proc_state(pid) not in (None, "Z", "X")
+
+
+def run_processes(run_dir: str | os.PathLike) -> list[int]:
+    """Live processes that belong to the run in ``run_dir``: every process the launcher starts
+    (and everything they start) inherits ``WRN_RUN_DIR=<run_dir>`` in its environment."""
+    marker = f"WRN_RUN_DIR={os.fspath(run_dir)}".encode() + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ + b"\0" and pid_alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def wait_for(condition, timeout: float, interval: float = 0.05):
+    """Poll ``condition()`` until it returns something truthy (returned) or ``timeout`` passes (None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scheduler", action="store_true")
+    parser.add_argument("--config")
+    parser.add_argument("--output-dir")
+    args = parser.parse_args()
+    return run_scheduler() if args.scheduler else run_worker(args.output_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
