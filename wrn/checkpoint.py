@@ -26,7 +26,9 @@ MATH_FIELDS = ("model", "num_classes", "image_size", "dropout", "batch_size", "e
                "momentum", "nesterov", "weight_decay", "label_smoothing", "amp_level", "seed",
                "crop_min_scale")
 
-META_KEYS = ("epoch", "step", "global_step", "world_size", "seed")
+META_KEYS = ("epoch", "step", "global_step", "world_size", "seed", "steps_per_epoch")
+#: Metadata is stored under prefixed names: the optimizer has a parameter called global_step.
+_META_PREFIX = "wrn_meta_"
 
 
 def config_hash(cfg_dict: dict[str, Any]) -> str:
@@ -70,27 +72,42 @@ def save(cell, directory: str | os.PathLike, prefix: str, meta: dict[str, Any],
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / checkpoint_name(prefix, int(meta["epoch"]), int(meta["step"]))
-    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
-    extra = {k: int(meta[k]) for k in META_KEYS if k in meta}
-    extra.update({k: str(v) for k, v in meta.items() if k not in META_KEYS})
+    # the temporary name ends in .ckpt (else MindSpore appends it) but never matches a
+    # checkpoint name, so a crash leaves nothing that list_checkpoints would pick up
+    tmp = directory / f".{final.name}.{os.getpid()}.part.ckpt"
+    extra = {_META_PREFIX + k: int(meta[k]) for k in META_KEYS if k in meta}
+    extra.update({_META_PREFIX + k: str(v) for k, v in meta.items() if k not in META_KEYS})
     try:
-        ms.save_checkpoint(cell, str(tmp), append_dict=extra)
-        # MindSpore may append .ckpt to a name without it; find what it wrote.
-        written = tmp if tmp.exists() else tmp.with_name(tmp.name + ".ckpt")
-        with open(written, "rb+") as fh:
+        ms.save_checkpoint(cell, str(tmp), append_dict=extra, crc_check=True)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(written, final)
+        _verify_written(tmp, cell)
+        os.replace(tmp, final)
         _fsync_dir(directory)
     except Exception as exc:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".ckpt")):
+        for leftover in directory.glob(f".{final.name}.{os.getpid()}.*"):  # ours and MindSpore's
             try:
                 leftover.unlink()
             except OSError:
                 pass
         raise OSError(f"could not write checkpoint {final}: {exc}") from exc
-    _write_latest(directory, final, meta)
+    try:
+        _write_latest(directory, final, meta)
+    except OSError as exc:
+        raise OSError(f"checkpoint {final} was written but {directory / 'latest.json'} could not "
+                      f"be updated: {exc}") from exc
     _prune(directory, prefix, keep, protect=final)
     return final
+
+
+def _verify_written(path: Path, cell) -> None:
+    """Re-read a freshly written file: every parameter of ``cell`` must be in it."""
+    import mindspore as ms
+
+    names = set(ms.load_checkpoint(str(path)))
+    missing = [p.name for p in cell.get_parameters() if p.name not in names]
+    if missing:
+        raise OSError(f"the written file lacks {len(missing)} parameters (e.g. {missing[0]})")
 
 
 def _write_latest(directory: Path, final: Path, meta: dict[str, Any]) -> None:
@@ -126,6 +143,9 @@ def _prune(directory: Path, prefix: str, keep: int, protect: Path) -> None:
 def load(path: str | os.PathLike, cell) -> dict[str, Any]:
     """Load a checkpoint into ``cell``; return its metadata. Raises ValueError if incomplete.
 
+    Before anything is loaded, the file is read whole and checked (CRC, every parameter of
+    ``cell`` present with the right shape), so a broken file leaves ``cell`` untouched.
+
     Every parameter of ``cell`` must be present in the file (a truncated file can otherwise
     load "successfully" with some parameters missing).
     """
@@ -133,19 +153,61 @@ def load(path: str | os.PathLike, cell) -> dict[str, Any]:
 
     path = Path(path)
     try:
-        params = ms.load_checkpoint(str(path))
+        params = ms.load_checkpoint(str(path), crc_check=True)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError on broken files
         raise ValueError(f"checkpoint {path} cannot be read: {exc}") from None
     meta = {}
     for key in list(params):
-        if key in META_KEYS:
-            meta[key] = int(params.pop(key).asnumpy())
-        elif key in ("config_hash", "model"):
-            value = params.pop(key)
-            meta[key] = value if isinstance(value, str) else str(value)
+        if key.startswith(_META_PREFIX):
+            value, name = params.pop(key), key[len(_META_PREFIX):]
+            if name in META_KEYS:
+                meta[name] = int(value.asnumpy())
+            else:
+                meta[name] = value if isinstance(value, str) else str(value)
+    missing = [p.name for p in cell.get_parameters() if p.name not in params]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(f"checkpoint {path} is incomplete: {len(missing)} parameters missing "
+                         f"({shown}); it was probably truncated or belongs to another model")
+    wrong = [f"{p.name} {tuple(params[p.name].shape)} != {tuple(p.shape)}"
+             for p in cell.get_parameters() if tuple(params[p.name].shape) != tuple(p.shape)]
+    if wrong:
+        raise ValueError(f"checkpoint {path} does not fit this model: {'; '.join(wrong[:3])}")
     not_loaded, _ = ms.load_param_into_net(cell, params)
     if not_loaded:
-        shown = ", ".join(not_loaded[:5]) + (" ..." if len(not_loaded) > 5 else "")
-        raise ValueError(f"checkpoint {path} is incomplete: {len(not_loaded)} parameters missing "
-                         f"({shown}); it was probably truncated or belongs to another model")
+        raise ValueError(f"checkpoint {path}: {len(not_loaded)} parameters were not loaded "
+                         f"({', '.join(not_loaded[:5])})")
     return meta
+
+
+def load_pretrained(path: str | os.PathLike, net) -> list[str]:
+    """Initialise ``net`` from a checkpoint for transfer learning; return dropped names.
+
+    Only network parameters are taken (optimizer state and counters are ignored). The
+    classifier head is dropped when its shape differs (another class count); any other shape
+    mismatch or missing parameter is an error naming it.
+    """
+    import mindspore as ms
+
+    path = Path(path)
+    try:
+        params = ms.load_checkpoint(str(path), crc_check=True)
+    except Exception as exc:
+        raise ValueError(f"--pretrained {path} cannot be read: {exc}") from None
+    head = {p.name for p in net.trainable_params()[-2:]}  # the final Dense weight and bias
+    dropped, problems = [], []
+    for p in net.get_parameters():
+        if p.name not in params:
+            problems.append(f"{p.name} missing")
+        elif tuple(params[p.name].shape) != tuple(p.shape):
+            if p.name in head:
+                dropped.append(p.name)
+            else:
+                problems.append(f"{p.name} has shape {tuple(params[p.name].shape)}, the model "
+                                f"needs {tuple(p.shape)}")
+    if problems:
+        raise ValueError(f"--pretrained {path} does not fit this model ({'; '.join(problems[:3])}"
+                         f"{' ...' if len(problems) > 3 else ''}); check the config's model name")
+    ms.load_param_into_net(net, {k: v for k, v in params.items() if k not in dropped
+                                 and k in {p.name for p in net.get_parameters()}})
+    return dropped

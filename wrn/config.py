@@ -80,6 +80,7 @@ class TrainConfig:
     # evaluation and checkpoints
     eval_interval: int = 1
     save_checkpoint_epochs: int = 1
+    save_checkpoint_steps: int = 0
     keep_checkpoint_max: int = 5
     # run
     device_target: str = "auto"
@@ -144,7 +145,7 @@ def _check_value(key: str, value: Any) -> str | None:
     positive = {"batch_size", "epoch_size", "num_classes", "image_size", "num_parallel_workers",
                 "keep_checkpoint_max", "log_interval", "save_checkpoint_epochs"}
     non_negative = {"lr", "lr_end", "warmup_epochs", "weight_decay", "momentum", "eval_interval",
-                    "seed", "loss_scale"}
+                    "seed", "loss_scale", "save_checkpoint_steps"}
     if key in positive and not value > 0:
         return f"'{key}' must be greater than 0; got {value!r}"
     if key in non_negative and not value >= 0:

@@ -1,0 +1,139 @@
+"""Checkpoints: atomic writes, verification on load, pruning, failures that keep old files."""
+
+import json
+import os
+import subprocess
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+
+from wrn import checkpoint
+from wrn.config import TrainConfig
+from wrn.models import build_model
+from wrn.steps import make_loss, make_optimizer, make_train_step
+
+
+@pytest.fixture(autouse=True)
+def _cpu():
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def _cell(num_classes=4):
+    ms.set_seed(1)
+    net = build_model("wrn10_2", num_classes, 16)
+    step = make_train_step(net, make_loss(), make_optimizer(net, TrainConfig(), 0.1))
+    return net, step
+
+
+META = {"epoch": 2, "step": 5, "global_step": 25, "world_size": 2, "seed": 1, "steps_per_epoch": 10,
+        "config_hash": "abc123", "model": "wrn10_2"}
+
+
+def test_round_trip_keeps_params_momentum_and_meta(tmp_path):
+    net, step = _cell()
+    for p in step.get_parameters():  # make momentum non-zero and distinctive
+        if p.name.startswith("moments."):
+            p.set_data(ms.Tensor(np.full(p.shape, 0.25, np.float32)))
+    path = checkpoint.save(step, tmp_path, "m", META)
+    assert path.name == "m-e0002-s000005.ckpt"
+    assert json.loads((tmp_path / "latest.json").read_text())["path"] == path.name
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    _, fresh = _cell()
+    meta = checkpoint.load(path, fresh)
+    assert meta == META
+    a = {p.name: p.asnumpy() for p in step.get_parameters()}
+    b = {p.name: p.asnumpy() for p in fresh.get_parameters()}
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert any(k.startswith("moments.") for k in a) and "global_step" in a
+
+
+def test_truncated_and_flipped_files_never_load(tmp_path):
+    _, step = _cell()
+    path = checkpoint.save(step, tmp_path, "m", META)
+    data = path.read_bytes()
+    for cut in (10, len(data) // 3, len(data) // 2, len(data) - 200, len(data) - 1):
+        bad = tmp_path / f"cut{cut}.ckpt"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="cut"):
+            checkpoint.load(bad, _cell()[1])
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "flip.ckpt"
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(ValueError):
+        checkpoint.load(bad, _cell()[1])
+
+
+def test_other_model_is_refused(tmp_path):
+    _, step = _cell(4)
+    path = checkpoint.save(step, tmp_path, "m", META)
+    with pytest.raises(ValueError, match="does not fit|incomplete"):
+        checkpoint.load(path, _cell(7)[1])
+
+
+def test_keep_max_prunes_oldest_but_never_the_new_one(tmp_path):
+    _, step = _cell()
+    for epoch in range(1, 5):
+        checkpoint.save(step, tmp_path, "m", META | {"epoch": epoch, "step": 10}, keep=2)
+    names = [p.name for p in checkpoint.list_checkpoints(tmp_path)]
+    assert names == ["m-e0003-s000010.ckpt", "m-e0004-s000010.ckpt"]
+    checkpoint.save(step, tmp_path, "m", META | {"epoch": 5, "step": 10}, keep=1)
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["m-e0005-s000010.ckpt"]
+
+
+def _small_fs(path):
+    """A 200 KiB tmpfs (root) -- else a read-only directory (ordinary users)."""
+    path.mkdir()
+    if os.geteuid() == 0:
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(path)])
+        if res.returncode == 0:
+            return lambda: subprocess.run(["umount", str(path)])
+    return None
+
+
+def test_failed_write_is_clear_and_keeps_earlier_checkpoints(tmp_path):
+    small, step = _cell()
+    target = tmp_path / "ckpts"
+    unmount = _small_fs(target)
+    try:
+        if unmount is None:
+            first = checkpoint.save(step, target, "m", META | {"step": 1})
+            target.chmod(0o500)
+        else:
+            first = None
+            tiny_net = nn.Dense(4, 2)  # a small checkpoint that fits
+            first = checkpoint.save(tiny_net, target, "tiny", META | {"step": 1})
+        with pytest.raises(OSError, match=r"could not write checkpoint .*m-e0002-s000009\.ckpt"):
+            checkpoint.save(step, target, "m", META | {"step": 9})
+        assert first.is_file()
+        assert not [p for p in target.iterdir() if ".tmp" in p.name]
+        if unmount is not None:
+            checkpoint.load(first, nn.Dense(4, 2))
+    finally:
+        if unmount is not None:
+            unmount()
+        else:
+            target.chmod(0o700)
+
+
+def test_pretrained_drops_head_when_class_count_differs(tmp_path):
+    net4, _ = _cell(4)
+    path = checkpoint.save(net4, tmp_path, "p", META)
+    net9 = build_model("wrn10_2", 9, 16)
+    dropped = checkpoint.load_pretrained(path, net9)
+    assert sorted(dropped) == ["fc.bias", "fc.weight"]
+    same = {p.name: p.asnumpy() for p in net4.get_parameters()}
+    for p in net9.get_parameters():
+        if p.name not in dropped:
+            assert np.array_equal(p.asnumpy(), same[p.name]), p.name
+    with pytest.raises(ValueError, match="does not fit this model"):
+        checkpoint.load_pretrained(path, build_model("wrn16_2", 4, 16))
+
+
+def test_config_hash_tracks_maths_only():
+    base = TrainConfig().to_dict()
+    assert checkpoint.config_hash(base) == checkpoint.config_hash(base | {"log_interval": 99})
+    assert checkpoint.config_hash(base) != checkpoint.config_hash(base | {"lr": 0.2})
