@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Evaluate a checkpoint on the test split, as in MindSpore ModelZoo:
+#
+#   bash scripts/run_eval.sh DATASET_PATH CHECKPOINT_PATH CONFIG_PATH
+#
+# Runs on DEVICE_ID (default 0) of DEVICE_TARGET (default Ascend; GPU or CPU also work) and
+# writes eval.json into the checkpoint's run directory. A thin wrapper over
+# `python -m wrn.eval`; its exit status is the evaluation's.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+usage() {
+    cat >&2 <<USAGE
+usage: bash $0 DATASET_PATH CHECKPOINT_PATH CONFIG_PATH
+  DATASET_PATH     dataset root holding test/ (and train/ unless the run's classes.json is found)
+  CHECKPOINT_PATH  checkpoint to evaluate (e.g. RUN_DIR/checkpoints/<name>.ckpt)
+  CONFIG_PATH      the training config (e.g. RUN_DIR/config.yaml)
+environment: DEVICE_TARGET=Ascend|GPU|CPU (default Ascend), DEVICE_ID (default 0), PYTHON
+USAGE
+    exit 2
+}
+[ $# -eq 3 ] || usage
+
+TARGET="${DEVICE_TARGET:-Ascend}"
+BACKEND="$(backend_for "$TARGET")" || exit 2
+PY="$(find_python)" || exit 2
+export DEVICE_ID="${DEVICE_ID:-0}"
+exec "$PY" -m wrn.eval --config "$(abs_path "$3")" --ckpt "$(abs_path "$2")" \
+    --set "data_path=$(abs_path "$1")" --set "device_target=$(device_target_for "$BACKEND")"
