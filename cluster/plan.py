@@ -28,7 +28,8 @@ from typing import Any, Mapping, Sequence
 
 from cluster.devices import BACKENDS, backend_label, format_ids
 from cluster.errors import PlanError
-from cluster.ranktable import TableDevice, TableServer, build_rank_table, rank_table_text
+from cluster.ranktable import RankTable, TableDevice, TableServer, build_rank_table, \
+    rank_table_text
 
 #: Variables that would confuse a worker of the *other* launch style if inherited from the
 #: caller's shell (e.g. a leftover MS_ROLE from an msrun session): removed from its environment.
@@ -127,7 +128,14 @@ class PlanRequest:
     ``worker_cmd`` is the worker command without its arguments (the plan appends
     ``--config <run_dir>/config.yaml --output-dir <run_dir>``); ``scheduler_cmd`` None starts
     no scheduler even on CPU/GPU. ``device_ips`` maps host -> device id -> RoCE IP (Ascend).
-    ``extra_env`` is added to every process (e.g. PYTHONPATH).
+    ``extra_env`` is added to every process (e.g. PYTHONPATH). ``worker_args`` are appended
+    to every worker's argv (e.g. ``--resume-from DIR``).
+
+    ``rank_table`` (``--rank-table``): the launch runs this host's share of that table: the
+    single node is server ``table_server`` of the table, its ranks and device ids are the
+    table's, and RANK_SIZE / MS_WORKER_NUM are the table's total. On CPU/GPU the scheduler runs
+    on the server holding rank 0 (its ``server_id``, or this host's address for a one-server
+    table) and is started only by that server's launch.
     """
 
     backend: str
@@ -142,8 +150,24 @@ class PlanRequest:
     verbose_mindspore: bool = False
     device_ips: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    worker_args: tuple[str, ...] = ()
+    rank_table: RankTable | None = None
+    table_server: int = 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "worker_args", tuple(self.worker_args))
+        if self.rank_table is not None:
+            servers = self.rank_table.servers
+            if not 0 <= self.table_server < len(servers):
+                raise PlanError(f"rank table: no server {self.table_server} (it has {len(servers)})")
+            if len(self.nodes) != 1:
+                raise PlanError("a launch from a rank table runs one host's share of it; give "
+                                "exactly one node")
+            want = servers[self.table_server].device_ids
+            if tuple(self.nodes[0].device_ids) != want:
+                raise PlanError(f"host {self.nodes[0].host}: devices {list(self.nodes[0].device_ids)} "
+                                f"differ from the rank table's {list(want)} for server "
+                                f"{servers[self.table_server].server_id}")
         if self.backend not in BACKENDS:
             raise PlanError(f"unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
         if not self.nodes:
@@ -170,14 +194,25 @@ class PlanRequest:
                                     f"{format_ids(missing)} (needed for the rank table)")
 
     @property
+    def world_size(self) -> int:
+        """Ranks in the whole job: the rank table's total, else every node's devices."""
+        if self.rank_table is not None:
+            return self.rank_table.world_size
+        return sum(len(n.device_ids) for n in self.nodes)
+
+    @property
     def uses_scheduler(self) -> bool:
         """True for a CPU/GPU dynamic cluster, i.e. more than one CPU/GPU worker."""
-        return self.backend != "ascend" and sum(len(n.device_ids) for n in self.nodes) > 1
+        return self.backend != "ascend" and self.world_size > 1
 
 
 @dataclass(frozen=True)
 class LaunchPlan:
-    """The result: ranks, processes (scheduler first), the rank table text, and warnings."""
+    """The result: ranks, processes (scheduler first), the rank table text, and warnings.
+
+    ``total_ranks`` is set when the plan runs only part of a bigger job (this host's share of
+    a rank table): its ranks are then one contiguous block inside 0..total_ranks-1.
+    """
 
     backend: str
     run_dir: str
@@ -186,21 +221,27 @@ class LaunchPlan:
     scheduler: tuple[str, int] | None = None
     rank_table: str | None = None
     warnings: tuple[str, ...] = ()
+    total_ranks: int | None = None
 
     def __post_init__(self) -> None:
-        if [r.rank for r in self.ranks] != list(range(len(self.ranks))):
+        first = self.ranks[0].rank if self.ranks and self.total_ranks is not None else 0
+        numbers = [r.rank for r in self.ranks]
+        if numbers != list(range(first, first + len(numbers))):
             raise PlanError("ranks must be numbered 0..N-1 in order")
+        if self.total_ranks is not None and first + len(numbers) > self.total_ranks:
+            raise PlanError(f"ranks {first}..{first + len(numbers) - 1} do not fit a job of "
+                            f"{self.total_ranks}")
         names = [p.name for p in self.processes]
         if len(set(names)) != len(names):
             raise PlanError(f"process names repeat: {names}")
         workers = [p.rank for p in self.processes if p.role == "worker"]
-        if sorted(workers) != list(range(len(self.ranks))):
+        if sorted(workers) != numbers:
             raise PlanError("every rank needs exactly one worker process")
 
     @property
     def world_size(self) -> int:
-        """Number of training processes."""
-        return len(self.ranks)
+        """Number of training processes in the whole job (here and on other hosts)."""
+        return self.total_ranks if self.total_ranks is not None else len(self.ranks)
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -231,12 +272,14 @@ class LaunchPlan:
         }
 
 
-def assign_ranks(nodes: Sequence[Node]) -> tuple[RankInfo, ...]:
-    """Number ranks host by host (contiguous per host), devices in the order given."""
+def assign_ranks(nodes: Sequence[Node], first_rank: int = 0,
+                 first_node: int = 0) -> tuple[RankInfo, ...]:
+    """Number ranks host by host (contiguous per host), devices in the order given, starting
+    at ``first_rank`` on node ``first_node`` (both 0 unless planning a share of a rank table)."""
     ranks: list[RankInfo] = []
-    for node_rank, node in enumerate(nodes):
+    for node_rank, node in enumerate(nodes, first_node):
         for local_rank, device in enumerate(node.device_ids):
-            ranks.append(RankInfo(len(ranks), local_rank, node_rank, device, node.host))
+            ranks.append(RankInfo(first_rank + len(ranks), local_rank, node_rank, device, node.host))
     return tuple(ranks)
 
 
@@ -274,11 +317,17 @@ def _oversubscription(node: Node, threads: int, backend: str, overridden: bool) 
 
 def make_plan(req: PlanRequest) -> LaunchPlan:
     """Compute the launch plan for ``req`` (pure: reads nothing, starts nothing)."""
-    ranks = assign_ranks(req.nodes)
-    world = len(ranks)
+    table = req.rank_table
+    if table is not None:
+        ranks = assign_ranks(req.nodes, table.first_rank(req.table_server),
+                             table.node_rank(req.table_server))
+    else:
+        ranks = assign_ranks(req.nodes)
+    world = req.world_size
     run_dir = req.run_dir
     config_path = os.path.join(run_dir, CONFIG_NAME)
-    worker_argv = tuple(req.worker_cmd) + ("--config", config_path, "--output-dir", run_dir)
+    worker_argv = tuple(req.worker_cmd) + ("--config", config_path, "--output-dir", run_dir) \
+        + req.worker_args
     common = dict(req.extra_env)
     common.update({"PYTHONUNBUFFERED": "1", "WRN_RUN_DIR": run_dir})
     if not req.verbose_mindspore:
@@ -290,21 +339,29 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
 
     if req.backend == "ascend":
         table_path = os.path.join(run_dir, RANK_TABLE_NAME)
-        servers = [TableServer(node.address, tuple(
-            TableDevice(r.device_id, req.device_ips[node.host][r.device_id], r.rank)
-            for r in ranks if r.host == node.host)) for node in req.nodes]
-        rank_table = rank_table_text(build_rank_table(servers))
+        if table is not None:
+            rank_table = table.text()
+        else:
+            servers = [TableServer(node.address, tuple(
+                TableDevice(r.device_id, req.device_ips[node.host][r.device_id], r.rank)
+                for r in ranks if r.host == node.host)) for node in req.nodes]
+            rank_table = rank_table_text(build_rank_table(servers))
         launch_env = {"RANK_TABLE_FILE": table_path}
         unset = DYNAMIC_CLUSTER_VARS
     elif not req.uses_scheduler:
         launch_env = {}
         unset = DYNAMIC_CLUSTER_VARS + RANK_TABLE_VARS
     else:
-        scheduler = (req.nodes[0].address, int(req.sched_port))
+        sched_host, sched_here = req.nodes[0].address, True
+        if table is not None and len(table.servers) > 1:
+            # the scheduler lives with rank 0; only that server's launch starts it
+            holder = min(range(len(table.servers)), key=table.first_rank)
+            sched_host, sched_here = table.servers[holder].server_id, holder == req.table_server
+        scheduler = (sched_host, int(req.sched_port))
         launch_env = {"MS_SCHED_HOST": scheduler[0], "MS_SCHED_PORT": str(scheduler[1]),
                       "MS_WORKER_NUM": str(world)}
         unset = RANK_TABLE_VARS
-        if req.scheduler_cmd is not None:
+        if req.scheduler_cmd is not None and sched_here:
             processes.append(ProcessSpec(
                 name=SCHEDULER_NAME, role="scheduler", host=req.nodes[0].host, rank=None,
                 argv=tuple(req.scheduler_cmd), cwd=req.cwd, log=f"{LOG_DIR}/scheduler.log",
@@ -329,6 +386,9 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
                 env=env, cwd=req.cwd, log=f"{LOG_DIR}/{r.host}-rank{r.rank}.log", cpus=cpus,
                 unset=unset, threads=threads))
 
+    if table is not None and rank_table is None:
+        rank_table = table.text()  # kept in the run directory as a record (workers do not read it)
     return LaunchPlan(backend=req.backend, run_dir=run_dir, ranks=ranks,
                       processes=tuple(processes), scheduler=scheduler, rank_table=rank_table,
-                      warnings=tuple(warnings))
+                      warnings=tuple(warnings),
+                      total_ranks=world if table is not None else None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 import os
 import platform
 import socket
@@ -30,11 +31,12 @@ from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, format
     list_devices, parse_devices
 from cluster.errors import PlanError
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node, PlanRequest, make_plan
-from cluster.ranktable import DEFAULT_HCCN_CONF, device_ips, read_hccn_conf
+from cluster.ranktable import DEFAULT_HCCN_CONF, RankTable, device_ips, find_local_server, \
+    hccl_timeout_env, local_ips, read_hccn_conf, read_table
 from launcher.ports import DEFAULT_PORT_RANGE, PortReservation, reserve_port
 from launcher.progress import RunSummary
 from launcher.render import Renderer, make_renderer
-from launcher.rundir import RunFiles, check_run_dir, check_run_name, create_run_dir, default_run_dir
+from launcher.rundir import RUN_JSON, RunFiles, check_run_dir, check_run_name, create_run_dir, default_run_dir
 from launcher.supervisor import Supervisor, SupervisorOptions
 from launcher.transport import LocalTransport, python_path
 from wrn.config import ConfigError, TrainConfig, dump_config, load_config
@@ -53,7 +55,7 @@ class LaunchError(Exception):
 class LaunchOptions:
     """Everything ``launch`` accepts; mirrors the ``wrn-launch`` flags."""
 
-    devices: str = "1"
+    devices: str | None = None
     config: str | None = None
     overrides: tuple[str, ...] = ()
     backend: str = "auto"
@@ -77,6 +79,15 @@ class LaunchOptions:
     start_scheduler: bool = True
     dev_dir: str = "/dev"
     command: tuple[str, ...] = ()
+    resume: str | None = None
+    resume_ckpt: str | None = None
+    pretrained: str | None = None
+    force: bool = False
+    max_restarts: int = 0
+    rank_table: str | None = None
+    server_ip: str | None = None
+    hccl_connect_timeout: int | None = None
+    hccl_exec_timeout: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("overrides", "worker_cmd", "scheduler_cmd", "command", "port_range"):
@@ -85,8 +96,19 @@ class LaunchOptions:
                 object.__setattr__(self, name, tuple(value))
         if self.backend not in BACKEND_CHOICES:
             raise LaunchError(f"--backend {self.backend!r}: choose one of {', '.join(BACKEND_CHOICES)}")
+        if self.server_ip is not None and self.rank_table is None:
+            raise LaunchError(f"--server-ip {self.server_ip} picks this host's server in a rank "
+                              f"table; use it together with --rank-table FILE")
         if self.run_dir is not None and self.name is not None:
             raise LaunchError("--run-dir and --name both name the run directory; give only one")
+        if self.resume is not None and (self.run_dir is not None or self.name is not None):
+            raise LaunchError("--resume RUN_DIR continues that run in place; it cannot be combined "
+                              "with --run-dir or --name")
+        if self.resume is not None and self.resume_ckpt is not None:
+            raise LaunchError("--resume continues a run from its own newest checkpoint and "
+                              "--resume-ckpt starts a new run from a file; give only one")
+        if self.max_restarts < 0:
+            raise LaunchError(f"--max-restarts must be 0 or more, got {self.max_restarts}")
 
     def supervisor_options(self) -> SupervisorOptions:
         return SupervisorOptions(grace=self.grace, stall_timeout=self.stall_timeout,
@@ -109,10 +131,18 @@ class Prepared:
     warnings: tuple[str, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
     port: PortReservation | None = None
+    previous: dict[str, Any] = field(default_factory=dict)
 
-    def plan_for(self, run_dir: Path) -> LaunchPlan:
-        """The same plan for another run directory (a default name that was taken meanwhile)."""
-        plan = make_plan(dataclasses.replace(self.request, run_dir=str(run_dir)))
+    def plan_for(self, run_dir: Path, attempt: int = 0) -> LaunchPlan:
+        """The same plan for another run directory (a default name that was taken meanwhile)
+        or for a restart (``attempt`` > 0: a fresh scheduler port, resume flags)."""
+        changes: dict[str, Any] = {"run_dir": str(run_dir),
+                                   "worker_args": _worker_args(self.options, run_dir, attempt)}
+        if attempt > 0 and self.request.sched_port is not None:
+            self.release()
+            self.port = reserve_port(None, self.options.port_range)
+            changes["sched_port"] = self.port.port
+        plan = make_plan(dataclasses.replace(self.request, **changes))
         return dataclasses.replace(plan, warnings=self.warnings + plan.warnings)
 
     def release(self) -> None:
@@ -184,7 +214,61 @@ def _resolve_backend(opts: LaunchOptions, cfg: TrainConfig) -> tuple[str, str]:
         return opts.backend, "--backend"
     if wanted != "auto":
         return {v: k for k, v in DEVICE_TARGET.items()}[wanted], "device_target in the config"
+    if opts.rank_table is not None:
+        return "ascend", "--rank-table"  # an HCCL table means Ascend unless told otherwise
     return detect_backend(opts.dev_dir), "detected"
+
+
+def _rank_table_share(opts: LaunchOptions) -> tuple[RankTable, int]:
+    """Read ``--rank-table`` (every problem reported at once) and find this host's server in
+    it: ``--server-ip``, else this host's addresses, else the device IPs of its hccn.conf."""
+    table = read_table(opts.rank_table)
+    conf = None
+    if opts.server_ip is None:
+        try:
+            conf = read_hccn_conf(opts.hccn_conf)
+        except PlanError:
+            conf = None  # a broken hccn.conf only matters if the table's IPs do not match
+    index = find_local_server(table, server_ip=opts.server_ip, host_ips=local_ips(),
+                              hccn_ips=conf, hccn_source=opts.hccn_conf)
+    return table, index
+
+
+def _table_scheduler_port(opts: LaunchOptions, table: RankTable,
+                          index: int) -> tuple[PortReservation | None, str]:
+    """CPU/GPU run of a rank table: (scheduler port, this host's address).
+
+    One server: like ``--devices``, a free port on 127.0.0.1. Several servers: every server's
+    launch must name the same ``--port``; the server holding rank 0 starts the scheduler there
+    (its port is checked and held), the others only connect to it.
+    """
+    server = table.servers[index]
+    if len(table.servers) == 1:
+        port = reserve_port(opts.port, opts.port_range) if table.world_size > 1 else None
+        return port, "127.0.0.1"
+    if opts.port is None:
+        raise LaunchError(f"--rank-table {opts.rank_table} lists {len(table.servers)} servers: on "
+                          f"CPU/GPU their workers meet at one scheduler on the server with rank 0, "
+                          f"so pass the same --port P to the launch on every server")
+    if table.first_rank(index) == 0:
+        return reserve_port(opts.port, opts.port_range), server.server_id
+    return PortReservation(opts.port), server.server_id  # the scheduler is elsewhere: hold nothing
+
+
+def _table_devices(table: RankTable, index: int, available: list[int] | None, backend: str,
+                   source: str) -> tuple[int, ...]:
+    """This server's device ids from the table, checked against the devices this host has."""
+    server = table.servers[index]
+    if available is not None:
+        missing = [d for d in server.device_ids if d not in available]
+        if missing:
+            label = backend_label(backend)
+            raise LaunchError(f"rank table {source}: server {server.server_id} lists {label} "
+                              f"device(s) {format_ids(missing)}, but this host has "
+                              f"{format_ids(available) or 'none'}; fix the table (wrn-launch "
+                              f"ranktable --devices ... writes one for this host) or run on the "
+                              f"server it describes")
+    return server.device_ids
 
 
 def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str]) -> None:
@@ -212,9 +296,63 @@ def prepare(opts: LaunchOptions) -> Prepared:
         raise LaunchError(str(exc)) from None
 
 
+def _resume_source(opts: LaunchOptions) -> tuple[Path | None, dict[str, Any]]:
+    """The run directory to resume and its run.json (empty when not resuming)."""
+    if opts.resume is None:
+        return None, {}
+    run_dir = Path(opts.resume).expanduser().resolve()
+    try:
+        previous = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LaunchError(f"--resume {opts.resume}: {run_dir / RUN_JSON} does not exist, so this is "
+                          f"not a run directory; pass a directory made by wrn-launch (see runs/)") from None
+    except (OSError, ValueError) as exc:
+        raise LaunchError(f"--resume {opts.resume}: {run_dir / RUN_JSON} cannot be read ({exc}); "
+                          f"the run directory is damaged") from None
+    if previous.get("status") == "running":
+        raise LaunchError(f"--resume {opts.resume}: run.json says the run is still running; stop it "
+                          f"first (or, if its launcher was killed, check that none of the pids in "
+                          f"run.json is alive and set \"status\" to \"failed\")")
+    return run_dir, previous
+
+
+def _check_same_maths(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse, before anything starts, a resume whose config changes the maths of the run."""
+    from wrn.checkpoint import MATH_FIELDS, config_hash
+
+    try:
+        latest = json.loads((run_dir / "checkpoints" / "latest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no checkpoint yet: the run starts from scratch
+    saved = latest.get("config_hash")
+    if saved and saved != config_hash(cfg.to_dict()):
+        raise LaunchError(f"--resume {run_dir}: the config differs from the one its checkpoints "
+                          f"were trained with in fields that change the maths (any of "
+                          f"{', '.join(MATH_FIELDS)}); drop those --set overrides, or add --force "
+                          f"to continue with the new values anyway")
+
+
 def _prepare(opts: LaunchOptions) -> Prepared:
     sup = opts.supervisor_options()  # validates the timings
-    cfg = load_config(opts.config, opts.overrides)
+    if opts.rank_table is not None and opts.devices is not None:
+        raise LaunchError(f"--rank-table {opts.rank_table} already says which devices this host "
+                          f"runs; drop --devices {opts.devices}")
+    resume_dir, previous = _resume_source(opts)
+    for flag, path in (("--resume-ckpt", opts.resume_ckpt), ("--pretrained", opts.pretrained)):
+        if path and not Path(path).is_file():
+            raise LaunchError(f"{flag} {path}: no such checkpoint file; pass the path of a .ckpt "
+                              f"file (e.g. RUN_DIR/checkpoints/<name>.ckpt)")
+    config_path = opts.config
+    if resume_dir is not None and config_path is None:
+        config_path = str(resume_dir / CONFIG_NAME)
+    cfg = load_config(config_path, opts.overrides)
+    if resume_dir is not None and not opts.force:
+        _check_same_maths(resume_dir, cfg)
+    if resume_dir is not None and opts.devices is None:
+        devices = str((previous.get("plan") or {}).get("world_size") or 1)
+    else:
+        devices = opts.devices or "1"
+    opts = dataclasses.replace(opts, devices=devices, config=config_path)
     backend, how = _resolve_backend(opts, cfg)
     wanted = parse_devices(opts.devices)
     warnings: list[str] = []
@@ -229,12 +367,18 @@ def _prepare(opts: LaunchOptions) -> Prepared:
         warnings.append(f"this host has no {label} devices; the plan uses the device ids as asked "
                         f"(dry run)")
         available = None
-    device_ids = wanted.resolve(available, backend)
+    share = _rank_table_share(opts) if opts.rank_table else None
+    if share is not None:
+        device_ids = _table_devices(*share, available, backend, opts.rank_table)
+    else:
+        device_ids = wanted.resolve(available, backend)
     cfg = cfg.replace(device_target=DEVICE_TARGET[backend])
     _check_data(cfg, opts.dry_run, warnings)
 
-    explicit = opts.run_dir is not None
-    if explicit:
+    explicit = opts.run_dir is not None or resume_dir is not None
+    if resume_dir is not None:
+        run_dir = resume_dir
+    elif explicit:
         run_dir = Path(opts.run_dir).expanduser().resolve()
         check_run_dir(run_dir)
     else:
@@ -243,11 +387,24 @@ def _prepare(opts: LaunchOptions) -> Prepared:
     host = local_host_name()
     ips: dict[str, dict[int, str]] = {}
     port = None
+    hccl_env: dict[str, str] = {}
     if backend == "ascend":
+        hccl_env, hccl_warnings = hccl_timeout_env(opts.hccl_connect_timeout, opts.hccl_exec_timeout)
+        warnings += hccl_warnings
+    elif opts.hccl_connect_timeout is not None or opts.hccl_exec_timeout is not None:
+        warnings.append(f"--hccl-connect-timeout / --hccl-exec-timeout only apply to Ascend; "
+                        f"ignored on {label}")
+    if backend == "ascend" and share is not None:
+        server = share[0].servers[share[1]]
+        ips[host] = {d.device_id: d.device_ip for d in server.devices}
+        address = server.server_id
+    elif backend == "ascend":
         conf = read_hccn_conf(opts.hccn_conf)
         ips[host], ip_warnings = device_ips(device_ids, conf, opts.hccn_conf, opts.dry_run)
         warnings += ip_warnings
         address = local_address()
+    elif share is not None:
+        port, address = _table_scheduler_port(opts, *share)
     else:
         if len(device_ids) > 1:  # a single CPU/GPU worker runs standalone, without a scheduler
             port = reserve_port(opts.port, opts.port_range)
@@ -263,7 +420,9 @@ def _prepare(opts: LaunchOptions) -> Prepared:
             cwd=os.getcwd(), worker_cmd=worker_cmd, scheduler_cmd=scheduler_cmd,
             sched_port=port.port if port else None, threads_per_worker=opts.threads_per_worker,
             bind_cores=opts.bind_cores, verbose_mindspore=opts.verbose_mindspore, device_ips=ips,
-            extra_env={"PYTHONPATH": python_path(os.environ.get("PYTHONPATH"))})
+            extra_env={"PYTHONPATH": python_path(os.environ.get("PYTHONPATH")), **hccl_env},
+            worker_args=_worker_args(opts, run_dir, attempt=0),
+            rank_table=share[0] if share else None, table_server=share[1] if share else 0)
         plan = make_plan(request)
     except BaseException:
         if port is not None:
@@ -275,7 +434,64 @@ def _prepare(opts: LaunchOptions) -> Prepared:
              "config": f"{opts.config or 'configs/default.yaml'} -> {run_dir / CONFIG_NAME}",
              "grace": f"{sup.grace:g} s, stall warning {sup.stall_timeout:g} s, stall kill "
                       f"{sup.stall_kill:g} s, startup {sup.startup_timeout:g} s"}
-    return Prepared(opts, cfg, plan, run_dir, explicit, request, tuple(warnings), notes, port)
+    if resume_dir is not None:
+        notes["resume"] = f"continuing {resume_dir} from its newest valid checkpoint"
+    if share is not None:
+        table, index = share
+        first = table.first_rank(index)
+        notes["rank table"] = (f"{opts.rank_table}: this host is server "
+                               f"{table.servers[index].server_id} ({index + 1} of "
+                               f"{len(table.servers)}), ranks {first}-{first + len(device_ids) - 1} "
+                               f"of {table.world_size}")
+    if opts.max_restarts:
+        notes["restarts"] = f"up to {opts.max_restarts}, each from the newest valid checkpoint"
+    return Prepared(opts, cfg, plan, run_dir, explicit, request, tuple(warnings), notes, port,
+                    previous)
+
+
+def _failure_reason(summary: RunSummary) -> str:
+    cause = summary.root_cause
+    if cause is None:
+        return summary.note or "a worker failed"
+    return f"{cause.who} on {cause.host}: {cause.reason}"
+
+
+def _attempt_record(run_json: dict[str, Any], number: int, outcome: str,
+                    reason: str | None = None) -> dict[str, Any]:
+    """What run.json keeps of an earlier attempt: times, status, processes, root cause."""
+    keep = ("status", "start_time", "end_time", "exit_code", "processes", "root_cause", "summary")
+    record = {"attempt": number, "outcome": outcome, "logs": f"logs/attempt-{number}"}
+    record.update({k: run_json.get(k) for k in keep if k in run_json})
+    if reason:
+        record["restart_reason"] = reason
+    return record
+
+
+def _archive_logs(run_dir: Path, number: int) -> None:
+    """Move the logs of attempt ``number`` to logs/attempt-<number>/ (kept, never overwritten)."""
+    logs = run_dir / "logs"
+    if not logs.is_dir():
+        return
+    target = logs / f"attempt-{number}"
+    target.mkdir(exist_ok=True)
+    for item in logs.iterdir():
+        if item.is_file():
+            os.replace(item, target / item.name)
+
+
+def _worker_args(opts: LaunchOptions, run_dir: Path, attempt: int) -> tuple[str, ...]:
+    """Worker flags for an attempt: the first starts from --resume-ckpt/--pretrained (or, for
+    --resume, from the run's checkpoints); a restart continues from the newest valid one."""
+    args: list[str] = []
+    if attempt > 0 or opts.resume is not None:
+        args += ["--resume-from", str(run_dir / "checkpoints")]
+    elif opts.resume_ckpt:
+        args += ["--resume-ckpt", str(Path(opts.resume_ckpt).resolve())]
+    if opts.pretrained and attempt == 0 and opts.resume is None:
+        args += ["--pretrained", str(Path(opts.pretrained).resolve())]
+    if opts.force:
+        args.append("--force")
+    return tuple(args)
 
 
 def launch(options: LaunchOptions | None = None, *, renderer: Renderer | None = None,
@@ -296,8 +512,10 @@ def launch(options: LaunchOptions | None = None, *, renderer: Renderer | None = 
         if opts.dry_run:
             ui.show_plan(plan, prepared.notes)
             return LaunchResult(0, "dry-run", str(prepared.run_dir), plan)
+        resuming = opts.resume is not None
         try:
-            run_dir = create_run_dir(prepared.run_dir, prepared.explicit_run_dir)
+            run_dir = prepared.run_dir if resuming else create_run_dir(prepared.run_dir,
+                                                                       prepared.explicit_run_dir)
         except PlanError as exc:
             raise LaunchError(str(exc)) from None
         except OSError as exc:
@@ -308,17 +526,37 @@ def launch(options: LaunchOptions | None = None, *, renderer: Renderer | None = 
         dump_config(prepared.config, run_dir / CONFIG_NAME)
         if plan.rank_table:
             (run_dir / RANK_TABLE_NAME).write_text(plan.rank_table, encoding="utf-8")
-        run_info = {"format": 1, "command": list(opts.command) or None, "cwd": os.getcwd(),
-                    "versions": versions(), "backend": plan.backend, "plan": plan.to_dict(),
-                    "config": str(run_dir / CONFIG_NAME),
-                    "rank_table": str(run_dir / RANK_TABLE_NAME) if plan.rank_table else None}
-        files = RunFiles(run_dir)
+        attempts: list[dict[str, Any]] = list(prepared.previous.get("attempts") or [])
+        if resuming:
+            attempts.append(_attempt_record(prepared.previous, len(attempts) + 1, "ended"))
+            _archive_logs(run_dir, len(attempts))
         try:
-            supervisor = Supervisor(plan, files, ui, LocalTransport(), opts.supervisor_options(),
-                                    run_info, prepared.notes)
-            summary = supervisor.run()
+            restarts = 0
+            while True:
+                run_info = {"format": 1, "command": list(opts.command) or None, "cwd": os.getcwd(),
+                            "versions": versions(), "backend": plan.backend, "plan": plan.to_dict(),
+                            "config": str(run_dir / CONFIG_NAME),
+                            "rank_table": str(run_dir / RANK_TABLE_NAME) if plan.rank_table else None,
+                            "attempt": len(attempts) + 1, "attempts": attempts,
+                            "max_restarts": opts.max_restarts}
+                files = RunFiles(run_dir)
+                try:
+                    supervisor = Supervisor(plan, files, ui, LocalTransport(),
+                                            opts.supervisor_options(), run_info, prepared.notes)
+                    summary = supervisor.run()
+                finally:
+                    files.close()
+                if summary.status != "failed" or restarts >= opts.max_restarts:
+                    break
+                restarts += 1
+                reason = _failure_reason(summary)
+                attempts.append(_attempt_record(json.loads((run_dir / RUN_JSON).read_text("utf-8")),
+                                                len(attempts) + 1, "restarted", reason))
+                _archive_logs(run_dir, len(attempts))
+                ui.message("warning", f"restart {restarts} of {opts.max_restarts} from the newest "
+                                      f"valid checkpoint: {reason}")
+                plan = prepared.plan_for(run_dir, attempt=len(attempts))
         finally:
-            files.close()
             ui.close()
         return LaunchResult(summary.exit_code, summary.status, str(run_dir), plan, summary)
     finally:

@@ -3,6 +3,11 @@
     wrn-launch --devices 8 [--config FILE] [--set k=v ...] [--key=value ...]
                [--backend auto|ascend|gpu|cpu] [--run-dir DIR | --name NAME] [--dry-run] ...
     wrn-launch model NAME [--num-classes N] [--image-size S]
+    wrn-launch runs [DIR] | report RUN_DIR | logs RUN_DIR [--rank K] [--follow]
+    wrn-launch --rank-table FILE [--server-ip IP] [--hccl-connect-timeout S] ...
+    wrn-launch ranktable --devices 0-7 [--hccn-conf FILE] [--server-ip IP] [-o FILE]
+    wrn-launch ranktable merge A.json B.json [-o C.json] | ranktable check FILE
+    wrn-launch export CKPT --format MINDIR|ONNX|AIR [--config FILE] [-o OUT] [--verify]
 
 Exit status: 0 success, 1 a worker failed, 2 bad input (one message, nothing started),
 128+N interrupted by signal N (130 Ctrl-C, 143 SIGTERM).
@@ -37,6 +42,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _whole_seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds cannot be negative")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -52,13 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     from launcher.ports import DEFAULT_PORT_RANGE
     p = _Parser(prog=PROG, description="Train a Wide ResNet data-parallel on N devices of this "
                 "host: plan, start and supervise one MindSpore worker per device.",
-                epilog=f"subcommands: {PROG} model NAME (print a model summary). Config keys can "
+                epilog=f"subcommands: {PROG} model NAME (print a model summary), {PROG} runs [DIR] "
+                f"(list runs), {PROG} report RUN_DIR (summary, curves, plot), {PROG} logs RUN_DIR "
+                f"[--rank K] [--follow], {PROG} ranktable [merge|check] (HCCL rank tables), "
+                f"{PROG} export CKPT --format MINDIR|ONNX|AIR. Config keys can "
                 "also be given ModelZoo style as --key=value. Exit status: 0 succeeded, 1 a process "
                 "of the run failed, 2 bad input (nothing started), 130/143 interrupted by "
                 "Ctrl-C/SIGTERM. Everything about a run is in its run directory (run.json, logs/, "
                 "metrics.jsonl).")
-    p.add_argument("--devices", default="1", metavar="N|IDS",
-                   help="a count (8) or device ids (0-3,6); default 1. CPU devices are logical")
+    p.add_argument("--devices", default=None, metavar="N|IDS",
+                   help="a count (8) or device ids (0-3,6); default 1 (with --resume: the run's "
+                        "own count). CPU devices are logical")
     p.add_argument("--config", metavar="FILE", help="training config YAML (default: configs/default.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
@@ -70,7 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default name: the config's checkpoint_name)")
     p.add_argument("--runs-root", default="runs", metavar="DIR", help="where default run directories go")
     p.add_argument("--dry-run", action="store_true", help="print the plan and start nothing")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue that run in place from its newest "
+                   "valid checkpoint (a new attempt; earlier logs are kept)")
+    p.add_argument("--resume-ckpt", metavar="FILE", help="start a new run from this checkpoint "
+                   "(weights, momentum, LR position, epoch/step; ModelZoo RESUME_CKPT)")
+    p.add_argument("--pretrained", metavar="CKPT", help="initialise the weights from CKPT for "
+                   "transfer learning (the classifier is dropped when the class count differs)")
+    p.add_argument("--force", action="store_true", help="resume even when the config differs in "
+                   "fields that change the maths")
+    p.add_argument("--max-restarts", type=int, default=0, metavar="K", help="when a run fails, "
+                   "restart all workers from the newest valid checkpoint, up to K times")
     p.add_argument("--plain", action="store_true", help="timestamped lines even on a terminal")
+    p.add_argument("--json", action="store_true", help="stream every event as one JSON object per "
+                   "line on stdout (worker events as in metrics.jsonl; the launcher's own records "
+                   "have \"source\": \"launcher\")")
     p.add_argument("--grace", type=_seconds, default=3.0, metavar="S",
                    help="seconds between SIGTERM and SIGKILL when stopping (default 3)")
     p.add_argument("--threads-per-worker", type=_positive_int, metavar="N",
@@ -86,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--stall-timeout before a worker's first event (default 600)")
     p.add_argument("--hccn-conf", default="/etc/hccn.conf", metavar="FILE",
                    help="Ascend device IPs (address_<n>=ip lines) for the rank table")
+    p.add_argument("--rank-table", metavar="FILE", help="launch this host's ranks of an HCCL "
+                   "rank table (hccl_tools/merge_hccl format): RANK_SIZE is the table's total, "
+                   "RANK_ID/DEVICE_ID come from it; implies --backend ascend unless given (with "
+                   "--backend cpu the same table drives a CPU run of the same world size)")
+    p.add_argument("--server-ip", metavar="IP", help="which server of --rank-table this host is "
+                   "(default: matched by this host's addresses, then by its hccn.conf device IPs)")
+    p.add_argument("--hccl-connect-timeout", type=_whole_seconds, metavar="S",
+                   help="HCCL_CONNECT_TIMEOUT for Ascend workers, 120-7200 (default: the "
+                   "environment's, else 120)")
+    p.add_argument("--hccl-exec-timeout", type=_whole_seconds, metavar="S",
+                   help="HCCL_EXEC_TIMEOUT for Ascend workers (default: the environment's, else 1836)")
     p.add_argument("--port", type=int, metavar="P", help="scheduler port (default: a free one)")
     p.add_argument("--port-range", default=f"{DEFAULT_PORT_RANGE[0]}-{DEFAULT_PORT_RANGE[1]}",
                    metavar="LO-HI", help="where a free scheduler port is looked for")
@@ -113,6 +156,140 @@ def _model_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def _ranktable_command(argv: Sequence[str]) -> int:
+    """``wrn-launch ranktable [--devices ...] | merge A B -o C | check FILE``."""
+    from cluster import ranktable as rt
+    from cluster.devices import parse_devices
+    from cluster.errors import PlanError
+
+    sub = argv[0] if argv and argv[0] in ("merge", "check") else None
+    name = f"{PROG} ranktable" + (f" {sub}" if sub else "")
+    if sub == "check":
+        p = _Parser(prog=name, description="Validate a rank table (hccl_tools or merge_hccl "
+                    "style): every problem with its JSON path and fix. Exit 0 valid, 2 not.")
+        p.add_argument("file", help="rank table JSON")
+        args = p.parse_args(argv[1:])
+        try:
+            data = rt.load_table_json(args.file)
+        except rt.RankTableError as exc:
+            print(f"{args.file}: {exc.problems[0]}", file=sys.stderr)
+            return 2
+        problems, notes = rt.check_table(data)
+        if problems:
+            for problem in problems:
+                print(f"{args.file}: {problem}", file=sys.stderr)
+            print(f"{name}: {args.file} has {len(problems)} problem(s)", file=sys.stderr)
+            return 2
+        try:
+            table = rt.table_from_data(data, args.file)
+        except PlanError as exc:
+            print(f"{name}: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.file}: ok: version {rt.RANK_TABLE_VERSION}, {len(table.servers)} server(s), "
+              f"{table.world_size} rank(s)")
+        print("\n".join(f"  {line}" for line in table.describe().splitlines()))
+        for note in notes:
+            print(f"note: {note}")
+        return 0
+    if sub == "merge":
+        p = _Parser(prog=name, description="Merge the rank tables of several servers into one, in "
+                    "the order given; ranks are renumbered 0..N-1 server by server.")
+        p.add_argument("files", nargs="+", metavar="FILE", help="per-server rank tables, in order")
+        p.add_argument("-o", "--output", metavar="FILE",
+                       help="merged table (default: hccl_<servers>s_<ranks>p.json)")
+        args = p.parse_args(argv[1:])
+        tables, errors = [], []
+        for path in args.files:
+            try:
+                tables.append(rt.read_table(path, check_ranks=False))
+            except PlanError as exc:
+                errors.append(str(exc))
+        try:
+            if errors:
+                raise PlanError(" ".join(errors))
+            merged = rt.merge_tables(tables)
+        except PlanError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
+        return _write_table(name, merged, args.output or rt.default_merged_name(merged),
+                            f"{len(args.files)} table(s)")
+    p = _Parser(prog=name, description="Write an HCCL rank table (version 1.0) for devices of this "
+                "host; subcommands: merge FILE... -o FILE, check FILE.")
+    p.add_argument("--devices", default="8", metavar="N|IDS",
+                   help="a count (8: devices 0-7) or device ids (0-3); default 8")
+    p.add_argument("--hccn-conf", metavar="FILE", help="device IPs from this file's "
+                   "address_<n>=<ip> lines (default: hccn_tool -i <n> -ip -g, else /etc/hccn.conf)")
+    p.add_argument("--server-ip", metavar="IP", help="this host's IP, the table's server_id "
+                   "(default: the address of the default route)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="output file (default: hccl_<n>p_<ids>_<server ip>.json, as hccl_tools.py)")
+    args = p.parse_args(argv)
+    try:
+        req = parse_devices(args.devices)
+        ids = list(range(req.count)) if req.count is not None else list(req.ids)
+        server_ip = args.server_ip or rt.primary_ip()
+        ips, source = rt.gather_device_ips(ids, args.hccn_conf)
+        table = rt.generate_table(ids, ips, server_ip)
+    except PlanError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    if rt.is_loopback(server_ip):
+        print(f"warning: server_id {server_ip} is a loopback address: fine for this host alone, "
+              f"but a merge with other servers refuses it; pass --server-ip <this host's IP>")
+    return _write_table(name, table, args.output or rt.default_table_name(ids, server_ip),
+                        f"device IPs from {source}")
+
+
+def _write_table(name: str, table, output: str, origin: str) -> int:
+    import os
+    from pathlib import Path
+
+    path = Path(output)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(table.text(), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        print(f"{name}: error: cannot write {path}: {exc.strerror}; choose another path with -o",
+              file=sys.stderr)
+        return 2
+    print(f"wrote {path}: {len(table.servers)} server(s), {table.world_size} rank(s) ({origin})")
+    print("\n".join(f"  {line}" for line in table.describe().splitlines()))
+    return 0
+
+
+def _export_command(argv: Sequence[str]) -> int:
+    """``wrn-launch export CKPT --format MINDIR|ONNX|AIR [--config FILE] [-o OUT]``."""
+    from wrn.config import ConfigError
+
+    p = _Parser(prog=f"{PROG} export", description="Export a checkpoint for inference. The model "
+                "comes from the run's config.yaml (found next to RUN/checkpoints/) unless --config "
+                "is given. AIR needs an Ascend host.")
+    p.add_argument("ckpt", help="checkpoint file (.ckpt)")
+    p.add_argument("--format", "--file_format", dest="format", default="MINDIR",
+                   help="MINDIR (default), ONNX or AIR")
+    p.add_argument("--config", metavar="FILE", help="training config the checkpoint was made with")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable)")
+    p.add_argument("-o", "--output", "--file_name", dest="output", metavar="OUT",
+                   help="output file or folder (default: <checkpoint name>.<format> here)")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=_positive_int, default=1,
+                   help="batch dimension of the exported input (default 1)")
+    p.add_argument("--verify", action="store_true", help="reload the file and compare its "
+                   "predictions with the checkpoint's (ONNX: needs onnxruntime)")
+    args = p.parse_args(argv)
+    from wrn.export import describe, export_checkpoint
+    try:
+        result = export_checkpoint(args.ckpt, args.format, config=args.config,
+                                   overrides=tuple(args.overrides), output=args.output,
+                                   batch_size=args.batch_size, verify=args.verify)
+    except ConfigError as exc:
+        print(f"{PROG} export: error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(describe(result)))
+    return 0 if result.same_classes in (None, True) else 1
+
+
 def _launch_command(argv: Sequence[str]) -> int:
     from launcher.api import LaunchError, LaunchOptions, launch
     from launcher.ports import parse_port_range
@@ -138,8 +315,13 @@ def _launch_command(argv: Sequence[str]) -> int:
             port_range=parse_port_range(args.port_range),
             worker_cmd=tuple(shlex.split(args.worker_cmd)) if args.worker_cmd else None,
             scheduler_cmd=scheduler_cmd, start_scheduler=start_scheduler, dev_dir=args.dev_dir,
-            command=(PROG, *argv))
-        renderer = PlainRenderer(sys.stdout) if args.plain else make_renderer(sys.stdout)
+            command=(PROG, *argv), resume=args.resume, resume_ckpt=args.resume_ckpt,
+            pretrained=args.pretrained, force=args.force, max_restarts=args.max_restarts,
+            rank_table=args.rank_table, server_ip=args.server_ip,
+            hccl_connect_timeout=args.hccl_connect_timeout,
+            hccl_exec_timeout=args.hccl_exec_timeout)
+        renderer = make_renderer(sys.stdout, plain=args.plain, json_lines=args.json,
+                                 stall_after=args.stall_timeout)
         result = launch(options, renderer=renderer)
     except (LaunchError, PlanError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -154,6 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             if argv[0] == "model":
                 return _model_command(argv[1:])
+            if argv[0] == "ranktable":
+                return _ranktable_command(argv[1:])
+            if argv[0] == "export":
+                return _export_command(argv[1:])
+            if argv[0] in ("runs", "report", "logs"):  # reading run directories back
+                from importlib import import_module
+                return import_module(f"launcher.{argv[0]}").main(argv[1:])
             print(f"{PROG} {argv[0]}: not available in this version", file=sys.stderr)
             return 2
         return _launch_command(argv)

@@ -27,6 +27,10 @@ MATH_FIELDS = ("model", "num_classes", "image_size", "dropout", "batch_size", "e
                "crop_min_scale")
 
 META_KEYS = ("epoch", "step", "global_step", "world_size", "seed", "steps_per_epoch")
+#: Parameters recomputed from the config rather than restored: the per-step LR array's length
+#: depends on the world size (steps per epoch); the position in it is global_step.
+DERIVED = ("learning_rate",)
+
 #: Metadata is stored under prefixed names: the optimizer has a parameter called global_step.
 _META_PREFIX = "wrn_meta_"
 
@@ -164,16 +168,20 @@ def load(path: str | os.PathLike, cell) -> dict[str, Any]:
                 meta[name] = int(value.asnumpy())
             else:
                 meta[name] = value if isinstance(value, str) else str(value)
-    missing = [p.name for p in cell.get_parameters() if p.name not in params]
+    for name in DERIVED:
+        params.pop(name, None)
+    wanted = [p for p in cell.get_parameters() if p.name not in DERIVED]
+    missing = [p.name for p in wanted if p.name not in params]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise ValueError(f"checkpoint {path} is incomplete: {len(missing)} parameters missing "
                          f"({shown}); it was probably truncated or belongs to another model")
     wrong = [f"{p.name} {tuple(params[p.name].shape)} != {tuple(p.shape)}"
-             for p in cell.get_parameters() if tuple(params[p.name].shape) != tuple(p.shape)]
+             for p in wanted if tuple(params[p.name].shape) != tuple(p.shape)]
     if wrong:
         raise ValueError(f"checkpoint {path} does not fit this model: {'; '.join(wrong[:3])}")
     not_loaded, _ = ms.load_param_into_net(cell, params)
+    not_loaded = [name for name in not_loaded if name not in DERIVED]
     if not_loaded:
         raise ValueError(f"checkpoint {path}: {len(not_loaded)} parameters were not loaded "
                          f"({', '.join(not_loaded[:5])})")

@@ -163,6 +163,7 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     import numpy as np
 
     from wrn.lr import lr_schedule
+    from wrn.summary import open_summary
     from wrn.models import build_model, count_trainable
     from wrn.steps import amp_level_for, evaluate, make_loss, make_optimizer, make_train_step, \
         param_checksum, sync_batchnorm_stats
@@ -217,6 +218,13 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
 
     eval_ds, _ = data.eval_dataset(test_split, rank=rank, world=world, batch_size=cfg.batch_size,
                                    image_size=cfg.image_size, num_workers=num_workers)
+    summary = open_summary(output_dir, cfg.summary_base_dir, rank, host=_host())
+
+    def report(kind: str, **fields: Any) -> None:
+        """An event on stdout, and (rank 0) the same numbers as MindInsight summary records."""
+        events.emit(kind, rank, **fields)
+        summary.on_event(kind, **fields)
+
     events.emit("start", rank, world_size=world, model=cfg.model, params=count_trainable(net),
                 steps_per_epoch=steps_per_epoch, epochs=cfg.epoch_size, batch_size=cfg.batch_size,
                 device_target=device_target, amp_level=amp, host=_host(), pid=os.getpid(),
@@ -272,7 +280,7 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
             window_steps += 1
             if step % cfg.log_interval == 0 or step == steps_per_epoch:
                 now = time.time()
-                events.emit("step", rank, epoch=epoch, step=step, steps_per_epoch=steps_per_epoch,
+                report("step", epoch=epoch, step=step, steps_per_epoch=steps_per_epoch,
                             global_step=global_step, loss=round(float(loss.asnumpy()), 6),
                             lr=float(lr[min(global_step - 1, len(lr) - 1)]),
                             imgs_per_s=round(window_steps * cfg.batch_size / max(now - t_window, 1e-9), 2),
@@ -284,7 +292,7 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
         seconds = time.time() - t_epoch
         done = step - skip
         epoch_loss = float(np.mean([l.asnumpy() for l in losses])) if losses else float("nan")
-        events.emit("epoch_end", rank, epoch=epoch, loss=round(epoch_loss, 6),
+        report("epoch_end", epoch=epoch, loss=round(epoch_loss, 6),
                     seconds=round(seconds, 3), steps=done,
                     imgs_per_s=round(done * cfg.batch_size / max(seconds, 1e-9), 2),
                     data_wait_s=round(wait / max(done, 1), 5))
@@ -297,16 +305,17 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
             sync_batchnorm_stats(net, world)  # the evaluated model is the same on every rank
             result = evaluate(net, eval_ds, world) | {"epoch": epoch}
             if rank == 0:
-                events.emit("eval", rank, **result)
+                report("eval", **result)
     sync_batchnorm_stats(net, world)
     final = evaluate(net, eval_ds, world) | {"epoch": cfg.epoch_size}
     checksum = param_checksum(net)
     if rank == 0:
-        events.emit("eval", rank, **final)
+        report("eval", **final)
         write_json_atomic(output_dir / "eval.json",
                           {k: v for k, v in final.items() if not k.startswith("local_")}
                           | {"split": "test", "classes": len(classes), "model": cfg.model,
                              "world_size": world})
+    summary.close()
     events.emit("finish", rank, status="ok", checksum=checksum, top1=final["top1"],
                 seconds=round(time.time() - t_start, 3), global_step=global_step)
     return 0
