@@ -32,7 +32,7 @@ from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, format
 from cluster.errors import PlanError
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node, PlanRequest, make_plan
 from cluster.ranktable import DEFAULT_HCCN_CONF, RankTable, device_ips, find_local_server, \
-    hccl_timeout_env, local_ips, read_hccn_conf, read_table
+    hccl_timeout_env, local_ips, primary_ip, read_hccn_conf, read_table
 from launcher.ports import DEFAULT_PORT_RANGE, PortReservation, reserve_port
 from launcher.progress import RunSummary
 from launcher.render import Renderer, make_renderer
@@ -177,20 +177,6 @@ def versions() -> dict[str, str | None]:
             "wrn-launch": dist("wrn-launch") or wrn.__version__}
 
 
-def local_address() -> str:
-    """This host's primary IPv4 address (the rank table's server_id), else 127.0.0.1."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.connect(("192.0.2.1", 9))  # no packet is sent; this only picks a route
-            return sock.getsockname()[0]
-    except OSError:
-        pass
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
-
-
 def local_host_name() -> str:
     """This host's short name as used in log file names."""
     name = socket.gethostname().split(".")[0] or "localhost"
@@ -300,15 +286,13 @@ def _resume_source(opts: LaunchOptions) -> tuple[Path | None, dict[str, Any]]:
     """The run directory to resume and its run.json (empty when not resuming)."""
     if opts.resume is None:
         return None, {}
-    run_dir = Path(opts.resume).expanduser().resolve()
+    from launcher.runs import RunDirError, read_run_info
+
     try:
-        previous = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LaunchError(f"--resume {opts.resume}: {run_dir / RUN_JSON} does not exist, so this is "
-                          f"not a run directory; pass a directory made by wrn-launch (see runs/)") from None
-    except (OSError, ValueError) as exc:
-        raise LaunchError(f"--resume {opts.resume}: {run_dir / RUN_JSON} cannot be read ({exc}); "
-                          f"the run directory is damaged") from None
+        run_dir, previous = read_run_info(opts.resume)
+    except RunDirError as exc:
+        raise LaunchError(f"--resume: {exc}") from None
+    run_dir = run_dir.resolve()
     if previous.get("status") == "running":
         raise LaunchError(f"--resume {opts.resume}: run.json says the run is still running; stop it "
                           f"first (or, if its launcher was killed, check that none of the pids in "
@@ -402,7 +386,7 @@ def _prepare(opts: LaunchOptions) -> Prepared:
         conf = read_hccn_conf(opts.hccn_conf)
         ips[host], ip_warnings = device_ips(device_ids, conf, opts.hccn_conf, opts.dry_run)
         warnings += ip_warnings
-        address = local_address()
+        address = primary_ip()
     elif share is not None:
         port, address = _table_scheduler_port(opts, *share)
     else:

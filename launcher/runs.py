@@ -281,8 +281,8 @@ class RunRecord:
         return sum(e["skipped_files"] for e in self.of("warning") if isinstance(e.get("skipped_files"), int))
 
 
-def load_run(path: str | Path) -> RunRecord:
-    """Read a run directory; raises ``RunDirError`` (one paragraph) when it is not one."""
+def read_run_info(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(run directory, its run.json); raises ``RunDirError`` (one paragraph) when it is not one."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise RunDirError(f"{path}: no such directory; pass a run directory made by {PROG} "
@@ -297,6 +297,12 @@ def load_run(path: str | Path) -> RunRecord:
                           f"damaged — its logs/ and {METRICS} may still help") from None
     if not isinstance(info, dict):
         raise RunDirError(f"{root / RUN_JSON} does not hold a JSON object; the run directory is damaged")
+    return root, info
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read a run directory; raises ``RunDirError`` (one paragraph) when it is not one."""
+    root, info = read_run_info(path)
     events, bad = read_events(root / METRICS)
     try:
         ev = json.loads((root / "eval.json").read_text(encoding="utf-8"))
