@@ -15,26 +15,36 @@ import termios
 import time
 from pathlib import Path
 
+import sys
+
+import pytest
+
 from fake_worker import fake_env, launcher_argv
+from mshelpers import worker_env
 
 ROWS, COLS = 40, 120
 FAKE = {"steps": 6, "epochs": 2, "step_s": 0.25}
 
 
-def _env() -> dict[str, str]:
+def _env(real: bool = False) -> dict[str, str]:
     env = fake_env(**FAKE)
+    if real:
+        env.update(worker_env())
     env["TERM"] = "xterm-256color"
     for key in ("NO_COLOR", "COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         env.pop(key, None)
     return env
 
 
-def run_in_pty(tmp_path: Path, name: str, *args: str, timeout: float = 60) -> tuple[int, str]:
-    """Run the launcher with its stdin/stdout/stderr on a ROWS x COLS pseudo-terminal."""
-    argv = launcher_argv("--devices", "2", "--run-dir", str(tmp_path / name), "--grace", "1", *args)
+def run_in_pty(tmp_path: Path, name: str, *args: str, timeout: float = 60,
+               real: bool = False) -> tuple[int, str]:
+    """Run the launcher with its stdin/stdout/stderr on a ROWS x COLS pseudo-terminal
+    (``real``: the real MindSpore workers instead of the fake ones)."""
+    common = ("--devices", "2", "--run-dir", str(tmp_path / name), "--grace", "1", *args)
+    argv = [sys.executable, "-m", "launcher.cli", *common] if real else launcher_argv(*common)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=_env(), cwd=tmp_path,
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=_env(real), cwd=tmp_path,
                             start_new_session=True, close_fds=True)
     os.close(slave)
     chunks, deadline = [], time.monotonic() + timeout
@@ -72,6 +82,18 @@ def test_live_view_on_a_terminal_then_the_summary(tmp_path):
     assert "world 2" in plain and "imgs/s" in plain and re.search(r"step \d+/12", plain)
     assert "wrn-launch summary" in plain and "succeeded" in plain and "replicas in sync" in plain
     assert plain.rfind("wrn-launch summary") > plain.rfind("wrn-launch · tty-run")  # summary last
+
+
+@pytest.mark.slow
+def test_live_view_of_real_workers_on_a_terminal(tmp_path):
+    """The same with real MindSpore workers: one short epoch of the built-in default."""
+    code, out = run_in_pty(tmp_path, "real-tty", "--set", "epoch_size=1", "--set", "eval_interval=0",
+                           timeout=300, real=True)
+    assert code == 0, out[-3000:]
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
+    assert "\x1b[" in out and "wrn-launch · real-tty" in plain
+    assert re.search(r"rank\s+host\s+dev\s+pid\s+state", plain) and "imgs/s" in plain
+    assert "wrn-launch summary" in plain and "succeeded" in plain and "replicas in sync" in plain
 
 
 def test_same_run_piped_to_a_file_has_no_escape_sequences(tmp_path):

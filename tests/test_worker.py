@@ -105,3 +105,16 @@ def test_oneDNN_isa_cap_is_applied_before_mindspore_loads(tmp_path):
                          env=worker_env(WRN_ONEDNN_ISA="SSE41", ONEDNN_VERBOSE="1"), timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "isa:Intel SSE4.1" in res.stdout
+
+
+def test_pretrained_from_another_model_is_one_clear_error(tmp_path):
+    import mindspore as ms
+
+    from wrn.models import build_model
+
+    ms.set_device("CPU")
+    ckpt = tmp_path / "other.ckpt"
+    ms.save_checkpoint(build_model("wrn16_2", 10, 32), str(ckpt))
+    res = _run_worker(["--pretrained", str(ckpt)], tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "does not fit this model" in res.stderr and "Traceback" not in res.stderr

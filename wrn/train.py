@@ -184,7 +184,10 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
 
     net = build_model(cfg.model, cfg.num_classes, cfg.image_size, cfg.dropout)
     if pretrained:
-        dropped = checkpoint.load_pretrained(pretrained, net)
+        try:
+            dropped = checkpoint.load_pretrained(pretrained, net)
+        except ValueError as exc:  # another model, or an unreadable file: the user's input
+            raise ConfigError(str(exc)) from None
         if rank == 0:
             events.emit("warning", rank, message=f"initialised from {pretrained}"
                         + (f"; classifier head not loaded ({', '.join(dropped)}: class count "
