@@ -213,6 +213,11 @@ def load_pretrained(path: str | os.PathLike, net) -> list[str]:
             else:
                 problems.append(f"{p.name} has shape {tuple(params[p.name].shape)}, the model "
                                 f"needs {tuple(p.shape)}")
+    own = {p.name for p in net.get_parameters()}
+    optimizer_state = ("moments.", "accum.", "global_step", "learning_rate", _META_PREFIX)
+    extra = sorted(k for k in params if k not in own and not k.startswith(optimizer_state))
+    if extra:
+        problems.append(f"{len(extra)} parameters the model does not have, e.g. {extra[0]}")
     if problems:
         raise ValueError(f"--pretrained {path} does not fit this model ({'; '.join(problems[:3])}"
                          f"{' ...' if len(problems) > 3 else ''}); check the config's model name")
