@@ -39,6 +39,8 @@ from launcher.render import Renderer, make_renderer
 from launcher.rundir import RUN_JSON, RunFiles, check_run_dir, check_run_name, create_run_dir, default_run_dir
 from launcher.supervisor import Supervisor, SupervisorOptions
 from launcher.transport import LocalTransport, python_path
+from cluster.hosts import mask_command, mask_env
+from launcher.multihost import masked_plan
 from wrn.config import ConfigError, TrainConfig, dump_config, load_config
 
 #: Backend choices of ``--backend``.
@@ -88,9 +90,17 @@ class LaunchOptions:
     server_ip: str | None = None
     hccl_connect_timeout: int | None = None
     hccl_exec_timeout: int | None = None
+    hostfile: str | None = None
+    hosts: str | None = None
+    ssh_config: str = "~/.ssh/config"
+    ssh_known_hosts: str | None = None
+    ssh_accept_new: bool = False
+    ssh_timeout: float = 10.0
+    env: tuple[str, ...] = ()
+    env_file: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("overrides", "worker_cmd", "scheduler_cmd", "command", "port_range"):
+        for name in ("overrides", "worker_cmd", "scheduler_cmd", "command", "port_range", "env"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -109,6 +119,18 @@ class LaunchOptions:
                               "--resume-ckpt starts a new run from a file; give only one")
         if self.max_restarts < 0:
             raise LaunchError(f"--max-restarts must be 0 or more, got {self.max_restarts}")
+        if self.hostfile is not None and self.hosts is not None:
+            raise LaunchError("--hostfile and --hosts both list the hosts; give only one")
+        if (self.hostfile or self.hosts) and (self.devices is not None or self.rank_table):
+            raise LaunchError("with --hostfile/--hosts each host's devices come from its slots= "
+                              "(or devices=, or host:N); drop --devices/--rank-table")
+        if self.ssh_timeout <= 0:
+            raise LaunchError(f"--ssh-timeout must be more than 0 seconds, got {self.ssh_timeout}")
+
+    @property
+    def multi_host(self) -> bool:
+        """True when the hosts come from --hostfile or --hosts (launched over SSH)."""
+        return bool(self.hostfile or self.hosts)
 
     def supervisor_options(self) -> SupervisorOptions:
         return SupervisorOptions(grace=self.grace, stall_timeout=self.stall_timeout,
@@ -132,6 +154,9 @@ class Prepared:
     notes: dict[str, Any] = field(default_factory=dict)
     port: PortReservation | None = None
     previous: dict[str, Any] = field(default_factory=dict)
+    transport: Any = None
+    remote: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     def plan_for(self, run_dir: Path, attempt: int = 0) -> LaunchPlan:
         """The same plan for another run directory (a default name that was taken meanwhile)
@@ -143,11 +168,17 @@ class Prepared:
             self.port = reserve_port(None, self.options.port_range)
             changes["sched_port"] = self.port.port
         plan = make_plan(dataclasses.replace(self.request, **changes))
+        if self.remote:
+            from launcher.multihost import adjust_plan
+            plan = adjust_plan(plan, self.remote)
         return dataclasses.replace(plan, warnings=self.warnings + plan.warnings)
 
     def release(self) -> None:
+        """Free the held port and close SSH connections."""
         if self.port is not None:
             self.port.release()
+        if self.transport is not None and hasattr(self.transport, "shutdown"):
+            self.transport.shutdown()
 
 
 @dataclass(frozen=True)
@@ -316,8 +347,27 @@ def _check_same_maths(run_dir: Path, cfg: TrainConfig) -> None:
                           f"to continue with the new values anyway")
 
 
+def _launch_env(opts: LaunchOptions) -> dict[str, str]:
+    """Environment the launch adds to every worker: allow-listed variables of this shell (for
+    remote hosts), then ``--env-file``, then ``--env`` (later wins)."""
+    from cluster.hosts import forwarded_env, parse_env_assignments, parse_env_file
+
+    env = forwarded_env(os.environ) if opts.multi_host else {}
+    if opts.env_file:
+        try:
+            text = Path(opts.env_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LaunchError(f"--env-file {opts.env_file}: cannot read it ({exc.strerror}); pass "
+                              f"a file of NAME=VALUE lines") from None
+        env.update(parse_env_file(text, opts.env_file))
+    env.update(parse_env_assignments(opts.env))
+    return env
+
+
 def _prepare(opts: LaunchOptions) -> Prepared:
     sup = opts.supervisor_options()  # validates the timings
+    if opts.multi_host:
+        return _prepare_hosts(opts, sup)
     if opts.rank_table is not None and opts.devices is not None:
         raise LaunchError(f"--rank-table {opts.rank_table} already says which devices this host "
                           f"runs; drop --devices {opts.devices}")
@@ -404,7 +454,8 @@ def _prepare(opts: LaunchOptions) -> Prepared:
             cwd=os.getcwd(), worker_cmd=worker_cmd, scheduler_cmd=scheduler_cmd,
             sched_port=port.port if port else None, threads_per_worker=opts.threads_per_worker,
             bind_cores=opts.bind_cores, verbose_mindspore=opts.verbose_mindspore, device_ips=ips,
-            extra_env={"PYTHONPATH": python_path(os.environ.get("PYTHONPATH")), **hccl_env},
+            extra_env={"PYTHONPATH": python_path(os.environ.get("PYTHONPATH")), **hccl_env,
+                       **_launch_env(opts)},
             worker_args=_worker_args(opts, run_dir, attempt=0),
             rank_table=share[0] if share else None, table_server=share[1] if share else 0)
         plan = make_plan(request)
@@ -431,6 +482,72 @@ def _prepare(opts: LaunchOptions) -> Prepared:
         notes["restarts"] = f"up to {opts.max_restarts}, each from the newest valid checkpoint"
     return Prepared(opts, cfg, plan, run_dir, explicit, request, tuple(warnings), notes, port,
                     previous)
+
+
+def _prepare_hosts(opts: LaunchOptions, sup: SupervisorOptions) -> Prepared:
+    """``_prepare`` for --hostfile/--hosts: parse hosts, pre-flight all of them over SSH in
+    parallel, plan; raises ``LaunchError`` (after closing every connection) on any failure."""
+    from cluster.hosts import mask_env, parse_hosts_flag, read_hostfile
+    from launcher.multihost import adjust_plan, prepare_hosts
+    from launcher.ssh import SSHSettings
+
+    specs = read_hostfile(opts.hostfile) if opts.hostfile else parse_hosts_flag(opts.hosts)
+    env = _launch_env(opts)
+    cfg = load_config(opts.config, opts.overrides)
+    backend, how = _resolve_backend(opts, cfg)
+    if backend == "ascend":
+        raise LaunchError("a multi-host Ascend launch is not supported yet; write one rank table "
+                          "(wrn-launch ranktable merge) and run wrn-launch --rank-table FILE on "
+                          "each host, or use --backend cpu/gpu with --hostfile")
+    cfg = cfg.replace(device_target=DEVICE_TARGET[backend])
+    world = sum(s.slots for s in specs)
+    if opts.run_dir is not None:
+        run_dir = Path(opts.run_dir).expanduser().resolve()
+        check_run_dir(run_dir)
+    else:
+        run_dir = default_run_dir(opts.runs_root, check_run_name(opts.name or cfg.checkpoint_name))
+    port = reserve_port(opts.port, opts.port_range) if world > 1 else None
+    settings = SSHSettings(config_path=opts.ssh_config, known_hosts=opts.ssh_known_hosts,
+                           accept_new=opts.ssh_accept_new, timeout=opts.ssh_timeout)
+    try:
+        if opts.dry_run:
+            raise LaunchError("--dry-run with --hostfile/--hosts is not supported yet (the plan "
+                              "needs each host's cores from the pre-flight); run without it")
+        ready = prepare_hosts(specs, settings, versions(), backend, cfg.data_path,
+                              port.port if port else None, os.getcwd())
+    except PlanError as exc:
+        if port is not None:
+            port.release()
+        raise LaunchError(str(exc)) from None
+    except BaseException:
+        if port is not None:
+            port.release()
+        raise
+    try:
+        worker_cmd = opts.worker_cmd or (sys.executable, "-m", "wrn.train")
+        scheduler_cmd = None
+        if opts.start_scheduler:
+            scheduler_cmd = opts.scheduler_cmd or (sys.executable, "-m", "wrn.scheduler")
+        request = PlanRequest(
+            backend=backend, nodes=ready.nodes, run_dir=str(run_dir), cwd=os.getcwd(),
+            worker_cmd=worker_cmd, scheduler_cmd=scheduler_cmd,
+            sched_port=port.port if port else None, threads_per_worker=opts.threads_per_worker,
+            bind_cores=opts.bind_cores, verbose_mindspore=opts.verbose_mindspore,
+            extra_env=env, worker_args=_worker_args(opts, run_dir, attempt=0))
+        plan = adjust_plan(make_plan(request), ready.hosts)
+    except BaseException:
+        ready.transport.shutdown()
+        if port is not None:
+            port.release()
+        raise
+    notes = {"chosen": how, "hosts": ", ".join(f"{n.host} ({len(n.device_ids)})" for n in ready.nodes),
+             "master": f"{ready.nodes[0].host} (scheduler {ready.nodes[0].address}:"
+                       f"{port.port if port else '-'})",
+             "run dir": str(run_dir), "env": ", ".join(f"{k}={v}" for k, v in mask_env(env).items())
+             or "-",
+             "grace": f"{sup.grace:g} s"}
+    return Prepared(opts, cfg, plan, run_dir, opts.run_dir is not None, request, (), notes, port,
+                    {}, ready.transport, ready.hosts, env)
 
 
 def _failure_reason(summary: RunSummary) -> str:
@@ -510,6 +627,10 @@ def launch(options: LaunchOptions | None = None, *, renderer: Renderer | None = 
         dump_config(prepared.config, run_dir / CONFIG_NAME)
         if plan.rank_table:
             (run_dir / RANK_TABLE_NAME).write_text(plan.rank_table, encoding="utf-8")
+        if prepared.transport is not None:
+            from launcher.multihost import share_run_dir
+            prepared.notes["run dir on hosts"] = ", ".join(
+                f"{h}: {how}" for h, how in share_run_dir(run_dir, prepared.transport).items())
         attempts: list[dict[str, Any]] = list(prepared.previous.get("attempts") or [])
         if resuming:
             attempts.append(_attempt_record(prepared.previous, len(attempts) + 1, "ended"))
@@ -517,15 +638,16 @@ def launch(options: LaunchOptions | None = None, *, renderer: Renderer | None = 
         try:
             restarts = 0
             while True:
-                run_info = {"format": 1, "command": list(opts.command) or None, "cwd": os.getcwd(),
-                            "versions": versions(), "backend": plan.backend, "plan": plan.to_dict(),
+                run_info = {"format": 1, "command": mask_command(opts.command) or None, "cwd": os.getcwd(),
+                            "versions": versions(), "backend": plan.backend,
+                            "plan": masked_plan(plan.to_dict()), "env": mask_env(prepared.env),
                             "config": str(run_dir / CONFIG_NAME),
                             "rank_table": str(run_dir / RANK_TABLE_NAME) if plan.rank_table else None,
                             "attempt": len(attempts) + 1, "attempts": attempts,
                             "max_restarts": opts.max_restarts}
                 files = RunFiles(run_dir)
                 try:
-                    supervisor = Supervisor(plan, files, ui, LocalTransport(),
+                    supervisor = Supervisor(plan, files, ui, prepared.transport or LocalTransport(),
                                             opts.supervisor_options(), run_info, prepared.notes)
                     summary = supervisor.run()
                 finally:

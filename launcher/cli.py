@@ -132,6 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, metavar="P", help="scheduler port (default: a free one)")
     p.add_argument("--port-range", default=f"{DEFAULT_PORT_RANGE[0]}-{DEFAULT_PORT_RANGE[1]}",
                    metavar="LO-HI", help="where a free scheduler port is looked for")
+    p.add_argument("--hostfile", metavar="FILE", help="run on several hosts over SSH: lines "
+                   "'host slots=N [devices=0-7 user=U port=P python=PY workdir=DIR]' (# comments); "
+                   "the first host holds rank 0 and the scheduler")
+    p.add_argument("--hosts", metavar="H:N,...", help="short form of --hostfile: --hosts a:8,b:8")
+    p.add_argument("--ssh-config", default="~/.ssh/config", metavar="FILE",
+                   help="OpenSSH client config to honour (HostName, User, Port, IdentityFile, "
+                   "UserKnownHostsFile); default ~/.ssh/config")
+    p.add_argument("--ssh-known-hosts", metavar="FILE", help="known_hosts file to verify host "
+                   "keys against (default: UserKnownHostsFile, else ~/.ssh/known_hosts)")
+    p.add_argument("--ssh-accept-new", action="store_true", help="trust hosts whose key is not "
+                   "known yet and remember their keys (default: refuse them)")
+    p.add_argument("--ssh-timeout", type=_seconds, default=10.0, metavar="S",
+                   help="seconds to connect to each host in the pre-flight (default 10)")
+    p.add_argument("--env", action="append", default=[], metavar="K=V",
+                   help="set an environment variable for every worker (repeatable; values of "
+                   "secret-looking names are masked in run.json)")
+    p.add_argument("--env-file", metavar="FILE", help="NAME=VALUE lines added to every worker's "
+                   "environment (before --env)")
     # Test hooks, deliberately not in --help: replace the worker / scheduler commands, and look
     # for device nodes somewhere other than /dev.
     p.add_argument("--worker-cmd", help=argparse.SUPPRESS)
@@ -319,7 +337,10 @@ def _launch_command(argv: Sequence[str]) -> int:
             pretrained=args.pretrained, force=args.force, max_restarts=args.max_restarts,
             rank_table=args.rank_table, server_ip=args.server_ip,
             hccl_connect_timeout=args.hccl_connect_timeout,
-            hccl_exec_timeout=args.hccl_exec_timeout)
+            hccl_exec_timeout=args.hccl_exec_timeout, hostfile=args.hostfile, hosts=args.hosts,
+            ssh_config=args.ssh_config, ssh_known_hosts=args.ssh_known_hosts,
+            ssh_accept_new=args.ssh_accept_new, ssh_timeout=args.ssh_timeout or 10.0,
+            env=tuple(args.env), env_file=args.env_file)
         renderer = make_renderer(sys.stdout, plain=args.plain, json_lines=args.json,
                                  stall_after=args.stall_timeout)
         result = launch(options, renderer=renderer)

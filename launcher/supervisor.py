@@ -120,10 +120,7 @@ class AgentHandle:
 
     def spawn(self) -> None:
         """Start the agent (call from the main thread, see ``launcher.proc.set_pdeathsig``)."""
-        self.popen = subprocess.Popen(
-            self.transport.agent_cmd(self.host), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=self.transport.agent_env(self.host), close_fds=True,
-            process_group=0)  # its own group: a terminal's Ctrl-C reaches only the launcher
+        self.popen = self.transport.spawn(self.host)
         self.pid = self.popen.pid
         self.alive = True
         self.send(self.spec)
@@ -223,6 +220,7 @@ class Supervisor:
         finally:
             for agent in self.agents.values():
                 agent.kill()
+            self.transport.close()
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
 
@@ -260,7 +258,10 @@ class Supervisor:
 
     # -- agent messages --------------------------------------------------------------------------
     def _on_hello(self, host: str, msg: dict) -> None:
-        pass  # the agent's pid is known from spawning it
+        agent = self.agents[host]
+        if agent.pid is None and msg.get("pid"):  # a remote agent: its pid there
+            agent.pid = msg.get("pid")
+            self._save()
 
     def _on_started(self, host: str, msg: dict) -> None:
         rec = self.procs.get(msg.get("name"))

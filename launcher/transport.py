@@ -9,8 +9,10 @@ whose command runs the same agent on the other host.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 #: Tells a local agent its launcher's pid, so it can tell whether the launcher already died.
 PARENT_ENV = "WRN_AGENT_PARENT"
@@ -37,6 +39,17 @@ class Transport:
     def agent_env(self, host: str) -> dict[str, str] | None:
         """Environment for the agent process (None: inherit the launcher's)."""
         return None
+
+    def spawn(self, host: str) -> Any:
+        """Start the agent of ``host``: a ``Popen`` (or an object with the same ``stdin``,
+        ``stdout``, ``stderr``, ``pid``, ``poll``, ``wait`` and ``kill``)."""
+        return subprocess.Popen(
+            self.agent_cmd(host), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=self.agent_env(host), close_fds=True,
+            process_group=0)  # its own group: a terminal's Ctrl-C reaches only the launcher
+
+    def close(self) -> None:
+        """Release whatever the transport holds (connections); called when the run ends."""
 
 
 class LocalTransport(Transport):

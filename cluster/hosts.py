@@ -1,0 +1,217 @@
+"""Hosts of a multi-node launch: hostfiles, ``--hosts``, and the environment sent to them.
+
+Pure functions over text (no SSH, no files beyond reading the one named), each with a test.
+
+Hostfile (DeepSpeed / MPI style), one host per line, ``#`` starts a comment::
+
+    node1 slots=8                          # 8 devices: 0-7
+    node2 slots=4 devices=4-7 user=alice port=2222 python=/opt/py/bin/python workdir=/srv/wrn
+
+``slots`` is the number of devices (workers) on that host; ``devices`` names them (CPU devices
+are logical, so ``slots`` alone is enough). ``user``/``port`` override ``~/.ssh/config``;
+``python`` is the interpreter there (default: the launcher's own path); ``workdir`` is the
+project checkout there (default: the launcher's own). ``--hosts a:8,b:8`` is the short form.
+The first host is the master: it holds rank 0 and runs the scheduler.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from cluster.devices import DeviceRequest, parse_devices
+from cluster.errors import PlanError
+
+#: Keys a hostfile line may carry after the host name.
+HOSTFILE_KEYS = ("slots", "devices", "user", "port", "python", "workdir")
+#: Variables forwarded from the launcher's environment to remote workers when set there.
+ENV_ALLOW = ("LANG", "LC_ALL", "TZ", "ONEDNN_MAX_CPU_ISA", "MS_NODE_TIMEOUT", "MS_TOPO_TIMEOUT",
+             "HCCL_CONNECT_TIMEOUT", "HCCL_EXEC_TIMEOUT", "HCCL_IF_IP", "HCCL_SOCKET_IFNAME",
+             "GLOO_SOCKET_IFNAME", "ASCEND_HOME_PATH")
+#: Parts of a variable name that mark its value as secret (masked in run.json).
+SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASS", "CREDENTIAL")
+MASK = "***"
+
+_HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One host to run on: name (as in logs and ssh), device request, SSH and path overrides.
+
+    ``where`` says where it was written (``hosts.txt:3`` or ``--hosts``) for error messages.
+    """
+
+    name: str
+    slots: int
+    devices: tuple[int, ...] | None = None
+    user: str | None = None
+    port: int | None = None
+    python: str | None = None
+    workdir: str | None = None
+    where: str = "--hosts"
+
+    def __post_init__(self) -> None:
+        if not _HOST.match(self.name):
+            raise PlanError(f"{self.where}: {self.name!r} is not a host name (letters, digits, "
+                            f"'.', '-', '_'; it also names the host's log files)")
+        if self.slots < 1:
+            raise PlanError(f"{self.where}: host {self.name}: slots must be 1 or more")
+        if self.devices is not None and len(self.devices) != self.slots:
+            raise PlanError(f"{self.where}: host {self.name}: slots={self.slots} but devices= names "
+                            f"{len(self.devices)} device(s); make them agree or drop slots")
+        if self.port is not None and not 0 < self.port < 65536:
+            raise PlanError(f"{self.where}: host {self.name}: port={self.port} is not a TCP port")
+
+    def device_request(self) -> DeviceRequest:
+        """The ``--devices`` equivalent for this host: its ids, else a count of ``slots``."""
+        if self.devices is not None:
+            return DeviceRequest(",".join(map(str, self.devices)), ids=self.devices)
+        return DeviceRequest(str(self.slots), count=self.slots)
+
+
+def _slots(value: str, where: str, host: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise PlanError(f"{where}: host {host}: bad slot count {value!r}; write slots=N with N a "
+                        f"whole number of devices, 1 or more (e.g. slots=8)")
+    return int(value)
+
+
+def parse_hostfile(text: str, source: str = "hostfile") -> list[HostSpec]:
+    """Parse hostfile text; ``source`` (the file name) prefixes every error with its line."""
+    hosts: list[HostSpec] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{source}:{number}"
+        name, *pairs = line.split()
+        if name in seen:
+            raise PlanError(f"{where}: duplicate host {name} (already on line {seen[name]}); list "
+                            f"each host once and give it slots=N for several devices")
+        values: dict[str, str] = {}
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            if not eq or not value:
+                raise PlanError(f"{where}: {pair!r} is not key=value; write e.g. "
+                                f"'{name} slots=8'")
+            if key not in HOSTFILE_KEYS:
+                raise PlanError(f"{where}: unknown key {key!r}; a host line takes "
+                                f"{', '.join(k + '=' for k in HOSTFILE_KEYS)}")
+            if key in values:
+                raise PlanError(f"{where}: {key}= is given twice for host {name}")
+            values[key] = value
+        devices = None
+        if "devices" in values:
+            text = values["devices"]
+            try:  # in a hostfile, devices= always lists ids: "3" is device 3, not 3 devices
+                devices = parse_devices(text + "," if text.isdigit() else text).ids
+            except PlanError as exc:
+                raise PlanError(f"{where}: host {name}: devices={text}: {exc}") from None
+        slots = _slots(values["slots"], where, name) if "slots" in values else \
+            (len(devices) if devices is not None else 1)
+        port = values.get("port")
+        if port is not None and not port.isdigit():
+            raise PlanError(f"{where}: host {name}: port={port!r} is not a number")
+        hosts.append(HostSpec(name, slots, devices, values.get("user"),
+                              int(port) if port is not None else None, values.get("python"),
+                              values.get("workdir"), where))
+        seen[name] = number
+    if not hosts:
+        raise PlanError(f"{source}: no hosts (every line is empty or a comment); add lines like "
+                        f"'node1 slots=8'")
+    return hosts
+
+
+def read_hostfile(path: str) -> list[HostSpec]:
+    """Read and parse the hostfile at ``path`` (``--hostfile``)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise PlanError(f"--hostfile {path}: cannot read it ({exc.strerror}); pass an existing "
+                        f"file with lines like 'node1 slots=8'") from None
+    return parse_hostfile(text, path)
+
+
+def parse_hosts_flag(text: str) -> list[HostSpec]:
+    """Parse ``--hosts a:8,b:8`` (``:N`` is the slot count, default 1)."""
+    hosts: list[HostSpec] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, colon, count = part.partition(":")
+        where = f"--hosts {text}"
+        if any(h.name == name for h in hosts):
+            raise PlanError(f"{where}: duplicate host {name}; list each host once with :N devices")
+        slots = _slots(count, where, name) if colon else 1
+        hosts.append(HostSpec(name, slots, where=where))
+    if not hosts:
+        raise PlanError(f"--hosts {text!r} names no host; write e.g. --hosts node1:8,node2:8")
+    return hosts
+
+
+def parse_env_assignments(items: Sequence[str], source: str = "--env") -> dict[str, str]:
+    """``["K=V", ...]`` -> dict; ``source`` names the flag or ``file:line`` in errors."""
+    env: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not _ENV_NAME.match(key):
+            raise PlanError(f"{source} {item!r}: expected NAME=VALUE with NAME made of letters, "
+                            f"digits and '_' (e.g. --env ONEDNN_MAX_CPU_ISA=AVX2)")
+        env[key] = value
+    return env
+
+
+def parse_env_file(text: str, source: str) -> dict[str, str]:
+    """An env file: ``NAME=VALUE`` lines (optional ``export``, quotes stripped, ``#`` comments)."""
+    env: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):].strip()
+        parsed = parse_env_assignments([line], f"{source}:{number}:")
+        for key, value in parsed.items():
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            env[key] = value
+    return env
+
+
+def is_secret_name(name: str) -> bool:
+    """True when ``name`` looks like it holds a secret (KEY, TOKEN, SECRET, PASS...)."""
+    upper = name.upper()
+    return any(marker in upper for marker in SECRET_MARKERS)
+
+
+def mask_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``env`` with the values of secret-looking names replaced by ``***``."""
+    return {k: (MASK if is_secret_name(k) else v) for k, v in env.items()}
+
+
+def forwarded_env(environ: Mapping[str, str], allow: Sequence[str] = ENV_ALLOW) -> dict[str, str]:
+    """The allow-listed variables of ``environ`` that are set (sent to remote workers)."""
+    return {k: environ[k] for k in allow if k in environ}
+
+
+def mask_command(argv: Sequence[str]) -> list[str]:
+    """A command line with the values of secret-looking ``--env NAME=VALUE`` masked."""
+    out: list[str] = []
+    after_env = False
+    for arg in argv:
+        prefix = ""
+        if arg.startswith("--env="):
+            prefix, arg = "--env=", arg[len("--env="):]
+        if after_env or prefix:
+            key, eq, _value = arg.partition("=")
+            if eq and is_secret_name(key):
+                arg = f"{key}={MASK}"
+        out.append(prefix + arg)
+        after_env = arg == "--env" and not prefix
+    return out

@@ -1,0 +1,211 @@
+"""Pre-flight of a multi-host launch: every host checked in parallel before anything starts.
+
+Per host (one thread each, all within ``--ssh-timeout`` for the connection): SSH reachable and
+trusted, then one small probe run with the host's python in the launch directory that reports
+python and MindSpore versions (``importlib.metadata``), whether ``wrn``/``launcher`` import,
+whether the data path is there (``wrn.data.check_data_path``; the built-in dataset counts), the
+host's devices and cores, and, on the master, whether the scheduler port is free. The results
+make one table; any failure becomes one ``PlanError`` naming every failed host, and nothing has
+been started anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from cluster.errors import PlanError
+from launcher.ssh import RemoteHost, SSHError, SSHSettings, connect, run_command
+
+PROBE_TAG = "@wrn-preflight "
+
+#: Runs on each host with its python; prints one tagged JSON line.
+PROBE = r'''
+import importlib.metadata as md, json, os, platform, sys
+args = json.loads(sys.argv[1])
+def ver(name):
+    try:
+        return md.version(name)
+    except Exception:
+        return None
+out = {"python": platform.python_version(), "mindspore": ver("mindspore"), "import": None,
+       "data": None, "devices": None, "cpus": sorted(os.sched_getaffinity(0)), "port_free": None}
+try:
+    import wrn, launcher, cluster
+except Exception as exc:
+    out["import"] = f"{type(exc).__name__}: {exc}"
+else:
+    try:
+        from wrn.data import check_data_path
+        check_data_path(args["data_path"])
+    except Exception as exc:
+        out["data"] = str(exc)
+    from cluster.devices import list_devices
+    out["devices"] = list_devices(args["backend"])
+    if args.get("port"):
+        from launcher.ports import port_is_free
+        out["port_free"] = port_is_free(args["port"])
+print("@wrn-preflight " + json.dumps(out), flush=True)
+'''
+
+
+@dataclass
+class HostCheck:
+    """What pre-flight found on one host; ``problems`` empty means ready."""
+
+    host: str
+    address: str = ""
+    seconds: float = 0.0
+    python: str | None = None
+    mindspore: str | None = None
+    devices: list[int] | None = None
+    cpus: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong on this host."""
+        return not self.problems
+
+
+def probe_command(host: RemoteHost, backend: str, data_path: str, port: int | None) -> str:
+    """The shell command that runs ``PROBE`` (read from stdin) on ``host``."""
+    args = json.dumps({"backend": backend, "data_path": data_path, "port": port})
+    q = shlex.quote
+    return (f"cd {q(host.cwd)} && exec env PYTHONPATH={q(host.workdir)} {q(host.python)} - "
+            f"{q(args)}")
+
+
+def parse_probe(stdout: str) -> dict[str, Any] | None:
+    """The probe's JSON report from its output, or None if there is none."""
+    for line in stdout.splitlines():
+        if line.startswith(PROBE_TAG):
+            try:
+                value = json.loads(line[len(PROBE_TAG):])
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def judge(check: HostCheck, report: dict[str, Any], want: Mapping[str, str | None],
+          host: RemoteHost, devices: Sequence[int] | None, port: int | None) -> None:
+    """Compare one probe report with the launcher's expectations; add problems to ``check``."""
+    check.python, check.mindspore = report.get("python"), report.get("mindspore")
+    check.devices, check.cpus = report.get("devices"), list(report.get("cpus") or [])
+    for name in ("python", "mindspore"):
+        if report.get(name) != want.get(name):
+            check.problems.append(f"{name} {report.get(name) or 'missing'} at {host.python}, but the "
+                                  f"launcher has {want.get(name)}; install the same version there or "
+                                  f"point python= in the hostfile at a matching interpreter")
+    if report.get("import"):
+        check.problems.append(f"the project does not import there ({report['import']}) with "
+                              f"PYTHONPATH={host.workdir}; put a checkout at that path or set "
+                              f"workdir= in the hostfile")
+    if report.get("data"):
+        check.problems.append(f"data: {report['data']}")
+    have = report.get("devices")
+    if have is not None and devices is not None:
+        missing = [d for d in devices if d not in have]
+        if missing:
+            check.problems.append(f"device(s) {missing} not present (host has {have or 'none'}); "
+                                  f"fix devices=/slots= for this host")
+    if port is not None and report.get("port_free") is False:
+        check.problems.append(f"scheduler port {port} is in use on this master host; pass another "
+                              f"--port")
+    if not check.cpus:
+        check.problems.append("no usable CPU cores reported")
+
+
+def check_host(host: RemoteHost, settings: SSHSettings, want: Mapping[str, str | None],
+               backend: str, data_path: str, devices: Sequence[int] | None,
+               port: int | None) -> tuple[HostCheck, Any]:
+    """Pre-flight of one host: (its ``HostCheck``, its open SSH client or None)."""
+    t0 = time.monotonic()
+    check = HostCheck(host.name, host.target.label)
+    client = None
+    try:
+        client = connect(host.target, settings)
+        budget = max(settings.timeout, 30.0)  # python + imports may take a few seconds
+        code, out, err = run_command(client, probe_command(host, backend, data_path, port), budget,
+                                     PROBE.encode())
+        report = parse_probe(out)
+        if report is None:
+            tail = (err or out).strip().splitlines()[-3:]
+            check.problems.append(f"the probe did not run with {host.python} in {host.cwd} (exit "
+                                  f"{code}: {' | '.join(tail) or 'no output'}); check python= and "
+                                  f"that the launch directory exists there")
+        else:
+            judge(check, report, want, host, devices, port)
+    except SSHError as exc:
+        check.problems.append(str(exc))
+    except (TimeoutError, OSError, EOFError) as exc:
+        check.problems.append(f"host {host.name}: the probe failed ({exc}); check the connection")
+    except Exception as exc:  # paramiko raises its own types mid-session
+        check.problems.append(f"host {host.name}: SSH session failed ({type(exc).__name__}: {exc})")
+    check.seconds = time.monotonic() - t0
+    if check.problems and client is not None:
+        client.close()
+        client = None
+    return check, client
+
+
+def run_preflight(hosts: Sequence[RemoteHost], settings: SSHSettings,
+                  want: Mapping[str, str | None], backend: str, data_path: str,
+                  devices: Mapping[str, Sequence[int] | None], port: int | None,
+                  ) -> tuple[list[HostCheck], dict[str, Any]]:
+    """Check every host in parallel; (checks in host order, open clients of the good hosts).
+
+    ``port`` is checked on the first host (the master) only.
+    """
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        futures = [pool.submit(check_host, h, settings, want, backend, data_path,
+                               devices.get(h.name), port if i == 0 else None)
+                   for i, h in enumerate(hosts)]
+        results = [f.result() for f in futures]
+    checks = [c for c, _ in results]
+    clients = {c.host: cl for c, cl in results if cl is not None}
+    return checks, clients
+
+
+def failure_message(checks: Sequence[HostCheck]) -> str:
+    """One paragraph naming every failed host and its problems (empty when all passed)."""
+    bad = [c for c in checks if not c.ok]
+    if not bad:
+        return ""
+    parts = [f"[{c.host}] " + "; ".join(c.problems) for c in bad]
+    return (f"pre-flight failed on {len(bad)} of {len(checks)} host(s), nothing was started: "
+            + " ".join(parts))
+
+
+def results_table(checks: Sequence[HostCheck]):
+    """A Rich table of the pre-flight results (one row per host)."""
+    from rich.table import Table
+
+    table = Table(title="pre-flight", show_lines=False)
+    for col in ("host", "address", "python", "mindspore", "devices", "cores", "time", "result"):
+        table.add_column(col)
+    for c in checks:
+        devices = "logical" if c.devices is None else ",".join(map(str, c.devices)) or "none"
+        table.add_row(c.host, c.address, c.python or "-", c.mindspore or "-",
+                      devices if c.python else "-", str(len(c.cpus)) if c.cpus else "-",
+                      f"{c.seconds:.1f} s", "ok" if c.ok else "FAILED: " + "; ".join(c.problems))
+    return table
+
+
+def print_table(checks: Sequence[HostCheck], stream: Any) -> None:
+    """Print ``results_table`` to ``stream`` (plain text when it is not a terminal)."""
+    from rich.console import Console
+
+    Console(file=stream, width=160, soft_wrap=False).print(results_table(checks))
+
+
+def raise_if_failed(checks: Sequence[HostCheck]) -> None:
+    """``PlanError`` with ``failure_message`` when any host failed."""
+    message = failure_message(checks)
+    if message:
+        raise PlanError(message)

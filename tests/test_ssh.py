@@ -1,0 +1,248 @@
+"""Multi-host launches over real OpenSSH (``sshd_fixture``): 127.0.0.1 and 127.0.0.2 are two
+hosts. Fake workers here (seconds per test); the real MindSpore run is in test_ssh_e2e.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fake_worker import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD, pid_alive, run_processes, wait_for
+from mshelpers import REPO, free_port
+from sshd_fixture import sshd  # noqa: F401  (the fixture)
+
+A, B = "127.0.0.1", "127.0.0.2"
+
+
+def hostfile(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hosts.txt"
+    path.write_text(text)
+    return path
+
+
+def launcher_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MS_", "RANK_", "WRN_", "FAKE_")) and k not in ("DEVICE_ID", "LOCAL_RANK")}
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+class SSHRun:
+    """``wrn-launch --hostfile`` as a subprocess, fake workers on both loopback hosts."""
+
+    def __init__(self, tmp_path: Path, server, hosts: str, *args: str, config: Path | None = None,
+                 fake: dict | None = None, scheduler: bool = True):
+        self.dir = tmp_path / "run"
+        fake_args = [a for k, v in (fake or {}).items() for a in ("--env", f"FAKE_{k.upper()}={v}")]
+        argv = [sys.executable, "-m", "launcher.cli", "--hostfile", str(hostfile(tmp_path, hosts)),
+                "--ssh-config", str(config or server.ssh_config), "--run-dir", str(self.dir),
+                "--grace", "1", "--plain", "--ssh-timeout", "3", "--worker-cmd", FAKE_WORKER_CMD,
+                "--scheduler-cmd", FAKE_SCHEDULER_CMD if scheduler else "none", *fake_args, *args]
+        self.t0 = time.monotonic()
+        self.popen = subprocess.Popen(argv, cwd=tmp_path, env=launcher_env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.out = self.err = ""
+
+    def wait(self, timeout: float = 60) -> int:
+        self.out, self.err = self.popen.communicate(timeout=timeout)
+        self.seconds = time.monotonic() - self.t0
+        return self.popen.returncode
+
+    @property
+    def record(self) -> dict:
+        return json.loads((self.dir / "run.json").read_text())
+
+    def metrics(self) -> list[dict]:
+        path = self.dir / "metrics.jsonl"
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def wait_step(self, rank: int) -> None:
+        assert wait_for(lambda: any(e["event"] == "step" and e["rank"] == rank for e in self.metrics()),
+                        30), self.popen.poll()
+
+    def recorded_pids(self) -> list[int]:
+        rec = self.record
+        return [p["pid"] for p in rec["processes"] if p["pid"]] + \
+            [a["pid"] for a in rec.get("agents", []) if a["pid"]]
+
+    def all_gone(self) -> bool:
+        rec = self.record
+        groups = [p["pgid"] for p in rec["processes"] if p["pgid"]]
+        return not any(pid_alive(p) for p in self.recorded_pids()) and not run_processes(self.dir) \
+            and not any(_group_alive(g) for g in groups)
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pgid and pid_alive(int(entry)):
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+@pytest.fixture
+def runs(tmp_path):
+    made: list[SSHRun] = []
+
+    def make(*args, **kw):
+        made.append(SSHRun(tmp_path, *args, **kw))
+        return made[-1]
+    yield make
+    for run in made:
+        if run.popen.poll() is None:
+            os.killpg(run.popen.pid, signal.SIGKILL)
+            run.popen.wait()
+        for pid in run_processes(run.dir):
+            os.kill(pid, signal.SIGKILL)
+
+
+TWO_HOSTS = f"# two hosts on one sshd\n{A} slots=1\n{B} slots=1   # the second\n"
+
+
+def test_two_hosts_fake_run_logs_env_and_masking(runs, sshd):
+    run = runs(sshd, TWO_HOSTS, "--env", "API_TOKEN=hunter2-secret", "--set", "epoch_size=2",
+               fake={"steps": 3, "connect": 1})
+    assert run.wait() == 0, run.out + run.err
+    rec = run.record
+    assert rec["status"] == "succeeded" and rec["plan"]["hosts"] == [A, B]
+    assert rec["plan"]["scheduler"]["host"] == A
+    procs = {p["name"]: p for p in rec["processes"]}
+    assert (procs["rank0"]["host"], procs["rank1"]["host"]) == (A, B)
+    assert all(p["exit_code"] == 0 for p in procs.values())
+    assert "rank 1 plain line 0 of step 2" in (run.dir / "logs" / f"{B}-rank1.log").read_text()
+    assert (run.dir / "logs" / f"{A}-rank0.log").exists() and (run.dir / "logs" / "scheduler.log").exists()
+    assert {e["host"] for e in run.metrics()} == {A, B}
+    # the secret reached the workers' environment but no file of the run directory
+    assert rec["env"]["API_TOKEN"] == "***" and rec["env"]["FAKE_STEPS"] == "3"
+    assert all(p["env"]["API_TOKEN"] == "***" for p in rec["plan"]["processes"])
+    for path in run.dir.rglob("*"):
+        if path.is_file():
+            assert b"hunter2" not in path.read_bytes(), path
+    assert "hunter2" not in run.out + run.err
+    assert "pre-flight" in run.err and "ok" in run.err  # the results table
+    assert "replicas in sync" in run.out
+    assert (run.dir / ".wrn-run-marker").exists()
+    assert wait_for(run.all_gone, 5)
+    print(f"2-host fake run {run.seconds:.2f} s")
+
+
+def _preflight_fails(run: SSHRun, *needles: str, within: float) -> str:
+    code = run.wait()
+    assert code == 2, run.out + run.err
+    message = run.err.strip().splitlines()[-1]
+    assert message.startswith("wrn-launch: error: pre-flight failed"), run.err
+    for needle in needles:
+        assert needle in message, message
+    assert "Traceback" not in run.err
+    assert run.seconds < within, run.seconds
+    assert not run.dir.exists() and not run_processes(run.dir)  # nothing created, nothing started
+    print(f"pre-flight failure reported in {run.seconds:.2f} s")
+    return message
+
+
+def test_closed_port_is_a_preflight_error(runs, sshd):
+    closed = free_port()
+    run = runs(sshd, f"{A} slots=1\n{B} slots=1 port={closed}\n")
+    _preflight_fails(run, f"[{B}]", "cannot connect", f"port {closed}", within=15)
+
+
+def test_wrong_port_not_ssh_is_a_preflight_error(runs, sshd):
+    with socket.socket() as listener:  # accepts connections but never speaks SSH
+        listener.bind((B, 0))
+        listener.listen(5)
+        port = listener.getsockname()[1]
+        run = runs(sshd, f"{A} slots=1\n{B} slots=1 port={port}\n")
+        _preflight_fails(run, f"[{B}]", "not an SSH server", within=15)
+
+
+def test_refused_key_is_a_preflight_error(runs, sshd):
+    config = sshd.write_config("ssh_config_other_key", key=sshd.other_key)
+    run = runs(sshd, TWO_HOSTS, config=config)
+    message = _preflight_fails(run, f"[{A}]", f"[{B}]", "refused our key", "authorized_keys",
+                               within=15)
+    assert "failed on 2 of 2" in message
+
+
+def test_unknown_host_key_is_refused_unless_accept_new(runs, sshd, tmp_path):
+    known = sshd.known_hosts_for("known_only_a", (A,))
+    config = sshd.write_config("ssh_config_only_a", known_hosts=known)
+    run = runs(sshd, TWO_HOSTS, config=config)
+    _preflight_fails(run, f"[{B}]", "not in", f"ssh-keyscan -p {sshd.port} {B} >> {known}",
+                     "--ssh-accept-new", within=15)
+    assert B not in known.read_text()
+
+
+def test_accept_new_trusts_and_remembers(runs, sshd, tmp_path):
+    known = sshd.known_hosts_for("known_accept", (A,))
+    config = sshd.write_config("ssh_config_accept", known_hosts=known)
+    run = runs(sshd, TWO_HOSTS, "--ssh-accept-new", config=config, fake={"steps": 2, "connect": 1})
+    assert run.wait() == 0, run.out + run.err
+    assert B in known.read_text()
+
+
+def test_version_mismatch_is_a_preflight_error(runs, sshd, tmp_path):
+    fake_python = tmp_path / "old-python"
+    fake_python.write_text("#!/bin/sh\ncat >/dev/null\n"
+                           "echo '@wrn-preflight {\"python\": \"3.11.0\", \"mindspore\": \"2.9.0\", "
+                           "\"import\": null, \"data\": null, \"devices\": null, \"cpus\": [0], "
+                           "\"port_free\": true}'\n")
+    fake_python.chmod(0o755)
+    run = runs(sshd, f"{A} slots=1\n{B} slots=1 python={fake_python}\n")
+    _preflight_fails(run, f"[{B}]", "mindspore 2.9.0", "python 3.11.0", "python=", within=15)
+
+
+def test_sigkilled_remote_worker_stops_every_host(runs, sshd):
+    run = runs(sshd, TWO_HOSTS, fake={"steps": 100000, "step_s": 0.05, "connect": 1})
+    run.wait_step(1)
+    victim = next(p for p in run.record["processes"] if p["rank"] == 1)
+    t0 = time.monotonic()
+    os.kill(victim["pid"], signal.SIGKILL)
+    code = run.wait()
+    took = time.monotonic() - t0
+    print(f"launcher exited {took:.2f} s after SIGKILL of rank 1 on {B}")
+    assert code == 1 and took < 5, (took, run.out + run.err)
+    cause = run.record["root_cause"]
+    assert (cause["host"], cause["rank"], cause["signal"]) == (B, 1, "SIGKILL")
+    assert f"rank 1 on {B} killed by SIGKILL" in run.out
+    assert wait_for(run.all_gone, 5)
+
+
+def test_sigkilled_launcher_leaves_nothing_on_any_host(runs, sshd):
+    run = runs(sshd, TWO_HOSTS, fake={"steps": 100000, "step_s": 0.05, "connect": 1,
+                                      "ignore_term": 1, "grandchild": 1})
+    run.wait_step(0)
+    run.wait_step(1)
+    assert wait_for(lambda: all(a["pid"] for a in run.record["agents"]), 5)
+    t0 = time.monotonic()
+    os.kill(run.popen.pid, signal.SIGKILL)
+    run.popen.wait()
+    assert wait_for(run.all_gone, 10, 0.1), run.record
+    print(f"every process gone {time.monotonic() - t0:.2f} s after SIGKILL of the launcher")
+
+
+def test_cut_ssh_connection_ends_the_run_everywhere(runs, sshd):
+    run = runs(sshd, TWO_HOSTS, fake={"steps": 100000, "step_s": 0.05, "connect": 1,
+                                      "grandchild": 1})
+    run.wait_step(1)
+    assert wait_for(lambda: all(a["pid"] for a in run.record["agents"]), 5)
+    agent = next(a["pid"] for a in run.record["agents"] if a["host"] == B)
+    session = int(Path(f"/proc/{agent}/stat").read_text().rsplit(")", 1)[1].split()[1])  # ppid
+    assert "sshd" in Path(f"/proc/{session}/cmdline").read_text()
+    t0 = time.monotonic()
+    os.kill(session, signal.SIGKILL)  # the sshd session process of host B's connection
+    code = run.wait(30)
+    assert wait_for(run.all_gone, 10, 0.1)
+    print(f"run ended (exit {code}) and every process gone {time.monotonic() - t0:.2f} s after "
+          f"the connection to {B} was cut")
+    assert code == 1
+    assert run.record["root_cause"]["host"] == B

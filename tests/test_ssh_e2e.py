@@ -1,0 +1,43 @@
+"""A real MindSpore data-parallel training over SSH: 2 hosts (127.0.0.1, 127.0.0.2) x 1 CPU
+device, the scheduler on the first; replicas must end bitwise in sync."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fake_worker import pid_alive, run_processes, wait_for
+from mshelpers import REPO
+from sshd_fixture import sshd  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_hosts_real_training(tmp_path, sshd):
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("127.0.0.1 slots=1\n127.0.0.2 slots=1\n")
+    run_dir = tmp_path / "run"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "launcher.cli", "--hostfile", str(hosts),
+                           "--ssh-config", str(sshd.ssh_config), "--run-dir", str(run_dir),
+                           "--plain", "--set", "epoch_size=2", "--env", "ONEDNN_MAX_CPU_ISA=AVX2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    print(f"2-host real training: {time.monotonic() - t0:.1f} s")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded" and record["plan"]["hosts"] == ["127.0.0.1", "127.0.0.2"]
+    assert "replicas in sync" in done.stdout
+    finishes = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    finishes = [e for e in finishes if e["event"] == "finish"]
+    assert len(finishes) == 2 and finishes[0]["checksum"] == finishes[1]["checksum"]
+    assert {e["host"] for e in finishes} == {"127.0.0.1", "127.0.0.2"}
+    for name in ("127.0.0.1-rank0.log", "127.0.0.2-rank1.log", "scheduler.log"):
+        assert (run_dir / "logs" / name).exists()
+    assert list((run_dir / "checkpoints").glob("*.ckpt"))
+    pids = [p["pid"] for p in record["processes"]] + [a["pid"] for a in record["agents"]]
+    assert wait_for(lambda: not any(pid_alive(p) for p in pids) and not run_processes(run_dir), 5)
