@@ -98,6 +98,7 @@ class LaunchOptions:
     ssh_timeout: float = 10.0
     env: tuple[str, ...] = ()
     env_file: str | None = None
+    remote_run_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("overrides", "worker_cmd", "scheduler_cmd", "command", "port_range", "env"):
@@ -171,6 +172,8 @@ class Prepared:
         if self.remote:
             from launcher.multihost import adjust_plan
             plan = adjust_plan(plan, self.remote)
+            if self.plan.rank_table and plan.backend == "ascend":  # the merged table of all hosts
+                plan = dataclasses.replace(plan, rank_table=self.plan.rank_table)
         return dataclasses.replace(plan, warnings=self.warnings + plan.warnings)
 
     def release(self) -> None:
@@ -488,17 +491,13 @@ def _prepare_hosts(opts: LaunchOptions, sup: SupervisorOptions) -> Prepared:
     """``_prepare`` for --hostfile/--hosts: parse hosts, pre-flight all of them over SSH in
     parallel, plan; raises ``LaunchError`` (after closing every connection) on any failure."""
     from cluster.hosts import mask_env, parse_hosts_flag, read_hostfile
-    from launcher.multihost import adjust_plan, prepare_hosts
+    from launcher.multihost import adjust_plan, merged_rank_table, prepare_hosts, read_remote_hccn
     from launcher.ssh import SSHSettings
 
     specs = read_hostfile(opts.hostfile) if opts.hostfile else parse_hosts_flag(opts.hosts)
     env = _launch_env(opts)
     cfg = load_config(opts.config, opts.overrides)
     backend, how = _resolve_backend(opts, cfg)
-    if backend == "ascend":
-        raise LaunchError("a multi-host Ascend launch is not supported yet; write one rank table "
-                          "(wrn-launch ranktable merge) and run wrn-launch --rank-table FILE on "
-                          "each host, or use --backend cpu/gpu with --hostfile")
     cfg = cfg.replace(device_target=DEVICE_TARGET[backend])
     world = sum(s.slots for s in specs)
     if opts.run_dir is not None:
@@ -506,15 +505,13 @@ def _prepare_hosts(opts: LaunchOptions, sup: SupervisorOptions) -> Prepared:
         check_run_dir(run_dir)
     else:
         run_dir = default_run_dir(opts.runs_root, check_run_name(opts.name or cfg.checkpoint_name))
-    port = reserve_port(opts.port, opts.port_range) if world > 1 else None
+    port = reserve_port(opts.port, opts.port_range) if world > 1 and backend != "ascend" else None
     settings = SSHSettings(config_path=opts.ssh_config, known_hosts=opts.ssh_known_hosts,
                            accept_new=opts.ssh_accept_new, timeout=opts.ssh_timeout)
     try:
-        if opts.dry_run:
-            raise LaunchError("--dry-run with --hostfile/--hosts is not supported yet (the plan "
-                              "needs each host's cores from the pre-flight); run without it")
         ready = prepare_hosts(specs, settings, versions(), backend, cfg.data_path,
-                              port.port if port else None, os.getcwd())
+                              port.port if port else None, os.getcwd(),
+                              remote_run_dir=opts.remote_run_dir, dev_dir=opts.dev_dir)
     except PlanError as exc:
         if port is not None:
             port.release()
@@ -523,7 +520,19 @@ def _prepare_hosts(opts: LaunchOptions, sup: SupervisorOptions) -> Prepared:
         if port is not None:
             port.release()
         raise
+    warnings: list[str] = []
     try:
+        table, ips, hccl_env = None, {}, {}
+        if backend == "ascend":  # every host's hccn.conf over SFTP -> one merged rank table
+            confs = {n.host: read_remote_hccn(ready.transport.clients[n.host], n.host,
+                                              opts.hccn_conf) for n in ready.nodes}
+            servers, table, warnings = merged_rank_table(ready.nodes, confs, opts.hccn_conf,
+                                                         opts.dry_run)
+            ips = {n.host: {d.device_id: d.device_ip for d in server.devices}
+                   for n, server in zip(ready.nodes, servers)}
+            hccl_env, hccl_warnings = hccl_timeout_env(opts.hccl_connect_timeout,
+                                                       opts.hccl_exec_timeout)
+            warnings += hccl_warnings
         worker_cmd = opts.worker_cmd or (sys.executable, "-m", "wrn.train")
         scheduler_cmd = None
         if opts.start_scheduler:
@@ -533,8 +542,17 @@ def _prepare_hosts(opts: LaunchOptions, sup: SupervisorOptions) -> Prepared:
             worker_cmd=worker_cmd, scheduler_cmd=scheduler_cmd,
             sched_port=port.port if port else None, threads_per_worker=opts.threads_per_worker,
             bind_cores=opts.bind_cores, verbose_mindspore=opts.verbose_mindspore,
-            extra_env=env, worker_args=_worker_args(opts, run_dir, attempt=0))
+            device_ips=ips, extra_env={**hccl_env, **env},
+            worker_args=_worker_args(opts, run_dir, attempt=0))
         plan = adjust_plan(make_plan(request), ready.hosts)
+        if table is not None:  # the merged table (server ids resolved to IPs) is the one used
+            plan = dataclasses.replace(plan, rank_table=table)
+        plan = dataclasses.replace(plan, warnings=tuple(warnings) + plan.warnings)
+    except PlanError as exc:
+        ready.transport.shutdown()
+        if port is not None:
+            port.release()
+        raise LaunchError(str(exc)) from None
     except BaseException:
         ready.transport.shutdown()
         if port is not None:
@@ -546,8 +564,12 @@ def _prepare_hosts(opts: LaunchOptions, sup: SupervisorOptions) -> Prepared:
              "run dir": str(run_dir), "env": ", ".join(f"{k}={v}" for k, v in mask_env(env).items())
              or "-",
              "grace": f"{sup.grace:g} s"}
-    return Prepared(opts, cfg, plan, run_dir, opts.run_dir is not None, request, (), notes, port,
-                    {}, ready.transport, ready.hosts, env)
+    if table is not None:
+        notes["rank table"] = (f"merged from each host's {opts.hccn_conf}: {len(ready.nodes)} "
+                               f"servers, {plan.world_size} ranks; placed in every host's run "
+                               f"directory")
+    return Prepared(opts, cfg, plan, run_dir, opts.run_dir is not None, request, tuple(warnings),
+                    notes, port, {}, ready.transport, ready.hosts, env)
 
 
 def _failure_reason(summary: RunSummary) -> str:
@@ -627,10 +649,14 @@ def launch(options: LaunchOptions | None = None, *, renderer: Renderer | None = 
         dump_config(prepared.config, run_dir / CONFIG_NAME)
         if plan.rank_table:
             (run_dir / RANK_TABLE_NAME).write_text(plan.rank_table, encoding="utf-8")
+        fetcher = None
         if prepared.transport is not None:
-            from launcher.multihost import share_run_dir
-            prepared.notes["run dir on hosts"] = ", ".join(
-                f"{h}: {how}" for h, how in share_run_dir(run_dir, prepared.transport).items())
+            from launcher.multihost import output_fetcher, share_run_dir
+            shared = share_run_dir(run_dir, prepared.transport)
+            prepared.notes["run dir on hosts"] = ", ".join(f"{h}: {how}" for h, how in shared.items())
+            fetcher = output_fetcher(plan, run_dir, prepared.transport, shared)
+            if fetcher is not None:
+                prepared.notes["rank 0 outputs"] = f"copied back from {fetcher.host} over SFTP"
         attempts: list[dict[str, Any]] = list(prepared.previous.get("attempts") or [])
         if resuming:
             attempts.append(_attempt_record(prepared.previous, len(attempts) + 1, "ended"))
@@ -648,7 +674,8 @@ def launch(options: LaunchOptions | None = None, *, renderer: Renderer | None = 
                 files = RunFiles(run_dir)
                 try:
                     supervisor = Supervisor(plan, files, ui, prepared.transport or LocalTransport(),
-                                            opts.supervisor_options(), run_info, prepared.notes)
+                                            opts.supervisor_options(), run_info, prepared.notes,
+                                            fetcher)
                     summary = supervisor.run()
                 finally:
                     files.close()
@@ -663,6 +690,8 @@ def launch(options: LaunchOptions | None = None, *, renderer: Renderer | None = 
                                       f"valid checkpoint: {reason}")
                 plan = prepared.plan_for(run_dir, attempt=len(attempts))
         finally:
+            if fetcher is not None:
+                fetcher.close()  # every pending copy is done before the launcher returns
             ui.close()
         return LaunchResult(summary.exit_code, summary.status, str(run_dir), plan, summary)
     finally:

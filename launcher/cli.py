@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-cmd", help=argparse.SUPPRESS)
     p.add_argument("--scheduler-cmd", help=argparse.SUPPRESS)
     p.add_argument("--dev-dir", default="/dev", help=argparse.SUPPRESS)
+    # the run directory's path on the other hosts (default: the same path as here)
+    p.add_argument("--remote-run-dir", help=argparse.SUPPRESS)
     return p
 
 
@@ -333,6 +335,7 @@ def _launch_command(argv: Sequence[str]) -> int:
             port_range=parse_port_range(args.port_range),
             worker_cmd=tuple(shlex.split(args.worker_cmd)) if args.worker_cmd else None,
             scheduler_cmd=scheduler_cmd, start_scheduler=start_scheduler, dev_dir=args.dev_dir,
+            remote_run_dir=args.remote_run_dir,
             command=(PROG, *argv), resume=args.resume, resume_ckpt=args.resume_ckpt,
             pretrained=args.pretrained, force=args.force, max_restarts=args.max_restarts,
             rank_table=args.rank_table, server_ip=args.server_ip,

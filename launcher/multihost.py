@@ -5,24 +5,34 @@
 ``adjust_plan`` gives each host's processes that host's python and project path;
 ``share_run_dir`` makes the run directory's inputs (config.yaml, rank table) visible on every
 host: directly when the path is shared (same marker file seen there), else copied over SFTP.
+``OutputFetcher`` copies rank 0's outputs (checkpoints, latest.json, eval.json, classes.json)
+back over SFTP when rank 0 runs on a host that does not share the run directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import queue
 import secrets
+import socket
+import stat
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
+import paramiko
+
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec, mask_env
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node
+from cluster.ranktable import TableDevice, TableServer, build_rank_table, device_ips, is_loopback, \
+    parse_hccn_conf, rank_table_text
 from launcher.preflight import HostCheck, print_table, raise_if_failed, run_preflight
-from launcher.ssh import RemoteHost, SSHSettings, SSHTransport, resolve_target, sftp_put_files, \
-    sftp_same_file
+from launcher.ssh import RemoteHost, SSHSettings, SSHTransport, resolve_target, sftp_get, \
+    sftp_put_files, sftp_same_file
 from launcher.transport import PROJECT_ROOT
 
 #: Written into a new run directory; seen with the same content on a host = shared path.
@@ -39,10 +49,12 @@ class HostsPrepared:
     hosts: dict[str, RemoteHost]
 
 
-def remote_hosts(specs: Sequence[HostSpec], settings: SSHSettings, cwd: str) -> dict[str, RemoteHost]:
-    """Each host's SSH target (after ~/.ssh/config), python, project path and launch dir."""
+def remote_hosts(specs: Sequence[HostSpec], settings: SSHSettings, cwd: str,
+                 run_dir: str | None = None) -> dict[str, RemoteHost]:
+    """Each host's SSH target (after ~/.ssh/config), python, project path and launch dir;
+    ``run_dir`` is the run directory's path on the hosts (None: the same path as here)."""
     return {s.name: RemoteHost(s.name, resolve_target(s.name, settings, s.user, s.port),
-                               s.python or sys.executable, s.workdir or PROJECT_ROOT, cwd)
+                               s.python or sys.executable, s.workdir or PROJECT_ROOT, cwd, run_dir)
             for s in specs}
 
 
@@ -53,13 +65,14 @@ def host_device_ids(spec: HostSpec) -> tuple[int, ...]:
 
 def prepare_hosts(specs: Sequence[HostSpec], settings: SSHSettings, want: Mapping[str, str | None],
                   backend: str, data_path: str, port: int | None, cwd: str,
-                  table_stream: TextIO | None = None) -> HostsPrepared:
+                  table_stream: TextIO | None = None,
+                  remote_run_dir: str | None = None, dev_dir: str = "/dev") -> HostsPrepared:
     """Pre-flight every host in parallel and build the plan nodes; ``PlanError`` if any fails
     (every connection is closed then, and nothing was started anywhere)."""
-    hosts = remote_hosts(specs, settings, cwd)
+    hosts = remote_hosts(specs, settings, cwd, remote_run_dir)
     devices = {s.name: (None if backend == "cpu" else host_device_ids(s)) for s in specs}
     checks, clients = run_preflight(list(hosts.values()), settings, want, backend, data_path,
-                                    devices, port)
+                                    devices, port, dev_dir)
     print_table(checks, table_stream or sys.stderr)
     try:
         raise_if_failed(checks)
@@ -73,19 +86,90 @@ def prepare_hosts(specs: Sequence[HostSpec], settings: SSHSettings, want: Mappin
     return HostsPrepared(nodes, SSHTransport(hosts, clients, settings.timeout), checks, hosts)
 
 
+def moved_path(value: str, run_dir: str, there: str | None) -> str:
+    """``value`` with the run directory ``run_dir`` at its start replaced by ``there`` (the
+    run directory's path on another host; None or equal: unchanged)."""
+    if not there or there == run_dir:
+        return value
+    if value == run_dir or value.startswith(run_dir.rstrip("/") + "/"):
+        return there.rstrip("/") + value[len(run_dir.rstrip("/")):]
+    return value
+
+
+def read_remote_hccn(client: Any, host: str, path: str) -> dict[int, str] | None:
+    """Parse ``path`` (an hccn.conf) on ``host`` over SFTP: device id -> IP; None if missing."""
+    try:
+        with client.open_sftp() as sftp, sftp.open(path, "r") as fh:
+            text = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+    except (OSError, paramiko.SSHException) as exc:
+        raise PlanError(f"{host}:{path}: cannot read the hccn.conf ({exc}); check --hccn-conf "
+                        f"and the file's permissions there") from None
+    return parse_hccn_conf(text, f"{host}:{path}")
+
+
+def server_address(node: Node) -> str:
+    """The IP a node is reached on (its address resolved here), for the rank table."""
+    try:
+        return socket.gethostbyname(node.address)
+    except OSError:
+        raise PlanError(f"host {node.host}: cannot resolve {node.address} to an IP address for "
+                        f"the rank table; use its IP in the hostfile") from None
+
+
+def merged_rank_table(nodes: Sequence[Node], confs: Mapping[str, dict[int, str] | None],
+                      hccn_path: str, dry_run: bool) -> tuple[list[TableServer], str, list[str]]:
+    """One rank table for every host (ranks contiguous per host, in host order) from each
+    host's hccn.conf (``confs``: host -> parsed file); (servers, the table's text, warnings).
+
+    Missing files or addresses are errors, or warnings with placeholders in a dry run. Some
+    but not all hosts on loopback addresses is an error (the others cannot reach them); all on
+    loopback (every host is this machine) is a warning.
+    """
+    servers: list[TableServer] = []
+    warnings: list[str] = []
+    owner: dict[str, str] = {}
+    rank = 0
+    for node in nodes:
+        where = f"{node.host}:{hccn_path}"
+        ips, found = device_ips(node.device_ids, confs.get(node.host), where, dry_run)
+        warnings += found
+        devices = []
+        for device in node.device_ids:
+            ip = ips[device]
+            if ip in owner and not found:
+                raise PlanError(f"device IP {ip} is in both {owner[ip]} and {where} (device "
+                                f"{device}); every device needs its own NIC IP, fix hccn.conf there")
+            owner[ip] = f"{where} (device {device})"
+            devices.append(TableDevice(device, ip, rank))
+            rank += 1
+        servers.append(TableServer(server_address(node), tuple(devices)))
+    loopback = [n.host for n in nodes if is_loopback(server_address(n))]
+    if loopback and len(nodes) > 1:
+        problem = (f"host(s) {', '.join(loopback)} have a loopback address, which other "
+                   f"machines cannot reach; list the hosts by their real IPs")
+        if len(loopback) < len(nodes) and not dry_run:
+            raise PlanError(problem)
+        warnings.append(problem + (" (dry run: shown anyway)" if dry_run else
+                                   " (every host is this machine, so the table is used as is)"))
+    return servers, rank_table_text(build_rank_table(servers)), warnings
+
+
 def adjust_plan(plan: LaunchPlan, hosts: Mapping[str, RemoteHost]) -> LaunchPlan:
-    """Give each remote process its host's python (for ``sys.executable`` commands) and
-    ``PYTHONPATH`` (its project path)."""
+    """Give each remote process its host's python (for ``sys.executable`` commands),
+    ``PYTHONPATH`` (its project path) and, where it differs, its path of the run directory."""
     procs = []
     for proc in plan.processes:
         host = hosts.get(proc.host)
         if host is None:
             procs.append(proc)
             continue
-        argv = list(proc.argv)
+        argv = [moved_path(a, plan.run_dir, host.run_dir) for a in proc.argv]
         if argv and argv[0] == sys.executable:
             argv[0] = host.python
-        env = {**proc.env, "PYTHONPATH": host.workdir}
+        env = {k: moved_path(v, plan.run_dir, host.run_dir) for k, v in proc.env.items()}
+        env["PYTHONPATH"] = host.workdir
         procs.append(dataclasses.replace(proc, argv=tuple(argv), env=env))
     return dataclasses.replace(plan, processes=tuple(procs))
 
@@ -104,12 +188,127 @@ def share_run_dir(run_dir: Path, transport: SSHTransport) -> dict[str, str]:
              if (run_dir / name).exists()}
     how = {}
     for name, client in transport.clients.items():
-        if sftp_same_file(client, str(marker), token):
+        there = transport.hosts[name].run_dir or str(run_dir)
+        if sftp_same_file(client, f"{there.rstrip('/')}/{MARKER_NAME}", token):
             how[name] = "shared"
         else:
-            sftp_put_files(client, str(run_dir), files)
+            sftp_put_files(client, there, files)
             how[name] = "copied"
     return how
+
+
+#: Files rank 0 leaves at the top of the run directory, copied back at the end of an attempt.
+RESULT_FILES = ("eval.json", "classes.json")
+
+
+class OutputFetcher:
+    """Copies rank 0's outputs from a host that does not share the run directory into the
+    local run directory over SFTP, in a background thread: the supervisor only queues paths
+    (``fetch``) and waits once at the end of an attempt (``finish``)."""
+
+    def __init__(self, transport: SSHTransport, host: str, remote_dir: str, local_dir: Path) -> None:
+        self.transport = transport
+        self.host = host
+        self.remote_dir = remote_dir.rstrip("/")
+        self.local_dir = Path(local_dir)
+        self.copied: list[str] = []
+        self.problems: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name=f"fetch-{host}", daemon=True)
+        self._thread.start()
+
+    def fetch(self, remote_path: str) -> None:
+        """Queue one file of the remote run directory (absolute there, or relative to it), and
+        the ``checkpoints/latest.json`` beside it; returns at once."""
+        self._queue.put(("file", str(remote_path)))
+
+    def finish(self, timeout: float = 600.0) -> list[str]:
+        """Queue the final copy (checkpoints/, latest.json, eval.json, classes.json) and wait
+        until every copy queued so far is done; returns the problems met (one line each)."""
+        done = threading.Event()
+        self._queue.put(("final", done))
+        if not done.wait(timeout):
+            self.problems.append(f"copying rank 0's outputs from {self.host} took more than "
+                                 f"{timeout:g} s; copy {self.remote_dir} there by hand")
+        problems, self.problems = self.problems, []
+        return problems
+
+    def close(self, timeout: float = 600.0) -> None:
+        """Finish the pending copies and stop the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    # -- the thread ---------------------------------------------------------------------------
+    def _relative(self, path: str) -> str | None:
+        if not os.path.isabs(path):
+            return path
+        if path.startswith(self.remote_dir + "/"):
+            return path[len(self.remote_dir) + 1:]
+        return None
+
+    def _copy(self, rel: str, missing_ok: bool = False) -> None:
+        local = self.local_dir / rel
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            sftp_get(self.transport.clients[self.host], f"{self.remote_dir}/{rel}", str(local))
+            self.copied.append(rel)
+        except FileNotFoundError:
+            if not missing_ok:
+                self.problems.append(f"{self.host}:{self.remote_dir}/{rel} is gone; it was not "
+                                     f"copied into {self.local_dir}")
+        except Exception as exc:  # noqa: BLE001 - a failed copy must not stop the launcher
+            self.problems.append(f"cannot copy {self.host}:{self.remote_dir}/{rel} into "
+                                 f"{self.local_dir} ({exc})")
+
+    def _final(self) -> None:
+        client = self.transport.clients[self.host]
+        try:
+            with client.open_sftp() as sftp:
+                entries = sftp.listdir_attr(f"{self.remote_dir}/checkpoints")
+        except FileNotFoundError:
+            entries = []
+        except Exception as exc:  # noqa: BLE001
+            self.problems.append(f"cannot list {self.host}:{self.remote_dir}/checkpoints ({exc})")
+            entries = []
+        for entry in sorted(entries, key=lambda e: e.filename == "latest.json"):  # latest.json last
+            name = entry.filename
+            if name.startswith(".") or not stat.S_ISREG(entry.st_mode or 0):
+                continue  # a checkpoint being written (.<name>.<pid>.part.ckpt)
+            local = self.local_dir / "checkpoints" / name
+            if name != "latest.json" and local.is_file() and local.stat().st_size == entry.st_size:
+                continue  # copied when its checkpoint event came
+            self._copy(f"checkpoints/{name}", missing_ok=True)
+        for name in RESULT_FILES:
+            self._copy(name, missing_ok=True)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            kind, arg = item
+            if kind == "final":
+                self._final()
+                arg.set()
+                continue
+            rel = self._relative(arg)
+            if rel is None:
+                self.problems.append(f"rank 0 wrote {arg} on {self.host}, outside the run "
+                                     f"directory {self.remote_dir}; it was not copied")
+                continue
+            self._copy(rel)
+            self._copy(str(Path(rel).parent / "latest.json"), missing_ok=True)
+
+
+def output_fetcher(plan: LaunchPlan, run_dir: Path, transport: SSHTransport,
+                   how: Mapping[str, str]) -> OutputFetcher | None:
+    """An ``OutputFetcher`` for rank 0's host when it does not share the run directory
+    (``how`` from ``share_run_dir``), else None (rank 0 writes there directly)."""
+    rank0 = next((p for p in plan.processes if p.role == "worker" and p.rank == 0), None)
+    if rank0 is None or how.get(rank0.host) != "copied":
+        return None
+    there = transport.hosts[rank0.host].run_dir or str(run_dir)
+    return OutputFetcher(transport, rank0.host, there, run_dir)
 
 
 def masked_plan(plan: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ else:
     except Exception as exc:
         out["data"] = str(exc)
     from cluster.devices import list_devices
-    out["devices"] = list_devices(args["backend"])
+    out["devices"] = list_devices(args["backend"], args.get("dev_dir") or "/dev")
     if args.get("port"):
         from launcher.ports import port_is_free
         out["port_free"] = port_is_free(args["port"])
@@ -72,12 +72,15 @@ class HostCheck:
         return not self.problems
 
 
-def probe_command(host: RemoteHost, backend: str, data_path: str, port: int | None) -> str:
+def probe_command(host: RemoteHost, backend: str, data_path: str, port: int | None,
+                  dev_dir: str = "/dev") -> str:
     """The shell command that runs ``PROBE`` (read from stdin) on ``host``."""
-    args = json.dumps({"backend": backend, "data_path": data_path, "port": port})
+    fields: dict[str, Any] = {"backend": backend, "data_path": data_path, "port": port}
+    if dev_dir != "/dev":
+        fields["dev_dir"] = dev_dir
     q = shlex.quote
     return (f"cd {q(host.cwd)} && exec env PYTHONPATH={q(host.workdir)} {q(host.python)} - "
-            f"{q(args)}")
+            f"{q(json.dumps(fields))}")
 
 
 def parse_probe(stdout: str) -> dict[str, Any] | None:
@@ -123,7 +126,7 @@ def judge(check: HostCheck, report: dict[str, Any], want: Mapping[str, str | Non
 
 def check_host(host: RemoteHost, settings: SSHSettings, want: Mapping[str, str | None],
                backend: str, data_path: str, devices: Sequence[int] | None,
-               port: int | None) -> tuple[HostCheck, Any]:
+               port: int | None, dev_dir: str = "/dev") -> tuple[HostCheck, Any]:
     """Pre-flight of one host: (its ``HostCheck``, its open SSH client or None)."""
     t0 = time.monotonic()
     check = HostCheck(host.name, host.target.label)
@@ -131,7 +134,7 @@ def check_host(host: RemoteHost, settings: SSHSettings, want: Mapping[str, str |
     try:
         client = connect(host.target, settings)
         budget = max(settings.timeout, 30.0)  # python + imports may take a few seconds
-        code, out, err = run_command(client, probe_command(host, backend, data_path, port), budget,
+        code, out, err = run_command(client, probe_command(host, backend, data_path, port, dev_dir), budget,
                                      PROBE.encode())
         report = parse_probe(out)
         if report is None:
@@ -157,14 +160,14 @@ def check_host(host: RemoteHost, settings: SSHSettings, want: Mapping[str, str |
 def run_preflight(hosts: Sequence[RemoteHost], settings: SSHSettings,
                   want: Mapping[str, str | None], backend: str, data_path: str,
                   devices: Mapping[str, Sequence[int] | None], port: int | None,
-                  ) -> tuple[list[HostCheck], dict[str, Any]]:
+                  dev_dir: str = "/dev") -> tuple[list[HostCheck], dict[str, Any]]:
     """Check every host in parallel; (checks in host order, open clients of the good hosts).
 
     ``port`` is checked on the first host (the master) only.
     """
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         futures = [pool.submit(check_host, h, settings, want, backend, data_path,
-                               devices.get(h.name), port if i == 0 else None)
+                               devices.get(h.name), port if i == 0 else None, dev_dir)
                    for i, h in enumerate(hosts)]
         results = [f.result() for f in futures]
     checks = [c for c, _ in results]

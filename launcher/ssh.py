@@ -264,6 +264,7 @@ class RemoteHost:
     python: str
     workdir: str
     cwd: str
+    run_dir: str | None = None  # the run directory's path there; None: the same as here
 
 
 def agent_command(host: RemoteHost) -> str:
@@ -334,6 +335,10 @@ def sftp_put_files(client: paramiko.SSHClient, remote_dir: str, files: dict[str,
 def sftp_get(client: paramiko.SSHClient, remote: str, local: str) -> None:
     """Copy ``remote`` from the host to ``local`` atomically (temporary name, then rename)."""
     tmp = f"{local}.{os.getpid()}.part"
-    with client.open_sftp() as sftp:
-        sftp.get(remote, tmp)
-    os.replace(tmp, local)
+    try:
+        with client.open_sftp() as sftp:
+            sftp.get(remote, tmp)
+        os.replace(tmp, local)
+    finally:
+        if os.path.exists(tmp):  # a failed copy leaves no partial file behind
+            os.unlink(tmp)

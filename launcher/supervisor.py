@@ -170,8 +170,9 @@ class Supervisor:
 
     def __init__(self, plan: LaunchPlan, files: RunFiles, renderer: Renderer, transport: Transport,
                  options: SupervisorOptions, run_info: dict[str, Any],
-                 notes: dict[str, Any] | None = None) -> None:
+                 notes: dict[str, Any] | None = None, fetcher: Any = None) -> None:
         self.plan = plan
+        self.fetcher = fetcher  # copies rank 0's outputs back (multihost.OutputFetcher) or None
         self.files = files
         self.ui = renderer
         self.transport = transport
@@ -211,6 +212,7 @@ class Supervisor:
                 agent.start_readers()
             self._save()
             self._loop()
+            self._fetch_outputs()
             return self._finish()
         except BaseException as exc:  # a launcher bug: say so in run.json, then clean up
             self.status = "failed"
@@ -286,6 +288,9 @@ class Supervisor:
         self.files.metric({**record, "host": host})
         if rec.spec.role != "worker":
             return
+        if self.fetcher is not None and rec.spec.rank == 0 and record.get("event") == "checkpoint" \
+                and record.get("path"):
+            self.fetcher.fetch(record["path"])  # queued; copied by the fetcher's thread
         rec.last_event_at = time.monotonic()
         if rec.stall_warned:
             rec.stall_warned = False
@@ -451,6 +456,13 @@ class Supervisor:
             "root_cause": self.root_cause.to_dict() if self.root_cause else None,
         })
         return data
+
+    def _fetch_outputs(self) -> None:
+        """Wait for rank 0's outputs to be copied back (a host not sharing the run dir)."""
+        if self.fetcher is None:
+            return
+        for problem in self.fetcher.finish():
+            self._ui("message", "warning", problem)
 
     def _save(self, extra: dict[str, Any] | None = None) -> None:
         data = self._record()

@@ -246,3 +246,79 @@ def test_cut_ssh_connection_ends_the_run_everywhere(runs, sshd):
           f"the connection to {B} was cut")
     assert code == 1
     assert run.record["root_cause"]["host"] == B
+
+
+def test_rank0_outputs_are_copied_back_when_the_run_dir_is_not_shared(runs, sshd, tmp_path):
+    remote = tmp_path / "elsewhere" / "run"  # the run directory's path "on the hosts"
+    run = runs(sshd, TWO_HOSTS, "--remote-run-dir", str(remote),
+               fake={"steps": 2, "epochs": 2, "connect": 1})
+    assert run.wait() == 0, run.out + run.err
+    assert (remote / "config.yaml").exists() and (remote / ".wrn-run-marker").exists()  # copied
+    for name in ("checkpoints/fake-e1.ckpt", "checkpoints/fake-e2.ckpt", "eval.json"):
+        assert (remote / name).exists(), name  # rank 0 wrote there ...
+        assert (run.dir / name).read_bytes() == (remote / name).read_bytes(), name  # ... and back
+    assert not list((run.dir / "checkpoints").glob("*.part"))
+    assert run.record["summary"]["top1"] == 0.95
+    assert wait_for(run.all_gone, 5)
+    print(f"2-host fake run with rank 0's outputs copied back {run.seconds:.2f} s")
+
+
+def _ascend_fixture(tmp_path: Path) -> tuple[Path, Path]:
+    """A fake /dev with davinci0-3 and an hccn.conf for devices 0-3 (host A runs 0-1, B 2-3)."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for name in ("davinci0", "davinci1", "davinci2", "davinci3", "davinci_manager"):
+        (dev / name).write_text("")
+    conf = tmp_path / "hccn.conf"
+    conf.write_text("".join(f"address_{i}=192.168.100.{10 + i}\nnetmask_{i}=255.255.255.0\n"
+                            for i in range(4)))
+    return dev, conf
+
+
+ASCEND_HOSTS = f"{A} slots=2 devices=0-1\n{B} slots=2 devices=2-3\n"
+
+
+def _check_merged_table(table: dict) -> None:
+    assert table["server_count"] == "2"
+    servers = table["server_list"]
+    assert [s["server_id"] for s in servers] == [A, B]
+    assert [[(d["device_id"], d["rank_id"]) for d in s["device"]] for s in servers] == \
+        [[("0", "0"), ("1", "1")], [("2", "2"), ("3", "3")]]  # contiguous per server
+    assert servers[1]["device"][1]["device_ip"] == "192.168.100.13"
+
+
+def test_ascend_dry_run_over_ssh_shows_the_merged_rank_table(runs, sshd, tmp_path):
+    dev, conf = _ascend_fixture(tmp_path)
+    run = runs(sshd, ASCEND_HOSTS, "--backend", "ascend", "--dry-run", "--dev-dir", str(dev),
+               "--hccn-conf", str(conf))
+    assert run.wait() == 0, run.out + run.err
+    assert "pre-flight" in run.err and "FAILED" not in run.err
+    text = run.out
+    start = text.index("{", text.index("rank table ("))
+    table = json.loads(text[start:text.index("\n}", start) + 2])
+    _check_merged_table(table)
+    assert "merged from each host's" in text
+    assert not run.dir.exists()  # a dry run creates nothing
+
+
+def test_ascend_dry_run_names_a_missing_hccn_conf(runs, sshd, tmp_path):
+    dev, _conf = _ascend_fixture(tmp_path)
+    run = runs(sshd, ASCEND_HOSTS, "--backend", "ascend", "--dry-run", "--dev-dir", str(dev),
+               "--hccn-conf", str(tmp_path / "missing.conf"))
+    assert run.wait() == 0, run.out + run.err
+    assert f"{A}:{tmp_path / 'missing.conf'} does not exist" in run.out + run.err
+
+
+def test_ascend_launch_places_the_merged_table_on_every_host(runs, sshd, tmp_path):
+    dev, conf = _ascend_fixture(tmp_path)
+    remote = tmp_path / "elsewhere" / "run"
+    run = runs(sshd, ASCEND_HOSTS, "--backend", "ascend", "--dev-dir", str(dev), "--hccn-conf",
+               str(conf), "--remote-run-dir", str(remote), fake={"steps": 2}, scheduler=False)
+    assert run.wait() == 0, run.out + run.err
+    here = json.loads((run.dir / "rank_table.json").read_text())
+    _check_merged_table(here)
+    assert (remote / "rank_table.json").read_text() == (run.dir / "rank_table.json").read_text()
+    procs = {p["name"]: p for p in run.record["plan"]["processes"]}
+    assert procs["rank3"]["env"]["RANK_TABLE_FILE"] == str(remote / "rank_table.json")
+    assert (procs["rank3"]["env"]["RANK_ID"], procs["rank3"]["env"]["DEVICE_ID"]) == ("3", "3")
+    assert wait_for(run.all_gone, 5)

@@ -41,3 +41,30 @@ def test_two_hosts_real_training(tmp_path, sshd):
     assert list((run_dir / "checkpoints").glob("*.ckpt"))
     pids = [p["pid"] for p in record["processes"]] + [a["pid"] for a in record["agents"]]
     assert wait_for(lambda: not any(pid_alive(p) for p in pids) and not run_processes(run_dir), 5)
+
+
+def test_two_hosts_two_devices_real_training(tmp_path, sshd):
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("127.0.0.1 slots=2\n127.0.0.2 slots=2\n")
+    run_dir = tmp_path / "run"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "launcher.cli", "--hostfile", str(hosts),
+                           "--ssh-config", str(sshd.ssh_config), "--run-dir", str(run_dir),
+                           "--plain", "--set", "epoch_size=1", "--set", "eval_interval=0",
+                           "--env", "ONEDNN_MAX_CPU_ISA=AVX2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    print(f"2-host x 2-device real training: {time.monotonic() - t0:.1f} s")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded" and record["plan"]["world_size"] == 4
+    assert "replicas in sync" in done.stdout
+    finishes = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    finishes = [e for e in finishes if e["event"] == "finish"]
+    assert sorted(e["rank"] for e in finishes) == [0, 1, 2, 3]
+    assert len({e["checksum"] for e in finishes}) == 1
+    logs = sorted(p.name for p in (run_dir / "logs").glob("*-rank*.log"))
+    assert logs == ["127.0.0.1-rank0.log", "127.0.0.1-rank1.log", "127.0.0.2-rank2.log",
+                    "127.0.0.2-rank3.log"]
+    pids = [p["pid"] for p in record["processes"]] + [a["pid"] for a in record["agents"]]
+    assert wait_for(lambda: not any(pid_alive(p) for p in pids) and not run_processes(run_dir), 5)

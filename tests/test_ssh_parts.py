@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 import pytest
 
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec
 from cluster.plan import Node, PlanRequest, make_plan
-from launcher.multihost import adjust_plan, host_device_ids, masked_plan, remote_hosts, \
-    share_run_dir
+from launcher.multihost import OutputFetcher, adjust_plan, host_device_ids, masked_plan, \
+    moved_path, output_fetcher, remote_hosts, share_run_dir
 from launcher.preflight import (HostCheck, failure_message, judge, parse_probe, print_table,
                                 probe_command, raise_if_failed, run_preflight)
 from launcher.ssh import (RemoteHost, SSHError, SSHSettings, SSHTarget, SSHTransport, agent_command,
@@ -144,3 +145,74 @@ def test_connect_errors_are_one_paragraph(sshd):
     bad = SSHTarget("x", "127.0.0.1", 1, "root", known_hosts=str(sshd.known_hosts))
     with pytest.raises(SSHError, match="cannot connect .* port 1 right"):
         connect(bad, settings)
+
+
+def test_moved_path_and_a_run_dir_elsewhere_on_the_hosts():
+    assert moved_path("/r/config.yaml", "/r", "/x/y") == "/x/y/config.yaml"
+    assert moved_path("/r", "/r", "/x") == "/x" and moved_path("/rr/a", "/r", "/x") == "/rr/a"
+    assert moved_path("/r/a", "/r", None) == "/r/a"
+    specs = [HostSpec("a", 1), HostSpec("b", 1)]
+    hosts = remote_hosts(specs, SSHSettings(config_path="/nonexistent"), "/cwd", "/there")
+    req = PlanRequest(backend="cpu", nodes=(Node("a", "10.0.0.1", (0,), (0,)),
+                                            Node("b", "10.0.0.2", (0,), (0,))),
+                      run_dir="/r", cwd="/cwd", worker_cmd=(sys.executable, "-m", "wrn.train"),
+                      scheduler_cmd=None, sched_port=29501)
+    plan = adjust_plan(make_plan(req), hosts)
+    worker = plan.worker(1)
+    assert "/there/config.yaml" in worker.argv and worker.env["WRN_RUN_DIR"] == "/there"
+    assert output_fetcher(plan, Path("/r"), None, {"a": "shared"}) is None
+
+
+def test_output_fetcher_copies_rank0_outputs_back(sshd, tmp_path):
+    settings = SSHSettings(config_path=str(sshd.ssh_config), timeout=5)
+    hosts = remote_hosts([HostSpec("127.0.0.2", 1)], settings, "/", str(tmp_path / "there"))
+    client = connect(hosts["127.0.0.2"].target, settings)
+    transport = SSHTransport(hosts, {"127.0.0.2": client})
+    there, here = tmp_path / "there", tmp_path / "here"
+    (there / "checkpoints").mkdir(parents=True)
+    here.mkdir()
+    for name, text in (("checkpoints/a.ckpt", "A"), ("checkpoints/b.ckpt", "B"),
+                       ("checkpoints/.b.1.part.ckpt", "partial"), ("checkpoints/latest.json", "{}"),
+                       ("classes.json", "[]")):
+        (there / name).write_text(text)
+    fetcher = OutputFetcher(transport, "127.0.0.2", str(there), here)
+    try:
+        fetcher.fetch(str(there / "checkpoints" / "a.ckpt"))
+        fetcher.fetch("/somewhere/else.ckpt")
+        fetcher.fetch("checkpoints/gone.ckpt")
+        problems = fetcher.finish()
+        assert (here / "checkpoints" / "a.ckpt").read_text() == "A"
+        assert (here / "checkpoints" / "b.ckpt").read_text() == "B"  # the final copy
+        assert (here / "checkpoints" / "latest.json").exists() and (here / "classes.json").exists()
+        assert not (here / "checkpoints" / ".b.1.part.ckpt").exists()
+        assert not (here / "eval.json").exists()  # none there: not a problem
+        assert len(problems) == 2 and "outside the run directory" in problems[0]
+        assert "gone.ckpt is gone" in problems[1]
+        assert not list((here / "checkpoints").glob("*.part"))
+        assert fetcher.finish() == []
+    finally:
+        fetcher.close()
+        transport.shutdown()
+
+
+def test_merged_rank_table_rules(sshd, tmp_path):
+    from launcher.multihost import merged_rank_table, read_remote_hccn, server_address
+
+    nodes = (Node("a", "10.0.0.1", (0, 1), (0,)), Node("b", "127.0.0.2", (0,), (0,)))
+    confs = {"a": {0: "192.168.1.1", 1: "192.168.1.2"}, "b": {0: "192.168.1.3"}}
+    with pytest.raises(PlanError, match="loopback"):  # b is unreachable from a
+        merged_rank_table(nodes, confs, "/etc/hccn.conf", dry_run=False)
+    servers, text, warnings = merged_rank_table(nodes, confs, "/etc/hccn.conf", dry_run=True)
+    assert [d.rank_id for s in servers for d in s.devices] == [0, 1, 2] and "loopback" in warnings[0]
+    assert '"server_count": "2"' in text and server_address(nodes[0]) == "10.0.0.1"
+    with pytest.raises(PlanError, match="192.168.1.1 is in both a:/h"):
+        merged_rank_table(nodes[:1] + (Node("c", "10.0.0.3", (0,), (0,)),),
+                          {**confs, "c": {0: "192.168.1.1"}}, "/h", dry_run=False)
+    settings = SSHSettings(config_path=str(sshd.ssh_config), timeout=5)
+    client = connect(resolve_target("127.0.0.2", settings), settings)
+    try:
+        (tmp_path / "hccn.conf").write_text("address_0=192.168.9.9\n")
+        assert read_remote_hccn(client, "h", str(tmp_path / "hccn.conf")) == {0: "192.168.9.9"}
+        assert read_remote_hccn(client, "h", str(tmp_path / "none.conf")) is None
+    finally:
+        client.close()
