@@ -84,8 +84,7 @@ class StartPoint:
     note: str | None = None
 
 
-def start_point(meta: dict[str, Any], steps_per_epoch: int, world: int, batch_size: int,
-                source: str) -> StartPoint:
+def start_point(meta: dict[str, Any], steps_per_epoch: int, world: int, source: str) -> StartPoint:
     """Translate a checkpoint's (epoch, step, world_size) into this run's start point.
 
     Same world size: exactly where it stopped. Another world size: the epoch's data order is
@@ -213,7 +212,7 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
             raise ConfigError(f"checkpoint {path} was written with a different config (fields that "
                               f"change the maths: {', '.join(checkpoint.MATH_FIELDS)}); resume with "
                               f"the run's own config.yaml, or add --force to continue anyway")
-        start = start_point(meta, steps_per_epoch, world, cfg.batch_size, str(path))
+        start = start_point(meta, steps_per_epoch, world, str(path))
         # the optimizer's step counter is the LR-schedule position
         optimizer.global_step.set_data(ms.Tensor(np.array([start.global_step], np.int32)))
         if start.note and rank == 0:
