@@ -124,7 +124,7 @@ def test_worker_killed_once_with_max_restarts_succeeds(tmp_path):
 def test_resume_on_three_then_one_device(tmp_path):
     """A 2-device run resumed on 3 devices, stopped again, finished on 1 device."""
     run = tmp_path / "run"
-    proc = launch(["--devices", "2", "--run-dir", str(run), *BASE])
+    proc = launch(["--devices", "2", "--run-dir", str(run), *BASE, "--set", "epoch_size=3"])
     wait_for_checkpoint(run, proc, lambda r: r["epoch"] == 1)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
