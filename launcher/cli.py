@@ -32,34 +32,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: seconds cannot be negative")
-    return value
+def _number_type(convert, minimum, noun: str, too_small: str):
+    """An argparse type: ``convert`` the text, then require ``value >= minimum``."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: {too_small}")
+        return value
+    return parse
 
 
-def _whole_seconds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: seconds cannot be negative")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
-    return value
+_seconds = _number_type(float, 0, "a number of seconds", "seconds cannot be negative")
+_whole_seconds = _number_type(int, 0, "a whole number of seconds", "seconds cannot be negative")
+_positive_int = _number_type(int, 1, "a whole number", "must be 1 or more")
 
 
 def build_parser() -> argparse.ArgumentParser:
