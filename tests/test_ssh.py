@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from fake_worker import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD, pid_alive, run_processes, wait_for
+from fake_worker import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD, fake_env, pid_alive, run_processes, \
+    wait_for
 from mshelpers import REPO, free_port
 from sshd_fixture import sshd  # noqa: F401  (the fixture)
+from test_launch import Run
 
 A, B = "127.0.0.1", "127.0.0.2"
 
@@ -27,15 +29,9 @@ def hostfile(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def launcher_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MS_", "RANK_", "WRN_", "FAKE_")) and k not in ("DEVICE_ID", "LOCAL_RANK")}
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-class SSHRun:
-    """``wrn-launch --hostfile`` as a subprocess, fake workers on both loopback hosts."""
+class SSHRun(Run):
+    """``wrn-launch --hostfile`` as a subprocess, fake workers on both loopback hosts (the
+    fake settings travel to the remote workers as ``--env``)."""
 
     def __init__(self, tmp_path: Path, server, hosts: str, *args: str, config: Path | None = None,
                  fake: dict | None = None, scheduler: bool = True):
@@ -46,22 +42,12 @@ class SSHRun:
                 "--grace", "1", "--plain", "--ssh-timeout", "3", "--worker-cmd", FAKE_WORKER_CMD,
                 "--scheduler-cmd", FAKE_SCHEDULER_CMD if scheduler else "none", *fake_args, *args]
         self.t0 = time.monotonic()
-        self.popen = subprocess.Popen(argv, cwd=tmp_path, env=launcher_env(), stdout=subprocess.PIPE,
+        self.popen = subprocess.Popen(argv, cwd=tmp_path, env=fake_env(), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.out = self.err = ""
 
     def wait(self, timeout: float = 60) -> int:
-        self.out, self.err = self.popen.communicate(timeout=timeout)
-        self.seconds = time.monotonic() - self.t0
-        return self.popen.returncode
-
-    @property
-    def record(self) -> dict:
-        return json.loads((self.dir / "run.json").read_text())
-
-    def metrics(self) -> list[dict]:
-        path = self.dir / "metrics.jsonl"
-        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+        return super().wait(timeout)
 
     def wait_step(self, rank: int) -> None:
         assert wait_for(lambda: any(e["event"] == "step" and e["rank"] == rank for e in self.metrics()),
