@@ -16,7 +16,7 @@ import pytest
 
 from fake_worker import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD, fake_env, pid_alive, run_processes, \
     wait_for
-from mshelpers import REPO, free_port
+from mshelpers import free_port
 from sshd_fixture import sshd  # noqa: F401  (the fixture)
 from test_launch import Run
 
