@@ -2,7 +2,10 @@
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import mindspore as ms
 import numpy as np
@@ -65,6 +68,49 @@ def test_truncated_and_flipped_files_never_load(tmp_path):
     bad.write_bytes(bytes(flipped))
     with pytest.raises(ValueError):
         checkpoint.load(bad, _cell()[1])
+
+
+def test_scan_reads_names_and_checks_crc_without_loading(tmp_path):
+    _, step = _cell()
+    path = checkpoint.save(step, tmp_path, "m", META)
+    names, size = checkpoint.scan_checkpoint(path, chunk=4096)  # small chunks: records span reads
+    assert names == set(ms.load_checkpoint(str(path))) and size == path.stat().st_size
+    data = path.read_bytes()
+    for cut in (0, 5, len(data) // 2, len(data) - 17, len(data) - 1):
+        bad = tmp_path / f"cut{cut}.ckpt"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(OSError, match=f"cut{cut}.ckpt"):
+            checkpoint.scan_checkpoint(bad)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x40  # inside some tensor's bytes: only the CRC can tell
+    (tmp_path / "flip.ckpt").write_bytes(bytes(flipped))
+    with pytest.raises(OSError, match="CRC mismatch"):
+        checkpoint.scan_checkpoint(tmp_path / "flip.ckpt")
+
+
+def test_saved_file_is_read_only_and_save_still_works_as_non_root(tmp_path):
+    """MindSpore leaves the file 0400; the fsync must not need write access (non-root users)."""
+    _, step = _cell()
+    first = checkpoint.save(step, tmp_path, "m", META)
+    assert oct(first.stat().st_mode & 0o777) == "0o400"
+    if os.geteuid() == 0:
+        shared = Path(tempfile.mkdtemp())  # under /tmp: reachable for the unprivileged user
+        shared.chmod(0o777)
+        pid = os.fork()
+        if pid == 0:  # the same save as an unprivileged user, in a child
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                checkpoint.save(step, shared, "n", META)
+                code = 0
+            except BaseException as exc:  # shown in the failing test's captured output
+                print(f"save as uid 65534 failed: {exc!r}", flush=True)
+            finally:
+                os._exit(code)
+        status = os.waitpid(pid, 0)[1]
+        shutil.rmtree(shared)
+        assert status == 0
 
 
 def test_other_model_is_refused(tmp_path):

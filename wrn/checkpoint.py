@@ -83,7 +83,7 @@ def save(cell, directory: str | os.PathLike, prefix: str, meta: dict[str, Any],
     extra.update({_META_PREFIX + k: str(v) for k, v in meta.items() if k not in META_KEYS})
     try:
         ms.save_checkpoint(cell, str(tmp), append_dict=extra, crc_check=True)
-        with open(tmp, "rb+") as fh:
+        with open(tmp, "rb") as fh:  # MindSpore leaves the file read-only (0400)
             os.fsync(fh.fileno())
         _verify_written(tmp, cell)
         os.replace(tmp, final)
@@ -104,11 +104,71 @@ def save(cell, directory: str | os.PathLike, prefix: str, meta: dict[str, Any],
     return final
 
 
-def _verify_written(path: Path, cell) -> None:
-    """Re-read a freshly written file: every parameter of ``cell`` must be in it."""
-    import mindspore as ms
+def _varint(fh, path: Path) -> int:
+    """Read one protobuf varint from ``fh``."""
+    value = shift = 0
+    while True:
+        byte = fh.read(1)
+        if not byte:
+            raise OSError(f"{path}: ends inside a record header (truncated)")
+        value |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise OSError(f"{path}: malformed record length")
 
-    names = set(ms.load_checkpoint(str(path)))
+
+def scan_checkpoint(path: str | os.PathLike, chunk: int = 8 << 20) -> tuple[set[str], int]:
+    """Walk a MindSpore ``.ckpt`` file written with ``crc_check=True`` in constant memory.
+
+    The file is a sequence of serialized ``Checkpoint`` messages, each holding one ``Value``
+    (a parameter's name and a tensor, or a slice of it), followed by ``b"crc_num"`` and the
+    CRC-32 of everything before it as 10 big-endian bytes. Returns (parameter names, bytes);
+    raises ``OSError`` if the structure or the CRC does not hold. Loading the file with
+    ``mindspore.load_checkpoint`` instead would hold every tensor in memory at once (about the
+    file's size again, 0.5 GB for WRN-50-2 with momentum).
+    """
+    import binascii
+
+    path = Path(path)
+    size = path.stat().st_size
+    body = size - 17
+    if body < 0:
+        raise OSError(f"{path}: {size} bytes is too short for a checkpoint")
+    names: set[str] = set()
+    crc = 0
+    with open(path, "rb") as fh:
+        while fh.tell() < body:
+            start = fh.tell()
+            if fh.read(1) != b"\x0a":  # field 1 (value), length-delimited
+                raise OSError(f"{path}: unexpected data at byte {start}")
+            length = _varint(fh, path)
+            value_start = fh.tell()
+            if value_start + length > body:
+                raise OSError(f"{path}: record at byte {start} runs past the end (truncated)")
+            if fh.read(1) != b"\x0a":  # Value.tag comes first
+                raise OSError(f"{path}: record at byte {start} has no parameter name")
+            name_len = _varint(fh, path)
+            names.add(fh.read(name_len).decode("utf-8", "replace"))
+            end = value_start + length
+            fh.seek(start)
+            while fh.tell() < end:  # the whole record goes into the CRC
+                block = fh.read(min(chunk, end - fh.tell()))
+                if not block:
+                    raise OSError(f"{path}: truncated at byte {fh.tell()}")
+                crc = binascii.crc32(block, crc)
+        trailer = fh.read(17)
+    if trailer[:7] != b"crc_num":
+        raise OSError(f"{path}: no CRC trailer (written without crc_check, or truncated)")
+    if int.from_bytes(trailer[7:], "big") != crc:
+        raise OSError(f"{path}: CRC mismatch (the file is corrupt)")
+    return names, size
+
+
+def _verify_written(path: Path, cell) -> None:
+    """Re-read a freshly written file: intact (CRC), and every parameter of ``cell`` is in it."""
+    names, _ = scan_checkpoint(path)
     missing = [p.name for p in cell.get_parameters() if p.name not in names]
     if missing:
         raise OSError(f"the written file lacks {len(missing)} parameters (e.g. {missing[0]})")
