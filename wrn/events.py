@@ -15,10 +15,12 @@ Events and their fields (besides v, event, rank, time):
                 epochs, batch_size (per device), device_target, host, pid
 ``step``        epoch (1-based), step (1-based within the epoch), global_step, loss, lr,
                 imgs_per_s (this rank), data_wait_s (mean seconds per step waiting for data)
-``epoch_end``   epoch, loss (mean over the epoch), seconds, imgs_per_s
+``epoch_end``   epoch, loss (mean over the epoch), seconds, imgs_per_s, data_wait_s,
+                max_rss_mib (this process's peak resident memory so far)
 ``eval``        epoch, top1, correct, total, loss
 ``checkpoint``  epoch, step, global_step, path
-``finish``      status ("ok"), checksum (of this rank's parameters), seconds, top1 (or null)
+``finish``      status ("ok"), checksum (of this rank's parameters), seconds, top1 (or null),
+                global_step, max_rss_mib
 ``error``       message, kind (exception type)
 ``warning``     message, and free-form extra fields (e.g. skipped_files)
 """

@@ -297,7 +297,7 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
         report("epoch_end", epoch=epoch, loss=round(epoch_loss, 6),
                     seconds=round(seconds, 3), steps=done,
                     imgs_per_s=round(done * cfg.batch_size / max(seconds, 1e-9), 2),
-                    data_wait_s=round(wait / max(done, 1), 5))
+                    data_wait_s=round(wait / max(done, 1), 5), max_rss_mib=peak_rss_mib())
         is_last = epoch == cfg.epoch_size
         do_ckpt = epoch % cfg.save_checkpoint_epochs == 0 or is_last
         do_eval = bool(cfg.eval_interval) and epoch % cfg.eval_interval == 0 and not is_last
@@ -319,8 +319,16 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
                              "world_size": world})
     summary.close()
     events.emit("finish", rank, status="ok", checksum=checksum, top1=final["top1"],
-                seconds=round(time.time() - t_start, 3), global_step=global_step)
+                seconds=round(time.time() - t_start, 3), global_step=global_step,
+                max_rss_mib=peak_rss_mib())
     return 0
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB (the pipeline's workers are threads)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _host() -> str:
