@@ -1,0 +1,125 @@
+"""Launch and teardown: wrn-launch against msrun, both running the unchanged worker.
+
+Each repetition starts a 2-worker CPU job of the default config (1 epoch, an event every step)
+with each launcher in turn and measures
+
+* launch: from the instant before the launcher is spawned to the first completed training step
+  on every rank (the later of the two ranks' first ``step`` events, whose timestamps the worker
+  takes itself), and then
+* teardown: rank 1 is SIGKILLed; from that instant until the launcher has exited and no
+  process it started is left (every descendant recorded just before the kill is gone).
+
+msrun is run with ``--join=True`` (otherwise it returns at once and reports nothing) and gets
+the same thread budget our launcher gives each worker (``WRN_NUM_THREADS=1`` on 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import common
+from benchmarks.common import log
+
+TEARDOWN_LIMIT_S = 3.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _first_steps(logs: list[Path], world: int) -> dict[int, dict] | None:
+    """rank -> {first step event, start event} once every rank has logged a step."""
+    evs = [e for path in logs for e in common.events_in(path)]
+    found: dict[int, dict] = {}
+    for rank in range(world):
+        start = next((e for e in evs if e["event"] == "start" and e["rank"] == rank), None)
+        step = next((e for e in evs if e["event"] == "step" and e["rank"] == rank), None)
+        if start and step:
+            found[rank] = {"step": step, "start": start}
+    return found if len(found) == world else None
+
+
+def one_run(kind: str, cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
+    """Start a job with ``kind`` ("wrn-launch" or "msrun"), time launch and teardown."""
+    work.mkdir(parents=True)
+    if kind == "wrn-launch":
+        run_dir = work / "run"
+        cmd = [str(Path(common.PY).parent / "wrn-launch"), "--devices", str(world), "--backend", "cpu",
+               "--config", str(cfg), "--run-dir", str(run_dir), "--plain"]
+        env = common.env()
+        logs = lambda: [run_dir / "metrics.jsonl"]  # noqa: E731  (the launcher's event record)
+    else:
+        cmd = [str(Path(common.PY).parent / "msrun"), f"--worker_num={world}",
+               f"--local_worker_num={world}", f"--master_port={_free_port()}",
+               f"--log_dir={work / 'logs'}", "--join=True", str(common.ROOT / "wrn" / "train.py"),
+               "--config", str(cfg), "--output-dir", str(work / "out")]
+        env = common.env(WRN_NUM_THREADS=str(max(1, len(os.sched_getaffinity(0)) // world)))
+        logs = lambda: sorted((work / "logs").glob("worker_*.log"))  # noqa: E731
+    out = open(work / "launcher.out", "wb")
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, cwd=common.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        firsts = common.wait_until(lambda: _first_steps(logs(), world), 300,
+                                   f"a first step on every rank under {kind} (see {work})", poll=0.05)
+        launch = max(f["step"]["time"] for f in firsts.values()) - t0
+        victim = int(firsts[world - 1]["start"]["pid"])
+        tree = common.descendants(proc.pid) | {victim}
+        t_kill = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        proc.wait(timeout=120)
+        t_exit = time.monotonic()
+        common.wait_until(lambda: not any(common.alive(p) for p in tree), 60,
+                          f"every process of the {kind} job to end")
+        t_clean = time.monotonic()
+        leftovers = 0
+    except TimeoutError:
+        leftovers = sum(common.alive(p) for p in common.descendants(proc.pid))
+        raise
+    finally:
+        common.kill_tree(proc)
+        out.close()
+    return {"launch_s": launch, "teardown_s": max(t_exit, t_clean) - t_kill,
+            "exit_s": t_exit - t_kill, "exit_code": proc.returncode, "leftovers": leftovers}
+
+
+def main() -> None:
+    args = common.arg_parser(__doc__.split("\n")[0]).parse_args()
+    common.sample_data()
+    with tempfile.TemporaryDirectory(prefix="bench-launch-", dir=common.bench_tmp()) as tmp:
+        tmp = Path(tmp)
+        cfg = common.write_config(tmp / "cfg.yaml", epoch_size=1, log_interval=1, eval_interval=0,
+                                  save_checkpoint_epochs=100, ckpt_path=str(tmp / "ckpt"))
+        runs: dict[str, list[dict]] = {"wrn-launch": [], "msrun": []}
+        for i in range(args.runs):
+            for kind in (("wrn-launch", "msrun") if i % 2 == 0 else ("msrun", "wrn-launch")):
+                r = one_run(kind, cfg, tmp / f"{kind}-{i}")
+                log(f"{kind} run {i + 1}/{args.runs}: first step on every rank {r['launch_s']:.2f} s, "
+                    f"teardown {r['teardown_s']:.2f} s (exit code {r['exit_code']})")
+                runs[kind].append(r)
+    ours, peer = runs["wrn-launch"], runs["msrun"]
+    results = [
+        common.compare("launch_to_first_step_2_cpu_workers", [r["launch_s"] for r in ours],
+                       [r["launch_s"] for r in peer], unit="s", target="<= 1.0",
+                       peer_name="msrun (same worker)"),
+        common.compare("teardown_after_worker_sigkill", [r["teardown_s"] for r in ours],
+                       [r["teardown_s"] for r in peer], unit="s",
+                       target=f"median < {TEARDOWN_LIMIT_S:g} s", peer_name="msrun --join=True",
+                       met=lambda median, ratio: median < TEARDOWN_LIMIT_S),
+    ]
+    emit_details = {kind: [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
+                           for r in rs] for kind, rs in runs.items()}
+    common.emit("launch", results, runs=emit_details, world=2, config="configs/default.yaml, "
+                "1 epoch, log_interval 1")
+
+
+if __name__ == "__main__":
+    main()
