@@ -88,6 +88,85 @@ def test_scan_reads_names_and_checks_crc_without_loading(tmp_path):
         checkpoint.scan_checkpoint(tmp_path / "flip.ckpt")
 
 
+def test_file_is_byte_identical_to_mindspores(tmp_path):
+    """Our writer produces exactly what mindspore.save_checkpoint writes for the same cell and
+    metadata (params, momentum, Int32 counter, Int64 and unicode string metadata, CRC)."""
+    _, step = _cell()
+    for p in step.get_parameters():
+        if p.name.startswith("moments."):
+            p.set_data(ms.Tensor(np.full(p.shape, 0.25, np.float32)))
+    meta = META | {"note": "größe π", "big": 2 ** 40}
+    ours = checkpoint.save(step, tmp_path, "m", meta)
+    theirs = tmp_path / "ms.ckpt"
+    ms.save_checkpoint(step, str(theirs), append_dict=checkpoint._meta_entries(meta),
+                       crc_check=True)
+    assert ours.read_bytes() == theirs.read_bytes()
+
+
+def test_saved_file_passes_scan_and_mindspores_crc_check(tmp_path):
+    """Incl. one tensor as big as WRN-50-2's classifier (2048 x 2388 float32, 19.6 MB)."""
+    dense = nn.Dense(2048, 2388)
+    for cell in (_cell()[1], dense):
+        path = checkpoint.save(cell, tmp_path, "s", META)
+        names, size = checkpoint.scan_checkpoint(path)
+        loaded = ms.load_checkpoint(str(path), crc_check=True)
+        assert names == set(loaded) and size == path.stat().st_size
+        for p in cell.get_parameters():
+            assert loaded[p.name].dtype == p.dtype
+            assert np.array_equal(loaded[p.name].asnumpy(), p.asnumpy()), p.name
+        assert loaded["wrn_meta_config_hash"] == "abc123"
+        assert int(loaded["wrn_meta_step"].asnumpy()) == 5
+
+
+def test_tensors_split_into_several_records_load_whole(tmp_path, monkeypatch):
+    """MindSpore splits tensors over 512 MiB into records; ours split the same way load back."""
+    monkeypatch.setattr(checkpoint, "_RECORD_BYTES", 1000)
+    _, step = _cell()
+    path = checkpoint.save(step, tmp_path, "m", META)
+    names, _ = checkpoint.scan_checkpoint(path)
+    loaded = ms.load_checkpoint(str(path), crc_check=True)
+    assert names == set(loaded)
+    for p in step.get_parameters():
+        assert np.array_equal(loaded[p.name].asnumpy(), p.asnumpy()), p.name
+
+
+def test_cells_our_writer_declines_are_saved_by_mindspore(tmp_path, monkeypatch):
+    _, step = _cell()
+    monkeypatch.setattr(checkpoint, "_entries", lambda cell, extra: None)
+    path = checkpoint.save(step, tmp_path, "m", META)
+    assert oct(path.stat().st_mode & 0o777) == "0o400"
+    assert checkpoint.load(path, _cell()[1]) == META
+
+
+@pytest.mark.parametrize("where", ["write", "sync"])
+def test_failure_mid_save_leaves_no_temp_file_nor_thread(tmp_path, monkeypatch, where):
+    """A write failing part-way (disk full), or the data sync failing (I/O error)."""
+    import threading
+
+    _, step = _cell()
+    first = checkpoint.save(step, tmp_path, "m", META | {"step": 1})
+    if where == "write":
+        payload, calls = checkpoint._payload, []
+
+        def failing(source):
+            calls.append(source)
+            if len(calls) == 20:
+                raise OSError(28, "No space left on device")
+            return payload(source)
+
+        monkeypatch.setattr(checkpoint, "_payload", failing)
+    else:
+        def failing(fd):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(OSError, match=r"could not write checkpoint .*m-e0002-s000009\.ckpt"):
+        checkpoint.save(step, tmp_path, "m", META | {"step": 9})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", first.name]
+    assert not [t for t in threading.enumerate() if t.name.startswith("checkpoint-")]
+    assert checkpoint.load(first, _cell()[1])["step"] == 1
+
+
 def test_saved_file_is_read_only_and_save_still_works_as_non_root(tmp_path):
     """MindSpore leaves the file 0400; the fsync must not need write access (non-root users)."""
     _, step = _cell()

@@ -17,6 +17,8 @@ import hashlib
 import json
 import os
 import re
+import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _meta_entries(meta: dict[str, Any]) -> dict[str, int | str]:
+    """``meta`` as stored (MindSpore's ``append_dict``): counters as ints, the rest as strings."""
+    extra: dict[str, int | str] = {_META_PREFIX + k: int(meta[k]) for k in META_KEYS if k in meta}
+    extra.update({_META_PREFIX + k: str(v) for k, v in meta.items() if k not in META_KEYS})
+    return extra
+
+
 def save(cell, directory: str | os.PathLike, prefix: str, meta: dict[str, Any],
          keep: int = 5) -> Path:
     """Save ``cell``'s parameters (network + optimizer) with ``meta``; return the final path.
@@ -70,22 +79,28 @@ def save(cell, directory: str | os.PathLike, prefix: str, meta: dict[str, Any],
     reader never sees a partial file under a ``.ckpt`` name. Older checkpoints beyond ``keep``
     are deleted only after the new one is in place, so the only valid checkpoint is never lost.
     Raises ``OSError`` with the path when the write fails; earlier checkpoints stay intact.
-    """
-    import mindspore as ms
 
+    The file is what ``mindspore.save_checkpoint(cell, append_dict=..., crc_check=True)``
+    writes, byte for byte, but each tensor goes to the disk straight from its memory and the
+    CRC is computed while the data is synced (see ``_write_records``). It is not read back:
+    every write and sync reports I/O errors, the size on disk is checked against the bytes
+    written, and ``load`` checks the CRC and the parameters before loading anything. Cells
+    using what only MindSpore's writer handles (model-parallel layouts, map, cached or
+    offloaded parameters) are saved with it and scanned after writing.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / checkpoint_name(prefix, int(meta["epoch"]), int(meta["step"]))
     # the temporary name ends in .ckpt (else MindSpore appends it) but never matches a
     # checkpoint name, so a crash leaves nothing that list_checkpoints would pick up
     tmp = directory / f".{final.name}.{os.getpid()}.part.ckpt"
-    extra = {_META_PREFIX + k: int(meta[k]) for k in META_KEYS if k in meta}
-    extra.update({_META_PREFIX + k: str(v) for k, v in meta.items() if k not in META_KEYS})
+    extra = _meta_entries(meta)
     try:
-        ms.save_checkpoint(cell, str(tmp), append_dict=extra, crc_check=True)
-        with open(tmp, "rb") as fh:  # MindSpore leaves the file read-only (0400)
-            os.fsync(fh.fileno())
-        _verify_written(tmp, cell)
+        entries = _entries(cell, extra)
+        if entries is None:
+            _save_with_mindspore(cell, tmp, extra)
+        else:
+            _write_new(tmp, entries)
         os.replace(tmp, final)
         _fsync_dir(directory)
     except Exception as exc:
@@ -166,8 +181,176 @@ def scan_checkpoint(path: str | os.PathLike, chunk: int = 8 << 20) -> tuple[set[
     return names, size
 
 
-def _verify_written(path: Path, cell) -> None:
-    """Re-read a freshly written file: intact (CRC), and every parameter of ``cell`` is in it."""
+#: MindSpore writes a tensor of more bytes than this as several records (same name and dims,
+#: consecutive pieces of the data), which loading joins again.
+_RECORD_BYTES = 512 * 1024 * 1024
+#: Pieces shorter than this (record headers, small tensors) are gathered into one write.
+_SMALL_WRITE = 1 << 20
+
+
+def _entries(cell, extra: dict[str, Any]) -> list[tuple[str, list[int], str, Any]] | None:
+    """What ``mindspore.save_checkpoint(cell, append_dict=extra)`` writes, in its order: (name,
+    dims, MindSpore type name, Parameter or numpy array) per entry. None where the cell needs
+    what only MindSpore's writer does (model-parallel layouts; map, cached, offloaded or
+    pipeline-shared parameters) or ``extra`` holds values other than ints and strings."""
+    import numpy as np
+    from mindspore.experimental import MapParameter
+
+    def plain(param) -> bool:
+        return not (isinstance(param, MapParameter) or param.cache_enable
+                    or param.param_info.is_param_init or param.param_info.is_pipeline_shared_param
+                    or param.data.offload_file_path() != "")
+
+    if cell.parameter_layout_dict or not all(plain(p) for _, p in cell.parameters_and_names()):
+        return None
+    cell.init_parameters_data()  # as MindSpore does first (may replace Parameter objects)
+    found: dict[str, tuple[list[int], str, Any]] = {}  # by name: a later one replaces in place
+    for _, param in cell.parameters_and_names():
+        found[param.name] = (list(param.shape), str(param.dtype), param)
+    for key, value in extra.items():
+        if isinstance(value, str):  # a numpy unicode array, stored with dims [0]
+            found[key] = ([0], "str", np.array(value))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            found[key] = ([], "Int64", np.array(value, np.int64))  # what Tensor(int) holds
+        else:
+            return None
+    return [(name, *rest) for name, rest in found.items()]
+
+
+def _payload(source) -> memoryview:
+    """The bytes of a Parameter or numpy array, without a copy where possible."""
+    import numpy as np
+
+    arr = source if isinstance(source, np.ndarray) else source.asnumpy()  # no copy on CPU
+    if not isinstance(source, np.ndarray) and arr.nbytes != source.nbytes:
+        return memoryview(source.get_bytes())  # a type numpy holds differently
+    return memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _record_header(name: str, dims: list[int], dtype: str, nbytes: int) -> bytes:
+    """The serialized ``Checkpoint{value: [Value{tag, tensor: TensorProto{dims, tensor_type,
+    tensor_content}}]}`` up to the tensor content, which follows it (``nbytes`` long). Field
+    order and encoding as protobuf writes them (proto2: ``dims`` unpacked, all present)."""
+    tensor = b"".join(b"\x08" + _uvarint(d & 0xFFFFFFFFFFFFFFFF) for d in dims)
+    type_name = dtype.encode("utf-8")
+    tensor += b"\x12" + _uvarint(len(type_name)) + type_name + b"\x1a" + _uvarint(nbytes)
+    tag = name.encode("utf-8")
+    value = b"\x0a" + _uvarint(len(tag)) + tag + b"\x12" + _uvarint(len(tensor) + nbytes) + tensor
+    return b"\x0a" + _uvarint(len(value) + nbytes) + value
+
+
+class _FdWriter:
+    """Writes byte pieces to a file descriptor in order, keeping a reference to each write.
+
+    Small pieces are gathered into one write; large ones are written from their own memory.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.size = fd, 0
+        self.written: list = []  # the buffers, in file order (for the CRC)
+        self._pending = bytearray()
+
+    def add(self, data) -> None:
+        if len(data) < _SMALL_WRITE:
+            self._pending += data
+            if len(self._pending) >= _SMALL_WRITE:
+                self.flush()
+        else:
+            self.flush()
+            self.write(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            buf, self._pending = self._pending, bytearray()  # kept unchanged for the CRC
+            self.write(buf)
+
+    def write(self, buf) -> None:
+        view = memoryview(buf)
+        while view:
+            count = os.write(self.fd, view)
+            if count <= 0:
+                raise OSError("the file system accepted no more bytes")
+            view = view[count:]
+        self.written.append(buf)
+        self.size += len(buf)
+
+
+def _write_records(fd: int, entries) -> int:
+    """Write ``entries`` (see ``_entries``) to ``fd`` in MindSpore's ``.ckpt`` format with its
+    CRC trailer; return the number of bytes written.
+
+    The CRC-32 of the records is computed after they are written, from the same memory, while
+    a second thread fdatasyncs them: the disk works while this thread computes, so the CRC
+    costs little beyond the sync that is needed anyway (this beat a CRC thread running
+    alongside the writes, which needs a free core). The trailer and the file size still need
+    the caller's final fsync.
+    """
+    writer = _FdWriter(fd)
+    for name, dims, dtype, source in entries:
+        data = _payload(source)
+        # MindSpore writes nothing for an empty tensor, several records for a huge one
+        for start in range(0, len(data), _RECORD_BYTES):
+            piece = data[start:start + _RECORD_BYTES]
+            writer.add(_record_header(name, dims, dtype, len(piece)))
+            writer.add(piece)
+    writer.flush()
+    failed: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            getattr(os, "fdatasync", os.fsync)(fd)
+        except BaseException as exc:  # raised below, in the saving thread
+            failed.append(exc)
+
+    syncer = threading.Thread(target=sync, name="checkpoint-sync", daemon=True)
+    syncer.start()
+    crc = 0
+    try:
+        for buf in writer.written:
+            crc = zlib.crc32(buf, crc)  # releases the GIL on large buffers
+    finally:
+        syncer.join()  # never leave it running on a descriptor about to be closed
+    if failed:
+        raise failed[0]
+    writer.write(b"crc_num" + crc.to_bytes(10, "big"))  # as MindSpore: 10 big-endian bytes
+    return writer.size
+
+
+def _write_new(path: Path, entries) -> None:
+    """Create ``path`` (replacing a leftover of a crashed save), write ``entries``, fsync it and
+    check its size; it ends up read-only (0400), as MindSpore leaves its files."""
+    try:
+        path.unlink()  # same name as ours: an earlier process with the same pid
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        written = _write_records(fd, entries)
+        os.fchmod(fd, 0o400)
+        os.fsync(fd)  # the trailer, the size and the mode (the records are synced already)
+        on_disk = os.fstat(fd).st_size
+        if on_disk != written:
+            raise OSError(f"the file has {on_disk} bytes after {written} were written")
+    finally:
+        os.close(fd)
+
+
+def _save_with_mindspore(cell, path: Path, extra: dict[str, Any]) -> None:
+    """MindSpore's writer, for cells ``_entries`` declines; the file is fsynced and scanned."""
+    import mindspore as ms
+
+    ms.save_checkpoint(cell, str(path), append_dict=extra, crc_check=True)
+    with open(path, "rb") as fh:  # MindSpore leaves the file read-only (0400)
+        os.fsync(fh.fileno())
     names, _ = scan_checkpoint(path)
     missing = [p.name for p in cell.get_parameters() if p.name not in names]
     if missing:
