@@ -46,6 +46,7 @@ def run_one(name: str, runs: int | None, quick: bool) -> dict:
     if res.returncode != 0 or not lines:
         raise SystemExit(f"benchmark {name} failed (exit code {res.returncode}); its messages are above")
     obj = json.loads(lines[-1])
+    obj["benchmark"] = name  # the module name, whatever the script calls itself
     obj["seconds"] = round(time.monotonic() - t0, 1)
     return obj
 
