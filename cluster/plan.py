@@ -16,7 +16,10 @@ Rules (each has a test):
   Ascend uses an HCCL rank table (``RANK_TABLE_FILE``) and no scheduler.
 * Thread budget: N workers on a host with C usable cores get ``max(1, C // N)`` threads each
   (``OMP_NUM_THREADS`` and ``WRN_NUM_THREADS``), unless overridden; ``bind_cores`` gives each
-  worker its own disjoint set of cores.
+  worker its own disjoint set of cores. By default (``bind_cores=None``) CPU workers are bound
+  when a host runs several of them and their threads fit its cores: MindSpore's CPU runtime
+  keeps every core busy whatever its thread setting, so unbound workers compete for all cores
+  (measured: 2 workers on 2 cores train 8-9 % faster bound; see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ class PlanRequest:
     scheduler_cmd: tuple[str, ...] | None = None
     sched_port: int | None = None
     threads_per_worker: int | None = None
-    bind_cores: bool = False
+    bind_cores: bool | None = None  # None: automatic (see the module doc)
     verbose_mindspore: bool = False
     device_ips: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -373,7 +376,10 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
         on_node = [r for r in ranks if r.host == node.host]
         threads = thread_budget(len(node.cpus), len(on_node), req.threads_per_worker)
         warnings += _oversubscription(node, threads, req.backend, req.threads_per_worker is not None)
-        cores = core_sets(node.cpus, len(on_node), threads) if req.bind_cores else [None] * len(on_node)
+        bind = req.bind_cores
+        if bind is None:
+            bind = req.backend == "cpu" and 1 < len(on_node) and len(on_node) * threads <= len(node.cpus)
+        cores = core_sets(node.cpus, len(on_node), threads) if bind else [None] * len(on_node)
         for r, cpus in zip(on_node, cores):
             env = {**common, **launch_env,
                    "RANK_ID": str(r.rank), "RANK_SIZE": str(world), "LOCAL_RANK": str(r.local_rank),

@@ -67,7 +67,7 @@ class LaunchOptions:
     dry_run: bool = False
     grace: float = 3.0
     threads_per_worker: int | None = None
-    bind_cores: bool = False
+    bind_cores: bool | None = None
     verbose_mindspore: bool = False
     stall_timeout: float = 300.0
     stall_kill: float | None = None

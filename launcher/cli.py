@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between SIGTERM and SIGKILL when stopping (default 3)")
     p.add_argument("--threads-per-worker", type=_positive_int, metavar="N",
                    help="threads per worker (default: usable cores // workers, at least 1)")
-    p.add_argument("--bind-cores", action="store_true", help="pin each worker to its own cores")
+    p.add_argument("--bind-cores", action=argparse.BooleanOptionalAction, default=None,
+                   help="pin each worker to its own cores (default: on for several CPU workers "
+                   "per host whose threads fit the cores)")
     p.add_argument("--verbose-mindspore", action="store_true",
                    help="keep MindSpore's WARNING logs (default GLOG_v=3 silences them)")
     p.add_argument("--stall-timeout", type=_seconds, default=300.0, metavar="S",

@@ -217,7 +217,16 @@ def test_core_sets_and_bind_cores():
     assert core_sets([0, 1], 4, 1) == [(0,), (1,), (0,), (1,)]  # shared as evenly as possible
     plan = make_plan(request(devices=(0, 1), cpus=(2, 3, 4, 5), bind_cores=True))
     assert [p.cpus for p in plan.processes if p.role == "worker"] == [(2, 3), (4, 5)]
-    assert all(p.cpus is None for p in make_plan(request()).processes)
+    assert all(p.cpus is None for p in make_plan(request(bind_cores=False)).processes)
+
+
+def test_cpu_workers_are_bound_by_default_only_when_they_fit():
+    workers = lambda plan: [p.cpus for p in plan.processes if p.role == "worker"]  # noqa: E731
+    assert workers(make_plan(request())) == [(0,), (1,)]  # 2 workers, 2 cores
+    assert workers(make_plan(request(devices=(0, 1, 2), cpus=(0, 1)))) == [None] * 3  # would share
+    assert workers(make_plan(request(threads_per_worker=2))) == [None, None]  # oversubscribed
+    assert workers(make_plan(request(devices=(0,)))) == [None]  # one worker: nothing to separate
+    assert workers(make_plan(request(backend="gpu"))) == [None, None]
 
 
 # -- rank table ------------------------------------------------------------------------------------
