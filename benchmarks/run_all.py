@@ -71,14 +71,24 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the scripts work")
     parser.add_argument("--write", action="store_true", help="save results even with --quick")
     parser.add_argument("--markdown", action="store_true", help="print the last run's table and exit")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="FILE",
+                        help="also keep these saved outputs of single scripts (one JSON object each, "
+                        "e.g. python -m benchmarks.bench_cpu > cpu.json), replacing that benchmark's "
+                        "earlier result")
     args = parser.parse_args()
     if args.markdown:
         print(markdown(json.loads(LAST_RUN.read_text())["benchmarks"]))
         return 0
     names = args.only or list(BENCHMARKS)
-    objs = [run_one(name, args.runs, args.quick) for name in names]
+    merged = []
+    for path in args.merge:
+        obj = json.loads(Path(path).read_text().strip().splitlines()[-1])
+        obj["benchmark"] = obj["benchmark"].removeprefix("bench_")
+        merged.append(obj)
+    objs = merged + [run_one(name, args.runs, args.quick) for name in names]
     if not args.quick or args.write:
-        previous = json.loads(LAST_RUN.read_text())["benchmarks"] if LAST_RUN.exists() and args.only else []
+        partial = args.only or args.merge
+        previous = json.loads(LAST_RUN.read_text())["benchmarks"] if LAST_RUN.exists() and partial else []
         kept = [o for o in previous if o["benchmark"] not in {o2["benchmark"] for o2 in objs}]
         order = {name: i for i, name in enumerate(BENCHMARKS)}
         allobjs = sorted(kept + objs, key=lambda o: order.get(o["benchmark"], 99))
