@@ -39,6 +39,10 @@ from cluster.ranktable import RankTable, TableDevice, TableServer, build_rank_ta
 DYNAMIC_CLUSTER_VARS = ("MS_ROLE", "MS_SCHED_HOST", "MS_SCHED_PORT", "MS_WORKER_NUM", "MS_NODE_ID")
 RANK_TABLE_VARS = ("RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH")
 
+#: A worker's cores (see ``wrn.dist.bind_to_cores``); the agent does not bind such a process
+#: at exec time, because MindSpore's cluster start-up is 10x slower on one core.
+BIND_CPUS_ENV = "WRN_BIND_CPUS"
+
 CONFIG_NAME = "config.yaml"
 RANK_TABLE_NAME = "rank_table.json"
 LOG_DIR = "logs"
@@ -387,6 +391,8 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
                    "WRN_NUM_THREADS": str(threads)}
             if scheduler is not None:
                 env.update({"MS_ROLE": "MS_WORKER", "MS_NODE_ID": str(r.rank)})
+            if cpus is not None:  # the worker binds itself once it has joined the cluster
+                env[BIND_CPUS_ENV] = ",".join(map(str, cpus))
             processes.append(ProcessSpec(
                 name=f"rank{r.rank}", role="worker", host=r.host, rank=r.rank, argv=worker_argv,
                 env=env, cwd=req.cwd, log=f"{LOG_DIR}/{r.host}-rank{r.rank}.log", cpus=cpus,

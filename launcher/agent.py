@@ -119,7 +119,8 @@ class Agent:
                 popen = subprocess.Popen(
                     proc["argv"], cwd=proc.get("cwd") or None, env=env, stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, close_fds=True,
-                    preexec_fn=child_preexec(me, proc.get("cpus")))
+                    # a worker given WRN_BIND_CPUS binds itself after its cluster start-up
+                    preexec_fn=child_preexec(me, None if "WRN_BIND_CPUS" in env else proc.get("cpus")))
             except (OSError, subprocess.SubprocessError) as exc:
                 self.out.send({"type": "exited", **base, "pid": None, "exit_code": 127,
                                "signal": None, "error": f"cannot start {proc['argv'][0]}: {exc}",

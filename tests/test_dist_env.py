@@ -64,3 +64,35 @@ def test_avx512_cpu_gets_avx2_cap(monkeypatch):
 def test_mindspore_warnings_silenced_unless_asked():
     assert prepare_process_env({})["GLOG_v"] == "3"
     assert "GLOG_v" not in prepare_process_env({"WRN_VERBOSE_MINDSPORE": "1"})
+
+
+def test_bind_to_cores_pins_every_thread_including_running_ones():
+    import os
+    import threading
+
+    from wrn.dist import bind_to_cores
+
+    usable = sorted(os.sched_getaffinity(0))
+    started, stop = threading.Event(), threading.Event()
+    tids = []
+
+    def idle():
+        tids.append(threading.get_native_id())
+        started.set()
+        stop.wait(10)
+
+    t = threading.Thread(target=idle)
+    t.start()
+    started.wait(5)
+    try:
+        assert bind_to_cores({"WRN_BIND_CPUS": str(usable[-1])}) == (usable[-1],)
+        assert os.sched_getaffinity(0) == {usable[-1]}
+        assert os.sched_getaffinity(tids[0]) == {usable[-1]}  # a thread started before
+        assert bind_to_cores({}) is None
+        assert bind_to_cores({"WRN_BIND_CPUS": "99999"}) is None  # no such core: left alone
+        assert bind_to_cores({"WRN_BIND_CPUS": "x"}) is None
+    finally:
+        stop.set()
+        t.join()
+        for tid in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(tid), usable)

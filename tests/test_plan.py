@@ -223,6 +223,9 @@ def test_core_sets_and_bind_cores():
 def test_cpu_workers_are_bound_by_default_only_when_they_fit():
     workers = lambda plan: [p.cpus for p in plan.processes if p.role == "worker"]  # noqa: E731
     assert workers(make_plan(request())) == [(0,), (1,)]  # 2 workers, 2 cores
+    # the workers bind themselves after joining the cluster (wrn.dist.bind_to_cores)
+    assert [p.env["WRN_BIND_CPUS"] for p in make_plan(request()).processes if p.role == "worker"] == ["0", "1"]
+    assert all("WRN_BIND_CPUS" not in p.env for p in make_plan(request(bind_cores=False)).processes)
     assert workers(make_plan(request(devices=(0, 1, 2), cpus=(0, 1)))) == [None] * 3  # would share
     assert workers(make_plan(request(threads_per_worker=2))) == [None, None]  # oversubscribed
     assert workers(make_plan(request(devices=(0,)))) == [None]  # one worker: nothing to separate
