@@ -130,8 +130,11 @@ def test_logs_command_errors_and_rank(tmp_path, capsys):
 
 def test_logs_follow_stops_on_ctrl_c(tmp_path):
     run = make_run(tmp_path, status="running", pid=os.getpid())
+    # Ctrl-C as on a terminal: a suite started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt for it
     proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "logs", str(run), "--follow"],
-                            env=fake_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=fake_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = [proc.stdout.readline() for _ in range(7)]  # what is there is printed (and flushed) first
     assert first[-1] == "h1:scheduler sched up\n"
     proc.send_signal(signal.SIGINT)
