@@ -179,8 +179,7 @@ def training_wait(name: str, cfg_keys: dict[str, Any], steps_wanted: int, timeou
     work = Path(tempfile.mkdtemp(prefix=f"bench-data-{name}-", dir=ROOT / "runs"))
     cfg = common.write_config(work / "config.yaml", **cfg_keys)
     run_dir = work / "run"
-    cmd = [str(Path(common.PY).parent / "wrn-launch"), "--devices", "2", "--backend", "cpu",
-           "--config", str(cfg), "--run-dir", str(run_dir), "--plain"]
+    cmd = common.launch_cmd(2, cfg, run_dir)
     log(f"{name}: starting {' '.join(cmd[1:])}")
     launcher_log = open(work / "launcher.log", "wb")
     proc = subprocess.Popen(cmd, cwd=str(ROOT), env=common.env(), stdout=launcher_log,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,12 +26,6 @@ from benchmarks import common
 from benchmarks.common import log
 
 TEARDOWN_LIMIT_S = 3.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _first_steps(logs: list[Path], world: int) -> dict[int, dict] | None:
@@ -52,15 +45,11 @@ def one_run(kind: str, cfg: Path, work: Path, world: int = 2) -> dict[str, float
     work.mkdir(parents=True)
     if kind == "wrn-launch":
         run_dir = work / "run"
-        cmd = [str(Path(common.PY).parent / "wrn-launch"), "--devices", str(world), "--backend", "cpu",
-               "--config", str(cfg), "--run-dir", str(run_dir), "--plain"]
+        cmd = common.launch_cmd(world, cfg, run_dir)
         env = common.env()
         logs = lambda: [run_dir / "metrics.jsonl"]  # noqa: E731  (the launcher's event record)
     else:
-        cmd = [str(Path(common.PY).parent / "msrun"), f"--worker_num={world}",
-               f"--local_worker_num={world}", f"--master_port={_free_port()}",
-               f"--log_dir={work / 'logs'}", "--join=True", str(common.ROOT / "wrn" / "train.py"),
-               "--config", str(cfg), "--output-dir", str(work / "out")]
+        cmd = common.msrun_cmd(world, work / "logs", cfg, work / "out")
         env = common.env(WRN_NUM_THREADS=str(max(1, len(os.sched_getaffinity(0)) // world)))
         logs = lambda: sorted((work / "logs").glob("worker_*.log"))  # noqa: E731
     out = open(work / "launcher.out", "wb")

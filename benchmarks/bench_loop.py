@@ -11,9 +11,7 @@ epoch's seed, event lines, loss bookkeeping).
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -22,22 +20,12 @@ from benchmarks.common import log
 
 
 def ours(cfg: Path, out: Path) -> float:
-    res = subprocess.run([common.PY, "-m", "wrn.train", "--config", str(cfg), "--output-dir", str(out)],
-                         cwd=common.ROOT, env=common.env(), capture_output=True, text=True, timeout=900)
-    if res.returncode != 0:
-        raise RuntimeError(f"worker failed ({res.returncode}): {res.stdout[-2000:]}{res.stderr[-2000:]}")
-    from wrn.events import parse
-
-    ends = [e for e in map(parse, res.stdout.splitlines()) if e and e["event"] == "epoch_end"]
+    ends = [e for e in common.run_worker(cfg, out) if e["event"] == "epoch_end"]
     return statistics.mean(e["seconds"] / e["steps"] for e in ends[1:])
 
 
 def bare(cfg: Path) -> float:
-    res = subprocess.run([common.PY, "-m", "benchmarks._bare_train", "--config", str(cfg)],
-                         cwd=common.ROOT, env=common.env(), capture_output=True, text=True, timeout=900)
-    if res.returncode != 0:
-        raise RuntimeError(f"bare loop failed ({res.returncode}): {res.stderr[-3000:]}")
-    r = json.loads(res.stdout.strip().splitlines()[-1])
+    r = common.run_bare(cfg)
     return statistics.mean(s / n for s, n in zip(r["epoch_seconds"][1:], r["steps"][1:]))
 
 

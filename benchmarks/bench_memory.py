@@ -14,7 +14,6 @@ details.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from pathlib import Path
@@ -24,29 +23,17 @@ from benchmarks.common import log
 
 
 def ours(cfg: Path, out: Path) -> float:
-    res = subprocess.run([common.PY, "-m", "wrn.train", "--config", str(cfg), "--output-dir", str(out)],
-                         cwd=common.ROOT, env=common.env(), capture_output=True, text=True, timeout=900)
-    if res.returncode != 0:
-        raise RuntimeError(f"worker failed ({res.returncode}): {res.stdout[-2000:]}{res.stderr[-2000:]}")
-    from wrn.events import parse
-
-    finish = next(e for e in map(parse, res.stdout.splitlines()) if e and e["event"] == "finish")
+    finish = next(e for e in common.run_worker(cfg, out) if e["event"] == "finish")
     return float(finish["max_rss_mib"])
 
 
 def bare(cfg: Path) -> float:
-    res = subprocess.run([common.PY, "-m", "benchmarks._bare_train", "--config", str(cfg)],
-                         cwd=common.ROOT, env=common.env(), capture_output=True, text=True, timeout=900)
-    if res.returncode != 0:
-        raise RuntimeError(f"bare loop failed ({res.returncode}): {res.stderr[-3000:]}")
-    return float(json.loads(res.stdout.strip().splitlines()[-1])["max_rss_mib"])
+    return float(common.run_bare(cfg)["max_rss_mib"])
 
 
 def launched(cfg: Path, run_dir: Path) -> list[float]:
     """Per-rank peak RSS of a 2-worker wrn-launch run of ``cfg``."""
-    res = subprocess.run([str(Path(common.PY).parent / "wrn-launch"), "--devices", "2", "--backend", "cpu",
-                          "--config", str(cfg), "--run-dir", str(run_dir), "--plain"],
-                         cwd=common.ROOT, env=common.env(), capture_output=True, text=True, timeout=900)
+    res = subprocess.run(common.launch_cmd(2, cfg, run_dir), cwd=common.ROOT, env=common.env(), capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         raise RuntimeError(f"wrn-launch failed ({res.returncode}): {res.stdout[-3000:]}")
     evs = common.events_in(run_dir / "metrics.jsonl")

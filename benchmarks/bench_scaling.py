@@ -19,7 +19,6 @@ those step events (so start-up and graph compilation are left out).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -52,18 +51,10 @@ def one_run(name: str, cfg: Path, work: Path, batch: int) -> float:
     spec = CONFIGS[name]
     work.mkdir(parents=True)
     if spec.get("msrun"):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        cmd = [str(Path(common.PY).parent / "msrun"), f"--worker_num={spec['devices']}",
-               f"--local_worker_num={spec['devices']}", f"--master_port={port}",
-               f"--log_dir={work / 'logs'}", "--join=True", str(common.ROOT / "wrn" / "train.py"),
-               "--config", str(cfg), "--output-dir", str(work / "out")]
+        cmd = common.msrun_cmd(spec["devices"], work / "logs", cfg, work / "out")
         files = lambda: sorted((work / "logs").glob("worker_*.log"))  # noqa: E731
     else:
-        cmd = [str(Path(common.PY).parent / "wrn-launch"), "--devices", str(spec["devices"]),
-               "--backend", "cpu", "--config", str(cfg), "--run-dir", str(work / "run"), "--plain",
-               *spec["flags"]]
+        cmd = common.launch_cmd(spec["devices"], cfg, work / "run", *spec["flags"])
         files = lambda: [work / "run" / "metrics.jsonl"]  # noqa: E731
     with open(work / "launcher.out", "wb") as out:
         proc = subprocess.Popen(cmd, cwd=common.ROOT, env=common.env(), stdout=out,

@@ -247,3 +247,45 @@ def bench_tmp() -> Path:
     path = ROOT / "runs" / ".bench"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def msrun_cmd(world: int, log_dir: Path, cfg: Path, out: Path) -> list[str]:
+    """msrun (``--join=True``) starting ``world`` copies of our unchanged worker on ``cfg``."""
+    return [str(Path(PY).parent / "msrun"), f"--worker_num={world}", f"--local_worker_num={world}",
+            f"--master_port={free_port()}", f"--log_dir={log_dir}", "--join=True",
+            str(ROOT / "wrn" / "train.py"), "--config", str(cfg), "--output-dir", str(out)]
+
+
+def launch_cmd(devices: int, cfg: Path, run_dir: Path, *flags: str) -> list[str]:
+    """wrn-launch on this host's CPU with plain output."""
+    return [str(Path(PY).parent / "wrn-launch"), "--devices", str(devices), "--backend", "cpu",
+            "--config", str(cfg), "--run-dir", str(run_dir), "--plain", *flags]
+
+
+def run_worker(cfg: Path, out: Path) -> list[dict[str, Any]]:
+    """Our worker standalone (one process) on ``cfg``; returns its events."""
+    from wrn.events import parse
+
+    res = subprocess.run([PY, "-m", "wrn.train", "--config", str(cfg), "--output-dir", str(out)],
+                         cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)
+    if res.returncode != 0:
+        raise RuntimeError(f"worker failed ({res.returncode}): {res.stdout[-2000:]}{res.stderr[-2000:]}")
+    return [e for e in map(parse, res.stdout.splitlines()) if e]
+
+
+def run_bare(cfg: Path) -> dict[str, Any]:
+    """``benchmarks/_bare_train.py`` (the ``Model.train`` peer) on ``cfg``; returns its report."""
+    res = subprocess.run([PY, "-m", "benchmarks._bare_train", "--config", str(cfg)],
+                         cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)
+    if res.returncode != 0:
+        raise RuntimeError(f"bare loop failed ({res.returncode}): {res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
