@@ -72,6 +72,14 @@ def emit(event: str, rank: int, stream: TextIO | None = None, **fields: Any) -> 
     out.flush()
 
 
+def number(value: Any) -> float | None:
+    """A finite number from an event field as a float; None for anything else (missing,
+    ``true``, a string such as ``"nan"``, infinity). The one reader of numeric event fields."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def parse(line: str) -> dict[str, Any] | None:
     """Return the event dict of an event line, or None for plain log text.
 
