@@ -54,7 +54,7 @@ import time
 from typing import Any, BinaryIO
 
 from launcher.proc import child_preexec, describe_exit, has_exited, kill_group, set_pdeathsig
-from launcher.transport import PARENT_ENV
+from launcher.backend import PARENT_ENV
 
 PROTOCOL_VERSION = 1
 POLL_S = 0.05
