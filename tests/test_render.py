@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from launcher.formatting import fmt_ago, fmt_bytes
 from launcher.progress import LiveState, RunProgress, RunSummary
-from launcher.render import (JsonRenderer, PlainRenderer, RichRenderer, dashboard, fmt_ago,
-                             fmt_bytes, local_host_names, make_renderer, read_rss)
+from launcher.render import (JsonRenderer, PlainRenderer, RichRenderer, dashboard, local_host_names,
+                             make_renderer, read_rss)
 
 EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"
 WIDTHS = (80, 120, 200)
