@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import socket
 import sys
 import time
 from typing import Any, TextIO
@@ -38,7 +37,9 @@ from cluster.devices import backend_label
 from cluster.plan import LaunchPlan
 from launcher.formatting import (exit_text, fmt_ago, fmt_bytes, fmt_duration, fmt_num, fmt_span,
                                  fmt_top1, who)
+from launcher.procstat import read_rss
 from launcher.progress import LiveState, RankView, RootCause, RunProgress, RunSummary
+from wrn.hostname import local_names
 
 
 def differing_env(plan: LaunchPlan) -> tuple[list[str], dict[str, str]]:
@@ -294,28 +295,6 @@ DASHBOARD_WARNINGS = 3
 _COLUMNS = ("rank", "host", "dev", "pid", "state", "ep", "step", "loss", "imgs/s", "last", "mem")
 
 
-def read_rss(pid: int | None) -> int | None:
-    """Resident memory of ``pid`` in bytes from ``/proc/<pid>/status`` (None if unreadable)."""
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def local_host_names() -> set[str]:
-    """Names under which this host appears in a plan (as ``launcher.api.local_host_name``)."""
-    full = socket.gethostname()
-    short = full.split(".")[0] or "localhost"
-    clean = "".join(c if c.isalnum() or c in "-_" else "_" for c in short)
-    return {full, short, clean, "localhost", "127.0.0.1"}
-
-
 def _hosts_text(hosts: list[str]) -> str:
     if len(hosts) <= 3:
         return f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}: {', '.join(hosts)}"
@@ -554,7 +533,7 @@ class RichRenderer(Renderer):
         self.state: LiveState | None = None
         self.live: Live | None = None
         self._last_refresh = 0.0
-        self._local = local_host_names()
+        self._local = local_names()
 
     def _print(self, *items: Any) -> None:
         self.console.print(*items)
