@@ -37,108 +37,11 @@ from cluster.devices import backend_label
 from cluster.plan import LaunchPlan
 from launcher.formatting import (exit_text, fmt_ago, fmt_bytes, fmt_duration, fmt_num, fmt_span,
                                  fmt_top1, who)
+from launcher.planview import plan_renderables, start_line
 from launcher.procstat import read_rss
-from launcher.progress import LiveState, RankView, RootCause, RunProgress, RunSummary
+from launcher.progress import LiveState, RankView, RunProgress, RunSummary
+from launcher.summaryview import root_cause_lines, summary_rows
 from wrn.hostname import local_names
-
-
-def differing_env(plan: LaunchPlan) -> tuple[list[str], dict[str, str]]:
-    """Names of the worker variables that differ between ranks, and the ones common to all."""
-    workers = [p for p in plan.processes if p.role == "worker"]
-    keys = sorted({k for p in workers for k in p.env})
-    varying = [k for k in keys if len({p.env.get(k) for p in workers}) > 1]
-    common = {k: workers[0].env[k] for k in keys if k not in varying and k in workers[0].env}
-    return varying, common
-
-
-def plan_renderables(plan: LaunchPlan, notes: dict[str, Any]) -> list[Any]:
-    """Rich renderables describing a plan (``--dry-run``)."""
-    varying, common = differing_env(plan)
-    head = Text()
-    head.append(f"backend: {backend_label(plan.backend)}", style="bold")
-    for key, value in notes.items():
-        head.append(f"\n{key}: {value}")
-    table = Table(title="ranks", box=box.SIMPLE_HEAD, show_lines=False)
-    for col in ("rank", "local_rank", "node_rank", "host", "device_id", "threads", "cores", "env (per rank)"):
-        table.add_column(col, overflow="fold")
-    for r in plan.ranks:
-        proc = plan.worker(r.rank)
-        cpus = ",".join(map(str, proc.cpus)) if proc.cpus else "-"
-        env = " ".join(f"{k}={proc.env[k]}" for k in varying if k in proc.env)
-        table.add_row(str(r.rank), str(r.local_rank), str(r.node_rank), r.host, str(r.device_id),
-                      str(proc.threads), cpus, env)
-    out: list[Any] = [head, table]
-    env_text = Text("environment (every worker):\n", style="bold")
-    for key, value in common.items():
-        env_text.append(f"  {key}={value}\n")
-    unset = plan.processes[-1].unset
-    if unset:
-        env_text.append(f"  removed if set: {' '.join(unset)}\n")
-    out.append(env_text)
-    cmd = Text("commands:\n", style="bold")
-    for proc in plan.processes:
-        if proc.role == "scheduler" or proc.rank == 0:
-            label = "scheduler" if proc.role == "scheduler" else "workers"
-            cmd.append(f"  {label}: {' '.join(proc.argv)}\n")
-    if plan.scheduler:
-        sched = next((p for p in plan.processes if p.role == "scheduler"), None)
-        extra = " ".join(f"{k}={sched.env[k]}" for k in ("MS_ROLE",)) if sched else "(not started)"
-        cmd.append(f"  scheduler address: {plan.scheduler[0]}:{plan.scheduler[1]} {extra} (a free port "
-                   f"now; a real launch picks again)\n")
-    out.append(cmd)
-    if plan.rank_table:
-        out.append(Text(f"rank table ({os.path.join(plan.run_dir, 'rank_table.json')}):", style="bold"))
-        out.append(Text(plan.rank_table.rstrip("\n")))
-    for warning in plan.warnings:
-        out.append(Text(f"warning: {warning}", style="yellow"))
-    return out
-
-
-def start_line(plan: LaunchPlan, notes: dict[str, Any]) -> str:
-    """``backend CPU (detected): 2 worker(s) on h1, 1 thread(s) each, scheduler 127.0.0.1:29512``."""
-    threads = sorted({p.threads for p in plan.processes if p.role == "worker"})
-    how = f" ({notes['chosen']})" if notes.get("chosen") else ""
-    sched = ""
-    if plan.scheduler and any(p.role == "scheduler" for p in plan.processes):
-        sched = f", scheduler {plan.scheduler[0]}:{plan.scheduler[1]}"
-    return (f"backend {backend_label(plan.backend)}{how}: {plan.world_size} worker(s) on "
-            f"{', '.join(plan.hosts)}, {'/'.join(map(str, threads))} thread(s) each{sched}")
-
-
-def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
-    """(label, value) rows of the final summary."""
-    replicas = {True: "replicas in sync", False: "replicas DIVERGED (parameter checksums differ)",
-                None: "-"}[summary.replicas_in_sync]
-    if summary.replicas_in_sync and len(summary.checksums) == 1:
-        replicas = "a single replica (nothing to compare)"
-    return [
-        ("status", summary.status + (f" ({summary.note})" if summary.note else "")),
-        ("exit code", str(summary.exit_code)),
-        ("wall time", fmt_duration(summary.wall_s)),
-        ("throughput", "-" if summary.imgs_per_s is None else f"{summary.imgs_per_s:,.1f} imgs/s"),
-        ("final loss", fmt_num(summary.final_loss)),
-        ("accuracy (top-1)", fmt_top1(summary.top1)),
-        ("best checkpoint", summary.best_checkpoint or "-"),
-        ("replicas", replicas),
-        ("run dir", summary.run_dir),
-    ]
-
-
-def root_cause_lines(cause: RootCause, run_dir: str) -> tuple[str, list[str]]:
-    """(title, body lines) of the root-cause panel."""
-    title = f"root cause: {cause.who} on {cause.host} {cause.reason}"
-    body = []
-    if cause.error:
-        body.append(f"error: {cause.error}")
-    if cause.log:
-        path = os.path.join(run_dir, cause.log)
-        if cause.log_tail:
-            body.append(f"last {len(cause.log_tail)} lines of {cause.log}:")
-            body.extend("  " + line for line in cause.log_tail)
-        else:
-            body.append(f"(no output in {cause.log})")
-        body.append(f"log: {path}")
-    return title, body
 
 
 # -- interface --------------------------------------------------------------------------------------
