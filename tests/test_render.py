@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from launcher.dashboard import dashboard
 from launcher.formatting import fmt_ago, fmt_bytes
 from launcher.procstat import read_rss
 from launcher.progress import LiveState, RunProgress, RunSummary
-from launcher.render import JsonRenderer, PlainRenderer, RichRenderer, dashboard, make_renderer
+from launcher.render import JsonRenderer, PlainRenderer, RichRenderer, make_renderer
 from wrn.hostname import local_names
 
 EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"
