@@ -35,7 +35,7 @@ from cluster.ranktable import DEFAULT_HCCN_CONF, RankTable, device_ips, find_loc
     hccl_timeout_env, local_ips, primary_ip, read_hccn_conf, read_table
 from launcher.ports import DEFAULT_PORT_RANGE, PortReservation, reserve_port
 from launcher.progress import RunSummary
-from launcher.render import Renderer, make_renderer
+from launcher.renderers import Renderer, make_renderer
 from launcher.rundir import RUN_JSON, RunFiles, check_run_dir, check_run_name, create_run_dir, default_run_dir
 from launcher.supervisor import Supervisor, SupervisorOptions
 from launcher.transport import LocalTransport, python_path

@@ -303,7 +303,7 @@ def _export_command(argv: Sequence[str]) -> int:
 def _launch_command(argv: Sequence[str]) -> int:
     from launcher.api import LaunchError, LaunchOptions, launch
     from launcher.ports import parse_port_range
-    from launcher.render import PlainRenderer, make_renderer
+    from launcher.renderers import PlainRenderer, make_renderer
     from wrn.config import split_modelzoo_args
     from cluster.errors import PlanError
 

@@ -34,7 +34,7 @@ from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.formatting import exit_text
 from launcher.proc import kill_group, signal_name
 from launcher.progress import RootCause, RunProgress, RunSummary
-from launcher.render import Renderer
+from launcher.renderers import Renderer
 from launcher.rundir import RunFiles, iso_time
 from launcher.transport import Transport
 from wrn.events import parse as parse_event

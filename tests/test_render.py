@@ -17,7 +17,7 @@ from launcher.dashboard import dashboard
 from launcher.formatting import fmt_ago, fmt_bytes
 from launcher.procstat import read_rss
 from launcher.progress import LiveState, RunProgress, RunSummary
-from launcher.render import JsonRenderer, PlainRenderer, RichRenderer, make_renderer
+from launcher.renderers import JsonRenderer, PlainRenderer, RichRenderer, make_renderer
 from wrn.hostname import local_names
 
 EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"

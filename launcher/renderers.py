@@ -1,18 +1,17 @@
-"""What the user sees. The supervisor only calls the ``Renderer`` interface; it never prints.
+"""The renderers: everything the user sees during a run goes through the ``Renderer``
+interface. The supervisor only calls that interface; it never prints.
 
 Three renderers exist:
 
-* ``RichRenderer`` for a terminal: the live dashboard (``dashboard``: run name, backend, hosts,
-  world size, elapsed and ETA; overall progress; one row per rank with host, device, pid,
-  state, epoch/step, loss, imgs/s, seconds since its last event and resident memory; total
-  throughput; latest eval; warnings), grouped by host and collapsed to one row per host when
-  the terminal is too short. Stalled, failed and slow ranks are highlighted. Milestones scroll
-  above it; at the end, a summary table and, on failure, a root-cause panel.
-* ``PlainRenderer`` for pipes and files: one timestamped line per thing that happened, and the
-  same summary as plain text, never an escape sequence.
+* ``RichRenderer`` for a terminal: the live dashboard (``launcher.dashboard``) with milestones
+  and problems scrolling above it; at the end, a summary table and, on failure, a root-cause
+  panel.
+* ``PlainRenderer`` for pipes and files: one timestamped line per thing that happened
+  (``describe_event``), and the same summary as plain text, never an escape sequence.
 * ``JsonRenderer`` (``--json``): every event as one JSON line, for other tools.
 
-``make_renderer(stream)`` picks one. The dashboard's bookkeeping is ``progress.LiveState``.
+``make_renderer(stream)`` picks one. What the plan and the summary say is in
+``launcher.planview`` and ``launcher.summaryview``.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ from launcher.summaryview import root_cause_lines, summary_rows
 from wrn.hostname import local_names
 
 
-# -- interface --------------------------------------------------------------------------------------
 class Renderer:
     """Receives what happens during a run. Every method may be called from the supervisor's
     main thread only; the default implementation shows nothing."""
