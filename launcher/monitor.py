@@ -41,7 +41,8 @@ from launcher.config import SupervisorConfig
 from launcher.proc import kill_group, signal_name
 from launcher.progress import RootCause, RunProgress, RunSummary
 from launcher.record import AgentRecord, ProcessRecord, RunRecord, RunRecordWriter
-from launcher.render import Renderer, exit_text
+from launcher.formatting import exit_text
+from launcher.renderers import Renderer
 from launcher.rundir import RunFiles, iso_time
 from wrn.events import number, parse as parse_event
 

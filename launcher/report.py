@@ -88,7 +88,7 @@ def text_chart(points: Sequence[tuple[float, float]], width: int = 60, height: i
 # -- the terminal report ---------------------------------------------------------------------------------
 def summary_table(record: LoadedRun) -> Table:
     """Key/value rows describing the run as a whole."""
-    from launcher.render import fmt_duration
+    from launcher.formatting import fmt_duration
     table = Table(box=box.SIMPLE, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
@@ -152,7 +152,7 @@ def summary_table(record: LoadedRun) -> Table:
 
 def epoch_table(record: LoadedRun) -> Table:
     """One row per epoch: mean loss, seconds, throughput, top-1, checkpoint."""
-    from launcher.render import fmt_duration
+    from launcher.formatting import fmt_duration
     table = Table(title="per epoch", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     for name in ("epoch", "loss", "time", "imgs/s", "top-1", "ckpt"):
         table.add_column(name, justify="right", no_wrap=True)

@@ -345,7 +345,7 @@ def fmt_acc(value: float | None) -> str:
 
 def runs_table(records: Sequence[LoadedRun]) -> Table:
     """The ``wrn-launch runs`` table: name, status, start, duration, devices, final loss, top-1."""
-    from launcher.render import fmt_duration
+    from launcher.formatting import fmt_duration
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name, justify in (("name", "left"), ("status", "left"), ("start", "left"),
                           ("duration", "right"), ("devices", "left"), ("final loss", "right"),
