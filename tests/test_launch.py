@@ -19,9 +19,9 @@ from fake_worker import (FAKE_WORKER_CMD, fake_env, launcher_argv,
                          pid_alive, run_processes, wait_for)
 from launcher.api import LaunchResult, launch
 from launcher.renderers import PlainRenderer
-from launcher.api import local_host_name
+from wrn.hostname import host_name
 
-HOST = local_host_name()
+HOST = host_name()
 
 
 class Run:

@@ -21,7 +21,7 @@ from cluster.ranktable import (PLACEHOLDER_IP, TableDevice, TableServer, build_r
 from launcher.ports import parse_port_range, reserve_port
 from launcher.progress import RunProgress
 from launcher.rundir import check_run_dir, create_run_dir, default_run_dir
-from launcher.transport import LocalTransport
+from launcher.backend import LocalBackend
 
 HCCN_CONF = "".join(f"address_{i}=192.98.92.{100 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
 RUN = "/runs/r1"
@@ -305,7 +305,7 @@ def test_parse_port_range():
             parse_port_range(bad)
 
 
-# -- run directory, transport, progress --------------------------------------------------------------
+# -- run directory, backend, progress --------------------------------------------------------------
 def test_run_dirs(tmp_path):
     import datetime as dt
     when = dt.datetime(2024, 5, 1, 12, 30, 45, tzinfo=dt.timezone.utc)
@@ -323,9 +323,9 @@ def test_run_dirs(tmp_path):
     assert create_run_dir(empty, explicit=True) == empty
 
 
-def test_local_transport_command():
-    assert LocalTransport().agent_cmd("h1") == [sys.executable, "-m", "launcher.agent"]
-    env = LocalTransport().agent_env("h1")
+def test_local_backend_command():
+    assert LocalBackend().agent_cmd("h1") == [sys.executable, "-m", "launcher.agent"]
+    env = LocalBackend().agent_env("h1")
     assert env["PYTHONPATH"].split(os.pathsep)[0] == os.path.dirname(os.path.dirname(
         os.path.abspath(__import__("launcher").__file__)))
 

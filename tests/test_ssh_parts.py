@@ -1,5 +1,5 @@
 """The pieces of the SSH launch path one by one: target resolution, command strings, probe
-parsing and judging, plan adjustment, SFTP helpers (against the real test sshd)."""
+parsing and judging, complete per-host plans, SFTP helpers (against the real test sshd)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec
 from cluster.plan import Node, PlanRequest, make_plan
-from launcher.multihost import OutputFetcher, adjust_plan, host_device_ids, masked_plan, \
-    moved_path, output_fetcher, remote_hosts, share_run_dir
+from launcher.multihost import OutputFetcher, host_device_ids, output_fetcher, remote_hosts, \
+    share_run_dir
+from launcher.record import masked_plan
 from launcher.preflight import (HostCheck, failure_message, judge, parse_probe, print_table,
                                 probe_command, raise_if_failed, run_preflight)
-from launcher.ssh import (RemoteHost, SSHError, SSHSettings, SSHTarget, SSHTransport, agent_command,
+from launcher.ssh import (RemoteHost, SSHError, SSHSettings, SSHTarget, SSHBackend, agent_command,
                           connect, resolve_target, run_command, sftp_get, sftp_put_files,
                           sftp_same_file)
 from sshd_fixture import sshd  # noqa: F401  (the fixture)
@@ -48,7 +49,7 @@ def test_commands_are_quoted_and_hold_no_secret():
                                    "PYTHONUNBUFFERED=1 /py -m launcher.agent")
     cmd = probe_command(host, "cpu", "BUILTIN", 29501)
     assert cmd.startswith("cd '/launch dir' && exec env PYTHONPATH=/proj /py - '") and "29501" in cmd
-    assert SSHTransport({"h1": host}, {}).agent_cmd("h1") == ["/py", "-m", "launcher.agent"]
+    assert SSHBackend({"h1": host}, {}).agent_cmd("h1") == ["/py", "-m", "launcher.agent"]
 
 
 def test_parse_probe():
@@ -84,20 +85,27 @@ def test_failure_message_table_and_raise():
     assert "pre-flight" in out.getvalue() and "FAILED: boom" in out.getvalue()
 
 
-def test_remote_hosts_and_plan_adjustment():
+def test_remote_hosts_and_complete_per_host_plans():
     specs = [HostSpec("a", 1), HostSpec("b", 2, python="/other/py", workdir="/w", devices=(2, 3))]
     hosts = remote_hosts(specs, SSHSettings(config_path="/nonexistent"), "/cwd")
-    assert hosts["a"].python == sys.executable and hosts["b"].python == "/other/py"
-    assert host_device_ids(specs[1]) == (2, 3) and host_device_ids(specs[0]) == (0,)
-    req = PlanRequest(backend="cpu", nodes=(Node("a", "10.0.0.1", (0,), (0,)),
-                                            Node("b", "10.0.0.2", (2, 3), (0, 1))),
+    assert hosts["a"].python == sys.executable
+    assert hosts["b"].python == "/other/py"
+    assert host_device_ids(specs[1]) == (2, 3)
+    assert host_device_ids(specs[0]) == (0,)
+    req = PlanRequest(backend="cpu", nodes=(Node("a", "10.0.0.1", (0,), (0,), python=sys.executable,
+                                                 pythonpath="/proj"),
+                                            Node("b", "10.0.0.2", (2, 3), (0, 1), python="/other/py",
+                                                 pythonpath="/w")),
                       run_dir="/r", cwd="/cwd", worker_cmd=(sys.executable, "-m", "wrn.train"),
                       scheduler_cmd=(sys.executable, "-m", "wrn.scheduler"), sched_port=29501,
-                      extra_env={"API_KEY": "s3cret"})
-    plan = adjust_plan(make_plan(req), hosts)
+                      extra_env={"API_KEY": "s3cret"}, python=sys.executable)
+    plan = make_plan(req)
     rank2 = plan.worker(2)
-    assert rank2.argv[0] == "/other/py" and rank2.env["PYTHONPATH"] == "/w"
-    assert rank2.env["MS_SCHED_HOST"] == "10.0.0.1" and plan.worker(0).argv[0] == sys.executable
+    assert rank2.argv[0] == "/other/py"
+    assert rank2.env["PYTHONPATH"] == "/w"
+    assert rank2.env["MS_SCHED_HOST"] == "10.0.0.1"
+    assert plan.worker(0).argv[0] == sys.executable
+    assert plan.worker(0).env["PYTHONPATH"] == "/proj"
     masked = masked_plan(plan.to_dict())
     assert all(p["env"]["API_KEY"] == "***" for p in masked["processes"])
     assert plan.to_dict()["processes"][0]["env"]["API_KEY"] == "s3cret"  # the plan itself is intact
@@ -131,13 +139,15 @@ def test_share_run_dir_detects_the_shared_path(sshd, tmp_path):
     checks, clients = run_preflight(list(hosts.values()), settings,
                                     {"python": sys.version.split()[0],
                                      "mindspore": WANT["mindspore"]}, "cpu", "builtin:rp2k-sample", {}, None)
-    transport = SSHTransport(hosts, clients)
+    backend = SSHBackend(hosts, clients, settings)
+    nodes = [Node(h, h, (0,), (0,)) for h in hosts]
     try:
         assert [c.ok for c in checks] == [True, True], [c.problems for c in checks]
         (tmp_path / "config.yaml").write_text("x: 1\n")
-        assert share_run_dir(tmp_path, transport) == {"127.0.0.1": "shared", "127.0.0.2": "shared"}
+        assert share_run_dir(tmp_path, backend, nodes) == {"127.0.0.1": "shared", "127.0.0.2": "shared"}
+        assert backend.port_free("127.0.0.2", sshd.port) is False  # sshd itself holds that one
     finally:
-        transport.shutdown()
+        backend.close()
 
 
 def test_connect_errors_are_one_paragraph(sshd):
@@ -147,27 +157,25 @@ def test_connect_errors_are_one_paragraph(sshd):
         connect(bad, settings)
 
 
-def test_moved_path_and_a_run_dir_elsewhere_on_the_hosts():
-    assert moved_path("/r/config.yaml", "/r", "/x/y") == "/x/y/config.yaml"
-    assert moved_path("/r", "/r", "/x") == "/x" and moved_path("/rr/a", "/r", "/x") == "/rr/a"
-    assert moved_path("/r/a", "/r", None) == "/r/a"
-    specs = [HostSpec("a", 1), HostSpec("b", 1)]
-    hosts = remote_hosts(specs, SSHSettings(config_path="/nonexistent"), "/cwd", "/there")
+def test_a_run_dir_elsewhere_on_the_hosts():
     req = PlanRequest(backend="cpu", nodes=(Node("a", "10.0.0.1", (0,), (0,)),
-                                            Node("b", "10.0.0.2", (0,), (0,))),
+                                            Node("b", "10.0.0.2", (0,), (0,), run_dir="/there")),
                       run_dir="/r", cwd="/cwd", worker_cmd=(sys.executable, "-m", "wrn.train"),
-                      scheduler_cmd=None, sched_port=29501)
-    plan = adjust_plan(make_plan(req), hosts)
+                      scheduler_cmd=None, sched_port=29501, resume=True)
+    plan = make_plan(req)
     worker = plan.worker(1)
-    assert "/there/config.yaml" in worker.argv and worker.env["WRN_RUN_DIR"] == "/there"
-    assert output_fetcher(plan, Path("/r"), None, {"a": "shared"}) is None
+    assert "/there/config.yaml" in worker.argv
+    assert worker.env["WRN_RUN_DIR"] == "/there"
+    assert worker.argv[-2:] == ("--resume-from", "/there/checkpoints")
+    assert "/r/config.yaml" in plan.worker(0).argv
+    assert output_fetcher(plan, req.nodes, Path("/r"), None, {"a": "shared"}) is None
 
 
 def test_output_fetcher_copies_rank0_outputs_back(sshd, tmp_path):
     settings = SSHSettings(config_path=str(sshd.ssh_config), timeout=5)
     hosts = remote_hosts([HostSpec("127.0.0.2", 1)], settings, "/", str(tmp_path / "there"))
     client = connect(hosts["127.0.0.2"].target, settings)
-    transport = SSHTransport(hosts, {"127.0.0.2": client})
+    backend = SSHBackend(hosts, {"127.0.0.2": client}, settings)
     there, here = tmp_path / "there", tmp_path / "here"
     (there / "checkpoints").mkdir(parents=True)
     here.mkdir()
@@ -175,7 +183,7 @@ def test_output_fetcher_copies_rank0_outputs_back(sshd, tmp_path):
                        ("checkpoints/.b.1.part.ckpt", "partial"), ("checkpoints/latest.json", "{}"),
                        ("classes.json", "[]")):
         (there / name).write_text(text)
-    fetcher = OutputFetcher(transport, "127.0.0.2", str(there), here)
+    fetcher = OutputFetcher(backend, "127.0.0.2", str(there), here)
     try:
         fetcher.fetch(str(there / "checkpoints" / "a.ckpt"))
         fetcher.fetch("/somewhere/else.ckpt")
@@ -192,7 +200,7 @@ def test_output_fetcher_copies_rank0_outputs_back(sshd, tmp_path):
         assert fetcher.finish() == []
     finally:
         fetcher.close()
-        transport.shutdown()
+        backend.close()
 
 
 def test_merged_rank_table_rules(sshd, tmp_path):
@@ -210,9 +218,10 @@ def test_merged_rank_table_rules(sshd, tmp_path):
                           {**confs, "c": {0: "192.168.1.1"}}, "/h", dry_run=False)
     settings = SSHSettings(config_path=str(sshd.ssh_config), timeout=5)
     client = connect(resolve_target("127.0.0.2", settings), settings)
+    backend = SSHBackend({"h": _host("h")}, {"h": client}, settings)
     try:
         (tmp_path / "hccn.conf").write_text("address_0=192.168.9.9\n")
-        assert read_remote_hccn(client, "h", str(tmp_path / "hccn.conf")) == {0: "192.168.9.9"}
-        assert read_remote_hccn(client, "h", str(tmp_path / "none.conf")) is None
+        assert read_remote_hccn(backend, "h", str(tmp_path / "hccn.conf")) == {0: "192.168.9.9"}
+        assert read_remote_hccn(backend, "h", str(tmp_path / "none.conf")) is None
     finally:
-        client.close()
+        backend.close()
