@@ -31,8 +31,11 @@ from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, format
     list_devices, parse_devices
 from cluster.errors import PlanError
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node, PlanRequest, make_plan
-from cluster.ranktable import DEFAULT_HCCN_CONF, RankTable, device_ips, find_local_server, \
-    hccl_timeout_env, local_ips, primary_ip, read_hccn_conf, read_table
+from cluster.hccl_env import hccl_timeout_env
+from cluster.ranktable.check import read_table
+from cluster.ranktable.hccn import DEFAULT_HCCN_CONF, device_ips, read_hccn_conf
+from cluster.ranktable.host import find_local_server, local_ips, primary_ip
+from cluster.ranktable.table import RankTable
 from launcher.ports import DEFAULT_PORT_RANGE, PortReservation, reserve_port
 from launcher.progress import RunSummary
 from launcher.render import Renderer, make_renderer

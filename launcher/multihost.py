@@ -28,8 +28,9 @@ import paramiko
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec, mask_env
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node
-from cluster.ranktable import TableDevice, TableServer, build_rank_table, device_ips, is_loopback, \
-    parse_hccn_conf, rank_table_text
+from cluster.ranktable.hccn import device_ips, parse_hccn_conf
+from cluster.ranktable.table import TableDevice, TableServer, build_rank_table, is_loopback, \
+    rank_table_text
 from launcher.preflight import HostCheck, print_table, raise_if_failed, run_preflight
 from launcher.ssh import RemoteHost, SSHSettings, SSHTransport, resolve_target, sftp_get, \
     sftp_put_files, sftp_same_file

@@ -15,13 +15,15 @@ import pytest
 
 from cluster.errors import PlanError
 from cluster.plan import LaunchPlan, Node, PlanRequest, RankInfo, make_plan
-from cluster.ranktable import (Problem, RankTable, RankTableError, TableDevice,
-                               TableServer, check_table, default_merged_name, default_table_name,
-                               find_local_server, format_problems, gather_device_ips,
-                               generate_table, hccl_timeout_env, is_loopback, load_table_json,
-                               local_ips, merge_tables, parse_hccn_conf, parse_hccn_tool_output,
-                               primary_ip, query_hccn_tool, read_hccn_conf, read_table,
-                               table_from_data)
+from cluster.hccl_env import hccl_timeout_env
+from cluster.ranktable.build import (default_merged_name, default_table_name, generate_table,
+                                     merge_tables)
+from cluster.ranktable.check import (Problem, RankTableError, check_table, format_problems,
+                                     load_table_json, read_table, table_from_data)
+from cluster.ranktable.hccn import (gather_device_ips, parse_hccn_conf, parse_hccn_tool_output,
+                                    query_hccn_tool, read_hccn_conf)
+from cluster.ranktable.host import find_local_server, local_ips, primary_ip
+from cluster.ranktable.table import RankTable, TableDevice, TableServer, is_loopback
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HCCN_CONF = FIXTURES / "hccn.conf"
@@ -85,11 +87,11 @@ def test_gather_device_ips_sources(fake_hccn_tool, tmp_path, monkeypatch):
     ips, source = gather_device_ips([0, 1, 2], str(HCCN_CONF))  # explicit file: only that
     assert ips == {d: CONF_IPS[d] for d in (0, 1, 2)} and source == str(HCCN_CONF)
     # default: hccn_tool first, /etc/hccn.conf for what it did not answer
-    monkeypatch.setattr("cluster.ranktable.DEFAULT_HCCN_CONF", str(HCCN_CONF))
+    monkeypatch.setattr("cluster.ranktable.hccn.DEFAULT_HCCN_CONF", str(HCCN_CONF))
     ips, source = gather_device_ips([2, 3])
     assert ips == {2: "10.20.0.2", 3: CONF_IPS[3]}
     assert source == f"hccn_tool -i <n> -ip -g and {HCCN_CONF}"
-    monkeypatch.setattr("cluster.ranktable.DEFAULT_HCCN_CONF", str(tmp_path / "none.conf"))
+    monkeypatch.setattr("cluster.ranktable.hccn.DEFAULT_HCCN_CONF", str(tmp_path / "none.conf"))
     with pytest.raises(PlanError, match=r"no IP address for device\(s\) 3 in hccn_tool .* or "
                                         r".*none.conf \(missing\).*--hccn-conf"):
         gather_device_ips([2, 3])
