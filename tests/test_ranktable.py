@@ -23,7 +23,8 @@ from cluster.ranktable.check import (Problem, RankTableError, check_table, forma
 from cluster.ranktable.hccn import (gather_device_ips, parse_hccn_conf, parse_hccn_tool_output,
                                     query_hccn_tool, read_hccn_conf)
 from cluster.ranktable.host import find_local_server, local_ips, primary_ip
-from cluster.ranktable.table import RankTable, TableDevice, TableServer, is_loopback
+from cluster.ranktable.table import (RankTable, TableDevice, TableServer, build_rank_table,
+                                     is_loopback)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HCCN_CONF = FIXTURES / "hccn.conf"
@@ -328,6 +329,19 @@ def test_rank_table_objects_validate_themselves():
     assert table.describe().splitlines() == ["10.0.0.2: rank 1 on device(s) 0",
                                              "10.0.0.1: rank 0 on device(s) 0"]
 
+
+
+def test_one_builder_writes_every_table():
+    dev = lambda d, r: TableDevice(d, f"192.168.0.{d + 10}", r)  # noqa: E731
+    servers = (TableServer("10.0.0.2", (dev(0, 1),)), TableServer("10.0.0.1", (dev(0, 0),)))
+    assert RankTable(servers).to_dict() == build_rank_table(servers)  # servers in file order
+    assert [s["server_id"] for s in build_rank_table(servers)["server_list"]] == ["10.0.0.2", "10.0.0.1"]
+    local = (TableServer("127.0.0.1", (dev(0, 0),)), TableServer("127.0.0.2", (dev(1, 1),)))
+    assert build_rank_table(local)["server_count"] == "2"  # every host this machine: allowed here
+    with pytest.raises(PlanError, match="loopback"):
+        RankTable(local)
+    with pytest.raises(PlanError, match="not one contiguous block"):
+        build_rank_table((TableServer("10.0.0.1", (dev(0, 1), dev(1, 0))),))
 
 # -- this host in a table -----------------------------------------------------------------------------
 def test_find_local_server():

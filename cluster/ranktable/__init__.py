@@ -1,7 +1,7 @@
 """HCCL rank tables for Ascend launches, one job per module (import from the module itself):
 
-* ``table``: the table as data (``TableDevice``, ``TableServer``, ``RankTable``) and its JSON
-  (``build_rank_table``, ``rank_table_text``);
+* ``table``: the table as data (``TableDevice``, ``TableServer``, ``RankTable``) and the one
+  writer of its JSON (``build_rank_table``, ``rank_table_text``);
 * ``build``: new tables: for this host's devices, merged from several tables; their default
   file names;
 * ``check``: reading a table file and reporting every problem it has;

@@ -9,9 +9,9 @@ The format, as MindSpore's and ModelZoo's ``hccl_tools.py`` write it (every valu
      "status": "completed"}
 
 Each device's ``device_ip`` is the address of its RoCE NIC (see ``cluster.ranktable.hccn``);
-``server_id`` is the server's own (host) IP. ``RankTable`` is a complete table with its
-numbering checked; ``build_rank_table`` and ``rank_table_text`` write a table's JSON. Reading
-and validating a file is ``cluster.ranktable.check``.
+``server_id`` is the server's own (host) IP. ``build_rank_table`` turns servers into that
+dict and ``rank_table_text`` into the file's text; ``RankTable`` is a complete table with
+its numbering checked. Reading and validating a file is ``cluster.ranktable.check``.
 """
 
 from __future__ import annotations
@@ -76,9 +76,10 @@ class TableServer:
 class RankTable:
     """A complete, valid rank table: servers in file order, each with its devices in rank order.
 
-    Construction checks the rules of ``cluster.ranktable.check`` that concern numbering and
-    addresses (a table read from a file has been through ``check_table`` first, which says
-    more). ``source`` names the file it came from, for messages.
+    Construction checks the rules on numbering and addresses (servers listed once, no
+    loopback server id beside other servers, ranks exactly 0..N-1, one contiguous block per
+    server); a table read from a file has been through ``check_table`` first, which says
+    more. ``source`` names the file it came from, for messages.
     """
 
     servers: tuple[TableServer, ...]
@@ -88,24 +89,8 @@ class RankTable:
         servers = tuple(TableServer(s.server_id, tuple(sorted(s.devices, key=lambda d: d.rank_id)))
                         for s in self.servers)
         object.__setattr__(self, "servers", servers)
-        where = f"rank table {self.source}" if self.source else "rank table"
-        if not servers:
-            raise PlanError(f"{where}: no servers")
-        ids = [s.server_id for s in servers]
-        if len(set(ids)) != len(ids):
-            raise PlanError(f"{where}: a server is listed twice: {ids}")
-        if len(servers) > 1:
-            loop = [s for s in ids if is_loopback(s)]
-            if loop:
-                raise PlanError(f"{where}: server_id {loop[0]} is a loopback address, which other "
-                                f"servers cannot reach; use each server's real IP")
-        ranks = sorted(r for s in servers for r in s.ranks)
-        if ranks != list(range(len(ranks))):
-            raise PlanError(f"{where}: ranks must be exactly 0..{len(ranks) - 1}, each once")
-        for s in servers:
-            if list(s.ranks) != list(range(s.ranks[0], s.ranks[0] + len(s.ranks))):
-                raise PlanError(f"{where}: server {s.server_id} has ranks {list(s.ranks)}, which "
-                                f"are not one contiguous block (HCCL refuses interleaved servers)")
+        _check_servers(servers, f"rank table {self.source}" if self.source else "rank table",
+                       loopback_ok=False)
 
     @property
     def world_size(self) -> int:
@@ -130,17 +115,7 @@ class RankTable:
 
     def to_dict(self) -> dict[str, Any]:
         """The table in the hccl_tools format: every value a string."""
-        return {
-            "version": RANK_TABLE_VERSION,
-            "server_count": str(len(self.servers)),
-            "server_list": [
-                {"server_id": s.server_id,
-                 "device": [{"device_id": str(d.device_id), "device_ip": d.device_ip,
-                             "rank_id": str(d.rank_id)} for d in s.devices],
-                 "host_nic_ip": "reserve"}
-                for s in self.servers],
-            "status": "completed",
-        }
+        return build_rank_table(self.servers)
 
     def text(self) -> str:
         """The JSON text of ``to_dict()`` (one device per line)."""
@@ -157,20 +132,15 @@ class RankTable:
 
 
 def build_rank_table(servers: Sequence[TableServer]) -> dict[str, Any]:
-    """The rank table dict (all values strings) for ``servers``, checking the rank numbering.
+    """The rank table dict (all values strings) for ``servers``, in the order given.
 
-    Ranks must be exactly 0..N-1, increasing within a server, and each server's ranks must
-    follow the previous server's (contiguous per server).
+    The one place the table's JSON is made: ``RankTable.to_dict``, the plan of a one-host
+    Ascend launch and the merged table of a multi-host launch all come here. Checks the
+    numbering first: servers listed once, ranks exactly 0..N-1, each server's ranks one
+    contiguous, increasing block. Loopback server ids are allowed (a launch whose hosts are
+    all this machine uses them; ``RankTable`` refuses them beside other servers).
     """
-    if not servers:
-        raise PlanError("rank table: no servers")
-    ids = [s.server_id for s in servers]
-    if len(set(ids)) != len(ids):
-        raise PlanError(f"rank table: a server is listed twice: {ids}")
-    ranks = [d.rank_id for s in servers for d in s.devices]
-    if ranks != list(range(len(ranks))):
-        raise PlanError(f"rank table: ranks must be 0..{len(ranks) - 1} in server order "
-                        f"(contiguous per server), got {ranks}")
+    _check_servers(servers, "rank table", loopback_ok=True)
     return {
         "version": RANK_TABLE_VERSION,
         "server_count": str(len(servers)),
@@ -193,6 +163,29 @@ def rank_table_text(table: Mapping[str, Any]) -> str:
     # Collapse each device object onto one line: same JSON, a table one can read.
     return re.sub(r"\{\s+(\"device_id\"[^{}]*?)\s+\}",
                   lambda m: "{" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "}", text) + "\n"
+
+
+def _check_servers(servers: Sequence[TableServer], where: str, loopback_ok: bool) -> None:
+    """Raise ``PlanError`` (``where`` names the table) unless ``servers`` are some, each listed
+    once, numbered 0..N-1 in one contiguous block per server, and (unless ``loopback_ok``)
+    free of loopback server ids when there are several."""
+    if not servers:
+        raise PlanError(f"{where}: no servers")
+    ids = [s.server_id for s in servers]
+    if len(set(ids)) != len(ids):
+        raise PlanError(f"{where}: a server is listed twice: {ids}")
+    if len(servers) > 1 and not loopback_ok:
+        loop = [s for s in ids if is_loopback(s)]
+        if loop:
+            raise PlanError(f"{where}: server_id {loop[0]} is a loopback address, which other "
+                            f"servers cannot reach; use each server's real IP")
+    ranks = sorted(r for s in servers for r in s.ranks)
+    if ranks != list(range(len(ranks))):
+        raise PlanError(f"{where}: ranks must be exactly 0..{len(ranks) - 1}, each once")
+    for s in servers:
+        if list(s.ranks) != list(range(s.ranks[0], s.ranks[0] + len(s.ranks))):
+            raise PlanError(f"{where}: server {s.server_id} has ranks {list(s.ranks)}, which "
+                            f"are not one contiguous block (HCCL refuses interleaved servers)")
 
 
 def _check_ip(value: str, what: str) -> None:
