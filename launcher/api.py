@@ -494,7 +494,8 @@ def _prepare_hosts(opts: LaunchOptions, sup: SupervisorOptions) -> Prepared:
     """``_prepare`` for --hostfile/--hosts: parse hosts, pre-flight all of them over SSH in
     parallel, plan; raises ``LaunchError`` (after closing every connection) on any failure."""
     from cluster.hosts import mask_env, parse_hosts_flag, read_hostfile
-    from launcher.multihost import adjust_plan, merged_rank_table, prepare_hosts, read_remote_hccn
+    from cluster.ranktable.build import merged_rank_table
+    from launcher.multihost import adjust_plan, prepare_hosts, read_remote_hccn
     from launcher.ssh import SSHSettings
 
     specs = read_hostfile(opts.hostfile) if opts.hostfile else parse_hosts_flag(opts.hosts)

@@ -1,16 +1,21 @@
-"""Making new rank tables: for this host's devices, or merged from several tables; the file
-names hccl_tools.py and merge_hccl.py give them.
+"""Making new rank tables: for this host's devices, merged from several tables, and merged
+for a launch over several hosts; the file names hccl_tools.py and merge_hccl.py give them.
 
 ``merge_tables`` joins several servers' tables in the order given and renumbers the ranks,
-which also repairs any rank numbering.
+which also repairs any rank numbering. ``merged_rank_table`` builds a multi-host launch's
+table from each host's hccn.conf; it is pure but for resolving host names to IPs.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Mapping, Sequence
 
 from cluster.errors import PlanError
-from cluster.ranktable.table import RankTable, TableDevice, TableServer, is_ip, is_loopback
+from cluster.plan import Node
+from cluster.ranktable.hccn import device_ips
+from cluster.ranktable.table import (RankTable, TableDevice, TableServer, build_rank_table,
+                                     is_ip, is_loopback, rank_table_text)
 
 
 def generate_table(device_ids: Sequence[int], ips: Mapping[int, str], server_ip: str) -> RankTable:
@@ -77,3 +82,50 @@ def merge_tables(tables: Sequence[RankTable]) -> RankTable:
                                 f"{server.server_id}, a loopback address the other servers cannot "
                                 f"reach; regenerate it on that server with --server-ip <its real IP>")
     return RankTable(tuple(servers))
+
+
+def server_address(node: Node) -> str:
+    """The IP a node is reached on (its address resolved here), for the rank table."""
+    try:
+        return socket.gethostbyname(node.address)
+    except OSError:
+        raise PlanError(f"host {node.host}: cannot resolve {node.address} to an IP address for "
+                        f"the rank table; use its IP in the hostfile") from None
+
+
+def merged_rank_table(nodes: Sequence[Node], confs: Mapping[str, dict[int, str] | None],
+                      hccn_path: str, dry_run: bool) -> tuple[list[TableServer], str, list[str]]:
+    """One rank table for every host (ranks contiguous per host, in host order) from each
+    host's hccn.conf (``confs``: host -> parsed file); (servers, the table's text, warnings).
+
+    Missing files or addresses are errors, or warnings with placeholders in a dry run. Some
+    but not all hosts on loopback addresses is an error (the others cannot reach them); all on
+    loopback (every host is this machine) is a warning.
+    """
+    servers: list[TableServer] = []
+    warnings: list[str] = []
+    owner: dict[str, str] = {}
+    rank = 0
+    for node in nodes:
+        where = f"{node.host}:{hccn_path}"
+        ips, found = device_ips(node.device_ids, confs.get(node.host), where, dry_run)
+        warnings += found
+        devices = []
+        for device in node.device_ids:
+            ip = ips[device]
+            if ip in owner and not found:
+                raise PlanError(f"device IP {ip} is in both {owner[ip]} and {where} (device "
+                                f"{device}); every device needs its own NIC IP, fix hccn.conf there")
+            owner[ip] = f"{where} (device {device})"
+            devices.append(TableDevice(device, ip, rank))
+            rank += 1
+        servers.append(TableServer(server_address(node), tuple(devices)))
+    loopback = [n.host for n in nodes if is_loopback(server_address(n))]
+    if loopback and len(nodes) > 1:
+        problem = (f"host(s) {', '.join(loopback)} have a loopback address, which other "
+                   f"machines cannot reach; list the hosts by their real IPs")
+        if len(loopback) < len(nodes) and not dry_run:
+            raise PlanError(problem)
+        warnings.append(problem + (" (dry run: shown anyway)" if dry_run else
+                                   " (every host is this machine, so the table is used as is)"))
+    return servers, rank_table_text(build_rank_table(servers)), warnings
