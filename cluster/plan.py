@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 from cluster.devices import BACKENDS, backend_label, format_ids
 from cluster.errors import PlanError
-from cluster.ranktable import RankTable, TableDevice, TableServer, build_rank_table, \
+from cluster.ranktable.table import RankTable, TableDevice, TableServer, build_rank_table, \
     rank_table_text
 
 #: Variables that would confuse a worker of the *other* launch style if inherited from the

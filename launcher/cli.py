@@ -324,27 +324,28 @@ def _add_ranktable_command(subs: Any) -> None:
 
 
 def _ranktable_check(args: argparse.Namespace) -> int:
-    from cluster import ranktable as rt
+    from cluster.ranktable.check import RankTableError, check_table, load_table_json, table_from_data
+    from cluster.ranktable.table import RANK_TABLE_VERSION
     from cluster.errors import PlanError
 
     name = f"{PROG} ranktable check"
     try:
-        data = rt.load_table_json(args.file)
-    except rt.RankTableError as exc:
+        data = load_table_json(args.file)
+    except RankTableError as exc:
         print(f"{args.file}: {exc.problems[0]}", file=sys.stderr)
         return 2
-    problems, notes = rt.check_table(data)
+    problems, notes = check_table(data)
     if problems:
         for problem in problems:
             print(f"{args.file}: {problem}", file=sys.stderr)
         print(f"{name}: {args.file} has {len(problems)} problem(s)", file=sys.stderr)
         return 2
     try:
-        table = rt.table_from_data(data, args.file)
+        table = table_from_data(data, args.file)
     except PlanError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.file}: ok: version {rt.RANK_TABLE_VERSION}, {len(table.servers)} server(s), "
+    print(f"{args.file}: ok: version {RANK_TABLE_VERSION}, {len(table.servers)} server(s), "
           f"{table.world_size} rank(s)")
     print("\n".join(f"  {line}" for line in table.describe().splitlines()))
     for note in notes:
@@ -353,28 +354,32 @@ def _ranktable_check(args: argparse.Namespace) -> int:
 
 
 def _ranktable_merge(args: argparse.Namespace) -> int:
-    from cluster import ranktable as rt
+    from cluster.ranktable.build import default_merged_name, merge_tables
+    from cluster.ranktable.check import read_table
     from cluster.errors import PlanError
 
     tables, errors = [], []
     for path in args.files:
         try:
-            tables.append(rt.read_table(path, check_ranks=False))
+            tables.append(read_table(path, check_ranks=False))
         except PlanError as exc:
             errors.append(str(exc))
     try:
         if errors:
             raise PlanError(" ".join(errors))
-        merged = rt.merge_tables(tables)
+        merged = merge_tables(tables)
     except PlanError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     return _write_table(f"{PROG} ranktable merge", merged,
-                        args.output or rt.default_merged_name(merged), f"{len(args.files)} table(s)")
+                        args.output or default_merged_name(merged), f"{len(args.files)} table(s)")
 
 
 def _ranktable_generate(args: argparse.Namespace) -> int:
-    from cluster import ranktable as rt
+    from cluster.ranktable.build import default_table_name, generate_table
+    from cluster.ranktable.hccn import gather_device_ips
+    from cluster.ranktable.host import primary_ip
+    from cluster.ranktable.table import is_loopback
     from cluster.devices import parse_devices
     from cluster.errors import PlanError
 
@@ -382,16 +387,16 @@ def _ranktable_generate(args: argparse.Namespace) -> int:
     try:
         req = parse_devices(args.devices)
         ids = list(range(req.count)) if req.count is not None else list(req.ids)
-        server_ip = args.server_ip or rt.primary_ip()
-        ips, source = rt.gather_device_ips(ids, args.hccn_conf)
-        table = rt.generate_table(ids, ips, server_ip)
+        server_ip = args.server_ip or primary_ip()
+        ips, source = gather_device_ips(ids, args.hccn_conf)
+        table = generate_table(ids, ips, server_ip)
     except PlanError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
-    if rt.is_loopback(server_ip):
+    if is_loopback(server_ip):
         print(f"warning: server_id {server_ip} is a loopback address: fine for this host alone, "
               f"but a merge with other servers refuses it; pass --server-ip <this host's IP>")
-    return _write_table(name, table, args.output or rt.default_table_name(ids, server_ip),
+    return _write_table(name, table, args.output or default_table_name(ids, server_ip),
                         f"device IPs from {source}")
 
 

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from cluster.ranktable import DEFAULT_HCCN_CONF
+from cluster.ranktable.hccn import DEFAULT_HCCN_CONF
 from launcher.ports import DEFAULT_PORT_RANGE
 from launcher.ssh import SSHSettings
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import queue
 import secrets
-import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -26,8 +25,7 @@ import paramiko
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node
-from cluster.ranktable import TableDevice, TableServer, build_rank_table, device_ips, is_loopback, \
-    parse_hccn_conf, rank_table_text
+from cluster.ranktable.hccn import parse_hccn_conf
 from launcher.preflight import HostCheck, print_table, raise_if_failed, run_preflight
 from launcher.backend import PROJECT_ROOT, Backend
 from launcher.ssh import RemoteHost, SSHBackend, SSHSettings, resolve_target
@@ -96,53 +94,6 @@ def read_remote_hccn(backend: SSHBackend, host: str, path: str) -> dict[int, str
         raise PlanError(f"{host}:{path}: cannot read the hccn.conf ({exc}); check --hccn-conf "
                         f"and the file's permissions there") from None
     return parse_hccn_conf(text, f"{host}:{path}")
-
-
-def server_address(node: Node) -> str:
-    """The IP a node is reached on (its address resolved here), for the rank table."""
-    try:
-        return socket.gethostbyname(node.address)
-    except OSError:
-        raise PlanError(f"host {node.host}: cannot resolve {node.address} to an IP address for "
-                        f"the rank table; use its IP in the hostfile") from None
-
-
-def merged_rank_table(nodes: Sequence[Node], confs: Mapping[str, dict[int, str] | None],
-                      hccn_path: str, dry_run: bool) -> tuple[list[TableServer], str, list[str]]:
-    """One rank table for every host (ranks contiguous per host, in host order) from each
-    host's hccn.conf (``confs``: host -> parsed file); (servers, the table's text, warnings).
-
-    Missing files or addresses are errors, or warnings with placeholders in a dry run. Some
-    but not all hosts on loopback addresses is an error (the others cannot reach them); all on
-    loopback (every host is this machine) is a warning.
-    """
-    servers: list[TableServer] = []
-    warnings: list[str] = []
-    owner: dict[str, str] = {}
-    rank = 0
-    for node in nodes:
-        where = f"{node.host}:{hccn_path}"
-        ips, found = device_ips(node.device_ids, confs.get(node.host), where, dry_run)
-        warnings += found
-        devices = []
-        for device in node.device_ids:
-            ip = ips[device]
-            if ip in owner and not found:
-                raise PlanError(f"device IP {ip} is in both {owner[ip]} and {where} (device "
-                                f"{device}); every device needs its own NIC IP, fix hccn.conf there")
-            owner[ip] = f"{where} (device {device})"
-            devices.append(TableDevice(device, ip, rank))
-            rank += 1
-        servers.append(TableServer(server_address(node), tuple(devices)))
-    loopback = [n.host for n in nodes if is_loopback(server_address(n))]
-    if loopback and len(nodes) > 1:
-        problem = (f"host(s) {', '.join(loopback)} have a loopback address, which other "
-                   f"machines cannot reach; list the hosts by their real IPs")
-        if len(loopback) < len(nodes) and not dry_run:
-            raise PlanError(problem)
-        warnings.append(problem + (" (dry run: shown anyway)" if dry_run else
-                                   " (every host is this machine, so the table is used as is)"))
-    return servers, rank_table_text(build_rank_table(servers)), warnings
 
 
 def share_run_dir(run_dir: Path, backend: Backend, nodes: Sequence[Node]) -> dict[str, str]:

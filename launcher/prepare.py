@@ -28,8 +28,11 @@ from cluster.errors import PlanError
 from cluster.hosts import HostSpec, forwarded_env, mask_env, parse_env_assignments, \
     parse_env_file, parse_hosts_flag, read_hostfile
 from cluster.plan import CONFIG_NAME, LaunchPlan, Node, PlanRequest, make_plan
-from cluster.ranktable import RankTable, device_ips, find_local_server, hccl_timeout_env, \
-    local_ips, primary_ip, read_hccn_conf, read_table
+from cluster.hccl_env import hccl_timeout_env
+from cluster.ranktable.check import read_table
+from cluster.ranktable.hccn import device_ips, read_hccn_conf
+from cluster.ranktable.host import find_local_server, local_ips, primary_ip
+from cluster.ranktable.table import RankTable
 from launcher.backend import Backend, BackendError, LocalBackend, python_path
 from launcher.config import LaunchConfig, LaunchError
 from launcher.ports import PortReservation, reserve_port
@@ -399,7 +402,8 @@ def _remote_nodes(config: LaunchConfig, cfg: TrainConfig, specs: list[HostSpec],
     """The hosts of ``--hostfile``/``--hosts``, pre-flighted over SSH in parallel (versions,
     imports, data, devices, the scheduler port on the master); Ascend: one merged rank table's
     device IPs from every host's hccn.conf."""
-    from launcher.multihost import merged_rank_table, prepare_hosts, read_remote_hccn
+    from cluster.ranktable.build import merged_rank_table
+    from launcher.multihost import prepare_hosts, read_remote_hccn
 
     world = sum(s.slots for s in specs)
     port = None

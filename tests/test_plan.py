@@ -16,8 +16,9 @@ from cluster.devices import (DeviceRequest, detect_backend, format_ids, list_dev
 from cluster.errors import PlanError
 from cluster.plan import (LaunchPlan, Node, PlanRequest, ProcessSpec, RankInfo, assign_ranks,
                           core_sets, make_plan, thread_budget)
-from cluster.ranktable import (PLACEHOLDER_IP, TableDevice, TableServer, build_rank_table,
-                               device_ips, parse_hccn_conf, rank_table_text, read_hccn_conf)
+from cluster.ranktable.hccn import device_ips, parse_hccn_conf, read_hccn_conf
+from cluster.ranktable.table import (PLACEHOLDER_IP, TableDevice, TableServer, build_rank_table,
+                                     rank_table_text)
 from launcher.ports import parse_port_range, reserve_port
 from launcher.progress import RunProgress
 from launcher.rundir import check_run_dir, create_run_dir, default_run_dir

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.ranktable import primary_ip
+from cluster.ranktable.host import primary_ip
 from fake_worker import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD, fake_env
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -204,7 +204,8 @@ def test_output_fetcher_copies_rank0_outputs_back(sshd, tmp_path):
 
 
 def test_merged_rank_table_rules(sshd, tmp_path):
-    from launcher.multihost import merged_rank_table, read_remote_hccn, server_address
+    from cluster.ranktable.build import merged_rank_table, server_address
+    from launcher.multihost import read_remote_hccn
 
     nodes = (Node("a", "10.0.0.1", (0, 1), (0,)), Node("b", "127.0.0.2", (0,), (0,)))
     confs = {"a": {0: "192.168.1.1", 1: "192.168.1.2"}, "b": {0: "192.168.1.3"}}
