@@ -32,16 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from launcher.backend import Backend
+from wrn.events import number, whole
 
 TAIL_LINES = 20
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _str(value: Any) -> str | None:
@@ -98,22 +91,22 @@ class Done:
 
 
 def _hello(m: Mapping[str, Any]) -> Hello:
-    return Hello(_str(m.get("host")), _int(m.get("pid")))
+    return Hello(_str(m.get("host")), whole(m.get("pid")))
 
 
 def _started(m: Mapping[str, Any]) -> Started:
-    return Started(str(m.get("name")), _int(m.get("rank")), _int(m.get("pid")), _int(m.get("pgid")),
-                   _float(m.get("time")))
+    return Started(str(m.get("name")), whole(m.get("rank")), whole(m.get("pid")), whole(m.get("pgid")),
+                   number(m.get("time")))
 
 
 def _line(m: Mapping[str, Any]) -> Line:
-    return Line(str(m.get("name")), _int(m.get("rank")), str(m.get("line", "")))
+    return Line(str(m.get("name")), whole(m.get("rank")), str(m.get("line", "")))
 
 
 def _exited(m: Mapping[str, Any]) -> Exited:
-    return Exited(str(m.get("name")), _int(m.get("rank")), _int(m.get("pid")),
-                  _int(m.get("exit_code")), _str(m.get("signal")), _str(m.get("error")),
-                  _float(m.get("time")))
+    return Exited(str(m.get("name")), whole(m.get("rank")), whole(m.get("pid")),
+                  whole(m.get("exit_code")), _str(m.get("signal")), _str(m.get("error")),
+                  number(m.get("time")))
 
 
 #: The message types the launcher handles, by their ``type`` field; nothing else is dispatched.
@@ -122,7 +115,7 @@ MESSAGE_TYPES = {
     "started": _started,
     "line": _line,
     "exited": _exited,
-    "stopping": lambda m: Stopping(_str(m.get("reason")), _float(m.get("grace"))),
+    "stopping": lambda m: Stopping(_str(m.get("reason")), number(m.get("grace"))),
     "warning": lambda m: AgentWarning(str(m.get("message"))),
     "done": lambda m: Done(),
 }

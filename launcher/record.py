@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cluster.hosts import mask_env
+from wrn.events import number, whole
 from wrn.fileio import write_json_atomic
 
 RUN_JSON = "run.json"
@@ -33,11 +34,15 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _int(value: Any) -> int | None:
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def whole(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _float(value: Any) -> float | None:
+def number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
@@ -76,10 +81,10 @@ class ProcessRecord:
         if not isinstance(data, dict):
             return None
         return cls(name=_str(data.get("name")) or "?", role=_str(data.get("role")) or "worker",
-                   host=_str(data.get("host")) or "?", rank=_int(data.get("rank")),
-                   pid=_int(data.get("pid")), pgid=_int(data.get("pgid")),
+                   host=_str(data.get("host")) or "?", rank=whole(data.get("rank")),
+                   pid=whole(data.get("pid")), pgid=whole(data.get("pgid")),
                    start_time=_str(data.get("start_time")), end_time=_str(data.get("end_time")),
-                   exit_code=_int(data.get("exit_code")), signal=_str(data.get("signal")),
+                   exit_code=whole(data.get("exit_code")), signal=_str(data.get("signal")),
                    error=_str(data.get("error")), log=_str(data.get("log")))
 
 
@@ -97,7 +102,7 @@ class AgentRecord:
     def from_dict(cls, data: Any) -> "AgentRecord | None":
         if not isinstance(data, dict):
             return None
-        return cls(_str(data.get("host")) or "?", _int(data.get("pid")))
+        return cls(_str(data.get("host")) or "?", whole(data.get("pid")))
 
 
 @dataclass
@@ -130,11 +135,11 @@ class AttemptRecord:
     def from_dict(cls, data: Any) -> "AttemptRecord | None":
         if not isinstance(data, dict):
             return None
-        number = _int(data.get("attempt")) or 0
+        number = whole(data.get("attempt")) or 0
         return cls(attempt=number, outcome=_str(data.get("outcome")) or "ended",
                    logs=_str(data.get("logs")) or f"logs/attempt-{number}",
                    status=_str(data.get("status")), start_time=_str(data.get("start_time")),
-                   end_time=_str(data.get("end_time")), exit_code=_int(data.get("exit_code")),
+                   end_time=_str(data.get("end_time")), exit_code=whole(data.get("exit_code")),
                    processes=[p for p in map(ProcessRecord.from_dict, _list(data.get("processes")))
                               if p is not None],
                    root_cause=_dict(data.get("root_cause")), summary=_dict(data.get("summary")),
@@ -194,18 +199,18 @@ class RunRecord:
             backend=_str(data.get("backend")), plan=_dict(data.get("plan")) or {},
             env={str(k): str(v) for k, v in (_dict(data.get("env")) or {}).items()},
             config=_str(data.get("config")), rank_table=_str(data.get("rank_table")),
-            attempt=_int(data.get("attempt")) or 1,
+            attempt=whole(data.get("attempt")) or 1,
             attempts=[a for a in map(AttemptRecord.from_dict, _list(data.get("attempts")))
                       if a is not None],
-            max_restarts=_int(data.get("max_restarts")) or 0,
+            max_restarts=whole(data.get("max_restarts")) or 0,
             status=_str(data.get("status")) or "unknown", start_time=_str(data.get("start_time")),
-            end_time=_str(data.get("end_time")), wall_s=_float(data.get("wall_s")),
-            exit_code=_int(data.get("exit_code")),
+            end_time=_str(data.get("end_time")), wall_s=number(data.get("wall_s")),
+            exit_code=whole(data.get("exit_code")),
             processes=[p for p in map(ProcessRecord.from_dict, _list(data.get("processes")))
                        if p is not None],
             agents=[a for a in map(AgentRecord.from_dict, _list(data.get("agents"))) if a is not None],
             root_cause=_dict(data.get("root_cause")), summary=_dict(data.get("summary")),
-            launcher_error=_str(data.get("launcher_error")), format=_int(data.get("format")) or FORMAT)
+            launcher_error=_str(data.get("launcher_error")), format=whole(data.get("format")) or FORMAT)
 
     def as_attempt(self, outcome: str, reason: str | None = None) -> AttemptRecord:
         """This record's current attempt as an entry of ``attempts`` (its logs are archived

@@ -23,6 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from wrn.fileio import write_atomic
 from launcher.runs import (PROG, STATUS_STYLE, RunDirError, LoadedRun, fmt_acc, fmt_loss, fmt_when,
                            load_run, output_console)
 
@@ -305,11 +306,7 @@ def svg_document(record: LoadedRun) -> str:
 
 def write_svg(record: LoadedRun, path: str | Path) -> Path:
     """Write ``svg_document(record)`` to ``path`` atomically; returns the path."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(svg_document(record), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, svg_document(record))
 
 
 #: What ``wrn-launch report --help`` says the command does.
