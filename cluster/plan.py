@@ -367,6 +367,42 @@ class _NodeView:
         return env
 
 
+def _cluster_setup(req: PlanRequest, ranks: Sequence[RankInfo], views: Mapping[str, _NodeView]):
+    """How the workers meet: (variables every worker gets, variables removed, the scheduler's
+    (host, port) or None, the scheduler's process or None, the rank table's text or None)."""
+    table = req.rank_table
+    if req.backend == "ascend":
+        if table is not None:
+            text = table.text()
+        else:
+            servers = [TableServer(node.address, tuple(
+                TableDevice(r.device_id, req.device_ips[node.host][r.device_id], r.rank)
+                for r in ranks if r.host == node.host)) for node in req.nodes]
+            text = rank_table_text(build_rank_table(servers))
+        return {}, DYNAMIC_CLUSTER_VARS, None, None, text  # RANK_TABLE_FILE: per node
+    if not req.uses_scheduler:
+        return {}, DYNAMIC_CLUSTER_VARS + RANK_TABLE_VARS, None, None, None
+    sched_host, sched_here = req.nodes[0].address, True
+    if table is not None and len(table.servers) > 1:
+        # the scheduler lives with rank 0; only that server's launch starts it
+        holder = min(range(len(table.servers)), key=table.first_rank)
+        sched_host, sched_here = table.servers[holder].server_id, holder == req.table_server
+    scheduler = (sched_host, int(req.sched_port))
+    launch_env = {"MS_SCHED_HOST": scheduler[0], "MS_SCHED_PORT": str(scheduler[1]),
+                  "MS_WORKER_NUM": str(req.world_size)}
+    process = None
+    if req.scheduler_cmd is not None and sched_here:
+        first = views[req.nodes[0].host]
+        process = ProcessSpec(
+            name=SCHEDULER_NAME, role="scheduler", host=req.nodes[0].host, rank=None,
+            argv=first.command(tuple(req.scheduler_cmd)), cwd=req.cwd,
+            log=f"{LOG_DIR}/scheduler.log",
+            env={**first.env(req), **launch_env, "MS_ROLE": "MS_SCHED", "OMP_NUM_THREADS": "1",
+                 "WRN_NUM_THREADS": "1"},
+            unset=RANK_TABLE_VARS)
+    return launch_env, RANK_TABLE_VARS, scheduler, process, None
+
+
 def make_plan(req: PlanRequest) -> LaunchPlan:
     """Compute the launch plan for ``req`` (pure: reads nothing, starts nothing). The plan is
     complete: every process carries its node's interpreter, PYTHONPATH and run directory."""
@@ -378,45 +414,9 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
         ranks = assign_ranks(req.nodes)
     world = req.world_size
     views = {node.host: _NodeView(req, node) for node in req.nodes}
+    launch_env, unset, scheduler, sched_process, rank_table = _cluster_setup(req, ranks, views)
+    processes: list[ProcessSpec] = [sched_process] if sched_process is not None else []
     warnings: list[str] = []
-    processes: list[ProcessSpec] = []
-    scheduler = None
-    rank_table = None
-    launch_env: dict[str, str]
-
-    if req.backend == "ascend":
-        if table is not None:
-            rank_table = table.text()
-        else:
-            servers = [TableServer(node.address, tuple(
-                TableDevice(r.device_id, req.device_ips[node.host][r.device_id], r.rank)
-                for r in ranks if r.host == node.host)) for node in req.nodes]
-            rank_table = rank_table_text(build_rank_table(servers))
-        launch_env = {}  # RANK_TABLE_FILE is per node (its run directory)
-        unset = DYNAMIC_CLUSTER_VARS
-    elif not req.uses_scheduler:
-        launch_env = {}
-        unset = DYNAMIC_CLUSTER_VARS + RANK_TABLE_VARS
-    else:
-        sched_host, sched_here = req.nodes[0].address, True
-        if table is not None and len(table.servers) > 1:
-            # the scheduler lives with rank 0; only that server's launch starts it
-            holder = min(range(len(table.servers)), key=table.first_rank)
-            sched_host, sched_here = table.servers[holder].server_id, holder == req.table_server
-        scheduler = (sched_host, int(req.sched_port))
-        launch_env = {"MS_SCHED_HOST": scheduler[0], "MS_SCHED_PORT": str(scheduler[1]),
-                      "MS_WORKER_NUM": str(world)}
-        unset = RANK_TABLE_VARS
-        if req.scheduler_cmd is not None and sched_here:
-            first = views[req.nodes[0].host]
-            processes.append(ProcessSpec(
-                name=SCHEDULER_NAME, role="scheduler", host=req.nodes[0].host, rank=None,
-                argv=first.command(tuple(req.scheduler_cmd)), cwd=req.cwd,
-                log=f"{LOG_DIR}/scheduler.log",
-                env={**first.env(req), **launch_env, "MS_ROLE": "MS_SCHED", "OMP_NUM_THREADS": "1",
-                     "WRN_NUM_THREADS": "1"},
-                unset=unset))
-
     for node in req.nodes:
         view = views[node.host]
         node_env = view.env(req)

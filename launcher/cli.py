@@ -26,6 +26,9 @@ from typing import Any, Sequence
 
 from launcher.config import LaunchConfig, default_of
 
+#: Launch flags not given stay out of the namespace, so the config's own defaults apply.
+SUPPRESS = argparse.SUPPRESS
+
 PROG = "wrn-launch"
 
 
@@ -75,121 +78,145 @@ def _add_launch_arguments(p: argparse.ArgumentParser) -> None:
 
     Flags not given on the command line are absent from the namespace (``SUPPRESS``), so the
     config's own defaults apply."""
-    S = argparse.SUPPRESS
+    _add_what_arguments(p)
+    _add_where_arguments(p)
+    _add_run_dir_arguments(p)
+    _add_supervision_arguments(p)
+    _add_output_arguments(p)
+    _add_ascend_arguments(p)
+    _add_ssh_arguments(p)
+    _add_testing_arguments(p)
+
+
+def _add_what_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to train")
-    what.add_argument("--config", dest="config_file", metavar="FILE", default=S,
+    what.add_argument("--config", dest="config_file", metavar="FILE", default=SUPPRESS,
                       help="training config YAML (default: configs/default.yaml)")
-    what.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=S,
+    what.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=SUPPRESS,
                       help="override a config key (repeatable); ModelZoo style --key=value works too")
-    what.add_argument("--resume", metavar="RUN_DIR", default=S, help="continue that run in place "
+    what.add_argument("--resume", metavar="RUN_DIR", default=SUPPRESS, help="continue that run in place "
                       "from its newest valid checkpoint, on its own hosts (a new attempt; earlier "
                       "logs are kept)")
-    what.add_argument("--resume-ckpt", metavar="FILE", default=S, help="start a new run from this "
+    what.add_argument("--resume-ckpt", metavar="FILE", default=SUPPRESS, help="start a new run from this "
                       "checkpoint (weights, momentum, LR position, epoch/step; ModelZoo RESUME_CKPT)")
-    what.add_argument("--pretrained", metavar="CKPT", default=S, help="initialise the weights "
+    what.add_argument("--pretrained", metavar="CKPT", default=SUPPRESS, help="initialise the weights "
                       "from CKPT for transfer learning (the classifier is dropped when the class "
                       "count differs)")
-    what.add_argument("--force", action="store_true", default=S, help="resume even when the "
+    what.add_argument("--force", action="store_true", default=SUPPRESS, help="resume even when the "
                       "config differs in fields that change the maths")
 
+
+def _add_where_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_argument_group("where it runs")
-    where.add_argument("--devices", metavar="N|IDS", default=S,
+    where.add_argument("--devices", metavar="N|IDS", default=SUPPRESS,
                        help="a count (8) or device ids (0-3,6); default 1 (with --resume: the "
                             "run's own count). CPU devices are logical")
-    where.add_argument("--backend", choices=("auto", "ascend", "gpu", "cpu"), default=S,
+    where.add_argument("--backend", choices=("auto", "ascend", "gpu", "cpu"), default=SUPPRESS,
                        help=f"default {default_of('backend')}: Ascend if /dev/davinci* exists, "
                             f"then GPU, else CPU")
-    where.add_argument("--hostfile", metavar="FILE", default=S, help="run on several hosts over "
+    where.add_argument("--hostfile", metavar="FILE", default=SUPPRESS, help="run on several hosts over "
                        "SSH: lines 'host slots=N [devices=0-7 user=U port=P python=PY "
                        "workdir=DIR]' (# comments); the first host holds rank 0 and the scheduler")
-    where.add_argument("--hosts", metavar="H:N,...", default=S,
+    where.add_argument("--hosts", metavar="H:N,...", default=SUPPRESS,
                        help="short form of --hostfile: --hosts a:8,b:8")
-    where.add_argument("--threads-per-worker", type=_positive_int, metavar="N", default=S,
+    where.add_argument("--threads-per-worker", type=_positive_int, metavar="N", default=SUPPRESS,
                        help="threads per worker (default: usable cores // workers, at least 1)")
-    where.add_argument("--bind-cores", action=argparse.BooleanOptionalAction, default=S,
+    where.add_argument("--bind-cores", action=argparse.BooleanOptionalAction, default=SUPPRESS,
                        help="pin each worker to its own cores (default: on for several CPU "
                             "workers per host whose threads fit the cores)")
-    where.add_argument("--port", type=_tcp_port, metavar="P", default=S,
+    where.add_argument("--port", type=_tcp_port, metavar="P", default=SUPPRESS,
                        help="scheduler port (default: a free one)")
     lo, hi = default_of("port_range")
-    where.add_argument("--port-range", type=_port_range, metavar="LO-HI", default=S,
+    where.add_argument("--port-range", type=_port_range, metavar="LO-HI", default=SUPPRESS,
                        help=f"where a free scheduler port is looked for (default {lo}-{hi})")
-    where.add_argument("--env", action="append", metavar="K=V", default=S,
+    where.add_argument("--env", action="append", metavar="K=V", default=SUPPRESS,
                        help="set an environment variable for every worker (repeatable; values of "
                             "secret-looking names are masked in run.json)")
-    where.add_argument("--env-file", metavar="FILE", default=S, help="NAME=VALUE lines added to "
+    where.add_argument("--env-file", metavar="FILE", default=SUPPRESS, help="NAME=VALUE lines added to "
                        "every worker's environment (before --env)")
 
+
+def _add_run_dir_arguments(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("the run directory and restarts")
     names = run.add_mutually_exclusive_group()
-    names.add_argument("--run-dir", metavar="DIR", default=S,
+    names.add_argument("--run-dir", metavar="DIR", default=SUPPRESS,
                        help="run directory (must be new or empty)")
-    names.add_argument("--name", default=S, help="run name: the run directory is "
+    names.add_argument("--name", default=SUPPRESS, help="run name: the run directory is "
                        "runs/<name>-<UTC time> (default name: the config's checkpoint_name)")
-    run.add_argument("--runs-root", metavar="DIR", default=S,
+    run.add_argument("--runs-root", metavar="DIR", default=SUPPRESS,
                      help=f"where default run directories go (default {default_of('runs_root')})")
-    run.add_argument("--dry-run", action="store_true", default=S,
+    run.add_argument("--dry-run", action="store_true", default=SUPPRESS,
                      help="print the plan and start nothing")
-    run.add_argument("--max-restarts", type=_count, metavar="K", default=S, help="when a run "
+    run.add_argument("--max-restarts", type=_count, metavar="K", default=SUPPRESS, help="when a run "
                      "fails, restart all workers from the newest valid checkpoint, up to K times")
 
+
+def _add_supervision_arguments(p: argparse.ArgumentParser) -> None:
     sup = p.add_argument_group("supervision")
-    sup.add_argument("--grace", type=_seconds, metavar="S", default=S, help="seconds between "
+    sup.add_argument("--grace", type=_seconds, metavar="S", default=SUPPRESS, help="seconds between "
                      f"SIGTERM and SIGKILL when stopping (default {default_of('grace'):g})")
-    sup.add_argument("--stall-timeout", type=_seconds, metavar="S", default=S,
+    sup.add_argument("--stall-timeout", type=_seconds, metavar="S", default=SUPPRESS,
                      help=f"warn when a worker emits no event for S seconds (default "
                           f"{default_of('stall_timeout'):g})")
-    sup.add_argument("--stall-kill", type=_seconds, metavar="S", default=S, help="treat a silent "
+    sup.add_argument("--stall-kill", type=_seconds, metavar="S", default=SUPPRESS, help="treat a silent "
                      "worker as failed after S seconds (default 2x --stall-timeout)")
-    sup.add_argument("--startup-timeout", type=_seconds, metavar="S", default=S,
+    sup.add_argument("--startup-timeout", type=_seconds, metavar="S", default=SUPPRESS,
                      help=f"--stall-timeout before a worker's first event (default "
                           f"{default_of('startup_timeout'):g})")
 
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--plain", action="store_true", help="timestamped lines even on a terminal")
     out.add_argument("--json", action="store_true", help="stream every event as one JSON object "
                      "per line on stdout (worker events as in metrics.jsonl; the launcher's own "
                      "records have \"source\": \"launcher\")")
-    out.add_argument("--verbose-mindspore", action="store_true", default=S,
+    out.add_argument("--verbose-mindspore", action="store_true", default=SUPPRESS,
                      help="keep MindSpore's WARNING logs (default GLOG_v=3 silences them)")
 
+
+def _add_ascend_arguments(p: argparse.ArgumentParser) -> None:
     ascend = p.add_argument_group("Ascend")
-    ascend.add_argument("--hccn-conf", metavar="FILE", default=S, help="Ascend device IPs "
+    ascend.add_argument("--hccn-conf", metavar="FILE", default=SUPPRESS, help="Ascend device IPs "
                         f"(address_<n>=ip lines) for the rank table (default {default_of('hccn_conf')})")
-    ascend.add_argument("--rank-table", metavar="FILE", default=S, help="launch this host's ranks "
+    ascend.add_argument("--rank-table", metavar="FILE", default=SUPPRESS, help="launch this host's ranks "
                         "of an HCCL rank table (hccl_tools/merge_hccl format): RANK_SIZE is the "
                         "table's total, RANK_ID/DEVICE_ID come from it; implies --backend ascend "
                         "unless given (with --backend cpu the same table drives a CPU run of the "
                         "same world size)")
-    ascend.add_argument("--server-ip", metavar="IP", default=S, help="which server of "
+    ascend.add_argument("--server-ip", metavar="IP", default=SUPPRESS, help="which server of "
                         "--rank-table this host is (default: matched by this host's addresses, "
                         "then by its hccn.conf device IPs)")
-    ascend.add_argument("--hccl-connect-timeout", type=_whole_seconds, metavar="S", default=S,
+    ascend.add_argument("--hccl-connect-timeout", type=_whole_seconds, metavar="S", default=SUPPRESS,
                         help="HCCL_CONNECT_TIMEOUT for Ascend workers, 120-7200 (default: the "
                              "environment's, else 120)")
-    ascend.add_argument("--hccl-exec-timeout", type=_whole_seconds, metavar="S", default=S,
+    ascend.add_argument("--hccl-exec-timeout", type=_whole_seconds, metavar="S", default=SUPPRESS,
                         help="HCCL_EXEC_TIMEOUT for Ascend workers (default: the environment's, "
                              "else 1836)")
 
+
+def _add_ssh_arguments(p: argparse.ArgumentParser) -> None:
     ssh = p.add_argument_group("SSH (with --hostfile/--hosts)")
-    ssh.add_argument("--ssh-config", metavar="FILE", default=S, help="OpenSSH client config to "
+    ssh.add_argument("--ssh-config", metavar="FILE", default=SUPPRESS, help="OpenSSH client config to "
                      "honour (HostName, User, Port, IdentityFile, UserKnownHostsFile); default "
                      f"{default_of('ssh_config')}")
-    ssh.add_argument("--ssh-known-hosts", metavar="FILE", default=S, help="known_hosts file to "
+    ssh.add_argument("--ssh-known-hosts", metavar="FILE", default=SUPPRESS, help="known_hosts file to "
                      "verify host keys against (default: UserKnownHostsFile, else ~/.ssh/known_hosts)")
-    ssh.add_argument("--ssh-accept-new", action="store_true", default=S, help="trust hosts whose "
+    ssh.add_argument("--ssh-accept-new", action="store_true", default=SUPPRESS, help="trust hosts whose "
                      "key is not known yet and remember their keys (default: refuse them)")
-    ssh.add_argument("--ssh-timeout", type=_seconds, metavar="S", default=S,
+    ssh.add_argument("--ssh-timeout", type=_seconds, metavar="S", default=SUPPRESS,
                      help=f"seconds to connect to each host in the pre-flight (default "
                           f"{default_of('ssh_timeout'):g})")
 
+
+def _add_testing_arguments(p: argparse.ArgumentParser) -> None:
     # Testing and simulation aids, deliberately not in --help: replace the worker / scheduler
     # commands ("none": no scheduler), look for device nodes somewhere other than /dev, and the
     # run directory's path on the other hosts (default: the same path as here).
-    p.add_argument("--worker-cmd", default=S, help=S)
-    p.add_argument("--scheduler-cmd", default=S, help=S)
-    p.add_argument("--dev-dir", default=S, help=S)
-    p.add_argument("--remote-run-dir", default=S, help=S)
+    p.add_argument("--worker-cmd", default=SUPPRESS, help=SUPPRESS)
+    p.add_argument("--scheduler-cmd", default=SUPPRESS, help=SUPPRESS)
+    p.add_argument("--dev-dir", default=SUPPRESS, help=SUPPRESS)
+    p.add_argument("--remote-run-dir", default=SUPPRESS, help=SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
-from launcher.runs import PROG, LoadedRun, RunDirError, load_run
+from launcher.runs import PROG, LoadedRun, RunDirError, load_run, run_alone
 
 
 @dataclass(frozen=True)
@@ -209,11 +209,8 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
-    """``run`` with this command's own parser (``wrn-launch logs`` builds it as a subcommand)."""
-    p = argparse.ArgumentParser(prog=f"{PROG} logs", description=DESCRIPTION)
-    add_arguments(p)
-    return run(p.parse_args(argv), stream)
-
+    """``wrn-launch logs`` on its own (the CLI builds the same parser as a subcommand)."""
+    return run_alone("logs", DESCRIPTION, add_arguments, run, argv, stream)
 
 if __name__ == "__main__":
     sys.exit(main())

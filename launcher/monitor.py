@@ -342,8 +342,7 @@ class Monitor:
         if self.root_cause is not None or self.stopping_since is not None:
             return
         self.root_cause = cause
-        self.state = RunState.FAILED
-        self.record.status = "failed"
+        self._set_state(RunState.FAILED)
         self._ui("message", "error", f"{cause.who} on {cause.host} {cause.reason}; stopping every "
                                      f"other process of the run")
         self._stop(self.opts.grace, f"{cause.who} failed")
@@ -376,8 +375,7 @@ class Monitor:
         name = signal_name(signum)
         if self.stopping_since is None:
             self.interrupted = signum
-            self.state = RunState.INTERRUPTED
-            self.record.status = "interrupted"
+            self._set_state(RunState.INTERRUPTED)
             self._ui("message", "warning", f"{name} received: stopping the run (grace "
                                            f"{self.opts.grace:g} s; press Ctrl-C again to kill at once)")
             self._stop(self.opts.grace, f"launcher received {name}")
@@ -422,6 +420,11 @@ class Monitor:
                 agent.kill()
 
     # -- bookkeeping ------------------------------------------------------------------------------
+    def _set_state(self, state: RunState) -> None:
+        """How the attempt is ending; run.json's status says the same from now on."""
+        self.state = state
+        self.record.status = state.value
+
     def _ui(self, method: str, *args: Any) -> None:
         """Call the renderer; a broken terminal or pipe must not break supervision."""
         if self._ui_broken:
@@ -457,7 +460,7 @@ class Monitor:
             state, code = RunState.SUCCEEDED, 0
         else:
             state, code, note = RunState.FAILED, 1, "not every worker succeeded"
-        self.state = state
+        self._set_state(state)
         end = time.time()
         top1 = self.progress.top1()
         if top1 is None:
@@ -470,7 +473,6 @@ class Monitor:
             replicas_in_sync=self.progress.replicas_in_sync(),
             checksums={r: f.get("checksum") for r, f in sorted(self.progress.finish.items())},
             root_cause=self.root_cause, note=note)
-        self.record.status = state.value
         self.record.end_time = iso_time(end)
         self.record.wall_s = round(end - self.start_wall, 3)
         self.record.exit_code = code

@@ -287,8 +287,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         config = _with_devices(config, previous)
         nodes, ips, backend, port, share, notes = _local_nodes(config, cfg, backend_name, how,
                                                                warnings, holder)
-        if not config.dry_run or True:
-            _check_data(cfg, config.dry_run, warnings)
+        _check_data(cfg, config.dry_run, warnings)
     worker_cmd = config.worker_cmd or (sys.executable, "-m", "wrn.train")
     scheduler_cmd = None
     if config.start_scheduler:
@@ -306,24 +305,29 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
     prepared = Prepared(config, cfg, request, backend, run_dir, explicit, port, previous,
                         tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes})
     plan = prepared.plan(0)  # every plan-level check runs now, before anything starts
-    sup = config.supervisor
-    prepared.notes.update({
-        "run dir": str(run_dir) + ("" if explicit else " (default)"),
-        "config": f"{config_file or 'configs/default.yaml'} -> {run_dir / CONFIG_NAME}",
-        "grace": f"{sup.grace:g} s, stall warning {sup.stall_timeout:g} s, stall kill "
-                 f"{sup.stall_kill:g} s, startup {sup.startup_timeout:g} s"})
-    if specs is not None:
-        prepared.notes["env"] = ", ".join(f"{k}={v}" for k, v in mask_env(env).items()) or "-"
-    if resume_dir is not None:
-        prepared.notes["resume"] = f"continuing {resume_dir} from its newest valid checkpoint"
-    if config.max_restarts:
-        prepared.notes["restarts"] = (f"up to {config.max_restarts}, each from the newest valid "
-                                      f"checkpoint")
-    if plan.rank_table and specs is not None:
-        prepared.notes["rank table"] = (f"merged from each host's {config.hccn_conf}: "
-                                        f"{len(nodes)} servers, {plan.world_size} ranks; placed "
-                                        f"in every host's run directory")
+    prepared.notes.update(_notes(prepared, plan, config_file, resume_dir))
     return prepared
+
+
+def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,
+           resume_dir: Path | None) -> dict[str, str]:
+    """The lines the plan view shows besides the plan: run dir, config, timings, restarts."""
+    config, sup = prepared.config, prepared.config.supervisor
+    notes = {"run dir": str(prepared.run_dir) + ("" if prepared.explicit_run_dir else " (default)"),
+             "config": f"{config_file or 'configs/default.yaml'} -> {prepared.run_dir / CONFIG_NAME}",
+             "grace": f"{sup.grace:g} s, stall warning {sup.stall_timeout:g} s, stall kill "
+                      f"{sup.stall_kill:g} s, startup {sup.startup_timeout:g} s"}
+    if prepared.hosts:
+        notes["env"] = ", ".join(f"{k}={v}" for k, v in mask_env(prepared.env).items()) or "-"
+    if resume_dir is not None:
+        notes["resume"] = f"continuing {resume_dir} from its newest valid checkpoint"
+    if config.max_restarts:
+        notes["restarts"] = f"up to {config.max_restarts}, each from the newest valid checkpoint"
+    if plan.rank_table and prepared.hosts:
+        notes["rank table"] = (f"merged from each host's {config.hccn_conf}: "
+                               f"{len(prepared.nodes)} servers, {plan.world_size} ranks; placed "
+                               f"in every host's run directory")
+    return notes
 
 
 def _with_devices(config: LaunchConfig, previous: RunRecord | None) -> LaunchConfig:

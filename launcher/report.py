@@ -23,9 +23,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from launcher.runs import (PROG, STATUS_STYLE, LoadedRun, RunDirError, fmt_acc, fmt_loss, fmt_when,
+                           load_run, output_console, run_alone)
 from wrn.fileio import write_atomic
-from launcher.runs import (PROG, STATUS_STYLE, RunDirError, LoadedRun, fmt_acc, fmt_loss, fmt_when,
-                           load_run, output_console)
 
 PLOT_NAME = "report.svg"
 SPARK = "▁▂▃▄▅▆▇█"
@@ -346,11 +346,8 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
-    """``run`` with this command's own parser (``wrn-launch report`` builds it as a subcommand)."""
-    p = argparse.ArgumentParser(prog=f"{PROG} report", description=DESCRIPTION)
-    add_arguments(p)
-    return run(p.parse_args(argv), stream)
-
+    """``wrn-launch report`` on its own (the CLI builds the same parser as a subcommand)."""
+    return run_alone("report", DESCRIPTION, add_arguments, run, argv, stream)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from rich import box
 from rich.console import Console
@@ -367,6 +367,15 @@ def output_console(stream: TextIO | None = None) -> Console:
                    width=160, highlight=False, emoji=False)
 
 
+def run_alone(name: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+              run: Callable[..., int], argv: Sequence[str] | None, stream: TextIO | None) -> int:
+    """Run one of the run-directory commands (``runs``, ``report``, ``logs``) with a parser of
+    its own: ``add_arguments`` builds it, ``run(args, stream)`` does the work."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} {name}", description=description)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), stream)
+
+
 #: What ``wrn-launch runs --help`` says the command does.
 DESCRIPTION = ("List the runs in DIR: name, "
                "status, start, duration, devices, final loss and accuracy.")
@@ -396,11 +405,8 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
-    """``run`` with this command's own parser (``wrn-launch runs`` builds it as a subcommand)."""
-    p = argparse.ArgumentParser(prog=f"{PROG} runs", description=DESCRIPTION)
-    add_arguments(p)
-    return run(p.parse_args(argv), stream)
-
+    """``wrn-launch runs`` on its own (the CLI builds the same parser as a subcommand)."""
+    return run_alone("runs", DESCRIPTION, add_arguments, run, argv, stream)
 
 if __name__ == "__main__":
     sys.exit(main())
