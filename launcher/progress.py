@@ -164,11 +164,13 @@ class RunProgress:
         return sum(per_epoch) / len(per_epoch) if per_epoch else self.imgs_per_s
 
     def final_loss(self) -> float | None:
+        """Mean over the ranks of the last epoch's loss (each rank's newest report of it), else
+        the latest step's loss."""
         for epoch in sorted(self.epoch_ends, reverse=True):
-            recs = self.epoch_ends[epoch]
-            rec = recs.get(0) or next(iter(recs.values()))
-            if number(rec.get("loss")) is not None:
-                return number(rec.get("loss"))
+            losses = [v for v in (number(r.get("loss")) for r in self.epoch_ends[epoch].values())
+                      if v is not None]
+            if losses:
+                return sum(losses) / len(losses)
         return self.loss
 
     def top1(self) -> float | None:

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from launcher.progress import RunProgress
 from launcher.record import RUN_JSON, RunRecord
 from launcher.rundir import METRICS
 from wrn.events import number
@@ -246,30 +247,28 @@ class LoadedRun:
     @property
     def final_loss(self) -> float | None:
         value = number(self.summary.get("final_loss"))
-        if value is not None:
-            return value
-        rows = [r for r in self.epochs() if r.loss is not None]
-        if rows:
-            return rows[-1].loss
-        steps = self.step_losses()
-        return steps[-1][1] if steps else None
+        return value if value is not None else self.progress().final_loss()
 
     @property
     def top1(self) -> float | None:
         for value in (self.summary.get("top1"), (self.eval or {}).get("top1")):
             if number(value) is not None:
                 return float(value)
-        acc = self.accuracy()
-        return acc[-1][1] if acc else None
+        return self.progress().top1()
 
     @property
     def imgs_per_s(self) -> float | None:
         value = number(self.summary.get("imgs_per_s"))
-        if value is not None:
-            return value
-        rows = [r.imgs_per_s for r in self.epochs() if r.imgs_per_s is not None]
-        rows = rows[1:] if len(rows) > 1 else rows
-        return sum(rows) / len(rows) if rows else None
+        return value if value is not None else self.progress().final_imgs_per_s()
+
+    def progress(self) -> RunProgress:
+        """The events fed through the launcher's own bookkeeping: the final numbers of a run
+        whose summary is missing (still running, or its launcher was killed) are computed the
+        same way as a finished run's."""
+        progress = RunProgress(self.world_size or 1)
+        for event in self.events:
+            progress.update(event, number(event.get("time")) or 0.0)
+        return progress
 
     @property
     def skipped_files(self) -> int:
