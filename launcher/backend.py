@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from launcher.ports import port_is_free
+from wrn.fileio import write_atomic
 
 #: Tells a local agent its launcher's pid, so it can tell whether the launcher already died.
 PARENT_ENV = "WRN_AGENT_PARENT"
@@ -132,13 +133,7 @@ class LocalBackend(Backend):
                 shutil.copyfile(local, target)
 
     def get(self, host: str, remote: str, local: str) -> None:
-        tmp = f"{local}.{os.getpid()}.part"
-        try:
-            shutil.copyfile(remote, tmp)
-            os.replace(tmp, local)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(local, Path(remote).read_bytes())
 
     def list_dir(self, host: str, path: str) -> list[tuple[str, int, bool]]:
         out = []
