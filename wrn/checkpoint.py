@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from wrn import protowire
+from wrn.fileio import fsync_dir, write_json_atomic
 
 #: Config fields whose change makes a checkpoint's continuation a different experiment.
 MATH_FIELDS = ("model", "num_classes", "image_size", "dropout", "batch_size", "epoch_size", "lr",
@@ -54,19 +55,6 @@ def checkpoint_name(prefix: str, epoch: int, step: int) -> str:
 
 
 _NAME_RE = re.compile(r"-e(\d+)-s(\d+)\.ckpt$")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _meta_entries(meta: dict[str, Any]) -> dict[str, int | str]:
@@ -107,7 +95,7 @@ def save(cell, directory: str | os.PathLike, prefix: str, meta: dict[str, Any],
         else:
             _write_new(tmp, entries)
         os.replace(tmp, final)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except Exception as exc:
         for leftover in directory.glob(f".{final.name}.{os.getpid()}.*"):  # ours and MindSpore's
             try:
@@ -349,10 +337,7 @@ def _save_with_mindspore(cell, path: Path, extra: dict[str, Any]) -> None:
 
 
 def _write_latest(directory: Path, final: Path, meta: dict[str, Any]) -> None:
-    record = {"path": final.name, **{k: meta[k] for k in meta}}
-    tmp = directory / ".latest.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, directory / "latest.json")
+    write_json_atomic(directory / "latest.json", {"path": final.name, **meta}, indent=1)
 
 
 def list_checkpoints(directory: str | os.PathLike, prefix: str | None = None) -> list[Path]:

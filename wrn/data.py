@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from wrn.config import BUILTIN_DATA, ConfigError
+from wrn.fileio import write_json_atomic
 
 #: File name endings (compared case-insensitively) that count as images; all else is ignored.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -153,15 +154,7 @@ def save_class_index(classes: Sequence[str], path: str | os.PathLike) -> Path:
     a temporary file in the same folder, flushed to disk and renamed over the target.
     """
     classes = _validated_classes(classes, "save_class_index")
-    target = _index_file(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(classes, fh, ensure_ascii=False, indent=0)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    return target
+    return write_json_atomic(_index_file(path), classes, indent=0, fsync=True)
 
 
 def load_class_index(path: str | os.PathLike) -> list[str]:

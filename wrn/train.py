@@ -11,7 +11,6 @@ input, 1 on any other error (an ``error`` event says why).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,6 +21,8 @@ from typing import Any, Sequence
 
 from wrn import events
 from wrn.config import ConfigError, TrainConfig, load_config, split_modelzoo_args
+from wrn.fileio import write_json_atomic
+from wrn.hostname import host_name
 from wrn.dist import WorldInfo, prepare_process_env, resolve_device_target, setup_mindspore, \
     thread_budget, world_from_env
 
@@ -59,13 +60,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainCon
         # argparse already printed its one-paragraph usage error
         raise ConfigError("invalid command line (see the usage above)") from exc
     return args, load_config(args.config, zoo + list(args.overrides))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------
@@ -220,7 +214,7 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
 
     eval_ds, _ = data.eval_dataset(test_split, rank=rank, world=world, batch_size=cfg.batch_size,
                                    image_size=cfg.image_size, num_workers=num_workers)
-    summary = open_summary(output_dir, cfg.summary_base_dir, rank, host=_host())
+    summary = open_summary(output_dir, cfg.summary_base_dir, rank)
 
     def report(kind: str, **fields: Any) -> None:
         """An event on stdout, and (rank 0) the same numbers as MindInsight summary records."""
@@ -229,7 +223,7 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
 
     events.emit("start", rank, world_size=world, model=cfg.model, params=count_trainable(net),
                 steps_per_epoch=steps_per_epoch, epochs=cfg.epoch_size, batch_size=cfg.batch_size,
-                device_target=device_target, amp_level=amp, host=_host(), pid=os.getpid(),
+                device_target=device_target, amp_level=amp, host=host_name(), pid=os.getpid(),
                 train_images=len(train_split.files), test_images=len(test_split.files),
                 start_epoch=start.epochs_done, start_step=start.skip_steps, threads=budget,
                 resumed_from=start.source, setup_seconds=round(time.time() - t_start, 3))
@@ -329,12 +323,6 @@ def peak_rss_mib() -> float:
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _host() -> str:
-    from wrn.dist import host_name
-
-    return host_name()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
