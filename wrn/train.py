@@ -152,7 +152,6 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     rank, world = max(info.rank, 0), info.world_size
 
     import mindspore as ms
-    import mindspore.dataset as msds
     import numpy as np
 
     from wrn.lr import lr_schedule
@@ -245,16 +244,15 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     global_step = start.global_step
     for epoch in range(start.epochs_done + 1, cfg.epoch_size + 1):
         skip = start.skip_steps if epoch == start.epochs_done + 1 else 0
-        # One pipeline per epoch, its augmentation seed derived from (seed, rank, epoch): the
-        # random crops of an epoch are then the same whether the run was interrupted or not.
+        # One pipeline per epoch, its augmentation seed derived from (seed, rank, epoch), and
+        # the batches already trained on dropped after augmentation: the random crops of an
+        # epoch are then the same whether the run was interrupted or not.
         train_ds, _ = data.train_dataset(train_split, rank=rank, world=world,
                                          batch_size=cfg.batch_size, image_size=cfg.image_size,
                                          seed=cfg.seed, num_workers=num_workers,
-                                         crop_min_scale=cfg.crop_min_scale, start_epoch=epoch - 1)
-        msds.config.set_seed(data.augmentation_seed(cfg.seed * 100003 + epoch, rank))
+                                         crop_min_scale=cfg.crop_min_scale, start_epoch=epoch - 1,
+                                         skip_steps=skip, replay_skipped=True)
         it = iter(train_ds.create_tuple_iterator(num_epochs=1))
-        for _ in range(skip):  # batches this epoch already trained on before the restart
-            next(it)
         t_epoch = t_window = time.time()
         wait = window_wait = 0.0
         losses = []
