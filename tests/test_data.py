@@ -335,6 +335,42 @@ def test_train_dataset_resume_skips_steps_in_first_epoch_only(tiny):
         D.train_dataset(split, rank=0, world=2, batch_size=4, image_size=16, seed=5, num_workers=1, skip_steps=5)
 
 
+def test_train_dataset_sets_the_augmentation_seed_of_its_first_epoch(tiny):
+    import mindspore.dataset as msds
+
+    split = D.scan_split(tiny, "train", D.build_class_index(tiny))
+    D.train_dataset(split, rank=1, world=2, batch_size=4, image_size=16, seed=5, num_workers=1,
+                    start_epoch=3)
+    assert msds.config.get_seed() == D.augmentation_seed(5, 1, 3)
+    assert len({D.augmentation_seed(5, 1, 3), D.augmentation_seed(5, 0, 3), D.augmentation_seed(5, 1, 4),
+                D.augmentation_seed(6, 1, 3)}) == 4
+    # the value the training loop used to set itself (seed * 100003 + 1-based epoch, rank)
+    old = np.random.SeedSequence([5 * 100003 + 4, 1, 0x5EED]).generate_state(1)[0]
+    assert D.augmentation_seed(5, 1, 3) == old
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_replayed_skip_keeps_the_crops_of_an_uninterrupted_pass(tiny, workers):
+    import mindspore.dataset as msds
+
+    split = _labelled_by_index(D.scan_split(tiny, "train", D.build_class_index(tiny)))
+    kw = dict(rank=1, world=2, batch_size=4, image_size=16, seed=5, num_workers=workers,
+              crop_min_scale=0.2, start_epoch=3)
+    fast = msds.config.get_fast_recovery()
+    try:
+        (whole,) = _run_epochs(D.train_dataset(split, **kw)[0], 1)
+        (replayed,) = _run_epochs(D.train_dataset(split, **kw, skip_steps=2, replay_skipped=True)[0], 1)
+        (at_source,) = _run_epochs(D.train_dataset(split, **kw, skip_steps=2)[0], 1)
+    finally:
+        msds.config.set_fast_recovery(fast)
+    assert len(whole) == 5 and len(replayed) == len(at_source) == 3
+    for (x, y), (xr, yr), (_, ys) in zip(whole[2:], replayed, at_source):
+        assert np.array_equal(y, yr) and np.array_equal(y, ys)  # the same samples either way
+        assert np.array_equal(x, xr)  # replayed: bitwise the crops of the uninterrupted pass
+    # left out at the source (never decoded), the random stream starts later: other crops
+    assert not all(np.array_equal(x, xs) for (x, _), (xs, _) in zip(whole[2:], at_source))
+
+
 def test_train_dataset_replaces_undecodable_files(tmp_path, tiny):
     # a file that passes the quick check but cannot be decoded must not change the batch count
     split = D.scan_split(tiny, "train", D.build_class_index(tiny))

@@ -22,6 +22,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from wrn import protowire
+from wrn.fileio import fsync_dir, write_json_atomic
+
 #: Config fields whose change makes a checkpoint's continuation a different experiment.
 MATH_FIELDS = ("model", "num_classes", "image_size", "dropout", "batch_size", "epoch_size", "lr",
                "lr_schedule", "warmup_epochs", "lr_end", "lr_decay_epochs", "lr_decay_factor",
@@ -33,6 +36,9 @@ META_KEYS = ("epoch", "step", "global_step", "world_size", "seed", "steps_per_ep
 #: depends on the world size (steps per epoch); the position in it is global_step.
 DERIVED = ("learning_rate",)
 
+#: Keys of ``Checkpoint.value`` and of ``Value.tag``, the first bytes of a record and of its value.
+_VALUE_KEY = protowire.key(1, protowire.LEN)
+_TAG_KEY = protowire.key(1, protowire.LEN)
 #: Metadata is stored under prefixed names: the optimizer has a parameter called global_step.
 _META_PREFIX = "wrn_meta_"
 
@@ -49,19 +55,6 @@ def checkpoint_name(prefix: str, epoch: int, step: int) -> str:
 
 
 _NAME_RE = re.compile(r"-e(\d+)-s(\d+)\.ckpt$")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _meta_entries(meta: dict[str, Any]) -> dict[str, int | str]:
@@ -102,7 +95,7 @@ def save(cell, directory: str | os.PathLike, prefix: str, meta: dict[str, Any],
         else:
             _write_new(tmp, entries)
         os.replace(tmp, final)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except Exception as exc:
         for leftover in directory.glob(f".{final.name}.{os.getpid()}.*"):  # ours and MindSpore's
             try:
@@ -119,19 +112,14 @@ def save(cell, directory: str | os.PathLike, prefix: str, meta: dict[str, Any],
     return final
 
 
-def _varint(fh, path: Path) -> int:
-    """Read one protobuf varint from ``fh``."""
-    value = shift = 0
-    while True:
-        byte = fh.read(1)
-        if not byte:
-            raise OSError(f"{path}: ends inside a record header (truncated)")
-        value |= (byte[0] & 0x7F) << shift
-        if not byte[0] & 0x80:
-            return value
-        shift += 7
-        if shift > 63:
-            raise OSError(f"{path}: malformed record length")
+def _read_length(fh, path: Path) -> int:
+    """Read one varint (a record or name length) from ``fh``; ``OSError`` naming ``path``."""
+    try:
+        return protowire.read_varint(fh)
+    except EOFError:
+        raise OSError(f"{path}: ends inside a record header (truncated)") from None
+    except ValueError:
+        raise OSError(f"{path}: malformed record length") from None
 
 
 def scan_checkpoint(path: str | os.PathLike, chunk: int = 8 << 20) -> tuple[set[str], int]:
@@ -156,15 +144,15 @@ def scan_checkpoint(path: str | os.PathLike, chunk: int = 8 << 20) -> tuple[set[
     with open(path, "rb") as fh:
         while fh.tell() < body:
             start = fh.tell()
-            if fh.read(1) != b"\x0a":  # field 1 (value), length-delimited
+            if fh.read(1) != _VALUE_KEY:  # Checkpoint.value, length-delimited
                 raise OSError(f"{path}: unexpected data at byte {start}")
-            length = _varint(fh, path)
+            length = _read_length(fh, path)
             value_start = fh.tell()
             if value_start + length > body:
                 raise OSError(f"{path}: record at byte {start} runs past the end (truncated)")
-            if fh.read(1) != b"\x0a":  # Value.tag comes first
+            if fh.read(1) != _TAG_KEY:  # Value.tag comes first
                 raise OSError(f"{path}: record at byte {start} has no parameter name")
-            name_len = _varint(fh, path)
+            name_len = _read_length(fh, path)
             names.add(fh.read(name_len).decode("utf-8", "replace"))
             end = value_start + length
             fh.seek(start)
@@ -227,25 +215,16 @@ def _payload(source) -> memoryview:
     return memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _record_header(name: str, dims: list[int], dtype: str, nbytes: int) -> bytes:
     """The serialized ``Checkpoint{value: [Value{tag, tensor: TensorProto{dims, tensor_type,
     tensor_content}}]}`` up to the tensor content, which follows it (``nbytes`` long). Field
     order and encoding as protobuf writes them (proto2: ``dims`` unpacked, all present)."""
-    tensor = b"".join(b"\x08" + _uvarint(d & 0xFFFFFFFFFFFFFFFF) for d in dims)
-    type_name = dtype.encode("utf-8")
-    tensor += b"\x12" + _uvarint(len(type_name)) + type_name + b"\x1a" + _uvarint(nbytes)
-    tag = name.encode("utf-8")
-    value = b"\x0a" + _uvarint(len(tag)) + tag + b"\x12" + _uvarint(len(tensor) + nbytes) + tensor
-    return b"\x0a" + _uvarint(len(value) + nbytes) + value
+    tensor = b"".join(protowire.varint_field(1, d) for d in dims)  # TensorProto.dims
+    tensor += protowire.bytes_field(2, dtype.encode("utf-8"))  # TensorProto.tensor_type
+    tensor += protowire.length_prefix(3, nbytes)  # TensorProto.tensor_content
+    value = protowire.bytes_field(1, name.encode("utf-8"))  # Value.tag
+    value += protowire.length_prefix(2, len(tensor) + nbytes) + tensor  # Value.tensor
+    return protowire.length_prefix(1, len(value) + nbytes) + value  # Checkpoint.value
 
 
 class _FdWriter:
@@ -358,10 +337,7 @@ def _save_with_mindspore(cell, path: Path, extra: dict[str, Any]) -> None:
 
 
 def _write_latest(directory: Path, final: Path, meta: dict[str, Any]) -> None:
-    record = {"path": final.name, **{k: meta[k] for k in meta}}
-    tmp = directory / ".latest.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, directory / "latest.json")
+    write_json_atomic(directory / "latest.json", {"path": final.name, **meta}, indent=1)
 
 
 def list_checkpoints(directory: str | os.PathLike, prefix: str | None = None) -> list[Path]:

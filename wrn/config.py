@@ -22,6 +22,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from wrn.fileio import write_atomic
+
 #: The sample dataset that ships with the project (see ``wrn.synth``); any other value of
 #: ``data_path`` is a directory holding ``train/`` and ``test/``.
 BUILTIN_DATA = "builtin:rp2k-sample"
@@ -295,10 +297,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
 
 def dump_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (keys in declaration order), atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
 
 
 def config_keys() -> list[str]:

@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from wrn.config import BUILTIN_DATA, ConfigError
+from wrn.fileio import write_json_atomic
 
 #: File name endings (compared case-insensitively) that count as images; all else is ignored.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -153,15 +154,7 @@ def save_class_index(classes: Sequence[str], path: str | os.PathLike) -> Path:
     a temporary file in the same folder, flushed to disk and renamed over the target.
     """
     classes = _validated_classes(classes, "save_class_index")
-    target = _index_file(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(classes, fh, ensure_ascii=False, indent=0)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    return target
+    return write_json_atomic(_index_file(path), classes, indent=0, fsync=True)
 
 
 def load_class_index(path: str | os.PathLike) -> list[str]:
@@ -394,6 +387,11 @@ def steps_per_epoch(n: int, world: int, batch: int) -> int:
 # --------------------------------------------------------------------------- pipelines
 
 
+def _check_skip(skip_steps: int, steps: int) -> None:
+    if not 0 <= skip_steps < steps:
+        raise ValueError(f"skip_steps must be in 0..{steps - 1} (steps per epoch); got {skip_steps}")
+
+
 class TrainSource:
     """Iterable source for ``GeneratorDataset``: one rank's samples, a new shard every epoch.
 
@@ -420,8 +418,7 @@ class TrainSource:
         self.labels = split.labels
         self.rank, self.world, self.batch_size, self.seed = rank, world, batch_size, seed
         self.steps = steps_per_epoch(len(split), world, batch_size)
-        if not 0 <= skip_steps < self.steps:
-            raise ValueError(f"skip_steps must be in 0..{self.steps - 1} (steps per epoch); got {skip_steps}")
+        _check_skip(skip_steps, self.steps)
         self.samples_per_epoch = self.steps * batch_size
         self.start_epoch = start_epoch
         self.skip_steps = skip_steps
@@ -497,17 +494,21 @@ def _configure_pipeline(seed: int | None) -> None:
         ds.config.set_seed(seed)
 
 
-def augmentation_seed(seed: int, rank: int) -> int:
-    """The seed given to ``mindspore.dataset.config.set_seed`` for ``rank``'s train pipeline.
+def augmentation_seed(seed: int, rank: int, epoch: int) -> int:
+    """The seed given to ``mindspore.dataset.config.set_seed`` for ``rank``'s train pipeline
+    whose first pass is ``epoch`` (0-based, as ``start_epoch``).
 
-    Mixed from (seed, rank) so ranks draw different crops; stable across runs and restarts.
+    Mixed from (seed, rank, epoch) so ranks draw different crops and every epoch's pipeline a
+    new stream; stable across runs and restarts. The mix (``seed * 100003 + epoch + 1``, then
+    the rank) is the one earlier versions used, so a run they started resumes exactly.
     """
-    return int(np.random.SeedSequence([int(seed), int(rank), 0x5EED]).generate_state(1)[0])
+    mixed = int(seed) * 100003 + int(epoch) + 1
+    return int(np.random.SeedSequence([mixed, int(rank), 0x5EED]).generate_state(1)[0])
 
 
 def train_dataset(split: Split, *, rank: int, world: int, batch_size: int, image_size: int, seed: int,
                   num_workers: int, crop_min_scale: float = 0.08, start_epoch: int = 0,
-                  skip_steps: int = 0):
+                  skip_steps: int = 0, replay_skipped: bool = False):
     """Training pipeline for one rank; returns ``(dataset, steps_per_epoch)``.
 
     Rows: ``TrainSource`` (this rank's share of a fresh permutation each epoch, exactly
@@ -521,22 +522,33 @@ def train_dataset(split: Split, *, rank: int, world: int, batch_size: int, image
     Iterate it for many epochs with ``create_tuple_iterator(num_epochs=E)`` (or one new
     iterator per epoch): every pass starts the next epoch's permutation. ``start_epoch`` and
     ``skip_steps`` resume mid-run: the first pass is epoch ``start_epoch`` with its first
-    ``skip_steps`` batches left out, so it has ``steps_per_epoch - skip_steps`` batches. Do not
-    also call ``dataset.set_init_step``: MindSpore applies that to every iterator created from
-    the dataset, not only the first. ``get_dataset_size()`` reports ``steps_per_epoch``.
-    ``dataset.wrn_source`` is the ``TrainSource`` (its ``epoch_indices`` give the exact files
-    of any epoch).
+    ``skip_steps`` batches left out, so it has ``steps_per_epoch - skip_steps`` batches.
+    ``get_dataset_size()`` reports ``steps_per_epoch``. ``dataset.wrn_source`` is the
+    ``TrainSource`` (its ``epoch_indices`` give the exact files of any epoch).
+
+    How the batches are left out: by default at the source, so their files are neither read
+    nor decoded, but the random crops of the rest of the pass then differ from the ones an
+    uninterrupted pass draws (the random stream starts at the first batch kept).
+    ``replay_skipped=True`` keeps them exact instead: the skipped batches still go through
+    decoding and augmentation inside the pipeline and are dropped there (MindSpore's
+    ``set_init_step`` with fast recovery off, which this sets process-wide), never reaching
+    Python. No way was found to have both: MindSpore's own fast recovery (skip before the map)
+    gave every remaining batch other crops when measured, and ``RandomCropDecodeResize`` draws
+    crop boxes until one fits the image (up to its ``max_attempts``), so how far the stream
+    advances per image depends on the image and cannot be skipped without it. With replay,
+    the skip applies to every iterator created from this dataset; build one dataset per
+    resumed epoch (as ``wrn.train`` does).
 
     Reproducibility: which files each rank reads, in which order, depends only on
     (seed, epoch, rank, world, the split) and is exact, also across a resume. The random crops
-    and flips come from MindSpore's process-wide dataset seed, set here to
-    ``augmentation_seed(seed, rank)``. MindSpore reads that seed when an iterator is created,
-    and ``mindspore.set_seed()`` overwrites it: call ``mindspore.set_seed`` before this
-    function, and prefer one iterator with ``num_epochs=E`` (a new iterator restarts the random
-    stream). A fresh process with the same arguments repeats the crops bit for bit (checked
-    with 1 and 2 workers; MindSpore does not promise it for several workers). A resumed run
-    restarts the random stream, so its crops differ from those the uninterrupted run would
-    have drawn; only the data order continues exactly.
+    and flips come from MindSpore's process-wide dataset seed, set here (and only here) to
+    ``augmentation_seed(seed, rank, start_epoch)``. MindSpore reads that seed when an iterator
+    is created, and ``mindspore.set_seed()`` overwrites it: call ``mindspore.set_seed`` before
+    this function and create the iterator right after it. One iterator with
+    ``num_epochs=E`` draws one stream for all E passes (a new iterator restarts it), so for
+    crops that do not depend on where a run was restarted, build one dataset per epoch. A
+    fresh process with the same arguments repeats the crops bit for bit (checked with 1 and
+    2 workers; MindSpore does not promise it for several workers).
 
     This also sets the process-wide error mode to REPLACE: an image that passed the scan but
     fails to decode is replaced by another sample of the pipeline, keeping the batch count
@@ -551,8 +563,9 @@ def train_dataset(split: Split, *, rank: int, world: int, batch_size: int, image
         raise ValueError("train_dataset: batch_size, image_size, num_workers must be >= 1 and "
                          "crop_min_scale in (0, 1]")
     source = TrainSource(split, rank=rank, world=world, batch_size=batch_size, seed=seed,
-                         start_epoch=start_epoch, skip_steps=skip_steps)
-    _configure_pipeline(augmentation_seed(seed, rank))
+                         start_epoch=start_epoch, skip_steps=0 if replay_skipped else skip_steps)
+    _check_skip(skip_steps, source.steps)
+    _configure_pipeline(augmentation_seed(seed, rank, start_epoch))
     data = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=False,
                                num_parallel_workers=1, python_multiprocessing=False)
     image_ops = [
@@ -566,6 +579,9 @@ def train_dataset(split: Split, *, rank: int, world: int, batch_size: int, image
     data = data.map(operations=T.TypeCast(ms.int32), input_columns=["label"])
     data = data.batch(batch_size, drop_remainder=True)
     data.dataset_size = source.steps  # the source has no __len__; this stops a counting pass
+    if replay_skipped and skip_steps:
+        ds.config.set_fast_recovery(False)  # replay the skipped rows through the random ops
+        data.set_init_step(skip_steps)
     data.wrn_source = source
     return data, source.steps
 

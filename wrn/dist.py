@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -203,7 +202,3 @@ def setup_mindspore(device_target: str, mode: str, seed: int, info: WorldInfo) -
     bind_to_cores()
     return info
 
-
-def host_name() -> str:
-    """This host's name as shown in events and logs."""
-    return socket.gethostname()

@@ -22,7 +22,7 @@ from wrn import events
 from wrn.config import ConfigError, load_config, split_modelzoo_args
 from wrn.dist import prepare_process_env, resolve_device_target, setup_mindspore, thread_budget, \
     world_from_env
-from wrn.train import write_json_atomic
+from wrn.fileio import write_json_atomic
 
 _CKPT_ALIASES = ("--checkpoint_path", "--checkpoint-path", "--ckpt_file", "--ckpt-file",
                  "--ckpt_path_file")

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Sync a folder's entries (a rename into it) to disk; a folder that cannot be opened or
+    synced (some file systems refuse) is left as it is."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -47,7 +49,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, fsync: bool = Fa
             pass
         raise
     if fsync:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return path
 
 

@@ -5,7 +5,8 @@ it starts a writer process plus a process pool (forked from the training process
 runtime and the collective-communication threads are up), and the writer process polls its
 queue in a loop without sleeping, which keeps one core busy for the whole run: on a small CPU
 host that costs a worker's share of the machine. So this module writes the same files itself,
-in the training process, with the standard library only (MindSpore is not even imported):
+in the training process, with the standard library only (MindSpore is not even imported; the
+protobuf encoding is ``wrn.protowire``'s):
 
 * file name as MindSpore makes it: ``events.out.events.summary.<unix time>.<rank>.<host>_MS``
   in ``<run dir>/<summary_base_dir>`` (a relative summary_base_dir is taken inside the run
@@ -29,6 +30,8 @@ import struct
 import time
 from pathlib import Path
 from typing import Any
+
+from wrn import events, protowire
 
 VERSION_MARK = "MindSpore.Event:1"
 FILE_MARK = ".out.events.summary."
@@ -75,39 +78,19 @@ def frame(payload: bytes) -> bytes:
 
 
 # -- the protobuf messages, by hand (summary.proto: Event, Summary, Summary.Value) ------------------
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # int64 as protobuf writes negative numbers
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def _field(number: int, wire: int) -> bytes:
-    return _varint(number << 3 | wire)
-
-
-def _bytes_field(number: int, data: bytes) -> bytes:
-    return _field(number, 2) + _varint(len(data)) + data
-
-
 def encode_version_event(wall_time: float) -> bytes:
     """``Event{wall_time, version: "MindSpore.Event:1"}``: the first record of a file."""
-    return _field(1, 1) + struct.pack("<d", wall_time) + _bytes_field(3, VERSION_MARK.encode())
+    return protowire.double_field(1, wall_time) + protowire.bytes_field(3, VERSION_MARK.encode())
 
 
 def encode_scalars_event(wall_time: float, step: int, values: dict[str, float]) -> bytes:
     """``Event{wall_time, step, summary{value[{tag, scalar_value}]}}``."""
-    summary = b"".join(
-        _bytes_field(1, _bytes_field(1, tag.encode("utf-8")) + _field(3, 5) + struct.pack("<f", value))
+    summary = b"".join(  # Summary.value: [Value{tag, scalar_value}]
+        protowire.bytes_field(1, protowire.bytes_field(1, tag.encode("utf-8"))
+                              + protowire.float_field(3, value))
         for tag, value in values.items())
-    return (_field(1, 1) + struct.pack("<d", wall_time) + _field(2, 0) + _varint(int(step))
-            + _bytes_field(5, summary))
+    return (protowire.double_field(1, wall_time) + protowire.varint_field(2, int(step))
+            + protowire.bytes_field(5, summary))
 
 
 # -- writing -----------------------------------------------------------------------------------------
@@ -120,14 +103,15 @@ def summary_dir(output_dir: str | os.PathLike, summary_base_dir: str) -> Path:
     return Path(output_dir) / base
 
 
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and abs(number) != float("inf") else None
+def _scalar(value: Any) -> float | None:
+    """``value`` as a finite float, or None: ``events.number`` of it, after turning a numeric
+    string or a numpy scalar into a float (``SummaryLog.scalars`` takes those too)."""
+    if isinstance(value, (str, bytes)) or hasattr(value, "item"):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None
+    return events.number(value)
 
 
 class SummaryLog:
@@ -158,7 +142,7 @@ class SummaryLog:
 
     def scalars(self, step: int, wall_time: float | None = None, **values: Any) -> None:
         """Record the finite numbers among ``values`` (tag=value) at global step ``step``."""
-        clean = {tag: v for tag, v in ((t, _finite(x)) for t, x in values.items()) if v is not None}
+        clean = {tag: v for tag, v in ((t, _scalar(x)) for t, x in values.items()) if v is not None}
         if not clean or self._fh.closed:
             return
         self._last_step = max(self._last_step, int(step))
@@ -230,36 +214,6 @@ def open_summary(output_dir: str | os.PathLike, summary_base_dir: str | None, ra
 
 
 # -- reading (tests, and anyone who wants the numbers back without MindInsight) ----------------------
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
-def _fields(data: bytes):
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _read_varint(data, pos)
-        elif wire == 1:
-            value, pos = data[pos:pos + 8], pos + 8
-        elif wire == 5:
-            value, pos = data[pos:pos + 4], pos + 4
-        elif wire == 2:
-            size, pos = _read_varint(data, pos)
-            value, pos = data[pos:pos + size], pos + size
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield number, wire, value
-
-
 def read_records(path: str | os.PathLike) -> list[bytes]:
     """The payloads of a summary file, every CRC checked (``ValueError`` when one is wrong)."""
     data = Path(path).read_bytes()
@@ -285,7 +239,7 @@ def read_summary(path: str | os.PathLike) -> tuple[str | None, list[tuple[int, f
     version, records = None, []
     for payload in read_records(path):
         step, wall, values = 0, 0.0, {}
-        for number, _wire, value in _fields(payload):
+        for number, _wire, value in protowire.iter_fields(payload):
             if number == 1:
                 wall = struct.unpack("<d", value)[0]
             elif number == 2:
@@ -293,11 +247,11 @@ def read_summary(path: str | os.PathLike) -> tuple[str | None, list[tuple[int, f
             elif number == 3:
                 version = value.decode("utf-8")
             elif number == 5:
-                for vnum, _w, vdata in _fields(value):
+                for vnum, _w, vdata in protowire.iter_fields(value):
                     if vnum != 1:
                         continue
                     tag, scalar = None, None
-                    for fnum, _w2, fval in _fields(vdata):
+                    for fnum, _w2, fval in protowire.iter_fields(vdata):
                         if fnum == 1:
                             tag = fval.decode("utf-8")
                         elif fnum == 3:

@@ -6,24 +6,30 @@ It trains data-parallel (gradients averaged over ranks), evaluates exactly (each
 its own disjoint shard, counts are summed), lets rank 0 write checkpoints atomically, and
 reports progress as events (``wrn.events``) on stdout. Exit code 0 on success, 2 on bad
 input, 1 on any other error (an ``error`` event says why).
+
+A run is ``setup`` (inputs checked, the job joined, data, model, optimizer), ``resume`` (the
+checkpoint and the start point), then ``wrn.loop.run_loop`` with callbacks for the progress
+events, checkpoints, evaluation and the MindInsight summary; ``train`` wires them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from wrn import events
 from wrn.config import ConfigError, TrainConfig, load_config, split_modelzoo_args
 from wrn.dist import WorldInfo, prepare_process_env, resolve_device_target, setup_mindspore, \
     thread_budget, world_from_env
+from wrn.hostname import host_name
+from wrn.loop import CheckpointSaver, Evaluator, LoopState, ProgressEvents, SummaryRecorder, \
+    peak_rss_mib, run_loop
 
 
 def build_arg_parser(prog: str = "python -m wrn.train") -> argparse.ArgumentParser:
@@ -59,13 +65,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainCon
         # argparse already printed its one-paragraph usage error
         raise ConfigError("invalid command line (see the usage above)") from exc
     return args, load_config(args.config, zoo + list(args.overrides))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------
@@ -132,18 +131,78 @@ def find_resume_checkpoint(directory: Path, cell, rank: int) -> tuple[dict[str, 
                       f"start a new run or pass an intact file with --resume-ckpt")
 
 
-def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str | None = None,
-          resume_from: str | None = None, pretrained: str | None = None, force: bool = False) -> int:
-    """Run training + final evaluation for this rank; return the exit code.
+@dataclass
+class Setup:
+    """What ``setup`` builds once per process: this rank's place in the job, the data, the
+    model and its optimizer. ``step_cell`` is the train step (network + loss + optimizer),
+    ``lr`` the per-step LR schedule, ``eval_ds`` this rank's evaluation pipeline."""
 
-    ``resume_ckpt``: continue exactly from this checkpoint (fails if it does not verify).
-    ``resume_from``: continue from the newest checkpoint in this folder that verifies (none
-    there: start from scratch). ``pretrained``: initialise weights only (transfer learning).
-    A checkpoint whose maths-relevant config differs is refused unless ``force``.
+    cfg: TrainConfig
+    output_dir: Path
+    rank: int
+    world: int
+    device_target: str
+    threads: int | None
+    num_workers: int
+    classes: list[str]
+    train_split: Any
+    test_split: Any
+    steps_per_epoch: int
+    net: Any
+    lr: Any
+    amp: str
+    optimizer: Any
+    step_cell: Any
+    eval_ds: Any
+    config_hash: str
+
+    def train_batches(self, epoch: int, skip: int) -> Iterator:
+        """A fresh pipeline for ``epoch`` (1-based), its first ``skip`` batches dropped inside
+        it after augmentation, so the crops of the rest are those of an uninterrupted epoch."""
+        from wrn import data
+
+        dataset, _ = data.train_dataset(self.train_split, rank=self.rank, world=self.world,
+                                        batch_size=self.cfg.batch_size, image_size=self.cfg.image_size,
+                                        seed=self.cfg.seed, num_workers=self.num_workers,
+                                        crop_min_scale=self.cfg.crop_min_scale, start_epoch=epoch - 1,
+                                        skip_steps=skip, replay_skipped=True)
+        return iter(dataset.create_tuple_iterator(num_epochs=1))
+
+    def sync_batchnorm(self) -> None:
+        """Average the BatchNorm statistics over the ranks (a collective: every rank calls it)."""
+        from wrn.steps import sync_batchnorm_stats
+
+        sync_batchnorm_stats(self.net, self.world)
+
+    def evaluate(self) -> dict[str, Any]:
+        """Score the test split over all ranks (a collective)."""
+        from wrn.steps import evaluate
+
+        return evaluate(self.net, self.eval_ds, self.world)
+
+    def save_checkpoint(self, epoch: int, step: int, global_step: int) -> Path:
+        """Write the train step's state after ``step`` of ``epoch``; return the file."""
+        from wrn import checkpoint
+
+        cfg = self.cfg
+        meta = {"epoch": epoch, "step": step, "global_step": global_step, "world_size": self.world,
+                "seed": cfg.seed, "steps_per_epoch": self.steps_per_epoch,
+                "config_hash": self.config_hash, "model": cfg.model}
+        return checkpoint.save(self.step_cell, self.output_dir / "checkpoints", cfg.checkpoint_name,
+                               meta, keep=cfg.keep_checkpoint_max)
+
+
+def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str | None = None,
+          pretrained: str | None = None) -> Setup:
+    """Check the inputs, join the job, then build the data, the model and its optimizer.
+
+    Every check that can fail on the user's input (the data folder, the class count, the files
+    named on the command line) runs before MindSpore joins the cluster. Rank 0 writes
+    ``classes.json`` and warns about skipped image files and a ``pretrained`` initialisation.
     """
-    from wrn import checkpoint, data
+    from wrn import data
+    from wrn.checkpoint import config_hash
 
-    t_start = time.time()
     device_target = resolve_device_target(cfg.device_target)
     root = data.resolve_data_path(cfg.data_path)
     classes = data.build_class_index(root)
@@ -156,19 +215,25 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
             raise ConfigError(f"{flag} {path}: no such checkpoint file")
     info = setup_mindspore(device_target, cfg.mode, cfg.seed, info)
     rank, world = max(info.rank, 0), info.world_size
+    threads = thread_budget()
+    num_workers = max(1, min(cfg.num_parallel_workers, threads or os.cpu_count() or 1))
+    train_split, test_split = _scan_data(cfg, root, classes, rank, output_dir)
+    steps_per_epoch = data.steps_per_epoch(len(train_split.files), world, cfg.batch_size)
+    net, lr, amp, optimizer, step_cell = _build_model(cfg, device_target, steps_per_epoch, rank,
+                                                      pretrained)
+    eval_ds, _ = data.eval_dataset(test_split, rank=rank, world=world, batch_size=cfg.batch_size,
+                                   image_size=cfg.image_size, num_workers=num_workers)
+    return Setup(cfg=cfg, output_dir=output_dir, rank=rank, world=world, device_target=device_target,
+                 threads=threads, num_workers=num_workers, classes=classes, train_split=train_split,
+                 test_split=test_split, steps_per_epoch=steps_per_epoch, net=net, lr=lr, amp=amp,
+                 optimizer=optimizer, step_cell=step_cell, eval_ds=eval_ds,
+                 config_hash=config_hash(cfg.to_dict()))
 
-    import mindspore as ms
-    import mindspore.dataset as msds
-    import numpy as np
 
-    from wrn.lr import lr_schedule
-    from wrn.summary import open_summary
-    from wrn.models import build_model, count_trainable
-    from wrn.steps import amp_level_for, evaluate, make_loss, make_optimizer, make_train_step, \
-        param_checksum, sync_batchnorm_stats
+def _scan_data(cfg: TrainConfig, root: Path, classes: list[str], rank: int, output_dir: Path):
+    """The train and test splits; rank 0 writes ``classes.json`` and warns about skipped files."""
+    from wrn import data
 
-    budget = thread_budget()
-    num_workers = max(1, min(cfg.num_parallel_workers, budget or os.cpu_count() or 1))
     train_split = data.scan_split(root, "train", classes, verify=cfg.verify_images)
     test_split = data.scan_split(root, "test", classes, verify=cfg.verify_images)
     if rank == 0:
@@ -179,7 +244,17 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
             events.emit("warning", rank, message=f"skipped {len(skipped)} unreadable image file(s)",
                         skipped_files=len(skipped),
                         examples=[f"{p}: {why}" for p, why in skipped[:5]])
-    steps_per_epoch = data.steps_per_epoch(len(train_split.files), world, cfg.batch_size)
+    return train_split, test_split
+
+
+def _build_model(cfg: TrainConfig, device_target: str, steps_per_epoch: int, rank: int,
+                 pretrained: str | None):
+    """(net, LR schedule, AMP level, optimizer, train step) for ``cfg``; ``pretrained``
+    initialises the network's weights (rank 0 says what was and was not loaded)."""
+    from wrn import checkpoint
+    from wrn.lr import lr_schedule
+    from wrn.models import build_model
+    from wrn.steps import amp_level_for, make_loss, make_optimizer, make_train_step
 
     net = build_model(cfg.model, cfg.num_classes, cfg.image_size, cfg.dropout)
     if pretrained:
@@ -198,143 +273,81 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     amp = amp_level_for(cfg, device_target)
     optimizer = make_optimizer(net, cfg, lr, loss_scale=cfg.loss_scale if amp != "O0" else 1.0)
     step_cell = make_train_step(net, make_loss(cfg.label_smoothing), optimizer, amp, cfg.loss_scale)
+    return net, lr, amp, optimizer, step_cell
 
-    chash = checkpoint.config_hash(cfg.to_dict())
-    start = StartPoint()
+
+def resume(run: Setup, resume_ckpt: str | None = None, resume_from: str | None = None,
+           force: bool = False) -> StartPoint:
+    """Load the checkpoint to continue from into the train step; return where to start.
+
+    ``resume_ckpt``: this file (fails if it does not verify). ``resume_from``: the newest
+    checkpoint in this folder that verifies (none there: start from scratch). A checkpoint
+    whose maths-relevant config differs is refused unless ``force``. The optimizer's step
+    counter is set to the start point's LR-schedule position.
+    """
+    import mindspore as ms
+    import numpy as np
+
+    from wrn import checkpoint
+
     found = None
     if resume_ckpt:
-        found = checkpoint.load(resume_ckpt, step_cell), Path(resume_ckpt)
+        found = checkpoint.load(resume_ckpt, run.step_cell), Path(resume_ckpt)
     elif resume_from:
-        found = find_resume_checkpoint(Path(resume_from), step_cell, rank)
-    if found:
-        meta, path = found
-        if meta.get("config_hash") not in (None, chash) and not force:
-            raise ConfigError(f"checkpoint {path} was written with a different config (fields that "
-                              f"change the maths: {', '.join(checkpoint.MATH_FIELDS)}); resume with "
-                              f"the run's own config.yaml, or add --force to continue anyway")
-        start = start_point(meta, steps_per_epoch, world, str(path))
-        # the optimizer's step counter is the LR-schedule position
-        optimizer.global_step.set_data(ms.Tensor(np.array([start.global_step], np.int32)))
-        if start.note and rank == 0:
-            events.emit("warning", rank, message=start.note)
+        found = find_resume_checkpoint(Path(resume_from), run.step_cell, run.rank)
+    if not found:
+        return StartPoint()
+    meta, path = found
+    if meta.get("config_hash") not in (None, run.config_hash) and not force:
+        raise ConfigError(f"checkpoint {path} was written with a different config (fields that "
+                          f"change the maths: {', '.join(checkpoint.MATH_FIELDS)}); resume with "
+                          f"the run's own config.yaml, or add --force to continue anyway")
+    start = start_point(meta, run.steps_per_epoch, run.world, str(path))
+    run.optimizer.global_step.set_data(ms.Tensor(np.array([start.global_step], np.int32)))
+    if start.note and run.rank == 0:
+        events.emit("warning", run.rank, message=start.note)
+    return start
 
-    eval_ds, _ = data.eval_dataset(test_split, rank=rank, world=world, batch_size=cfg.batch_size,
-                                   image_size=cfg.image_size, num_workers=num_workers)
-    summary = open_summary(output_dir, cfg.summary_base_dir, rank, host=_host())
 
-    def report(kind: str, **fields: Any) -> None:
-        """An event on stdout, and (rank 0) the same numbers as MindInsight summary records."""
-        events.emit(kind, rank, **fields)
-        summary.on_event(kind, **fields)
+def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str | None = None,
+          resume_from: str | None = None, pretrained: str | None = None, force: bool = False) -> int:
+    """Run training + final evaluation for this rank; return the exit code.
 
-    events.emit("start", rank, world_size=world, model=cfg.model, params=count_trainable(net),
-                steps_per_epoch=steps_per_epoch, epochs=cfg.epoch_size, batch_size=cfg.batch_size,
-                device_target=device_target, amp_level=amp, host=_host(), pid=os.getpid(),
-                train_images=len(train_split.files), test_images=len(test_split.files),
-                start_epoch=start.epochs_done, start_step=start.skip_steps, threads=budget,
+    The wiring: ``setup``, ``resume``, a ``start`` event, then ``wrn.loop.run_loop`` with its
+    callbacks (progress events, checkpoints, evaluation and ``eval.json``, the MindInsight
+    summary), then a ``finish`` event. ``resume_ckpt``, ``resume_from`` and ``force``: see
+    ``resume``; ``pretrained``: initialise weights only (transfer learning).
+    """
+    from wrn.models import count_trainable
+    from wrn.steps import param_checksum
+    from wrn.summary import open_summary
+
+    t_start = time.time()
+    run = setup(cfg, output_dir, info, resume_ckpt, pretrained)
+    start = resume(run, resume_ckpt, resume_from, force)
+    summary = open_summary(output_dir, cfg.summary_base_dir, run.rank)
+    events.emit("start", run.rank, world_size=run.world, model=cfg.model, params=count_trainable(run.net),
+                steps_per_epoch=run.steps_per_epoch, epochs=cfg.epoch_size, batch_size=cfg.batch_size,
+                device_target=run.device_target, amp_level=run.amp, host=host_name(), pid=os.getpid(),
+                train_images=len(run.train_split.files), test_images=len(run.test_split.files),
+                start_epoch=start.epochs_done, start_step=start.skip_steps, threads=run.threads,
                 resumed_from=start.source, setup_seconds=round(time.time() - t_start, 3))
-
-    ckpt_dir = output_dir / "checkpoints"
-
-    def save(epoch: int, step: int, global_step: int) -> None:
-        # every rank calls this (the BN average is a collective); rank 0 writes the file
-        sync_batchnorm_stats(net, world)
-        if rank != 0:
-            return
-        meta = {"epoch": epoch, "step": step, "global_step": global_step, "world_size": world,
-                "seed": cfg.seed, "steps_per_epoch": steps_per_epoch, "config_hash": chash,
-                "model": cfg.model}
-        path = checkpoint.save(step_cell, ckpt_dir, cfg.checkpoint_name, meta,
-                               keep=cfg.keep_checkpoint_max)
-        events.emit("checkpoint", rank, epoch=epoch, step=step, global_step=global_step, path=str(path))
-
-    global_step = start.global_step
-    for epoch in range(start.epochs_done + 1, cfg.epoch_size + 1):
-        skip = start.skip_steps if epoch == start.epochs_done + 1 else 0
-        # One pipeline per epoch, its augmentation seed derived from (seed, rank, epoch): the
-        # random crops of an epoch are then the same whether the run was interrupted or not.
-        train_ds, _ = data.train_dataset(train_split, rank=rank, world=world,
-                                         batch_size=cfg.batch_size, image_size=cfg.image_size,
-                                         seed=cfg.seed, num_workers=num_workers,
-                                         crop_min_scale=cfg.crop_min_scale, start_epoch=epoch - 1)
-        msds.config.set_seed(data.augmentation_seed(cfg.seed * 100003 + epoch, rank))
-        it = iter(train_ds.create_tuple_iterator(num_epochs=1))
-        for _ in range(skip):  # batches this epoch already trained on before the restart
-            next(it)
-        t_epoch = t_window = time.time()
-        wait = window_wait = 0.0
-        losses = []
-        window_steps = 0
-        step = skip
-        while True:
-            t_fetch = time.time()
-            try:
-                images, labels = next(it)
-            except StopIteration:
-                break
-            fetched = time.time() - t_fetch
-            wait += fetched
-            window_wait += fetched
-            loss = step_cell(images, labels)
-            losses.append(loss)
-            step += 1
-            global_step += 1
-            window_steps += 1
-            if step % cfg.log_interval == 0 or step == steps_per_epoch:
-                now = time.time()
-                report("step", epoch=epoch, step=step, steps_per_epoch=steps_per_epoch,
-                            global_step=global_step, loss=round(float(loss.asnumpy()), 6),
-                            lr=float(lr[min(global_step - 1, len(lr) - 1)]),
-                            imgs_per_s=round(window_steps * cfg.batch_size / max(now - t_window, 1e-9), 2),
-                            data_wait_s=round(window_wait / max(window_steps, 1), 5))
-                t_window, window_wait, window_steps = now, 0.0, 0
-            if cfg.save_checkpoint_steps and step % cfg.save_checkpoint_steps == 0 \
-                    and step != steps_per_epoch:
-                save(epoch, step, global_step)
-        seconds = time.time() - t_epoch
-        done = step - skip
-        epoch_loss = float(np.mean([l.asnumpy() for l in losses])) if losses else float("nan")
-        report("epoch_end", epoch=epoch, loss=round(epoch_loss, 6),
-                    seconds=round(seconds, 3), steps=done,
-                    imgs_per_s=round(done * cfg.batch_size / max(seconds, 1e-9), 2),
-                    data_wait_s=round(wait / max(done, 1), 5), max_rss_mib=peak_rss_mib())
-        is_last = epoch == cfg.epoch_size
-        do_ckpt = epoch % cfg.save_checkpoint_epochs == 0 or is_last
-        do_eval = bool(cfg.eval_interval) and epoch % cfg.eval_interval == 0 and not is_last
-        if do_ckpt:
-            save(epoch, steps_per_epoch, global_step)
-        if do_eval:
-            sync_batchnorm_stats(net, world)  # the evaluated model is the same on every rank
-            result = evaluate(net, eval_ds, world) | {"epoch": epoch}
-            if rank == 0:
-                report("eval", **result)
-    sync_batchnorm_stats(net, world)
-    final = evaluate(net, eval_ds, world) | {"epoch": cfg.epoch_size}
-    checksum = param_checksum(net)
-    if rank == 0:
-        report("eval", **final)
-        write_json_atomic(output_dir / "eval.json",
-                          {k: v for k, v in final.items() if not k.startswith("local_")}
-                          | {"split": "test", "classes": len(classes), "model": cfg.model,
-                             "world_size": world})
-    summary.close()
-    events.emit("finish", rank, status="ok", checksum=checksum, top1=final["top1"],
-                seconds=round(time.time() - t_start, 3), global_step=global_step,
-                max_rss_mib=peak_rss_mib())
+    evaluator = Evaluator(run.evaluate, run.sync_batchnorm, interval=cfg.eval_interval,
+                          result_path=output_dir / "eval.json",
+                          result_fields={"split": "test", "classes": len(run.classes),
+                                         "model": cfg.model, "world_size": run.world})
+    callbacks = [ProgressEvents(cfg.batch_size, cfg.log_interval, run.lr),
+                 CheckpointSaver(run.save_checkpoint, run.sync_batchnorm,
+                                 every_steps=cfg.save_checkpoint_steps,
+                                 every_epochs=cfg.save_checkpoint_epochs),
+                 evaluator, SummaryRecorder(summary)]
+    state = LoopState(run.rank, cfg.epoch_size, run.steps_per_epoch, global_step=start.global_step,
+                      callbacks=callbacks)
+    run_loop(run.step_cell, run.train_batches, state, start.epochs_done, start.skip_steps)
+    events.emit("finish", run.rank, status="ok", checksum=param_checksum(run.net),
+                top1=evaluator.final["top1"], seconds=round(time.time() - t_start, 3),
+                global_step=state.global_step, max_rss_mib=peak_rss_mib())
     return 0
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far, MiB (the pipeline's workers are threads)."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _host() -> str:
-    from wrn.dist import host_name
-
-    return host_name()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,236 @@
+"""The training loop and the callbacks that do everything around it.
+
+``run_loop`` only fetches batches and steps the optimizer; what a run reports and writes comes
+from ``Callback`` objects it calls at fixed points, in list order: ``on_epoch_begin``,
+``on_step_end``, ``on_epoch_end``, ``on_finish`` (after the last epoch), and ``on_event`` for
+every event a callback reports through ``LoopState.report``. The worker (``wrn.train``) wires:
+
+* ``ProgressEvents``: ``step`` events every ``log_interval`` steps and ``epoch_end`` events;
+* ``CheckpointSaver``: step and epoch checkpoints, then a ``checkpoint`` event;
+* ``Evaluator``: evaluation every ``eval_interval`` epochs and once at the end (``eval.json``);
+* ``SummaryRecorder``: the MindInsight summary of the events above (``wrn.summary``).
+
+Their order in the list is the order of the events at an epoch's end (``epoch_end``, then
+``checkpoint``, then ``eval``). The loop and the callbacks take what touches MindSpore (the
+train step, a checkpoint writer, an evaluation) as callables: this module imports numpy only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from wrn import events
+from wrn.fileio import write_json_atomic
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB (the pipeline's workers are threads)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class Callback:
+    """Hooks ``run_loop`` calls; each does nothing unless a subclass overrides it."""
+
+    def on_epoch_begin(self, state: "LoopState") -> None:
+        """The epoch's batches are ready (a resumed epoch: its first steps already skipped)."""
+
+    def on_step_end(self, state: "LoopState") -> None:
+        """One optimizer step is done: ``state.step``, ``state.global_step``, ``state.loss``."""
+
+    def on_epoch_end(self, state: "LoopState") -> None:
+        """The epoch's last batch has been trained on."""
+
+    def on_finish(self, state: "LoopState") -> None:
+        """Every epoch is done (also when a resumed run had none left)."""
+
+    def on_event(self, kind: str, fields: dict[str, Any]) -> None:
+        """An event was just emitted through ``LoopState.report``."""
+
+
+@dataclass
+class LoopState:
+    """What the loop shares with its callbacks. ``step`` counts the epoch's batches done,
+    resumed ones included (``first_step`` of them were done before this process started);
+    ``global_step`` is the LR-schedule position; ``data_wait`` is the seconds the last step
+    waited for its batch; ``loss`` is the last step's loss tensor."""
+
+    rank: int
+    epochs: int
+    steps_per_epoch: int
+    global_step: int = 0
+    epoch: int = 0
+    first_step: int = 0
+    step: int = 0
+    loss: Any = None
+    data_wait: float = 0.0
+    callbacks: Sequence[Callback] = ()
+
+    @property
+    def is_last_epoch(self) -> bool:
+        """Whether ``epoch`` is the run's last one."""
+        return self.epoch == self.epochs
+
+    def report(self, kind: str, **fields: Any) -> None:
+        """Emit event ``kind`` from this rank (``wrn.events``) and hand it to every callback."""
+        events.emit(kind, self.rank, **fields)
+        for callback in self.callbacks:
+            callback.on_event(kind, fields)
+
+    def notify(self, hook: str) -> None:
+        """Call ``hook`` (e.g. ``"on_step_end"``) on every callback, in order."""
+        for callback in self.callbacks:
+            getattr(callback, hook)(self)
+
+
+def run_loop(step: Callable[[Any, Any], Any], batches: Callable[[int, int], Iterator],
+             state: LoopState, start_epoch: int = 0, skip_steps: int = 0) -> LoopState:
+    """Train epochs ``start_epoch + 1`` to ``state.epochs`` (1-based) and return the state.
+
+    ``batches(epoch, skip)`` gives an iterator over the epoch's (images, labels) batches with
+    its first ``skip`` left out (only the first epoch here skips, ``skip_steps``); ``step``
+    runs one optimizer step on a batch and returns the loss. ``state.global_step`` must hold
+    the position the run starts from.
+    """
+    for epoch in range(start_epoch + 1, state.epochs + 1):
+        skip = skip_steps if epoch == start_epoch + 1 else 0
+        it = batches(epoch, skip)
+        state.epoch, state.first_step, state.step = epoch, skip, skip
+        state.notify("on_epoch_begin")
+        while True:
+            t_fetch = time.time()
+            try:
+                images, labels = next(it)
+            except StopIteration:
+                break
+            state.data_wait = time.time() - t_fetch
+            state.loss = step(images, labels)
+            state.step += 1
+            state.global_step += 1
+            state.notify("on_step_end")
+        state.notify("on_epoch_end")
+    state.notify("on_finish")
+    return state
+
+
+class ProgressEvents(Callback):
+    """``step`` events every ``log_interval`` steps (and at an epoch's last step) with the loss,
+    the LR (``lr``: the per-step schedule), this rank's images per second and the mean data
+    wait since the previous one; an ``epoch_end`` event with the epoch's mean loss, seconds,
+    throughput, data wait and peak memory."""
+
+    def __init__(self, batch_size: int, log_interval: int, lr: Sequence[float]) -> None:
+        self.batch_size, self.log_interval, self.lr = batch_size, log_interval, lr
+        self._begin(time.time())
+
+    def _begin(self, now: float) -> None:
+        self.t_epoch = self.t_window = now
+        self.wait = self.window_wait = 0.0
+        self.window_steps = 0
+        self.losses: list[Any] = []
+
+    def on_epoch_begin(self, state: LoopState) -> None:
+        self._begin(time.time())
+
+    def on_step_end(self, state: LoopState) -> None:
+        self.wait += state.data_wait
+        self.window_wait += state.data_wait
+        self.window_steps += 1
+        self.losses.append(state.loss)
+        if state.step % self.log_interval and state.step != state.steps_per_epoch:
+            return
+        now = time.time()
+        state.report("step", epoch=state.epoch, step=state.step, steps_per_epoch=state.steps_per_epoch,
+                     global_step=state.global_step, loss=round(float(state.loss.asnumpy()), 6),
+                     lr=float(self.lr[min(state.global_step - 1, len(self.lr) - 1)]),
+                     imgs_per_s=round(self.window_steps * self.batch_size / max(now - self.t_window, 1e-9), 2),
+                     data_wait_s=round(self.window_wait / max(self.window_steps, 1), 5))
+        self.t_window, self.window_wait, self.window_steps = now, 0.0, 0
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        seconds = time.time() - self.t_epoch
+        done = state.step - state.first_step
+        loss = float(np.mean([l.asnumpy() for l in self.losses])) if self.losses else float("nan")
+        state.report("epoch_end", epoch=state.epoch, loss=round(loss, 6), seconds=round(seconds, 3),
+                     steps=done, imgs_per_s=round(done * self.batch_size / max(seconds, 1e-9), 2),
+                     data_wait_s=round(self.wait / max(done, 1), 5), max_rss_mib=peak_rss_mib())
+
+
+class CheckpointSaver(Callback):
+    """A checkpoint every ``every_steps`` steps within an epoch (0: none; never at its last
+    step) and after every ``every_epochs``-th and the last epoch. Every rank calls ``sync()``
+    first (the BatchNorm average is a collective); rank 0 then calls ``write(epoch, step,
+    global_step)``, which returns the file, and reports a ``checkpoint`` event."""
+
+    def __init__(self, write: Callable[[int, int, int], Path], sync: Callable[[], None], *,
+                 every_steps: int, every_epochs: int) -> None:
+        self.write, self.sync = write, sync
+        self.every_steps, self.every_epochs = every_steps, every_epochs
+
+    def on_step_end(self, state: LoopState) -> None:
+        if self.every_steps and state.step % self.every_steps == 0 and state.step != state.steps_per_epoch:
+            self.save(state, state.step)
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        if state.epoch % self.every_epochs == 0 or state.is_last_epoch:
+            self.save(state, state.steps_per_epoch)
+
+    def save(self, state: LoopState, step: int) -> None:
+        """Save the state after ``step`` of the current epoch."""
+        self.sync()
+        if state.rank != 0:
+            return
+        path = self.write(state.epoch, step, state.global_step)
+        state.report("checkpoint", epoch=state.epoch, step=step, global_step=state.global_step,
+                     path=str(path))
+
+
+class Evaluator(Callback):
+    """An evaluation after every ``interval``-th epoch (0: none; not after the last) and a
+    final one when the loop ends, whose result is kept in ``final``. Every rank calls
+    ``sync()`` and ``evaluate()`` (both collectives); rank 0 reports an ``eval`` event and
+    writes the final result, without the per-rank ``local_*`` counts and with
+    ``result_fields`` added, to ``result_path`` (JSON)."""
+
+    def __init__(self, evaluate: Callable[[], dict[str, Any]], sync: Callable[[], None], *,
+                 interval: int, result_path: Path, result_fields: dict[str, Any]) -> None:
+        self.evaluate, self.sync, self.interval = evaluate, sync, interval
+        self.result_path, self.result_fields = result_path, result_fields
+        self.final: dict[str, Any] | None = None
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        if self.interval and state.epoch % self.interval == 0 and not state.is_last_epoch:
+            result = self._run(state.epoch)
+            if state.rank == 0:
+                state.report("eval", **result)
+
+    def on_finish(self, state: LoopState) -> None:
+        self.final = self._run(state.epochs)
+        if state.rank == 0:
+            state.report("eval", **self.final)
+            write_json_atomic(self.result_path, {k: v for k, v in self.final.items()
+                                                 if not k.startswith("local_")} | self.result_fields)
+
+    def _run(self, epoch: int) -> dict[str, Any]:
+        self.sync()  # the evaluated model is the same on every rank
+        return self.evaluate() | {"epoch": epoch}
+
+
+class SummaryRecorder(Callback):
+    """Records the numbers of every reported event in a summary writer (``wrn.summary``'s
+    ``SummaryLog`` or ``NullSummary``) and closes it when the loop ends."""
+
+    def __init__(self, summary: Any) -> None:
+        self.summary = summary
+
+    def on_event(self, kind: str, fields: dict[str, Any]) -> None:
+        self.summary.on_event(kind, **fields)
+
+    def on_finish(self, state: LoopState) -> None:
+        self.summary.close()
