@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from fake_worker import REPO, pid_alive, wait_for
+from tests.support import REPO
+from tests.support.processes import pid_alive, wait_for
 
 PY = sys.executable
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fake_worker import fake_env, launcher_argv
 from launcher.cli import main
+from tests.support.launches import launcher_argv
+from tests.support.processes import fake_env
 
 HCCN = "".join(f"address_{i}=192.98.92.{100 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from mshelpers import REPO, run_msrun, worker_env
+from tests.support import REPO
+from tests.support.processes import run_msrun, worker_env
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_two_ranks_of_16_equal_one_process_of_32(tmp_path):
     """Gradients really are averaged: 2 ranks x batch 16 == 1 process x batch 32 (no BN)."""
-    script = str(REPO / "tests" / "dp_equivalence_worker.py")
+    script = str(REPO / "tests" / "support" / "dp_equivalence_worker.py")
     single = subprocess.run([sys.executable, script, str(tmp_path / "one.npz")], cwd=REPO,
                             env=worker_env(), capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-3000:]

@@ -1,90 +1,24 @@
-"""The launcher end to end with fake workers (``tests/fake_worker.py``): real processes, real
-signals, real run directories; seconds per test. Tests with the real MindSpore worker are in
-``test_launch_e2e.py``."""
+"""The launcher end to end with fake workers (``tests/support/fake_worker.py``): real processes,
+real signals, real run directories; seconds per test. Tests with the real MindSpore worker are
+in ``test_launch_e2e.py``."""
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from fake_worker import (FAKE_WORKER_CMD, fake_env, launcher_argv,
-                         pid_alive, run_processes, wait_for)
 from launcher.api import LaunchResult, launch
 from launcher.render import PlainRenderer
 from launcher.api import local_host_name
+from tests.support.launches import FAKE_WORKER_CMD, Run
+from tests.support.processes import fake_env, pid_alive, run_processes, wait_for
 
 HOST = local_host_name()
-
-
-class Run:
-    """One ``wrn-launch`` subprocess running fake workers in ``<tmp>/<name>``."""
-
-    def __init__(self, tmp_path: Path, *args: str, devices: int = 2, scheduler: bool = False,
-                 name: str = "run", **fake):
-        self.dir = tmp_path / name
-        argv = launcher_argv("--devices", str(devices), "--run-dir", str(self.dir), "--grace", "1",
-                             *args, scheduler=scheduler)
-        self.t0 = time.monotonic()
-        self.popen = subprocess.Popen(argv, cwd=tmp_path, env=fake_env(**fake), stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
-        self.out = self.err = ""
-
-    def wait(self, timeout: float = 30) -> int:
-        self.out, self.err = self.popen.communicate(timeout=timeout)
-        self.seconds = time.monotonic() - self.t0
-        return self.popen.returncode
-
-    @property
-    def record(self) -> dict:
-        return json.loads((self.dir / "run.json").read_text())
-
-    def procs(self) -> dict[str, dict]:
-        return {p["name"]: p for p in self.record["processes"]}
-
-    def wait_started(self, timeout: float = 20) -> dict[str, dict]:
-        """run.json once every process has a pid (it is rewritten as each one starts)."""
-        def ready():
-            try:
-                procs = self.procs()
-            except (OSError, ValueError):
-                return None
-            return procs if all(p["pid"] for p in procs.values()) else None
-        procs = wait_for(ready, timeout)
-        assert procs, "processes did not start"
-        return procs
-
-    def metrics(self) -> list[dict]:
-        path = self.dir / "metrics.jsonl"
-        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-    def wait_event(self, pred, timeout: float = 20) -> dict:
-        found = wait_for(lambda: next((m for m in self.metrics() if pred(m)), None), timeout)
-        assert found, "event did not come"
-        return found
-
-
-@pytest.fixture
-def runs(tmp_path):
-    made: list[Run] = []
-
-    def make(*args, **kw):
-        made.append(Run(tmp_path, *args, **kw))
-        return made[-1]
-    yield make
-    for run in made:  # never leave anything behind, even when a test fails
-        if run.popen.poll() is None:
-            os.killpg(run.popen.pid, signal.SIGKILL)
-            run.popen.wait()
-        for pid in run_processes(run.dir):
-            os.kill(pid, signal.SIGKILL)
 
 
 def assert_all_gone(run: Run, timeout: float = 5.0) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_worker import fake_env, pid_alive, run_processes, wait_for
+from tests.support.processes import fake_env, pid_alive, run_processes, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from fake_worker import fake_env
 from launcher import logs
 from launcher.logs import LogSource, follow, log_sources, print_logs, read_lines, run_is_live
 from launcher.runs import RunDirError, load_run
+from tests.support.processes import fake_env
 
 
 def make_run(root: Path, status: str = "succeeded", pid: int | None = None) -> Path:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from cluster.ranktable import primary_ip
-from fake_worker import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD, fake_env
+from tests.support.launches import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD
+from tests.support.processes import fake_env
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HCCN_CONF = FIXTURES / "hccn.conf"

@@ -19,8 +19,8 @@ import sys
 
 import pytest
 
-from fake_worker import fake_env, launcher_argv
-from mshelpers import worker_env
+from tests.support.launches import launcher_argv
+from tests.support.processes import fake_env, worker_env
 
 ROWS, COLS = 40, 120
 FAKE = {"steps": 6, "epochs": 2, "step_s": 0.25}

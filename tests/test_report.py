@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fake_worker import fake_env, launcher_argv
 from launcher import report
 from launcher.report import (nice_ticks, report_renderables, sparkline, svg_document, text_chart,
                              write_svg)
 from launcher.runs import load_run
+from tests.support.launches import launcher_argv
+from tests.support.processes import fake_env
 
 EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"
 SVG = "{http://www.w3.org/2000/svg}"

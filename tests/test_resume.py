@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from mshelpers import REPO, worker_env
+from tests.support import REPO
+from tests.support.processes import worker_env
 from wrn import events
 
 pytestmark = pytest.mark.slow

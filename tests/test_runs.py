@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fake_worker import fake_env
 from launcher import runs
 from launcher.runs import (RunDirError, find_runs, load_run, parse_time, pid_alive, read_events,
                            runs_table)
+from tests.support.processes import fake_env
 
 
 def write_run(root: Path, name: str, status: str = "succeeded", start: str = "2026-01-02T10:00:00+00:00",

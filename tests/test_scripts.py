@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fake_worker import fake_env
+from tests.support.processes import fake_env
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"

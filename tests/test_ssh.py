@@ -1,4 +1,4 @@
-"""Multi-host launches over real OpenSSH (``sshd_fixture``): 127.0.0.1 and 127.0.0.2 are two
+"""Multi-host launches over real OpenSSH (the ``sshd`` fixture): 127.0.0.1 and 127.0.0.2 are two
 hosts. Fake workers here (seconds per test); the real MindSpore run is in test_ssh_e2e.py."""
 
 from __future__ import annotations
@@ -7,89 +7,21 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from fake_worker import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD, fake_env, pid_alive, run_processes, \
-    wait_for
-from mshelpers import free_port
-from sshd_fixture import sshd  # noqa: F401  (the fixture)
-from test_launch import Run
+from tests.support.launches import SSHRun
+from tests.support.processes import free_port, run_processes, wait_for
 
 A, B = "127.0.0.1", "127.0.0.2"
 
 
-def hostfile(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "hosts.txt"
-    path.write_text(text)
-    return path
-
-
-class SSHRun(Run):
-    """``wrn-launch --hostfile`` as a subprocess, fake workers on both loopback hosts (the
-    fake settings travel to the remote workers as ``--env``)."""
-
-    def __init__(self, tmp_path: Path, server, hosts: str, *args: str, config: Path | None = None,
-                 fake: dict | None = None, scheduler: bool = True):
-        self.dir = tmp_path / "run"
-        fake_args = [a for k, v in (fake or {}).items() for a in ("--env", f"FAKE_{k.upper()}={v}")]
-        argv = [sys.executable, "-m", "launcher.cli", "--hostfile", str(hostfile(tmp_path, hosts)),
-                "--ssh-config", str(config or server.ssh_config), "--run-dir", str(self.dir),
-                "--grace", "1", "--plain", "--ssh-timeout", "3", "--worker-cmd", FAKE_WORKER_CMD,
-                "--scheduler-cmd", FAKE_SCHEDULER_CMD if scheduler else "none", *fake_args, *args]
-        self.t0 = time.monotonic()
-        self.popen = subprocess.Popen(argv, cwd=tmp_path, env=fake_env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
-        self.out = self.err = ""
-
-    def wait(self, timeout: float = 60) -> int:
-        return super().wait(timeout)
-
-    def wait_step(self, rank: int) -> None:
-        assert wait_for(lambda: any(e["event"] == "step" and e["rank"] == rank for e in self.metrics()),
-                        30), self.popen.poll()
-
-    def recorded_pids(self) -> list[int]:
-        rec = self.record
-        return [p["pid"] for p in rec["processes"] if p["pid"]] + \
-            [a["pid"] for a in rec.get("agents", []) if a["pid"]]
-
-    def all_gone(self) -> bool:
-        rec = self.record
-        groups = [p["pgid"] for p in rec["processes"] if p["pgid"]]
-        return not any(pid_alive(p) for p in self.recorded_pids()) and not run_processes(self.dir) \
-            and not any(_group_alive(g) for g in groups)
-
-
-def _group_alive(pgid: int) -> bool:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getpgid(int(entry)) == pgid and pid_alive(int(entry)):
-                    return True
-            except OSError:
-                continue
-    return False
-
-
 @pytest.fixture
-def runs(tmp_path):
-    made: list[SSHRun] = []
-
-    def make(*args, **kw):
-        made.append(SSHRun(tmp_path, *args, **kw))
-        return made[-1]
-    yield make
-    for run in made:
-        if run.popen.poll() is None:
-            os.killpg(run.popen.pid, signal.SIGKILL)
-            run.popen.wait()
-        for pid in run_processes(run.dir):
-            os.kill(pid, signal.SIGKILL)
+def runs(ssh_runs):
+    """Here ``runs`` starts multi-host launches (``SSHRun``, from ``tests/conftest.py``)."""
+    return ssh_runs
 
 
 TWO_HOSTS = f"# two hosts on one sshd\n{A} slots=1\n{B} slots=1   # the second\n"

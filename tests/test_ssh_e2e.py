@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from fake_worker import pid_alive, run_processes, wait_for
-from mshelpers import REPO
-from sshd_fixture import sshd  # noqa: F401  (the fixture)
+from tests.support import REPO
+from tests.support.processes import pid_alive, run_processes, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,6 @@ from launcher.preflight import (HostCheck, failure_message, judge, parse_probe, 
 from launcher.ssh import (RemoteHost, SSHError, SSHSettings, SSHTarget, SSHTransport, agent_command,
                           connect, resolve_target, run_command, sftp_get, sftp_put_files,
                           sftp_same_file)
-from sshd_fixture import sshd  # noqa: F401  (the fixture)
 
 WANT = {"python": "3.11.9", "mindspore": "2.10.0"}
 

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from fake_worker import fake_env
+from tests.support.processes import fake_env
 from wrn.summary import (NullSummary, SummaryLog, crc32c, encode_scalars_event, frame, masked_crc,
                          open_summary, read_records, read_summary, summary_dir)
 

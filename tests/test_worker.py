@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from mshelpers import REPO, run_msrun, worker_env
+from tests.support import REPO
+from tests.support.processes import run_msrun, worker_env
 from wrn import events
 
 

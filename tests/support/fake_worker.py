@@ -21,8 +21,9 @@ apply only to the rank named by ``FAKE_RANK`` (default: every rank).
 port fail), waits until MS_WORKER_NUM workers have connected and disconnected, and exits 0.
 Every process writes its pid (and a grandchild's) to ``$FAKE_PID_DIR/<name>.pid`` if set.
 
-The bottom of this file holds the helpers the launcher tests use to drive it (command lines,
-environment, and finding the live processes of a run through ``/proc``).
+The command lines that run it are ``FAKE_WORKER_CMD`` and ``FAKE_SCHEDULER_CMD`` in
+``tests/support/launches.py``. It imports the project (``wrn.events``) but none of the test
+helpers.
 """
 
 from __future__ import annotations
@@ -156,72 +157,6 @@ def run_worker(output_dir: str | None) -> int:
     if link is not None:
         link.close()
     return 0
-
-
-# -- helpers for the tests that drive this worker through the launcher -----------------------------
-REPO = Path(__file__).resolve().parent.parent
-FAKE_WORKER_CMD = f"{sys.executable} {Path(__file__).resolve()}"
-FAKE_SCHEDULER_CMD = f"{FAKE_WORKER_CMD} --scheduler"
-
-
-def launcher_argv(*args: str, scheduler: bool | str = False) -> list[str]:
-    """``wrn-launch`` (as ``python -m launcher.cli``) running this fake worker, with the fake
-    scheduler (True), none (False), or the scheduler command given."""
-    sched = scheduler if isinstance(scheduler, str) else FAKE_SCHEDULER_CMD if scheduler else "none"
-    return [sys.executable, "-m", "launcher.cli", *args, "--worker-cmd", FAKE_WORKER_CMD,
-            "--scheduler-cmd", sched]
-
-
-def fake_env(**fake: object) -> dict[str, str]:
-    """The caller's environment without inherited cluster variables, plus ``FAKE_*`` settings."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MS_", "RANK_", "WRN_", "FAKE_")) and k not in ("DEVICE_ID", "LOCAL_RANK")}
-    env["PYTHONPATH"] = str(REPO)
-    env.update({f"FAKE_{k.upper()}": str(v) for k, v in fake.items()})
-    return env
-
-
-def proc_state(pid: int) -> str | None:
-    """The /proc state letter of ``pid`` (``R``, ``S``, ``Z``...), None if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs; a zombie (dead, not yet reaped by its parent) counts as gone."""
-    return proc_state(pid) not in (None, "Z", "X")
-
-
-def run_processes(run_dir: str | os.PathLike) -> list[int]:
-    """Live processes that belong to the run in ``run_dir``: every process the launcher starts
-    (and everything they start) inherits ``WRN_RUN_DIR=<run_dir>`` in its environment."""
-    marker = f"WRN_RUN_DIR={os.fspath(run_dir)}".encode() + b"\0"
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ + b"\0" and pid_alive(int(entry)):
-            found.append(int(entry))
-    return found
-
-
-def wait_for(condition, timeout: float, interval: float = 0.05):
-    """Poll ``condition()`` until it returns something truthy (returned) or ``timeout`` passes (None)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
 
 
 def main() -> int:

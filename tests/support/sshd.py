@@ -1,9 +1,10 @@
 """A real OpenSSH server for the multi-host tests, on 127.0.0.1 and 127.0.0.2 (two "hosts").
 
-``sshd`` (session fixture) starts ``sshd -D -f CONFIG -e`` on a free port with a temporary host
-key and a generated user key in a temporary authorized_keys file, plus a client side: an
-ssh_config (port, user, key, known_hosts) and a known_hosts file trusting both addresses.
-Without an sshd binary the tests skip, except under CI=true, where they fail.
+``serve`` starts ``sshd -D -f CONFIG -e`` on a free port with a temporary host key and a
+generated user key in a temporary authorized_keys file, plus a client side: an ssh_config
+(port, user, key, known_hosts) and a known_hosts file trusting both addresses. The ``sshd``
+session fixture in ``tests/conftest.py`` runs it once per test session, and decides what a
+machine without OpenSSH means (skip; fail under CI=true).
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from mshelpers import free_port
+from tests.support.processes import free_port
 
 HOSTS = ("127.0.0.1", "127.0.0.2")
 
 
-def _sshd_binary() -> str | None:
+def sshd_binary() -> str | None:
+    """The OpenSSH server binary, None if there is none (or no ssh-keygen to make its keys)."""
+    if shutil.which("ssh-keygen") is None:
+        return None
     found = shutil.which("sshd")
     if found:
         return found
@@ -72,15 +77,9 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory):
-    binary = _sshd_binary()
-    if binary is None or shutil.which("ssh-keygen") is None:
-        message = "OpenSSH server (sshd) and ssh-keygen are needed for the multi-host tests"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI=true: install openssh-server; .ci/run does)")
-        pytest.skip(message)
-    root = tmp_path_factory.mktemp("sshd")
+def serve(binary: str, root: Path) -> Iterator[SSHD]:
+    """A fixture body (``yield from serve(...)``): starts sshd (``binary``) with its keys and
+    configuration in ``root``, yields it, and stops it when resumed. Fails if it does not start."""
     os.chmod(root, 0o700)
     _keygen(root / "host_key")
     _keygen(root / "user_key")

@@ -1,0 +1,58 @@
+"""Fixtures shared by the whole suite, and the markers that follow from them.
+
+Layout: ``tests/unit`` runs code inside the pytest process (no launcher, worker, agent or
+script as a subprocess, no sshd); ``tests/e2e`` drives real processes (launches with fake or
+real workers, the command line, msrun, the node agent, the sshd). Helpers live in
+``tests/support`` and test data in ``tests/fixtures``.
+
+Fixtures:
+
+- ``sshd`` (session): a real OpenSSH server on 127.0.0.1 and 127.0.0.2
+  (``tests.support.sshd.SSHD``). Every test that uses it, directly or through another fixture,
+  is marked ``ssh``, so ``-m "not ssh"`` leaves them all out.
+- ``runs``: starts ``wrn-launch`` subprocesses with fake workers (``tests.support.launches.Run``).
+- ``ssh_runs``: the same over SSH with a hostfile (``SSHRun``).
+
+Both run fixtures kill whatever a run left behind when the test ends, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support.launches import Run, SSHRun, launches
+from tests.support.sshd import serve, sshd_binary
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "sshd" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ssh)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """The test sshd. Without OpenSSH on this machine the tests that need it skip, except under
+    CI=true, where they fail."""
+    binary = sshd_binary()
+    if binary is None:
+        message = "OpenSSH server (sshd) and ssh-keygen are needed for the multi-host tests"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: install openssh-server; .ci/run does)")
+        pytest.skip(message)
+    yield from serve(binary, tmp_path_factory.mktemp("sshd"))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """``runs(*args, **fake)`` starts ``wrn-launch`` with fake workers (see ``Run``)."""
+    yield from launches(tmp_path, Run)
+
+
+@pytest.fixture
+def ssh_runs(tmp_path):
+    """``ssh_runs(sshd, hosts, *args, ...)`` starts ``wrn-launch --hostfile`` (see ``SSHRun``)."""
+    yield from launches(tmp_path, SSHRun)
