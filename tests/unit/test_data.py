@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support import REPO
 from wrn import data as D
 from wrn import synth
 from wrn.config import BUILTIN_DATA, ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
 UNICODE_CLASSES = [
     "可口可乐（300ml）", "农夫山泉 550ml", "纯牛奶100%", "薯片+番茄味", "维他柠檬茶.原味",
 ]

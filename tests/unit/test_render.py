@@ -1,6 +1,6 @@
 """The live dashboard, replayed from recorded event streams (``tests/fixtures/events``) into
 recorded Rich consoles at fixed widths, and the renderers driven the way the supervisor drives
-them. No processes are started here (the pseudo-terminal runs are in test_render_pty.py)."""
+them. No processes are started here (the pseudo-terminal runs are in e2e/test_render_pty.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -16,8 +15,8 @@ from rich.console import Console
 from launcher.progress import LiveState, RunProgress, RunSummary
 from launcher.render import (JsonRenderer, PlainRenderer, RichRenderer, dashboard, fmt_ago,
                              fmt_bytes, local_host_names, make_renderer, read_rss)
+from tests.support import EVENTS
 
-EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"
 WIDTHS = (80, 120, 200)
 STREAMS = {"real2": 2, "ranks8": 8, "ranks64": 64}
 

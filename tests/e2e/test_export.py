@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support import REPO
 from tests.support.processes import fake_env
 from wrn.config import dump_config, load_config
 from wrn.export import (ExportError, check_format_supported, describe, export_checkpoint,
                         find_run_config, normalise_format, output_path, predict_mindir, predict_onnx)
 
-REPO = Path(__file__).resolve().parent.parent
 NUM_CLASSES = 4
 
 

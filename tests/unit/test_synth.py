@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support import REPO
 from wrn import data as D
 from wrn import synth
 from wrn.config import BUILTIN_DATA
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from cluster.ranktable import primary_ip
+from tests.support import FIXTURES
 from tests.support.launches import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD
 from tests.support.processes import fake_env
 
-FIXTURES = Path(__file__).parent / "fixtures"
 HCCN_CONF = FIXTURES / "hccn.conf"
 HCCL_TOOLS_8P = FIXTURES / "hccl_8p_01234567_10.155.111.140.json"
 MERGE_HCCL_16P = FIXTURES / "hccl_2s_16p_merge_hccl.json"

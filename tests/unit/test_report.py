@@ -19,10 +19,10 @@ from launcher import report
 from launcher.report import (nice_ticks, report_renderables, sparkline, svg_document, text_chart,
                              write_svg)
 from launcher.runs import load_run
+from tests.support import EVENTS
 from tests.support.launches import launcher_argv
 from tests.support.processes import fake_env
 
-EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"
 SVG = "{http://www.w3.org/2000/svg}"
 STREAMS = {"real2": (2, 10), "ranks8": (8, 3), "ranks64": (64, 3)}  # ranks, epochs
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support import REPO
 from tests.support.processes import fake_env
 
-REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
 DISTRIBUTE, STANDALONE, EVAL = "run_distribute_train.sh", "run_standalone_train.sh", "run_eval.sh"
 

@@ -9,7 +9,6 @@ import json
 import os
 import stat
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +21,8 @@ from cluster.ranktable import (Problem, RankTable, RankTableError, TableDevice,
                                local_ips, merge_tables, parse_hccn_conf, parse_hccn_tool_output,
                                primary_ip, query_hccn_tool, read_hccn_conf, read_table,
                                table_from_data)
+from tests.support import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 HCCN_CONF = FIXTURES / "hccn.conf"
 HCCL_TOOLS_8P = FIXTURES / "hccl_8p_01234567_10.155.111.140.json"
 MERGE_HCCL_16P = FIXTURES / "hccl_2s_16p_merge_hccl.json"
