@@ -1,9 +1,15 @@
 """Fixtures shared by the whole suite, and the markers that follow from them.
 
-Layout: ``tests/unit`` runs code inside the pytest process (no launcher, worker, agent or
-script as a subprocess, no sshd); ``tests/e2e`` drives real processes (launches with fake or
-real workers, the command line, msrun, the node agent, the sshd). Helpers live in
-``tests/support`` and test data in ``tests/fixtures``.
+Layout:
+
+- ``tests/unit``: code run inside the pytest process (functions, parsers, formatting, and
+  MindSpore cells, datasets and checkpoints in-process). No launch, no fake or real worker, no
+  MindSpore process, no sshd; a test may start a throwaway interpreter or a light command
+  such as ``wrn-launch runs``.
+- ``tests/e2e``: real processes: launches with fake or real workers, the command line as a
+  user meets it, msrun, the node agent, the ModelZoo scripts, MindSpore in processes of its
+  own, and everything that needs the test sshd.
+- ``tests/support``: helpers, imported as ``tests.support.<module>``; ``tests/fixtures``: data.
 
 Fixtures:
 

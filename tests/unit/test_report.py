@@ -1,14 +1,12 @@
 """``wrn-launch report``: the terminal report at fixed widths from recorded event streams of 2,
-8 and 64 ranks, the SVG plot (parsed back as XML), the text charts, and the command on a run
-the launcher really made (fake workers)."""
+8 and 64 ranks, the SVG plot (parsed back as XML), the text charts. The command on a run the
+launcher really made (fake workers) is in e2e/test_report.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,8 +18,6 @@ from launcher.report import (nice_ticks, report_renderables, sparkline, svg_docu
                              write_svg)
 from launcher.runs import load_run
 from tests.support import EVENTS
-from tests.support.launches import launcher_argv
-from tests.support.processes import fake_env
 
 SVG = "{http://www.w3.org/2000/svg}"
 STREAMS = {"real2": (2, 10), "ranks8": (8, 3), "ranks64": (64, 3)}  # ranks, epochs
@@ -153,34 +149,3 @@ def test_report_errors_are_one_paragraph(tmp_path, capsys):
     run = make_run_dir(tmp_path, "ranks8")
     assert report.main([str(run), "--plot", str(tmp_path / "no" / "such" / "dir" / "p.svg")]) == 2
     assert "--no-plot" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A run the launcher made with fake workers (2 ranks, 2 epochs)."""
-    root = tmp_path_factory.mktemp("finished")
-    argv = launcher_argv("--devices", "2", "--run-dir", str(root / "run"), "--grace", "1")
-    proc = subprocess.run(argv, env=fake_env(steps=4, epochs=2, step_s=0.02), cwd=root,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return root / "run"
-
-
-def test_report_command_on_a_finished_run_writes_a_valid_plot(finished_run):
-    proc = subprocess.run([sys.executable, "-m", "launcher.cli", "report", str(finished_run)],
-                          capture_output=True, text=True, timeout=60, env=fake_env())
-    assert proc.returncode == 0, proc.stderr
-    plot = finished_run / "report.svg"
-    assert plot.is_file() and f"plot: {plot}" in proc.stdout
-    root = ET.parse(plot).getroot()
-    assert root.tag == f"{SVG}svg" and root.findall(f".//{SVG}polyline")
-    assert "\x1b" not in proc.stdout and "succeeded" in proc.stdout and "95.00%" in proc.stdout
-    assert re.search(r"^\s+2\s+0\.25\s", proc.stdout, re.M)  # epoch 2's loss (2 / global step 8)
-
-
-def test_report_no_plot(finished_run, tmp_path, capsys):
-    target = tmp_path / "elsewhere.svg"
-    assert report.main([str(finished_run), "--plot", str(target)]) == 0
-    assert target.is_file() and str(target) in capsys.readouterr().out
-    assert report.main([str(finished_run), "--no-plot"]) == 0
-    assert "plot:" not in capsys.readouterr().out

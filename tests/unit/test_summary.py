@@ -1,17 +1,13 @@
 """MindInsight summary records (``wrn.summary``): the framing, the protobuf, which rank writes
-where, and that MindSpore reads the files (its ``summary_pb2``) and writes the same framing."""
+where, and that MindSpore reads the files (its ``summary_pb2``). That MindSpore writes the same
+framing (in a process of its own) is in e2e/test_summary.py."""
 
 from __future__ import annotations
 
-import re
 import struct
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
-from tests.support.processes import fake_env
 from wrn.summary import (NullSummary, SummaryLog, crc32c, encode_scalars_event, frame, masked_crc,
                          open_summary, read_records, read_summary, summary_dir)
 
@@ -94,25 +90,6 @@ def test_mindspore_parses_the_records(tmp_path):
     assert event.step == 7 and event.wall_time == 1767225601.5
     assert [(v.tag, v.scalar_value) for v in event.summary.value] == [("loss", 0.75), ("eval_top1", 0.5)]
     assert event.SerializeToString() == second  # byte for byte what protobuf itself writes
-
-
-@pytest.mark.slow  # starts MindSpore's summary writer processes
-def test_same_framing_as_mindspores_own_summary_record(tmp_path):
-    script = textwrap.dedent(f"""
-        import numpy as np
-        import mindspore as ms
-        from mindspore.train.summary import SummaryRecord
-        with SummaryRecord({str(tmp_path / 'ms')!r}, num_process=1) as rec:
-            rec.add_value("scalar", "loss", ms.Tensor(np.array(0.5, np.float32)))
-            rec.record(3)
-    """)
-    subprocess.run([sys.executable, "-c", script], env=fake_env(), check=True, timeout=120,
-                   capture_output=True)
-    files = [p for p in (tmp_path / "ms").iterdir() if re.search(r"\.summary\.\d+\.", p.name)
-             and p.name.endswith("_MS")]
-    assert len(files) == 1
-    version, records = read_summary(files[0])  # every CRC checked by our reader
-    assert version == "MindSpore.Event:1" and [(s, v) for s, _w, v in records] == [(3, {"loss": 0.5})]
 
 
 def test_two_writers_in_one_second_get_two_files(tmp_path):
