@@ -86,9 +86,11 @@ def test_started_lines_exited_done(agents):
     code = "print('hello'); print('@wrn {\"v\":1}'); import sys; print('bye', flush=True); sys.exit(3)"
     agent = agents([proc("rank0", code, rank=0), proc("rank1", "print('one')", rank=1)])
     msgs = agent.all_until_done()
-    assert msgs[0]["type"] == "hello" and msgs[0]["pid"] == agent.popen.pid
+    assert msgs[0]["type"] == "hello"
+    assert msgs[0]["pid"] == agent.popen.pid
     started = of(msgs, "started", "rank0")[0]
-    assert started["rank"] == 0 and started["pgid"] == started["pid"]  # own process group
+    assert started["rank"] == 0
+    assert started["pgid"] == started["pid"]  # own process group
     assert [m["line"] for m in of(msgs, "line", "rank0")] == ["hello", '@wrn {"v":1}', "bye"]
     exited = of(msgs, "exited", "rank0")[0]
     assert (exited["exit_code"], exited["signal"], exited["pid"]) == (3, None, started["pid"])
@@ -113,7 +115,9 @@ def test_unstartable_process_is_reported(agents):
     spec["argv"] = ["/nonexistent/python"]
     msgs = agents([spec]).all_until_done()
     exited = of(msgs, "exited")[0]
-    assert exited["exit_code"] == 127 and exited["pid"] is None and "nonexistent" in exited["error"]
+    assert exited["exit_code"] == 127
+    assert exited["pid"] is None
+    assert "nonexistent" in exited["error"]
 
 
 def test_stop_command_terms_then_kills(agents):
@@ -142,7 +146,8 @@ def test_stdin_eof_kills_process_groups(agents, tmp_path):
     started = agent.until(lambda m: m["type"] == "started")
     agent.until(lambda m: m["type"] == "line")
     child = int(pidfile.read_text())
-    assert pid_alive(started["pid"]) and pid_alive(child)
+    assert pid_alive(started["pid"])
+    assert pid_alive(child)
     agent.popen.stdin.close()
     msgs = agent.all_until_done()
     assert "stdin EOF" in of(msgs, "stopping")[0]["reason"]
@@ -179,7 +184,9 @@ def test_bad_spec_and_unknown_command(agents):
     bad = subprocess.run([PY, "-m", "launcher.agent"], input=b"[1, 2]\n", capture_output=True,
                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=20)
     lines = [json.loads(x) for x in bad.stdout.splitlines()]
-    assert bad.returncode == 2 and lines[0]["type"] == "warning" and lines[-1]["type"] == "done"
+    assert bad.returncode == 2
+    assert lines[0]["type"] == "warning"
+    assert lines[-1]["type"] == "done"
     agent = agents([proc("rank0", "import time; time.sleep(1)", rank=0)])
     agent.send({"cmd": "dance"})
     msgs = agent.all_until_done()

@@ -39,13 +39,17 @@ def test_dry_run_ascend_8_on_this_machine(tmp_path):
     res = cli("--dry-run", "--backend", "ascend", "--devices", "8", "--run-dir", str(run_dir), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    assert "backend: Ascend" in out and "\x1b" not in out
+    assert "backend: Ascend" in out
+    assert "\x1b" not in out
     for k in range(8):
         assert f"DEVICE_ID={k} LOCAL_RANK={k} RANK_ID={k}" in out
-    assert f"RANK_TABLE_FILE={run_dir}/rank_table.json" in out and "RANK_SIZE=8" in out
-    assert "this host has no Ascend devices" in out and "/etc/hccn.conf does not exist" in out
+    assert f"RANK_TABLE_FILE={run_dir}/rank_table.json" in out
+    assert "RANK_SIZE=8" in out
+    assert "this host has no Ascend devices" in out
+    assert "/etc/hccn.conf does not exist" in out
     assert '"device_ip": "0.0.0.0"' in out  # placeholder, with the warning above
-    assert not run_dir.exists() and not (tmp_path / "runs").exists()  # nothing created or started
+    assert not run_dir.exists()
+    assert not (tmp_path / "runs").exists()  # nothing created or started
 
 
 def test_dry_run_ascend_with_fixture_devices(tmp_path, ascend_host):
@@ -57,7 +61,8 @@ def test_dry_run_ascend_with_fixture_devices(tmp_path, ascend_host):
     assert '{"device_id": "7", "device_ip": "192.98.92.107", "rank_id": "3"}' in res.stdout
     assert "warning:" not in res.stdout
     auto = cli("--dry-run", "--devices", "2", "--hccn-conf", str(conf), "--dev-dir", str(dev), cwd=tmp_path)
-    assert "backend: Ascend" in auto.stdout and "chosen: detected" in auto.stdout
+    assert "backend: Ascend" in auto.stdout
+    assert "chosen: detected" in auto.stdout
 
 
 def test_dry_run_cpu_and_gpu(tmp_path):
@@ -65,10 +70,14 @@ def test_dry_run_cpu_and_gpu(tmp_path):
     assert cpu.returncode == 0, cpu.stderr
     for k in range(3):
         assert f"MS_NODE_ID={k} RANK_ID={k}" in cpu.stdout
-    assert "MS_ROLE=MS_WORKER" in cpu.stdout and "MS_WORKER_NUM=3" in cpu.stdout
-    assert "OMP_NUM_THREADS=2" in cpu.stdout and "-m wrn.scheduler" in cpu.stdout
+    assert "MS_ROLE=MS_WORKER" in cpu.stdout
+    assert "MS_WORKER_NUM=3" in cpu.stdout
+    assert "OMP_NUM_THREADS=2" in cpu.stdout
+    assert "-m wrn.scheduler" in cpu.stdout
     gpu = cli("--dry-run", "--backend", "gpu", "--devices", "2", cwd=tmp_path)
-    assert gpu.returncode == 0 and "backend: GPU" in gpu.stdout and "no GPU devices" in gpu.stdout
+    assert gpu.returncode == 0
+    assert "backend: GPU" in gpu.stdout
+    assert "no GPU devices" in gpu.stdout
 
 
 @pytest.mark.parametrize("args, words", [
@@ -91,7 +100,9 @@ def test_bad_input_is_one_message_and_exit_2(tmp_path, args, words):
     assert res.returncode == 2, res.stdout + res.stderr
     assert words in res.stderr
     msg = res.stderr.strip()
-    assert msg.startswith("wrn-launch: error:") and "\n" not in msg and "Traceback" not in msg
+    assert msg.startswith("wrn-launch: error:")
+    assert "\n" not in msg
+    assert "Traceback" not in msg
     assert res.stdout == ""
     assert not (tmp_path / "runs").exists()  # nothing created, nothing started
 
@@ -102,10 +113,13 @@ def test_bad_devices_on_a_fixture_ascend_host(tmp_path, ascend_host):
                            ("0-3,9", "unknown Ascend device id(s) 9")):
         res = cli("--backend", "ascend", "--devices", devices, "--dev-dir", str(dev), "--hccn-conf",
                   str(conf), "--dry-run", cwd=tmp_path)
-        assert res.returncode == 2 and words in res.stderr and "\n" not in res.stderr.strip()
+        assert res.returncode == 2
+        assert words in res.stderr
+        assert "\n" not in res.stderr.strip()
     res = cli("--backend", "ascend", "--devices", "2", "--dev-dir", str(dev), "--hccn-conf",
               str(tmp_path / "none.conf"), cwd=tmp_path)
-    assert res.returncode == 2 and "none.conf does not exist" in res.stderr
+    assert res.returncode == 2
+    assert "none.conf does not exist" in res.stderr
 
 
 def test_port_in_use_and_range_exhausted(tmp_path):
@@ -116,7 +130,8 @@ def test_port_in_use_and_range_exhausted(tmp_path):
         for args, words in ((["--port", str(port)], "that port is in use"),
                             (["--port-range", f"{port}-{port}"], "no free TCP port")):
             res = cli(*launcher_argv("--devices", "2", "--name", "p", *args)[3:], cwd=tmp_path)
-            assert res.returncode == 2 and words in res.stderr, res.stderr
+            assert res.returncode == 2, res.stderr
+            assert words in res.stderr, res.stderr
             assert not (tmp_path / "runs").exists()
 
 
@@ -125,7 +140,8 @@ def test_run_dir_not_empty(tmp_path):
     run_dir.mkdir()
     (run_dir / "run.json").write_text("{}")
     res = cli(*launcher_argv("--devices", "2", "--run-dir", str(run_dir))[3:], cwd=tmp_path)
-    assert res.returncode == 2 and "already exists and is not empty" in res.stderr
+    assert res.returncode == 2
+    assert "already exists and is not empty" in res.stderr
     assert sorted(p.name for p in run_dir.iterdir()) == ["run.json"]
 
 
@@ -134,7 +150,8 @@ def test_default_run_dir_and_modelzoo_overrides(tmp_path):
               cwd=tmp_path, env=fake_env(steps=2))
     assert res.returncode == 0, res.stdout + res.stderr
     run_dir, = (tmp_path / "runs").iterdir()
-    assert run_dir.name.startswith("zoo-") and len(run_dir.name) == len("zoo-20240101-120000")
+    assert run_dir.name.startswith("zoo-")
+    assert len(run_dir.name) == len("zoo-20240101-120000")
     assert "epoch_size: 2" in (run_dir / "config.yaml").read_text()
 
 
@@ -145,7 +162,8 @@ def test_help_and_subcommand_errors(tmp_path, capsys):
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    assert "--devices" in text and "--worker-cmd" not in text  # the test hook stays hidden
+    assert "--devices" in text
+    assert "--worker-cmd" not in text  # the test hook stays hidden
 
 
 @pytest.mark.slow

@@ -21,9 +21,11 @@ def test_two_ranks_of_16_equal_one_process_of_32(tmp_path):
     logs = "".join(p.read_text(errors="replace") for p in sorted((tmp_path / "logs").glob("worker_*.log")))
     assert dist.returncode == 0, logs[-3000:]
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
-    assert sorted(one) == sorted(two) and len(one) == 6
+    assert sorted(one) == sorted(two)
+    assert len(one) == 6
     worst = max(float(np.abs(one[k] - two[k]).max()) for k in one)
     assert worst < 1e-5, worst
     # and the two replicas hold bitwise-equal parameters
     sums = [line.split("checksum ")[1].split()[0] for line in logs.splitlines() if "checksum" in line]
-    assert len(sums) == 2 and sums[0] == sums[1]
+    assert len(sums) == 2
+    assert sums[0] == sums[1]

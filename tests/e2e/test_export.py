@@ -71,14 +71,17 @@ def reference_logits(ckpt: Path, images: np.ndarray) -> np.ndarray:
 def test_mindir_loads_and_predicts_the_same_classes(run_dir, tmp_path):
     ckpt = ckpt_of(run_dir)
     result = export_checkpoint(ckpt, "mindir", output=tmp_path / "wrn", batch_size=8, verify=True)
-    assert result.path == tmp_path / "wrn.mindir" and result.path.is_file()
+    assert result.path == tmp_path / "wrn.mindir"
+    assert result.path.is_file()
     assert result.config == str(run_dir / "config.yaml")  # found beside checkpoints/
     assert (result.model, result.num_classes, result.input_shape) == ("wrn10_2", NUM_CLASSES, (8, 3, 32, 32))
-    assert result.same_classes is True and result.max_abs_diff == 0.0
+    assert result.same_classes is True
+    assert result.max_abs_diff == 0.0
     images = np.random.default_rng(1).random((8, 3, 32, 32), dtype=np.float32)
     got = predict_mindir(result.path, images)
     want = reference_logits(ckpt, images)
-    assert np.array_equal(got.argmax(1), want.argmax(1)) and np.abs(got - want).max() == 0.0
+    assert np.array_equal(got.argmax(1), want.argmax(1))
+    assert np.abs(got - want).max() == 0.0
     print(f"MINDIR {result.bytes} bytes, exported in {result.seconds:.2f} s")
     assert describe(result)[2].startswith("verified: same classes as the checkpoint: True")
 
@@ -86,10 +89,13 @@ def test_mindir_loads_and_predicts_the_same_classes(run_dir, tmp_path):
 def test_reexport_replaces_the_read_only_file(run_dir, tmp_path):
     ckpt = ckpt_of(run_dir)
     first = export_checkpoint(ckpt, "MINDIR", output=tmp_path)
-    assert first.path == tmp_path / (ckpt.stem + ".mindir") and not first.replaced
+    assert first.path == tmp_path / (ckpt.stem + ".mindir")
+    assert not first.replaced
     assert not first.path.stat().st_mode & stat.S_IWUSR  # MindSpore writes 0400
     again = export_checkpoint(ckpt, "MINDIR", output=tmp_path, verify=True)
-    assert again.replaced and again.same_classes and again.path == first.path
+    assert again.replaced
+    assert again.same_classes
+    assert again.path == first.path
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.path.name]  # no temporary left
 
 
@@ -102,7 +108,8 @@ def test_onnx_matches_onnxruntime(run_dir, tmp_path):
         pytest.skip("onnxruntime is not installed (pip install -e '.[test]' installs it)")
     ckpt = ckpt_of(run_dir)
     result = export_checkpoint(ckpt, "ONNX", output=tmp_path / "wrn.onnx", batch_size=4, verify=True)
-    assert result.path.suffix == ".onnx" and result.same_classes is True
+    assert result.path.suffix == ".onnx"
+    assert result.same_classes is True
     assert result.max_abs_diff < 1e-5
     images = np.random.default_rng(2).random((4, 3, 32, 32), dtype=np.float32)
     got, want = predict_onnx(result.path, images), reference_logits(ckpt, images)
@@ -155,9 +162,11 @@ def test_cli(run_dir, tmp_path):
                               env=fake_env(), capture_output=True, text=True, timeout=120)
 
     res = cli(str(ckpt), "--format", "AIR")
-    assert res.returncode == 2 and res.stdout == ""
+    assert res.returncode == 2
+    assert res.stdout == ""
     msg = res.stderr.strip()
-    assert msg.startswith("wrn-launch export: error: --format AIR needs an Ascend host") and "\n" not in msg
+    assert msg.startswith("wrn-launch export: error: --format AIR needs an Ascend host")
+    assert "\n" not in msg
     res = cli(str(ckpt), "--file_format=MINDIR", "--verify", "--batch_size", "2")
     assert res.returncode == 0, res.stderr
     assert f"wrote {tmp_path / (ckpt.stem + '.mindir')} (MINDIR," in res.stdout

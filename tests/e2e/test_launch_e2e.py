@@ -53,16 +53,19 @@ def test_two_devices_default_config(tmp_path, cleanup):
     cleanup((popen, run_dir))
     out, err = popen.communicate(timeout=900)
     assert popen.returncode == 0, out[-3000:] + err[-3000:]
-    assert "replicas in sync" in out and "\x1b" not in out
+    assert "replicas in sync" in out
+    assert "\x1b" not in out
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "succeeded"
     assert all(p["exit_code"] == 0 for p in record["processes"])  # scheduler included
     assert record["summary"]["top1"] >= 0.90
     assert json.loads((run_dir / "eval.json").read_text())["top1"] >= 0.90
-    assert list((run_dir / "checkpoints").glob("*.ckpt")) and (run_dir / "classes.json").exists()
+    assert list((run_dir / "checkpoints").glob("*.ckpt"))
+    assert (run_dir / "classes.json").exists()
     assert (run_dir / "logs" / "scheduler.log").exists()
     finishes = [e for e in events(run_dir) if e["event"] == "finish"]
-    assert len(finishes) == 2 and finishes[0]["checksum"] == finishes[1]["checksum"]
+    assert len(finishes) == 2
+    assert finishes[0]["checksum"] == finishes[1]["checksum"]
     assert all_gone(run_dir)
 
 
@@ -76,7 +79,8 @@ def test_sigkill_real_worker_mid_training(tmp_path, cleanup):
     out, err = popen.communicate(timeout=60)
     took = time.monotonic() - t0
     print(f"launcher exited {took:.2f} s after SIGKILL of rank 1")
-    assert popen.returncode == 1 and took < 10
+    assert popen.returncode == 1
+    assert took < 10
     cause = json.loads((run_dir / "run.json").read_text())["root_cause"]
     assert (cause["rank"], cause["signal"]) == (1, "SIGKILL")
     assert "root cause: rank 1" in out
@@ -119,5 +123,6 @@ def test_sigterm_launcher_with_real_workers(tmp_path, cleanup):
     print(f"launcher exited {time.monotonic() - t0:.2f} s after SIGTERM")
     assert popen.returncode == 143
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "interrupted" and all(p["exit_code"] is not None for p in record["processes"])
+    assert record["status"] == "interrupted"
+    assert all(p["exit_code"] is not None for p in record["processes"])
     assert all_gone(run_dir)

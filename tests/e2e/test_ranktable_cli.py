@@ -31,7 +31,9 @@ def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60) -> 
 def one_line_error(res: subprocess.CompletedProcess, words: str) -> None:
     assert res.returncode == 2, res.stdout + res.stderr
     msg = res.stderr.strip()
-    assert words in msg and "\n" not in msg and "Traceback" not in msg, msg
+    assert words in msg, msg
+    assert "\n" not in msg, msg
+    assert "Traceback" not in msg, msg
 
 
 def write_table(path: Path, data: dict) -> Path:
@@ -77,7 +79,8 @@ def test_generate_with_hccn_tool_and_errors(tmp_path):
                        "node1", cwd=tmp_path), "--server-ip 'node1' is not an IP address")
     loop = cli("ranktable", "--devices", "1", "--hccn-conf", str(HCCN_CONF), "--server-ip", "127.0.0.1",
                cwd=tmp_path)
-    assert loop.returncode == 0 and "warning: server_id 127.0.0.1 is a loopback address" in loop.stdout
+    assert loop.returncode == 0
+    assert "warning: server_id 127.0.0.1 is a loopback address" in loop.stdout
 
 
 def test_merge_and_check(tmp_path):
@@ -94,7 +97,8 @@ def test_merge_and_check(tmp_path):
     assert merged["server_list"][0]["server_id"] == "10.0.0.2"  # the order given
     assert merged["server_list"][1]["device"][0]["rank_id"] == "8"
     ok = cli("ranktable", "check", "hccl_2s_16p.json", cwd=tmp_path)
-    assert ok.returncode == 0 and "ok: version 1.0, 2 server(s), 16 rank(s)" in ok.stdout
+    assert ok.returncode == 0
+    assert "ok: version 1.0, 2 server(s), 16 rank(s)" in ok.stdout
     assert "10.0.0.1: ranks 8-15 on device(s) 0-7" in ok.stdout
     dup = cli("ranktable", "merge", "10.0.0.1.json", "10.0.0.1.json", "-o", "x.json", cwd=tmp_path)
     one_line_error(dup, "server 10.0.0.1 is in both 10.0.0.1.json and 10.0.0.1.json")
@@ -103,9 +107,11 @@ def test_merge_and_check(tmp_path):
 
 def test_check_accepts_modelzoo_files_and_lists_problems(tmp_path):
     res = cli("ranktable", "check", str(HCCL_TOOLS_8P), cwd=tmp_path)
-    assert res.returncode == 0 and "note:" not in res.stdout
+    assert res.returncode == 0
+    assert "note:" not in res.stdout
     res = cli("ranktable", "check", str(MERGE_HCCL_16P), cwd=tmp_path)
-    assert res.returncode == 0 and "note: rank_id values are numbers" in res.stdout
+    assert res.returncode == 0
+    assert "note: rank_id values are numbers" in res.stdout
     data = json.loads(HCCL_TOOLS_8P.read_text())
     data["server_count"] = "2"
     data["server_list"][0]["device"][3]["rank_id"] = "2"
@@ -119,7 +125,8 @@ def test_check_accepts_modelzoo_files_and_lists_problems(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{")
     res = cli("ranktable", "check", str(broken), cwd=tmp_path)
-    assert res.returncode == 2 and "is not valid JSON at line 1" in res.stderr
+    assert res.returncode == 2
+    assert "is not valid JSON at line 1" in res.stderr
 
 
 # -- wrn-launch --rank-table --------------------------------------------------------------------------
@@ -128,11 +135,14 @@ def test_dry_run_second_server_of_a_table(tmp_path):
               "--hccl-connect-timeout", "600", "--plain", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    assert "backend: Ascend" in out and "chosen: --rank-table" in out
+    assert "backend: Ascend" in out
+    assert "chosen: --rank-table" in out
     assert "this host is server 10.155.111.141 (2 of 2), ranks 8-15 of 16" in out
     for k in range(8):
         assert f"DEVICE_ID={k} LOCAL_RANK={k} RANK_ID={8 + k}" in out
-    assert "RANK_SIZE=16" in out and "HCCL_CONNECT_TIMEOUT=600" in out and "HCCL_EXEC_TIMEOUT=1836" in out
+    assert "RANK_SIZE=16" in out
+    assert "HCCL_CONNECT_TIMEOUT=600" in out
+    assert "HCCL_EXEC_TIMEOUT=1836" in out
     assert '{"device_id": "0", "device_ip": "192.98.92.110", "rank_id": "8"}' in out  # strings again
     assert not (tmp_path / "runs").exists()
 
@@ -157,7 +167,8 @@ def test_this_host_found_by_its_hccn_conf(tmp_path):
 def test_rank_table_launch_errors(tmp_path, args, words):
     t0 = time.monotonic()
     one_line_error(cli("--rank-table", str(MERGE_HCCL_16P), *args, cwd=tmp_path), words)
-    assert time.monotonic() - t0 < 30 and not (tmp_path / "runs").exists()
+    assert time.monotonic() - t0 < 30
+    assert not (tmp_path / "runs").exists()
 
 
 def test_bad_table_is_one_message(tmp_path):
@@ -191,7 +202,8 @@ def test_ascend_path_runs_on_fixture_devices(tmp_path):
     procs = record["plan"]["processes"]
     assert [(p["env"]["RANK_ID"], p["env"]["DEVICE_ID"]) for p in procs] == [("0", "4"), ("1", "5")]
     assert all(p["env"]["RANK_TABLE_FILE"] == str(run_dir / "rank_table.json") for p in procs)
-    assert record["status"] == "succeeded" and record["plan"]["world_size"] == 2
+    assert record["status"] == "succeeded"
+    assert record["plan"]["world_size"] == 2
     # the table's devices must exist here
     (dev / "davinci5").unlink()
     one_line_error(cli("--rank-table", str(path), "--server-ip", "10.0.0.7", "--dev-dir", str(dev),
@@ -229,9 +241,11 @@ def test_two_server_table_on_cpu(tmp_path):
     assert [p["role"] for p in first["plan"]["processes"]] == ["scheduler", "worker", "worker"]
     for record in (first, second):
         for p in record["plan"]["processes"]:
-            assert p["env"]["MS_SCHED_HOST"] == here and p["env"]["MS_WORKER_NUM"] == "4"
+            assert p["env"]["MS_SCHED_HOST"] == here
+            assert p["env"]["MS_WORKER_NUM"] == "4"
             if p["role"] == "worker":
-                assert p["env"]["RANK_SIZE"] == "4" and p["env"]["MS_NODE_ID"] == str(p["rank"])
+                assert p["env"]["RANK_SIZE"] == "4"
+                assert p["env"]["MS_NODE_ID"] == str(p["rank"])
 
 
 def _free_port() -> int:

@@ -79,8 +79,12 @@ def test_live_view_on_a_terminal_then_the_summary(tmp_path):
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
     assert plain.count("wrn-launch · tty-run") >= 2  # drawn, then redrawn
     assert re.search(r"rank\s+host\s+dev\s+pid\s+state", plain)
-    assert "world 2" in plain and "imgs/s" in plain and re.search(r"step \d+/12", plain)
-    assert "wrn-launch summary" in plain and "succeeded" in plain and "replicas in sync" in plain
+    assert "world 2" in plain
+    assert "imgs/s" in plain
+    assert re.search(r"step \d+/12", plain)
+    assert "wrn-launch summary" in plain
+    assert "succeeded" in plain
+    assert "replicas in sync" in plain
     assert plain.rfind("wrn-launch summary") > plain.rfind("wrn-launch · tty-run")  # summary last
 
 
@@ -91,9 +95,13 @@ def test_live_view_of_real_workers_on_a_terminal(tmp_path):
                            timeout=300, real=True)
     assert code == 0, out[-3000:]
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
-    assert "\x1b[" in out and "wrn-launch · real-tty" in plain
-    assert re.search(r"rank\s+host\s+dev\s+pid\s+state", plain) and "imgs/s" in plain
-    assert "wrn-launch summary" in plain and "succeeded" in plain and "replicas in sync" in plain
+    assert "\x1b[" in out
+    assert "wrn-launch · real-tty" in plain
+    assert re.search(r"rank\s+host\s+dev\s+pid\s+state", plain)
+    assert "imgs/s" in plain
+    assert "wrn-launch summary" in plain
+    assert "succeeded" in plain
+    assert "replicas in sync" in plain
 
 
 def test_same_run_piped_to_a_file_has_no_escape_sequences(tmp_path):
@@ -104,7 +112,8 @@ def test_same_run_piped_to_a_file_has_no_escape_sequences(tmp_path):
                               timeout=60).returncode
     text = log.read_text()
     assert code == 0, text[-3000:]
-    assert "\x1b" not in text and "\r" not in text
+    assert "\x1b" not in text
+    assert "\r" not in text
     lines = text.splitlines()
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line) for line in lines)
     assert any("epoch 2/2 step 6" in line for line in lines)  # a line per interval
@@ -123,5 +132,6 @@ def test_json_flag_streams_events_even_on_a_terminal(tmp_path):
     metrics = (tmp_path / "json-run" / "metrics.jsonl").read_text().splitlines()
     assert workers == [json.loads(line) for line in metrics]  # exactly what metrics.jsonl holds
     launcher = [r["event"] for r in records if r.get("source") == "launcher"]
-    assert launcher[0] == "run_started" and launcher[-1] == "summary"
+    assert launcher[0] == "run_started"
+    assert launcher[-1] == "summary"
     assert records[-1]["status"] == "succeeded"

@@ -35,16 +35,21 @@ def test_report_command_on_a_finished_run_writes_a_valid_plot(finished_run):
                           capture_output=True, text=True, timeout=60, env=fake_env())
     assert proc.returncode == 0, proc.stderr
     plot = finished_run / "report.svg"
-    assert plot.is_file() and f"plot: {plot}" in proc.stdout
+    assert plot.is_file()
+    assert f"plot: {plot}" in proc.stdout
     root = ET.parse(plot).getroot()
-    assert root.tag == f"{SVG}svg" and root.findall(f".//{SVG}polyline")
-    assert "\x1b" not in proc.stdout and "succeeded" in proc.stdout and "95.00%" in proc.stdout
+    assert root.tag == f"{SVG}svg"
+    assert root.findall(f".//{SVG}polyline")
+    assert "\x1b" not in proc.stdout
+    assert "succeeded" in proc.stdout
+    assert "95.00%" in proc.stdout
     assert re.search(r"^\s+2\s+0\.25\s", proc.stdout, re.M)  # epoch 2's loss (2 / global step 8)
 
 
 def test_report_no_plot(finished_run, tmp_path, capsys):
     target = tmp_path / "elsewhere.svg"
     assert report.main([str(finished_run), "--plot", str(target)]) == 0
-    assert target.is_file() and str(target) in capsys.readouterr().out
+    assert target.is_file()
+    assert str(target) in capsys.readouterr().out
     assert report.main([str(finished_run), "--no-plot"]) == 0
     assert "plot:" not in capsys.readouterr().out

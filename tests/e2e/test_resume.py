@@ -78,11 +78,14 @@ def test_resume_after_whole_epochs_is_bitwise_exact(straight, tmp_path):
     run, rec, out = stop_and_resume(tmp_path, lambda r: r["epoch"] == 2,
                                     ("--set", "save_checkpoint_steps=7"))
     sums = finish_checksums(run)
-    assert sums == finish_checksums(straight) and len(set(sums.values())) == 1
+    assert sums == finish_checksums(straight)
+    assert len(set(sums.values())) == 1
     info = json.loads((run / "run.json").read_text())
-    assert info["attempt"] == 2 and len(info["attempts"]) == 1
+    assert info["attempt"] == 2
+    assert len(info["attempts"]) == 1
     assert info["attempts"][0]["status"] == "interrupted"
-    assert (run / "logs" / "attempt-1").is_dir() and list((run / "logs").glob("*-rank0.log"))
+    assert (run / "logs" / "attempt-1").is_dir()
+    assert list((run / "logs").glob("*-rank0.log"))
 
 
 def test_mid_epoch_resume_skips_truncated_newest_and_stays_exact(straight, tmp_path):
@@ -101,7 +104,8 @@ def test_mid_epoch_resume_skips_truncated_newest_and_stays_exact(straight, tmp_p
     assert f"skipping checkpoint {newest.name}" in out
     records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     starts = [r for r in records if r.get("event") == "start" and r.get("resumed_from")]
-    assert starts and all(r["resumed_from"].endswith("-e0003-s000007.ckpt") for r in starts)
+    assert starts
+    assert all(r["resumed_from"].endswith("-e0003-s000007.ckpt") for r in starts)
     assert all((r["start_epoch"], r["start_step"]) == (2, 7) for r in starts)
     assert finish_checksums(run) == finish_checksums(straight)
 
@@ -116,8 +120,10 @@ def test_worker_killed_once_with_max_restarts_succeeds(tmp_path):
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     info = json.loads((run / "run.json").read_text())
-    assert info["status"] == "succeeded" and info["attempt"] == 2
-    assert info["attempts"][0]["outcome"] == "restarted" and "rank 1" in info["attempts"][0]["restart_reason"]
+    assert info["status"] == "succeeded"
+    assert info["attempt"] == 2
+    assert info["attempts"][0]["outcome"] == "restarted"
+    assert "rank 1" in info["attempts"][0]["restart_reason"]
     assert json.loads((run / "eval.json").read_text())["top1"] > 0.5
     assert "restart 1 of 1" in out
 
@@ -139,7 +145,8 @@ def test_resume_on_three_then_one_device(tmp_path):
     assert on1.returncode == 0, out1[-3000:]
     assert "written by 3 rank(s), this run has 1" in out1
     info = json.loads((run / "run.json").read_text())
-    assert info["attempt"] == 3 and info["plan"]["world_size"] == 1
+    assert info["attempt"] == 3
+    assert info["plan"]["world_size"] == 1
 
 
 def test_maths_change_refused_before_start_unless_forced(tmp_path):
@@ -154,7 +161,9 @@ def test_maths_change_refused_before_start_unless_forced(tmp_path):
     (run / "checkpoints" / "latest.json").write_text(json.dumps({"config_hash": config_hash(cfg.to_dict())}))
     refused = launch(["--resume", str(run), "--set", "lr=0.5", "--dry-run"])
     out, _ = refused.communicate(timeout=120)
-    assert refused.returncode == 2 and "--force" in out and "Traceback" not in out
+    assert refused.returncode == 2
+    assert "--force" in out
+    assert "Traceback" not in out
     same = launch(["--resume", str(run), "--set", "log_interval=3", "--dry-run"])
     out, _ = same.communicate(timeout=120)
     assert same.returncode == 0, out[-2000:]

@@ -57,8 +57,10 @@ def recorder(tmp_path):
 def test_usage_on_wrong_argument_count(tmp_path, recorder, name, args):
     env, _ = recorder
     res = run_script(name, *args, cwd=tmp_path, env=env)
-    assert res.returncode == 2 and res.stderr.startswith(f"usage: bash {SCRIPTS / name} ")
-    assert "DEVICE_TARGET" in res.stderr and not (tmp_path / "argv.json").exists()
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"usage: bash {SCRIPTS / name} ")
+    assert "DEVICE_TARGET" in res.stderr
+    assert not (tmp_path / "argv.json").exists()
 
 
 def test_distribute_command_line(tmp_path, recorder):
@@ -73,12 +75,14 @@ def test_distribute_command_line(tmp_path, recorder):
         "-m", "launcher.cli", "--rank-table", f"{sub}/t.json", "--backend", "cpu",
         "--config", f"{sub}/cfg.yaml", "--set", f"data_path={sub}/../data", "--set", "device_target=CPU",
         "--resume-ckpt", f"{sub}/ck/x.ckpt", "--plain", "--name", "exp"]
-    assert rec["cwd"] == str(sub) and rec["pythonpath"].split(os.pathsep)[0] == str(REPO)
+    assert rec["cwd"] == str(sub)
+    assert rec["pythonpath"].split(os.pathsep)[0] == str(REPO)
     # default target Ascend; absolute and builtin: paths are kept
     run_script(DISTRIBUTE, "/t.json", "builtin:rp2k-sample", "/c.yaml", cwd=tmp_path, env=env)
     argv = recorded()["argv"]
     assert argv[3:10] == ["--rank-table", "/t.json", "--backend", "ascend", "--config", "/c.yaml", "--set"]
-    assert "data_path=builtin:rp2k-sample" in argv and "device_target=Ascend" in argv
+    assert "data_path=builtin:rp2k-sample" in argv
+    assert "device_target=Ascend" in argv
     assert "--resume-ckpt" not in argv
 
 
@@ -111,7 +115,8 @@ def test_exit_code_passed_through(tmp_path, recorder, name, nargs):
 def test_bad_device_target(tmp_path, recorder):
     env, _ = recorder
     res = run_script(EVAL, "a", "b", "c", cwd=tmp_path, env=env | {"DEVICE_TARGET": "TPU"})
-    assert res.returncode == 2 and "DEVICE_TARGET=TPU is not one of Ascend, GPU, CPU" in res.stderr
+    assert res.returncode == 2
+    assert "DEVICE_TARGET=TPU is not one of Ascend, GPU, CPU" in res.stderr
 
 
 def test_python_discovery_order(tmp_path):
@@ -165,13 +170,16 @@ def test_distribute_on_cpu_trains_evaluates_and_leaves_a_run_dir(tiny, tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     run = tmp_path / "run"
     record = json.loads((run / "run.json").read_text())
-    assert record["status"] == "succeeded" and record["plan"]["world_size"] == 2
+    assert record["status"] == "succeeded"
+    assert record["plan"]["world_size"] == 2
     assert all(p["exit_code"] == 0 for p in record["processes"])
     assert [p["env"]["RANK_SIZE"] for p in record["plan"]["processes"] if p["role"] == "worker"] == ["2", "2"]
     evaluation = json.loads((run / "eval.json").read_text())
-    assert evaluation["total"] == 16 and evaluation["world_size"] == 2
+    assert evaluation["total"] == 16
+    assert evaluation["world_size"] == 2
     ckpts = sorted((run / "checkpoints").glob("*.ckpt"))
-    assert ckpts and (run / "checkpoints" / "latest.json").exists()
+    assert ckpts
+    assert (run / "checkpoints" / "latest.json").exists()
     for name in ("config.yaml", "classes.json", "metrics.jsonl", "rank_table.json", "logs/scheduler.log"):
         assert (run / name).exists(), name
     assert sorted(p.name for p in (run / "logs").glob("*-rank*.log")) == [
@@ -184,7 +192,8 @@ def test_distribute_on_cpu_trains_evaluates_and_leaves_a_run_dir(tiny, tmp_path)
     res = run_script(EVAL, str(tiny / "data"), f"run/checkpoints/{ckpts[-1].name}", "run/config.yaml",
                      cwd=tmp_path, env=fake_env() | {"DEVICE_TARGET": "CPU"}, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "top-1 accuracy:" in res.stdout and "/16)" in res.stdout
+    assert "top-1 accuracy:" in res.stdout
+    assert "/16)" in res.stdout
 
 
 @pytest.mark.slow
@@ -194,6 +203,7 @@ def test_standalone_on_cpu(tiny, tmp_path):
                      timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record["status"] == "succeeded" and record["plan"]["world_size"] == 1
+    assert record["status"] == "succeeded"
+    assert record["plan"]["world_size"] == 1
     assert record["plan"]["scheduler"] is None  # one worker: standalone, no cluster
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["world_size"] == 1

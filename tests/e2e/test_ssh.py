@@ -32,22 +32,26 @@ def test_two_hosts_fake_run_logs_env_and_masking(runs, sshd):
                fake={"steps": 3, "connect": 1})
     assert run.wait() == 0, run.out + run.err
     rec = run.record
-    assert rec["status"] == "succeeded" and rec["plan"]["hosts"] == [A, B]
+    assert rec["status"] == "succeeded"
+    assert rec["plan"]["hosts"] == [A, B]
     assert rec["plan"]["scheduler"]["host"] == A
     procs = {p["name"]: p for p in rec["processes"]}
     assert (procs["rank0"]["host"], procs["rank1"]["host"]) == (A, B)
     assert all(p["exit_code"] == 0 for p in procs.values())
     assert "rank 1 plain line 0 of step 2" in (run.dir / "logs" / f"{B}-rank1.log").read_text()
-    assert (run.dir / "logs" / f"{A}-rank0.log").exists() and (run.dir / "logs" / "scheduler.log").exists()
+    assert (run.dir / "logs" / f"{A}-rank0.log").exists()
+    assert (run.dir / "logs" / "scheduler.log").exists()
     assert {e["host"] for e in run.metrics()} == {A, B}
     # the secret reached the workers' environment but no file of the run directory
-    assert rec["env"]["API_TOKEN"] == "***" and rec["env"]["FAKE_STEPS"] == "3"
+    assert rec["env"]["API_TOKEN"] == "***"
+    assert rec["env"]["FAKE_STEPS"] == "3"
     assert all(p["env"]["API_TOKEN"] == "***" for p in rec["plan"]["processes"])
     for path in run.dir.rglob("*"):
         if path.is_file():
             assert b"hunter2" not in path.read_bytes(), path
     assert "hunter2" not in run.out + run.err
-    assert "pre-flight" in run.err and "ok" in run.err  # the results table
+    assert "pre-flight" in run.err
+    assert "ok" in run.err  # the results table
     assert "replicas in sync" in run.out
     assert (run.dir / ".wrn-run-marker").exists()
     assert wait_for(run.all_gone, 5)
@@ -63,7 +67,8 @@ def _preflight_fails(run: SSHRun, *needles: str, within: float) -> str:
         assert needle in message, message
     assert "Traceback" not in run.err
     assert run.seconds < within, run.seconds
-    assert not run.dir.exists() and not run_processes(run.dir)  # nothing created, nothing started
+    assert not run.dir.exists()  # nothing created
+    assert not run_processes(run.dir)  # nothing started
     print(f"pre-flight failure reported in {run.seconds:.2f} s")
     return message
 
@@ -128,7 +133,8 @@ def test_sigkilled_remote_worker_stops_every_host(runs, sshd):
     code = run.wait()
     took = time.monotonic() - t0
     print(f"launcher exited {took:.2f} s after SIGKILL of rank 1 on {B}")
-    assert code == 1 and took < 5, (took, run.out + run.err)
+    assert code == 1, (took, run.out + run.err)
+    assert took < 5, (took, run.out + run.err)
     cause = run.record["root_cause"]
     assert (cause["host"], cause["rank"], cause["signal"]) == (B, 1, "SIGKILL")
     assert f"rank 1 on {B} killed by SIGKILL" in run.out
@@ -171,7 +177,8 @@ def test_rank0_outputs_are_copied_back_when_the_run_dir_is_not_shared(runs, sshd
     run = runs(sshd, TWO_HOSTS, "--remote-run-dir", str(remote),
                fake={"steps": 2, "epochs": 2, "connect": 1})
     assert run.wait() == 0, run.out + run.err
-    assert (remote / "config.yaml").exists() and (remote / ".wrn-run-marker").exists()  # copied
+    assert (remote / "config.yaml").exists()
+    assert (remote / ".wrn-run-marker").exists()  # copied
     for name in ("checkpoints/fake-e1.ckpt", "checkpoints/fake-e2.ckpt", "eval.json"):
         assert (remote / name).exists(), name  # rank 0 wrote there ...
         assert (run.dir / name).read_bytes() == (remote / name).read_bytes(), name  # ... and back
@@ -210,7 +217,8 @@ def test_ascend_dry_run_over_ssh_shows_the_merged_rank_table(runs, sshd, tmp_pat
     run = runs(sshd, ASCEND_HOSTS, "--backend", "ascend", "--dry-run", "--dev-dir", str(dev),
                "--hccn-conf", str(conf))
     assert run.wait() == 0, run.out + run.err
-    assert "pre-flight" in run.err and "FAILED" not in run.err
+    assert "pre-flight" in run.err
+    assert "FAILED" not in run.err
     text = run.out
     start = text.index("{", text.index("rank table ("))
     table = json.loads(text[start:text.index("\n}", start) + 2])

@@ -30,12 +30,14 @@ def test_two_hosts_real_training(tmp_path, sshd):
     print(f"2-host real training: {time.monotonic() - t0:.1f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "succeeded" and record["plan"]["hosts"] == ["127.0.0.1", "127.0.0.2"]
+    assert record["status"] == "succeeded"
+    assert record["plan"]["hosts"] == ["127.0.0.1", "127.0.0.2"]
     assert "replicas in sync" in done.stdout
     assert json.loads((run_dir / "eval.json").read_text())["top1"] >= 0.90  # as on one host
     finishes = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     finishes = [e for e in finishes if e["event"] == "finish"]
-    assert len(finishes) == 2 and finishes[0]["checksum"] == finishes[1]["checksum"]
+    assert len(finishes) == 2
+    assert finishes[0]["checksum"] == finishes[1]["checksum"]
     assert {e["host"] for e in finishes} == {"127.0.0.1", "127.0.0.2"}
     for name in ("127.0.0.1-rank0.log", "127.0.0.2-rank1.log", "scheduler.log"):
         assert (run_dir / "logs" / name).exists()
@@ -58,7 +60,8 @@ def test_two_hosts_two_devices_real_training(tmp_path, sshd):
     print(f"2-host x 2-device real training: {time.monotonic() - t0:.1f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "succeeded" and record["plan"]["world_size"] == 4
+    assert record["status"] == "succeeded"
+    assert record["plan"]["world_size"] == 4
     assert "replicas in sync" in done.stdout
     finishes = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     finishes = [e for e in finishes if e["event"] == "finish"]

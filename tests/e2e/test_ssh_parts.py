@@ -83,10 +83,12 @@ def test_output_fetcher_copies_rank0_outputs_back(sshd, tmp_path):
         problems = fetcher.finish()
         assert (here / "checkpoints" / "a.ckpt").read_text() == "A"
         assert (here / "checkpoints" / "b.ckpt").read_text() == "B"  # the final copy
-        assert (here / "checkpoints" / "latest.json").exists() and (here / "classes.json").exists()
+        assert (here / "checkpoints" / "latest.json").exists()
+        assert (here / "classes.json").exists()
         assert not (here / "checkpoints" / ".b.1.part.ckpt").exists()
         assert not (here / "eval.json").exists()  # none there: not a problem
-        assert len(problems) == 2 and "outside the run directory" in problems[0]
+        assert len(problems) == 2
+        assert "outside the run directory" in problems[0]
         assert "gone.ckpt is gone" in problems[1]
         assert not list((here / "checkpoints").glob("*.part"))
         assert fetcher.finish() == []
@@ -103,8 +105,10 @@ def test_merged_rank_table_rules(sshd, tmp_path):
     with pytest.raises(PlanError, match="loopback"):  # b is unreachable from a
         merged_rank_table(nodes, confs, "/etc/hccn.conf", dry_run=False)
     servers, text, warnings = merged_rank_table(nodes, confs, "/etc/hccn.conf", dry_run=True)
-    assert [d.rank_id for s in servers for d in s.devices] == [0, 1, 2] and "loopback" in warnings[0]
-    assert '"server_count": "2"' in text and server_address(nodes[0]) == "10.0.0.1"
+    assert [d.rank_id for s in servers for d in s.devices] == [0, 1, 2]
+    assert "loopback" in warnings[0]
+    assert '"server_count": "2"' in text
+    assert server_address(nodes[0]) == "10.0.0.1"
     with pytest.raises(PlanError, match="192.168.1.1 is in both a:/h"):
         merged_rank_table(nodes[:1] + (Node("c", "10.0.0.3", (0,), (0,)),),
                           {**confs, "c": {0: "192.168.1.1"}}, "/h", dry_run=False)

@@ -30,4 +30,5 @@ def test_same_framing_as_mindspores_own_summary_record(tmp_path):
              and p.name.endswith("_MS")]
     assert len(files) == 1
     version, records = read_summary(files[0])  # every CRC checked by our reader
-    assert version == "MindSpore.Event:1" and [(s, v) for s, _w, v in records] == [(3, {"loss": 0.5})]
+    assert version == "MindSpore.Event:1"
+    assert [(s, v) for s, _w, v in records] == [(3, {"loss": 0.5})]

@@ -38,7 +38,8 @@ def test_worker_under_msrun_trains_in_sync(msrun_run):
     for k, text in logs.items():
         evs = _events(text)
         start = next(e for e in evs if e["event"] == "start")
-        assert start["world_size"] == 2 and start["params"] > 0
+        assert start["world_size"] == 2
+        assert start["params"] > 0
         finish = next(e for e in evs if e["event"] == "finish")
         finishes[finish["rank"]] = finish
         # every rank ran the same number of steps
@@ -47,9 +48,11 @@ def test_worker_under_msrun_trains_in_sync(msrun_run):
     assert finishes[0]["checksum"] == finishes[1]["checksum"]
     result = json.loads((out / "run" / "eval.json").read_text())
     assert result["top1"] >= 0.18, result  # chance is 0.10; 0.25 measured after two short epochs
-    assert result["total"] == 300 and result["world_size"] == 2
+    assert result["total"] == 300
+    assert result["world_size"] == 2
     classes = json.loads((out / "run" / "classes.json").read_text(encoding="utf-8"))
-    assert len(classes) == 10 and any("（" in c for c in classes)
+    assert len(classes) == 10
+    assert any("（" in c for c in classes)
     assert (out / "run" / "checkpoints" / "latest.json").is_file()
 
 
@@ -67,7 +70,8 @@ def test_standalone_eval_matches_distributed_eval(msrun_run, tmp_path):
     single = json.loads((tmp_path / "eval.json").read_text())
     dist = json.loads((out / "run" / "eval.json").read_text())
     assert (single["correct"], single["total"]) == (dist["correct"], dist["total"])
-    assert single["world_size"] == 1 and "top-1 accuracy" in res.stdout
+    assert single["world_size"] == 1
+    assert "top-1 accuracy" in res.stdout
 
 
 def _run_worker(args, tmp_path, **env):
@@ -87,7 +91,8 @@ def test_worker_bad_input_is_one_clear_error(args, words, tmp_path):
     assert words in res.stderr
     assert "Traceback" not in res.stderr
     errors = [e for e in _events(res.stdout) if e["event"] == "error"]
-    assert len(errors) == 1 and words in errors[0]["message"]
+    assert len(errors) == 1
+    assert words in errors[0]["message"]
 
 
 def test_worker_num_classes_mismatch_is_clear(tmp_path):
@@ -97,7 +102,8 @@ def test_worker_num_classes_mismatch_is_clear(tmp_path):
             (data / split / cls).mkdir(parents=True)
     res = _run_worker(["--set", f"data_path={data}"], tmp_path)
     assert res.returncode == 2
-    assert "num_classes" in res.stderr and "Traceback" not in res.stderr
+    assert "num_classes" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_oneDNN_isa_cap_is_applied_before_mindspore_loads(tmp_path):
@@ -121,4 +127,5 @@ def test_pretrained_from_another_model_is_one_clear_error(tmp_path):
     ms.save_checkpoint(build_model("wrn16_2", 10, 32), str(ckpt))
     res = _run_worker(["--pretrained", str(ckpt)], tmp_path)
     assert res.returncode == 2, res.stderr[-2000:]
-    assert "does not fit this model" in res.stderr and "Traceback" not in res.stderr
+    assert "does not fit this model" in res.stderr
+    assert "Traceback" not in res.stderr

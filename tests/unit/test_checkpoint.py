@@ -49,8 +49,10 @@ def test_round_trip_keeps_params_momentum_and_meta(tmp_path):
     assert meta == META
     a = {p.name: p.asnumpy() for p in step.get_parameters()}
     b = {p.name: p.asnumpy() for p in fresh.get_parameters()}
-    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    assert any(k.startswith("moments.") for k in a) and "global_step" in a
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert any(k.startswith("moments.") for k in a)
+    assert "global_step" in a
 
 
 def test_truncated_and_flipped_files_never_load(tmp_path):
@@ -74,7 +76,8 @@ def test_scan_reads_names_and_checks_crc_without_loading(tmp_path):
     _, step = _cell()
     path = checkpoint.save(step, tmp_path, "m", META)
     names, size = checkpoint.scan_checkpoint(path, chunk=4096)  # small chunks: records span reads
-    assert names == set(ms.load_checkpoint(str(path))) and size == path.stat().st_size
+    assert names == set(ms.load_checkpoint(str(path)))
+    assert size == path.stat().st_size
     data = path.read_bytes()
     for cut in (0, 5, len(data) // 2, len(data) - 17, len(data) - 1):
         bad = tmp_path / f"cut{cut}.ckpt"
@@ -110,7 +113,8 @@ def test_saved_file_passes_scan_and_mindspores_crc_check(tmp_path):
         path = checkpoint.save(cell, tmp_path, "s", META)
         names, size = checkpoint.scan_checkpoint(path)
         loaded = ms.load_checkpoint(str(path), crc_check=True)
-        assert names == set(loaded) and size == path.stat().st_size
+        assert names == set(loaded)
+        assert size == path.stat().st_size
         for p in cell.get_parameters():
             assert loaded[p.name].dtype == p.dtype
             assert np.array_equal(loaded[p.name].asnumpy(), p.asnumpy()), p.name

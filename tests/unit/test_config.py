@@ -26,13 +26,16 @@ def test_wrn50_2_config_keeps_modelzoo_keys_and_values():
             assert raw[key] == value
     cfg = load_config(CONFIG_DIR / "wrn50-2_config.yaml")
     assert (cfg.model, cfg.num_classes, cfg.image_size) == ("wrn50_2", 2388, 224)
-    assert cfg.warmup_epochs > 0 and cfg.lr_schedule == "cosine" and cfg.label_smoothing > 0
+    assert cfg.warmup_epochs > 0
+    assert cfg.lr_schedule == "cosine"
+    assert cfg.label_smoothing > 0
 
 
 def test_default_config_is_small_cpu_builtin():
     cfg = load_config()
     assert cfg.data_path == BUILTIN_DATA
-    assert cfg.model.startswith("wrn") and cfg.image_size <= 64
+    assert cfg.model.startswith("wrn")
+    assert cfg.image_size <= 64
     assert load_config(DEFAULT_CONFIG) == cfg
 
 
@@ -47,13 +50,17 @@ def test_overrides_set_and_modelzoo_style():
     assert zoo == ["--data_path=/d", "--lr=0.5"]
     assert rest == ["--config", "x.yaml", "--output-dir", "o", "--not_a_key=1"]
     cfg = load_config(None, zoo + ["nesterov=true", "lr_decay_epochs=[3, 6]", "batch-size=8"])
-    assert cfg.data_path == "/d" and cfg.lr == 0.5 and cfg.nesterov is True
-    assert cfg.lr_decay_epochs == [3, 6] and cfg.batch_size == 8
+    assert cfg.data_path == "/d"
+    assert cfg.lr == 0.5
+    assert cfg.nesterov is True
+    assert cfg.lr_decay_epochs == [3, 6]
+    assert cfg.batch_size == 8
 
 
 def test_int_accepted_for_float_and_number_for_string():
     cfg = load_config(None, ["lr=1", "checkpoint_name=2024"])
-    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
+    assert cfg.lr == 1.0
+    assert isinstance(cfg.lr, float)
     assert cfg.checkpoint_name == "2024"
 
 

@@ -70,7 +70,9 @@ def test_missing_data_path_names_key_path_and_fix(tmp_path):
         with pytest.raises(ConfigError) as err:
             call(str(missing))
         msg = str(err.value)
-        assert "data_path" in msg and str(missing) in msg and "does not exist" in msg
+        assert "data_path" in msg
+        assert str(missing) in msg
+        assert "does not exist" in msg
         assert "--set data_path=" in msg
 
 
@@ -79,7 +81,9 @@ def test_missing_train_folder_names_it(tmp_path):
     with pytest.raises(ConfigError) as err:
         D.check_data_path(str(tmp_path))
     msg = str(err.value)
-    assert "data_path" in msg and str(tmp_path) in msg and "train/" in msg
+    assert "data_path" in msg
+    assert str(tmp_path) in msg
+    assert "train/" in msg
 
 
 def test_data_path_hints_at_parent_when_pointing_into_train(tmp_path):
@@ -118,7 +122,8 @@ def test_class_index_sorted_and_unicode_round_trip(tmp_path):
     path = D.save_class_index(classes, tmp_path)
     assert path == tmp_path / "classes.json"
     text = path.read_text(encoding="utf-8")
-    assert "（300ml）" in text and "\\u" not in text  # stored readable, not escaped
+    assert "（300ml）" in text
+    assert "\\u" not in text  # stored readable, not escaped
     assert json.loads(text) == classes
     assert D.load_class_index(path) == classes
     assert D.load_class_index(tmp_path) == classes
@@ -157,8 +162,10 @@ def test_scan_finds_all_formats_and_ignores_other_files(tmp_path):
     split = D.scan_split(tmp_path, "train", classes)
     assert [Path(f).name for f in split.files] == sorted(names)
     assert all(os.path.isabs(f) for f in split.files)
-    assert split.labels.dtype == np.int32 and split.labels.tolist() == [0] * len(names)
-    assert split.skipped == () and split.skip_message() is None
+    assert split.labels.dtype == np.int32
+    assert split.labels.tolist() == [0] * len(names)
+    assert split.skipped == ()
+    assert split.skip_message() is None
 
 
 def test_scan_order_is_by_class_index_then_name(tmp_path):
@@ -190,17 +197,21 @@ def test_corrupt_files_are_skipped_and_counted(tmp_path):
     assert sorted(Path(f).name for f in quick.files) == ["good.jpg", "good.png", "png_named.jpg", "undecodable.jpg"]
     reasons = {Path(p).name: why for p, why in quick.skipped}
     assert set(reasons) == {"trunc.jpg", "random.jpg", "trunc.png", "empty.jpg"}
-    assert "truncated JPEG" in reasons["trunc.jpg"] and "truncated PNG" in reasons["trunc.png"]
-    assert "empty" in reasons["empty.jpg"] and "not a JPEG or PNG" in reasons["random.jpg"]
+    assert "truncated JPEG" in reasons["trunc.jpg"]
+    assert "truncated PNG" in reasons["trunc.png"]
+    assert "empty" in reasons["empty.jpg"]
+    assert "not a JPEG or PNG" in reasons["random.jpg"]
     msg = quick.skip_message(limit=2)
-    assert msg.startswith("skipped 4 ") and "and 2 more" in msg
+    assert msg.startswith("skipped 4 ")
+    assert "and 2 more" in msg
 
     full = D.scan_split(tmp_path, "train", ["c"], verify="full")
     assert sorted(Path(f).name for f in full.files) == ["good.jpg", "good.png", "png_named.jpg"]
     assert "undecodable.jpg" in {Path(p).name for p, _ in full.skipped}
 
     off = D.scan_split(tmp_path, "train", ["c"], verify="off")
-    assert len(off) == 8 and off.skipped == ()
+    assert len(off) == 8
+    assert off.skipped == ()
     with pytest.raises(ValueError, match="verify"):
         D.scan_split(tmp_path, "train", ["c"], verify="fast")
 
@@ -230,7 +241,8 @@ def test_empty_or_missing_split_is_an_error(tmp_path):
     _write(tmp_path / "train" / "a" / "readme.txt", b"no images here")
     with pytest.raises(D.DataError) as err:
         D.scan_split(tmp_path, "train", ["a"])
-    assert str(tmp_path / "train") in str(err.value) and "no usable images" in str(err.value)
+    assert str(tmp_path / "train") in str(err.value)
+    assert "no usable images" in str(err.value)
     _write(tmp_path / "train" / "a" / "bad.jpg", b"\xff\xd8\xff" + b"\0" * 100)
     with pytest.raises(D.DataError, match="failed the quick check"):
         D.scan_split(tmp_path, "train", ["a"])
@@ -248,7 +260,8 @@ def test_shards_disjoint_covering_equal_steps(n, world, batch):
     for epoch in (0, 1):
         shards = [D.shard_indices(n, world, r, seed=3, epoch=epoch) for r in range(world)]
         joined = np.concatenate(shards)
-        assert len(joined) == n and sorted(joined.tolist()) == list(range(n))  # disjoint + covering
+        assert len(joined) == n
+        assert sorted(joined.tolist()) == list(range(n))  # disjoint + covering
         assert max(map(len, shards)) - min(map(len, shards)) <= 1
         assert all(len(s) >= steps * batch for s in shards)  # every rank can fill every step
         for r in range(world):  # deterministic per (seed, epoch)
@@ -283,22 +296,26 @@ def _run_epochs(dataset, epochs):
 def test_train_dataset_shapes_steps_and_disjoint_ranks(tiny):
     classes = D.build_class_index(tiny)
     split = D.scan_split(tiny, "train", classes)
-    assert len(split) == 40 and len(split.skipped) == 1  # the generator's one corrupt file
+    assert len(split) == 40
+    assert len(split.skipped) == 1  # the generator's one corrupt file
     indexed = _labelled_by_index(split)
     world, batch, size, seed = 2, 4, 24, 11
     seen = {}
     for rank in range(world):
         ds, steps = D.train_dataset(indexed, rank=rank, world=world, batch_size=batch, image_size=size,
                                     seed=seed, num_workers=2, crop_min_scale=0.5)
-        assert steps == 5 and ds.get_dataset_size() == steps
+        assert steps == 5
+        assert ds.get_dataset_size() == steps
         assert ds.wrn_source.started == 0  # the size is known without a counting pass
         ds.output_shapes()  # MindSpore probes the source; that must not advance the epoch
         assert ds.wrn_source.completed == 0
         for epoch, batches in enumerate(_run_epochs(ds, 2)):
             assert len(batches) == steps
             for x, y in batches:
-                assert x.shape == (batch, 3, size, size) and x.dtype == np.float32
-                assert y.shape == (batch,) and y.dtype == np.int32
+                assert x.shape == (batch, 3, size, size)
+                assert x.dtype == np.float32
+                assert y.shape == (batch,)
+                assert y.dtype == np.int32
             got = np.concatenate([y for _, y in batches])
             assert got.tolist() == D.shard_indices(40, world, rank, seed, epoch)[: steps * batch].tolist()
             seen[rank, epoch] = set(got.tolist())
@@ -313,7 +330,8 @@ def test_train_dataset_real_labels_and_normalisation(tiny):
     ds, steps = D.train_dataset(split, rank=0, world=1, batch_size=8, image_size=16, seed=0, num_workers=1)
     (batches,) = _run_epochs(ds, 1)
     labels = np.concatenate([y for _, y in batches])
-    assert len(batches) == steps == 5 and set(labels.tolist()) <= set(range(len(classes)))
+    assert len(batches) == steps == 5
+    assert set(labels.tolist()) <= set(range(len(classes)))
     x = np.concatenate([x for x, _ in batches])
     assert -3.0 < x.min() < 0.0 < x.max() < 3.0  # ImageNet-normalized 0..255 pixels
 
@@ -324,7 +342,8 @@ def test_train_dataset_resume_skips_steps_in_first_epoch_only(tiny):
                                 start_epoch=3, skip_steps=2)
     assert ds.get_dataset_size() == steps
     first, second = _run_epochs(ds, 2)
-    assert len(first) == steps - 2 and len(second) == steps
+    assert len(first) == steps - 2
+    assert len(second) == steps
     full3 = D.shard_indices(40, 2, 1, 5, 3)[: steps * 4]
     assert np.concatenate([y for _, y in first]).tolist() == full3[8:].tolist()
     assert np.concatenate([y for _, y in second]).tolist() == D.shard_indices(40, 2, 1, 5, 4)[: steps * 4].tolist()
@@ -364,7 +383,8 @@ def test_eval_dataset_covers_split_exactly_once(tiny, world, batch):
         (batches,) = _run_epochs(ds, 1)
         labels = np.concatenate([y for _, y in batches])
         assert all(x.shape == (batch, 3, 20, 20) and x.dtype == np.float32 for x, _ in batches)
-        assert labels.dtype == np.int32 and len(labels) % batch == 0
+        assert labels.dtype == np.int32
+        assert len(labels) % batch == 0
         assert (labels >= 0).sum() == num_real == len(range(rank, 12, world))
         assert (labels[num_real:] == -1).all()  # padding only at the end
         real.extend(labels[labels >= 0].tolist())
@@ -376,13 +396,17 @@ def test_eval_dataset_empty_share_gets_one_padding_batch(tiny):
     two = D.Split(files=split.files[:2], labels=split.labels[:2], classes=split.classes)
     ds, num_real = D.eval_dataset(two, rank=2, world=3, batch_size=4, image_size=16, num_workers=1)
     (batches,) = _run_epochs(ds, 1)
-    assert num_real == 0 and len(batches) == 1 and batches[0][1].tolist() == [-1] * 4
+    assert num_real == 0
+    assert len(batches) == 1
+    assert batches[0][1].tolist() == [-1] * 4
 
 
 def test_eval_dataset_can_be_iterated_again(tiny):
     split = D.scan_split(tiny, "test", D.build_class_index(tiny))
     ds, num_real = D.eval_dataset(split, rank=0, world=1, batch_size=5, image_size=16, num_workers=2)
     first, second = _run_epochs(ds, 2)
-    assert num_real == 12 and len(first) == len(second) == 3
+    assert num_real == 12
+    assert len(first) == len(second) == 3
     for (x1, y1), (x2, y2) in zip(first, second):
-        assert np.array_equal(y1, y2) and np.allclose(x1, x2)
+        assert np.array_equal(y1, y2)
+        assert np.allclose(x1, x2)

@@ -15,12 +15,14 @@ def test_dynamic_cluster_worker():
            "MS_WORKER_NUM": "4", "MS_NODE_ID": "2", "LOCAL_RANK": "2", "DEVICE_ID": "2"}
     info = world_from_env(env)
     assert (info.role, info.rank, info.world_size, info.local_rank) == ("worker", 2, 4, 2)
-    assert info.distributed and info.backend_hint == "cluster"
+    assert info.distributed
+    assert info.backend_hint == "cluster"
 
 
 def test_msrun_style_worker_without_ids_still_distributed():
     info = world_from_env({"MS_ROLE": "MS_WORKER", "MS_WORKER_NUM": "2"})
-    assert info.world_size == 2 and info.distributed
+    assert info.world_size == 2
+    assert info.distributed
 
 
 def test_scheduler_role():
@@ -43,12 +45,14 @@ def test_bad_env_is_clear(env, words):
 def test_prepare_env_respects_user_choice_and_threads(monkeypatch):
     env = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "WRN_NUM_THREADS": "3", "GLOG_v": "1"}
     changed = prepare_process_env(env)
-    assert env["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE" and changed == {"OMP_NUM_THREADS": "3"}
+    assert env["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE"
+    assert changed == {"OMP_NUM_THREADS": "3"}
     env = {"WRN_ONEDNN_ISA": "SSE41"}
     assert prepare_process_env(env)["ONEDNN_MAX_CPU_ISA"] == "SSE41"
     env = {"WRN_ONEDNN_ISA": "default"}
     assert "ONEDNN_MAX_CPU_ISA" not in prepare_process_env(env)
-    assert thread_budget({"WRN_NUM_THREADS": "2"}) == 2 and thread_budget({}) is None
+    assert thread_budget({"WRN_NUM_THREADS": "2"}) == 2
+    assert thread_budget({}) is None
 
 
 def test_avx512_cpu_gets_avx2_cap(monkeypatch):

@@ -13,10 +13,16 @@ def test_round_trip_with_numpy_and_unicode():
     buf = io.StringIO()
     events.emit("step", 3, stream=buf, epoch=1, step=np.int64(7), loss=np.float32(2.5), host="主机")
     line = buf.getvalue()
-    assert line.startswith(events.PREFIX) and line.endswith("\n") and line.count("\n") == 1
+    assert line.startswith(events.PREFIX)
+    assert line.endswith("\n")
+    assert line.count("\n") == 1
     record = events.parse(line.rstrip("\n"))
-    assert record["event"] == "step" and record["rank"] == 3 and record["v"] == events.VERSION
-    assert record["step"] == 7 and record["loss"] == 2.5 and record["host"] == "主机"
+    assert record["event"] == "step"
+    assert record["rank"] == 3
+    assert record["v"] == events.VERSION
+    assert record["step"] == 7
+    assert record["loss"] == 2.5
+    assert record["host"] == "主机"
     assert isinstance(record["time"], float)
 
 

@@ -15,12 +15,16 @@ def test_hostfile_full_syntax():
                            "node2 slots=4 devices=4-7 user=alice port=2222 python=/opt/py "
                            "workdir=/srv/wrn   # trailing comment\nnode3 devices=3\n", "h.txt")
     assert [h.name for h in hosts] == ["node1", "node2", "node3"]
-    assert hosts[0].slots == 8 and hosts[0].devices is None and hosts[0].where == "h.txt:3"
+    assert hosts[0].slots == 8
+    assert hosts[0].devices is None
+    assert hosts[0].where == "h.txt:3"
     n2 = hosts[1]
     assert (n2.slots, n2.devices, n2.user, n2.port, n2.python, n2.workdir) == \
         (4, (4, 5, 6, 7), "alice", 2222, "/opt/py", "/srv/wrn")
-    assert hosts[2].devices == (3,) and hosts[2].slots == 1  # devices=3 is device 3
-    assert hosts[0].device_request().count == 8 and n2.device_request().ids == (4, 5, 6, 7)
+    assert hosts[2].devices == (3,)  # devices=3 is device 3
+    assert hosts[2].slots == 1
+    assert hosts[0].device_request().count == 8
+    assert n2.device_request().ids == (4, 5, 6, 7)
 
 
 def test_host_without_slots_has_one():

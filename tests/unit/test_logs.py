@@ -123,7 +123,8 @@ def test_logs_command_errors_and_rank(tmp_path, capsys):
     assert out.getvalue() == "r0 line 2\n"
     assert logs.main([str(run), "--rank", "5"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("wrn-launch logs: error: --rank 5") and err.count("\n") == 1
+    assert err.startswith("wrn-launch logs: error: --rank 5")
+    assert err.count("\n") == 1
     assert logs.main([str(tmp_path / "nope")]) == 2
     assert logs.main([str(run), "-n", "-1"]) == 2
 
@@ -139,4 +140,6 @@ def test_logs_follow_stops_on_ctrl_c(tmp_path):
     assert first[-1] == "h1:scheduler sched up\n"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 130 and "Traceback" not in err and out == ""
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert out == ""

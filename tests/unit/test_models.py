@@ -248,7 +248,8 @@ def test_init_values(wrn50_2):
     assert abs(w.std() / np.sqrt(2.0 / (512 * 9)) - 1) < 0.02
     assert abs(w.mean()) < 1e-3
     bn = wrn50_2.layer1[0].bn1
-    assert (bn.gamma.asnumpy() == 1).all() and (bn.beta.asnumpy() == 0).all()
+    assert (bn.gamma.asnumpy() == 1).all()
+    assert (bn.beta.asnumpy() == 0).all()
     assert (wrn50_2.fc.bias.asnumpy() == 0).all()
 
 

@@ -143,12 +143,15 @@ def test_cpu_plan_environment_and_argv():
     plan = make_plan(request(devices=(0, 1, 2, 3), cpus=tuple(range(8))))
     sched, *workers = plan.processes
     assert plan.scheduler == ("10.0.0.1", 29500)
-    assert sched.role == "scheduler" and sched.argv == (sys.executable, "-m", "wrn.scheduler")
-    assert sched.env["MS_ROLE"] == "MS_SCHED" and sched.env["MS_WORKER_NUM"] == "4"
+    assert sched.role == "scheduler"
+    assert sched.argv == (sys.executable, "-m", "wrn.scheduler")
+    assert sched.env["MS_ROLE"] == "MS_SCHED"
+    assert sched.env["MS_WORKER_NUM"] == "4"
     assert sched.log == "logs/scheduler.log"
     for k, proc in enumerate(workers):
         env = proc.env
-        assert proc.rank == k and proc.log == f"logs/h1-rank{k}.log"
+        assert proc.rank == k
+        assert proc.log == f"logs/h1-rank{k}.log"
         assert proc.argv == (sys.executable, "-m", "wrn.train", "--config", f"{RUN}/config.yaml",
                              "--output-dir", RUN)
         keys = ("MS_ROLE", "MS_SCHED_HOST", "MS_SCHED_PORT", "MS_WORKER_NUM", "MS_NODE_ID",
@@ -158,9 +161,13 @@ def test_cpu_plan_environment_and_argv():
             "MS_WORKER_NUM": "4", "MS_NODE_ID": str(k), "RANK_ID": str(k), "RANK_SIZE": "4",
             "LOCAL_RANK": str(k), "DEVICE_ID": str(k)}
         assert env["OMP_NUM_THREADS"] == env["WRN_NUM_THREADS"] == "2"
-        assert env["GLOG_v"] == "3" and env["PYTHONUNBUFFERED"] == "1" and env["WRN_RUN_DIR"] == RUN
-        assert "RANK_TABLE_FILE" not in env and "RANK_TABLE_FILE" in proc.unset
-    assert plan.rank_table is None and plan.warnings == ()
+        assert env["GLOG_v"] == "3"
+        assert env["PYTHONUNBUFFERED"] == "1"
+        assert env["WRN_RUN_DIR"] == RUN
+        assert "RANK_TABLE_FILE" not in env
+        assert "RANK_TABLE_FILE" in proc.unset
+    assert plan.rank_table is None
+    assert plan.warnings == ()
     json.dumps(plan.to_dict())  # run.json-ready
 
 
@@ -173,15 +180,20 @@ def test_verbose_mindspore_keeps_glog_and_no_scheduler_when_asked():
 
 def test_ascend_plan_environment_and_rank_table():
     plan = make_plan(request(backend="ascend", devices=tuple(range(8)), cpus=tuple(range(16))))
-    assert plan.scheduler is None and all(p.role == "worker" for p in plan.processes)
+    assert plan.scheduler is None
+    assert all(p.role == "worker" for p in plan.processes)
     for k, proc in enumerate(plan.processes):
         assert proc.env["RANK_TABLE_FILE"] == f"{RUN}/rank_table.json"
         assert (proc.env["RANK_ID"], proc.env["DEVICE_ID"], proc.env["RANK_SIZE"]) == (str(k), str(k), "8")
-        assert "MS_ROLE" not in proc.env and "MS_ROLE" in proc.unset
+        assert "MS_ROLE" not in proc.env
+        assert "MS_ROLE" in proc.unset
     table = json.loads(plan.rank_table)
-    assert table["version"] == "1.0" and table["server_count"] == "1" and table["status"] == "completed"
+    assert table["version"] == "1.0"
+    assert table["server_count"] == "1"
+    assert table["status"] == "completed"
     server, = table["server_list"]
-    assert server["server_id"] == "10.0.0.1" and server["host_nic_ip"] == "reserve"
+    assert server["server_id"] == "10.0.0.1"
+    assert server["host_nic_ip"] == "reserve"
     assert server["device"] == [{"device_id": str(i), "device_ip": f"192.98.92.{100 + i}",
                                  "rank_id": str(i)} for i in range(8)]
 
@@ -247,7 +259,8 @@ def test_device_ips_missing_file_or_address():
     with pytest.raises(PlanError, match="does not exist.*--hccn-conf"):
         device_ips([0, 1], None, "/etc/hccn.conf", allow_placeholder=False)
     ips, warnings = device_ips([0, 1], None, "/etc/hccn.conf", allow_placeholder=True)
-    assert ips == {0: PLACEHOLDER_IP, 1: PLACEHOLDER_IP} and "dry run" in warnings[0]
+    assert ips == {0: PLACEHOLDER_IP, 1: PLACEHOLDER_IP}
+    assert "dry run" in warnings[0]
     with pytest.raises(PlanError, match=r"no address_<n> line for device\(s\) 1"):
         device_ips([0, 1], {0: "1.2.3.4"}, "c", allow_placeholder=False)
 
@@ -340,7 +353,9 @@ def test_progress_bookkeeping():
     step(0, 1, 2.0, 90.0, 10.0)
     step(1, 1, 2.1, 110.0, 10.0)
     step(0, 5, 1.5, 100.0, 14.0)
-    assert p.total_steps == 20 and p.done_steps == 5 and p.loss == 1.5
+    assert p.total_steps == 20
+    assert p.done_steps == 5
+    assert p.loss == 1.5
     assert p.imgs_per_s == pytest.approx(210.0)  # mean of the ranks' latest x world size
     assert p.eta_s(14.0) == pytest.approx(15.0)  # 4 steps took 4 s, 15 left
     for epoch, top1 in ((1, 0.7), (2, 0.6)):
@@ -350,7 +365,8 @@ def test_progress_bookkeeping():
     assert p.replicas_in_sync() is None
     p.update({"event": "finish", "rank": 0, "checksum": "x", "top1": 0.6}, 30.0)
     p.update({"event": "finish", "rank": 1, "checksum": "x", "top1": 0.6}, 30.0)
-    assert p.replicas_in_sync() is True and p.top1() == 0.6
+    assert p.replicas_in_sync() is True
+    assert p.top1() == 0.6
     p.update({"event": "finish", "rank": 1, "checksum": "y", "top1": 0.6}, 30.0)
     assert p.replicas_in_sync() is False
 
@@ -358,7 +374,8 @@ def test_progress_bookkeeping():
 def test_single_cpu_worker_runs_standalone():
     plan = make_plan(request(devices=(0,), sched_port=None))
     worker, = plan.processes
-    assert plan.scheduler is None and worker.role == "worker"
+    assert plan.scheduler is None
+    assert worker.role == "worker"
     assert not any(k.startswith("MS_") for k in worker.env)
     assert {"MS_ROLE", "MS_SCHED_PORT", "RANK_TABLE_FILE"} <= set(worker.unset)
     assert (worker.env["RANK_ID"], worker.env["RANK_SIZE"]) == ("0", "1")

@@ -82,7 +82,8 @@ def test_query_hccn_tool(fake_hccn_tool):
 
 def test_gather_device_ips_sources(fake_hccn_tool, tmp_path, monkeypatch):
     ips, source = gather_device_ips([0, 1, 2], str(HCCN_CONF))  # explicit file: only that
-    assert ips == {d: CONF_IPS[d] for d in (0, 1, 2)} and source == str(HCCN_CONF)
+    assert ips == {d: CONF_IPS[d] for d in (0, 1, 2)}
+    assert source == str(HCCN_CONF)
     # default: hccn_tool first, /etc/hccn.conf for what it did not answer
     monkeypatch.setattr("cluster.ranktable.DEFAULT_HCCN_CONF", str(HCCN_CONF))
     ips, source = gather_device_ips([2, 3])
@@ -105,7 +106,8 @@ def test_generate_from_hccn_conf_fixture_8_devices():
     data = table.to_dict()
     assert data == json.loads(HCCL_TOOLS_8P.read_text())  # exactly what hccl_tools.py writes
     assert all(isinstance(v, str) for s in data["server_list"] for d in s["device"] for v in d.values())
-    assert json.loads(table.text()) == data and table.world_size == 8
+    assert json.loads(table.text()) == data
+    assert table.world_size == 8
     assert default_table_name(ids, "10.155.111.140") == HCCL_TOOLS_8P.name
     assert default_table_name([4, 5, 6, 7], "10.0.0.1") == "hccl_4p_4567_10.0.0.1.json"
     assert table.describe() == "10.155.111.140: ranks 0-7 on device(s) 0-7"
@@ -133,14 +135,16 @@ def test_merge_two_servers_16_ranks():
     a, b = server_table("10.0.0.1", 0, "a.json"), server_table("10.0.0.2", 10, "b.json")
     merged = merge_tables([a, b])
     data = merged.to_dict()
-    assert data["server_count"] == "2" and merged.world_size == 16
+    assert data["server_count"] == "2"
+    assert merged.world_size == 16
     assert [s["server_id"] for s in data["server_list"]] == ["10.0.0.1", "10.0.0.2"]
     assert [d["rank_id"] for s in data["server_list"] for d in s["device"]] == [str(r) for r in range(16)]
     assert [d["device_id"] for d in data["server_list"][1]["device"]] == [str(d) for d in range(8)]
     assert default_merged_name(merged) == "hccl_2s_16p.json"
     assert check_table(data) == ([], [])
     reverse = merge_tables([b, a])  # the stated order decides the ranks
-    assert reverse.servers[0].server_id == "10.0.0.2" and reverse.servers[0].ranks == tuple(range(8))
+    assert reverse.servers[0].server_id == "10.0.0.2"
+    assert reverse.servers[0].ranks == tuple(range(8))
 
 
 def test_merge_errors():
@@ -171,7 +175,8 @@ def test_merge_renumbers_broken_inputs(tmp_path):
 # -- reading existing tables ------------------------------------------------------------------------
 def test_accepts_hccl_tools_style():
     table = read_table(HCCL_TOOLS_8P)
-    assert table.world_size == 8 and table.servers[0].server_id == "10.155.111.140"
+    assert table.world_size == 8
+    assert table.servers[0].server_id == "10.155.111.140"
     assert check_table(json.loads(HCCL_TOOLS_8P.read_text())) == ([], [])
 
 
@@ -179,9 +184,12 @@ def test_accepts_merge_hccl_style_integer_ranks():
     data = json.loads(MERGE_HCCL_16P.read_text())
     assert isinstance(data["server_list"][0]["device"][0]["rank_id"], int)
     problems, notes = check_table(data)
-    assert problems == [] and any("rank_id values are numbers" in n for n in notes)
+    assert problems == []
+    assert any("rank_id values are numbers" in n for n in notes)
     table = read_table(MERGE_HCCL_16P)
-    assert table.world_size == 16 and table.first_rank(1) == 8 and table.node_rank(1) == 1
+    assert table.world_size == 16
+    assert table.first_rank(1) == 8
+    assert table.node_rank(1) == 1
     written = json.loads(table.text())
     assert written["server_list"][1]["device"][0] == {"device_id": "0", "device_ip": "192.98.92.110",
                                                       "rank_id": "8"}  # strings again
@@ -270,8 +278,11 @@ def test_non_contiguous_ranks_per_server():
             data[SL][s]["device"][d]["rank_id"] = str((1 - s) * 4 + 3 - d)
     assert problems_of(data) == []
     table = table_from_data(data, "t.json")
-    assert table.first_rank(1) == 0 and table.node_rank(1) == 0 and table.node_rank(0) == 1
-    assert table.servers[0].ranks == (4, 5, 6, 7) and table.servers[0].device_ids == (3, 2, 1, 0)
+    assert table.first_rank(1) == 0
+    assert table.node_rank(1) == 0
+    assert table.node_rank(0) == 1
+    assert table.servers[0].ranks == (4, 5, 6, 7)
+    assert table.servers[0].device_ids == (3, 2, 1, 0)
 
 
 def test_missing_rank_reported_once_on_server_list():
@@ -293,8 +304,10 @@ def test_all_problems_in_one_message(tmp_path):
         read_table(path)
     msg = str(info.value)
     assert msg.startswith(f"rank table {path} has 3 problems: (1) version: ")
-    assert "(2) server_count: says 3" in msg and "(3) server_list[1].device[1].device_ip: " in msg
-    assert "\n" not in msg and len(info.value.problems) == 3
+    assert "(2) server_count: says 3" in msg
+    assert "(3) server_list[1].device[1].device_ip: " in msg
+    assert "\n" not in msg
+    assert len(info.value.problems) == 3
     assert format_problems("t.json", info.value.problems[:1]).startswith("rank table t.json: version:")
 
 
@@ -321,7 +334,8 @@ def test_rank_table_objects_validate_themselves():
     with pytest.raises(PlanError, match="listed twice"):
         RankTable((TableServer("10.0.0.1", (dev(0, 0),)), TableServer("10.0.0.1", (dev(0, 1),))))
     table = RankTable((TableServer("10.0.0.2", (dev(0, 1),)), TableServer("10.0.0.1", (dev(0, 0),))))
-    assert table.index_of("10.0.0.1") == 1 and table.index_of("10.9.9.9") is None
+    assert table.index_of("10.0.0.1") == 1
+    assert table.index_of("10.9.9.9") is None
     assert table.describe().splitlines() == ["10.0.0.2: rank 1 on device(s) 0",
                                              "10.0.0.1: rank 0 on device(s) 0"]
 
@@ -349,9 +363,12 @@ def test_find_local_server():
 
 def test_local_ips_and_primary_ip():
     ips = local_ips()
-    assert "127.0.0.1" in ips and all(ipaddress.ip_address(ip) for ip in ips)
+    assert "127.0.0.1" in ips
+    assert all(ipaddress.ip_address(ip) for ip in ips)
     assert ipaddress.ip_address(primary_ip())
-    assert is_loopback("127.0.1.1") and is_loopback("::1") and not is_loopback("10.0.0.1")
+    assert is_loopback("127.0.1.1")
+    assert is_loopback("::1")
+    assert not is_loopback("10.0.0.1")
     assert not is_loopback("host")
 
 
@@ -359,7 +376,8 @@ def test_local_ips_and_primary_ip():
 def test_hccl_timeouts():
     assert hccl_timeout_env(env={}) == ({"HCCL_CONNECT_TIMEOUT": "120", "HCCL_EXEC_TIMEOUT": "1836"}, [])
     env, warnings = hccl_timeout_env(600, 3600, env={"HCCL_CONNECT_TIMEOUT": "900"})
-    assert env == {"HCCL_CONNECT_TIMEOUT": "600", "HCCL_EXEC_TIMEOUT": "3600"} and warnings == []
+    assert env == {"HCCL_CONNECT_TIMEOUT": "600", "HCCL_EXEC_TIMEOUT": "3600"}
+    assert warnings == []
     assert hccl_timeout_env(env={"HCCL_CONNECT_TIMEOUT": "900"})[0]["HCCL_CONNECT_TIMEOUT"] == "900"
     with pytest.raises(PlanError, match="--hccl-connect-timeout 60: HCCL accepts 120-7200 seconds"):
         hccl_timeout_env(60, env={})
@@ -370,7 +388,8 @@ def test_hccl_timeouts():
     with pytest.raises(PlanError, match="environment variable HCCL_CONNECT_TIMEOUT 30: HCCL accepts"):
         hccl_timeout_env(env={"HCCL_CONNECT_TIMEOUT": "30"})
     _, warnings = hccl_timeout_env(execute=0, env={})
-    assert "Atlas A2" in warnings[0] and "1-17340" in warnings[0]
+    assert "Atlas A2" in warnings[0]
+    assert "1-17340" in warnings[0]
 
 
 # -- the plan of a launch from a table -------------------------------------------------------------------
@@ -390,19 +409,23 @@ def table_request(backend, server, table=None, **kw):
 
 def test_ascend_plan_of_second_server():
     plan = make_plan(table_request("ascend", 1))
-    assert plan.world_size == 16 and [r.rank for r in plan.ranks] == list(range(8, 16))
-    assert {r.node_rank for r in plan.ranks} == {1} and [r.local_rank for r in plan.ranks] == list(range(8))
+    assert plan.world_size == 16
+    assert [r.rank for r in plan.ranks] == list(range(8, 16))
+    assert {r.node_rank for r in plan.ranks} == {1}
+    assert [r.local_rank for r in plan.ranks] == list(range(8))
     for k, proc in enumerate(plan.processes):
         env = proc.env
         assert (env["RANK_ID"], env["DEVICE_ID"], env["RANK_SIZE"]) == (str(8 + k), str(k), "16")
-        assert env["RANK_TABLE_FILE"] == f"{RUN}/rank_table.json" and proc.name == f"rank{8 + k}"
+        assert env["RANK_TABLE_FILE"] == f"{RUN}/rank_table.json"
+        assert proc.name == f"rank{8 + k}"
     assert json.loads(plan.rank_table) == read_table(MERGE_HCCL_16P).to_dict()
     assert plan.to_dict()["world_size"] == 16
 
 
 def test_cpu_plan_of_a_table_scheduler_on_rank_0_server():
     first = make_plan(table_request("cpu", 0))
-    assert first.processes[0].role == "scheduler" and first.scheduler == ("10.155.111.140", 29500)
+    assert first.processes[0].role == "scheduler"
+    assert first.scheduler == ("10.155.111.140", 29500)
     second = make_plan(table_request("cpu", 1))
     assert all(p.role == "worker" for p in second.processes)  # the scheduler runs on server 0
     assert second.scheduler == ("10.155.111.140", 29500)
@@ -412,7 +435,8 @@ def test_cpu_plan_of_a_table_scheduler_on_rank_0_server():
     assert json.loads(second.rank_table)["server_count"] == "2"  # kept as a record
     one = RankTable(generate_table(range(2), CONF_IPS, "127.0.0.1").servers)
     plan = make_plan(table_request("cpu", 0, one))
-    assert plan.scheduler == ("127.0.0.1", 29500) and plan.world_size == 2
+    assert plan.scheduler == ("127.0.0.1", 29500)
+    assert plan.world_size == 2
 
 
 def test_table_plan_validation():

@@ -66,22 +66,31 @@ def test_report_at_every_width(tmp_path, stream, width):
     for key in ("status", "started", "duration", "devices", "model", "final loss", "accuracy (top-1)",
                 "throughput", "skipped images"):
         assert key in text, key
-    assert f"{ranks} GPU" in text and "succeeded" in text and re.search(rf"epochs\s+{epochs}/{epochs}", text)
+    assert f"{ranks} GPU" in text
+    assert "succeeded" in text
+    assert re.search(rf"epochs\s+{epochs}/{epochs}", text)
     # one row per epoch, then the two curves, then the plot file
     assert len(re.findall(r"^\s+\d+\s+\d\.\d+\s+\d", text, re.M)) >= epochs
-    assert "training loss per logged step" in text and "top-1 accuracy per evaluated epoch" in text
-    assert "•" in text and "global step" in text and "plot: RUN/report.svg" in text
+    assert "training loss per logged step" in text
+    assert "top-1 accuracy per evaluated epoch" in text
+    assert "•" in text
+    assert "global step" in text
+    assert "plot: RUN/report.svg" in text
 
 
 def test_report_numbers_of_the_real_two_rank_run(tmp_path):
     record = load_run(make_run_dir(tmp_path, "real2"))
     text = render(report_renderables(record, 120), 120)
-    assert "wrn10_2 (303,706 parameters)" in text and "32 per device x 2 = 64" in text
+    assert "wrn10_2 (303,706 parameters)" in text
+    assert "32 per device x 2 = 64" in text
     assert re.search(r"final loss\s+0\.3048", text)  # mean of the two ranks' last epoch
-    assert "98.33%" in text and "e4 65.7%, e8 97.7%, e10 98.3%" in text
+    assert "98.33%" in text
+    assert "e4 65.7%, e8 97.7%, e10 98.3%" in text
     epoch4 = next(line for line in text.splitlines() if re.match(r"\s+4\s+1\.22\s", line))
-    assert "65.67%" in epoch4 and "✓" in epoch4
-    assert [e for e, _ in record.accuracy()] == [4, 8, 10] and len(record.step_losses()) == 20
+    assert "65.67%" in epoch4
+    assert "✓" in epoch4
+    assert [e for e, _ in record.accuracy()] == [4, 8, 10]
+    assert len(record.step_losses()) == 20
 
 
 def test_report_of_a_failed_run_names_the_root_cause(tmp_path):
@@ -97,7 +106,8 @@ def test_svg_plot_is_valid_and_holds_the_curves(tmp_path):
     record = load_run(make_run_dir(tmp_path, "real2"))
     path = write_svg(record, tmp_path / "plot.svg")
     root = ET.parse(path).getroot()
-    assert root.tag == f"{SVG}svg" and root.get("width") == "900"
+    assert root.tag == f"{SVG}svg"
+    assert root.get("width") == "900"
     assert len(root.findall(f"{SVG}g[@class='chart']")) == 2
     lines = {p.get("data-label"): p.get("points") for p in root.iter(f"{SVG}polyline")}
     assert len(lines["loss per logged step (rank 0)"].split()) == 20
@@ -106,9 +116,12 @@ def test_svg_plot_is_valid_and_holds_the_curves(tmp_path):
     for points in lines.values():
         for pair in points.split():
             x, y = map(float, pair.split(","))
-            assert 0 <= x <= 900 and 0 <= y <= 660
+            assert 0 <= x <= 900
+            assert 0 <= y <= 660
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
-    assert "training loss" in texts and "top-1 accuracy" in texts and "98.33%" in texts
+    assert "training loss" in texts
+    assert "top-1 accuracy" in texts
+    assert "98.33%" in texts
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically
 
 
@@ -124,25 +137,30 @@ def test_svg_of_a_run_without_events_is_still_an_image(tmp_path):
 
 def test_text_chart_and_sparkline():
     lines = text_chart([(0, 1.0), (5, 0.5), (10, 0.0)], width=11, height=5)
-    assert lines[0].lstrip().startswith("1 ┤•") and lines[4].rstrip().endswith("•")
+    assert lines[0].lstrip().startswith("1 ┤•")
+    assert lines[4].rstrip().endswith("•")
     assert lines[-1].strip() == "0" + " " * 9 + "10" or lines[-1].split() == ["0", "10"]
     assert all("·" in line or "•" in line for line in lines[:5])  # a continuous line
     assert text_chart([]) == ["(no data)"]
     assert len(text_chart([(1, 2.0)], width=10, height=3)) == 5  # a flat single point still draws
-    assert sparkline([3, 2, 1]) == "█▅▁" and sparkline([]) == ""
+    assert sparkline([3, 2, 1]) == "█▅▁"
+    assert sparkline([]) == ""
     assert len(sparkline(list(range(100)), width=10)) == 10
 
 
 def test_nice_ticks():
     assert nice_ticks(0, 180, 6) == [0, 50, 100, 150, 200]
     assert nice_ticks(60, 100, 5) == [60, 70, 80, 90, 100]
-    assert nice_ticks(0.249, 2.32, 5)[0] == 0 and nice_ticks(1, 1)[0] <= 1 <= nice_ticks(1, 1)[-1]
+    assert nice_ticks(0.249, 2.32, 5)[0] == 0
+    assert nice_ticks(1, 1)[0] <= 1 <= nice_ticks(1, 1)[-1]
 
 
 def test_report_errors_are_one_paragraph(tmp_path, capsys):
     assert report.main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("wrn-launch report: error:") and "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith("wrn-launch report: error:")
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
     (tmp_path / "notarun").mkdir()
     assert report.main([str(tmp_path / "notarun")]) == 2
     assert "has no run.json" in capsys.readouterr().err

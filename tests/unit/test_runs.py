@@ -50,13 +50,23 @@ def test_record_numbers_from_events(tmp_path):
     with open(run / "metrics.jsonl", "a") as fh:
         fh.write('{"event": "step", "rank": 0, "glo')  # a half-written last line
     rec = load_run(run)
-    assert rec.bad_lines == 1 and rec.name == "a" and rec.world_size == 2 and rec.devices == "2 CPU"
+    assert rec.bad_lines == 1
+    assert rec.name == "a"
+    assert rec.world_size == 2
+    assert rec.devices == "2 CPU"
     assert rec.step_losses() == [(2, 1.5)]
     rows = rec.epochs()
-    assert len(rows) == 1 and rows[0].loss == pytest.approx(2.0) and rows[0].seconds == 3.5
-    assert rows[0].imgs_per_s == pytest.approx(19.0) and rows[0].top1 == 0.4 and rows[0].checkpoint
-    assert rec.final_loss == pytest.approx(2.0) and rec.top1 == 0.4 and rec.duration_s == 65.0
-    assert rec.accuracy() == [(1, 0.4)] and rec.start_event["model"] == "m"
+    assert len(rows) == 1
+    assert rows[0].loss == pytest.approx(2.0)
+    assert rows[0].seconds == 3.5
+    assert rows[0].imgs_per_s == pytest.approx(19.0)
+    assert rows[0].top1 == 0.4
+    assert rows[0].checkpoint
+    assert rec.final_loss == pytest.approx(2.0)
+    assert rec.top1 == 0.4
+    assert rec.duration_s == 65.0
+    assert rec.accuracy() == [(1, 0.4)]
+    assert rec.start_event["model"] == "m"
 
 
 def test_summary_and_eval_json_take_precedence(tmp_path):
@@ -72,9 +82,12 @@ def test_lost_run_is_detected(tmp_path):
     dead.wait()
     lost = write_run(tmp_path, "lost", status="running", processes=[{"pid": dead.pid}], agents=[])
     alive = write_run(tmp_path, "alive", status="running", processes=[{"pid": os.getpid()}])
-    assert load_run(lost).status == "lost" and load_run(alive).status == "running"
+    assert load_run(lost).status == "lost"
+    assert load_run(alive).status == "running"
     assert load_run(alive).duration_s > 0  # still running: time so far
-    assert pid_alive(os.getpid()) and not pid_alive(dead.pid) and not pid_alive(None)
+    assert pid_alive(os.getpid())
+    assert not pid_alive(dead.pid)
+    assert not pid_alive(None)
 
 
 def test_find_runs_sorts_by_start_and_skips_junk(tmp_path):
@@ -112,8 +125,11 @@ def test_runs_table_content(tmp_path):
     for col in ("name", "status", "start", "duration", "devices", "final loss", "accuracy"):
         assert col in text
     first = next(line for line in text.splitlines() if "wrn-sample" in line)
-    assert "succeeded" in first and "1:02:05" in first and "2 CPU" in first
-    assert "0.3283" in first and "98.33%" in first
+    assert "succeeded" in first
+    assert "1:02:05" in first
+    assert "2 CPU" in first
+    assert "0.3283" in first
+    assert "98.33%" in first
     assert "failed" in next(line for line in text.splitlines() if "crashed" in line)
 
 
@@ -124,25 +140,33 @@ def test_runs_command(tmp_path, capsys):
     write_run(tmp_path, "one", status="running", processes=[{"pid": 2 ** 22 + 7}])
     out = io.StringIO()
     assert runs.main([str(tmp_path)], stream=out) == 0
-    assert "one" in out.getvalue() and "lost" in out.getvalue() and "launcher was killed" in out.getvalue()
+    assert "one" in out.getvalue()
+    assert "lost" in out.getvalue()
+    assert "launcher was killed" in out.getvalue()
     assert "\x1b" not in out.getvalue()
     assert runs.main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("wrn-launch runs: error:") and err.count("\n") == 1
+    assert err.startswith("wrn-launch runs: error:")
+    assert err.count("\n") == 1
 
 
 def test_runs_through_the_cli_default_dir(tmp_path):
     write_run(tmp_path / "runs", "r1")
     proc = subprocess.run([sys.executable, "-m", "launcher.cli", "runs"], cwd=tmp_path, env=fake_env(),
                           capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0 and "r1" in proc.stdout and "succeeded" in proc.stdout
+    assert proc.returncode == 0
+    assert "r1" in proc.stdout
+    assert "succeeded" in proc.stdout
 
 
 def test_helpers(tmp_path):
-    assert parse_time("2026-01-01T00:00:00+00:00").year == 2026 and parse_time("x") is None
+    assert parse_time("2026-01-01T00:00:00+00:00").year == 2026
+    assert parse_time("x") is None
     assert parse_time(None) is None
     assert read_events(tmp_path / "missing.jsonl") == ([], 0)
-    assert runs.fmt_acc(0.5) == "50.00%" and runs.fmt_acc(None) == "-" and runs.fmt_loss(1.23456) == "1.235"
+    assert runs.fmt_acc(0.5) == "50.00%"
+    assert runs.fmt_acc(None) == "-"
+    assert runs.fmt_loss(1.23456) == "1.235"
     assert runs.fmt_when(None) == "-"
 
 

@@ -33,7 +33,8 @@ def test_resolve_target_honours_ssh_config(tmp_path):
     t = resolve_target("node1", SSHSettings(config_path=str(cfg)))
     assert (t.hostname, t.user, t.port, t.identities_only, t.known_hosts) == \
         ("10.0.0.5", "alice", 2200, True, "/tmp/kh")
-    assert t.key_files[0].endswith("/.ssh/k1") and t.label == "alice@10.0.0.5:2200"
+    assert t.key_files[0].endswith("/.ssh/k1")
+    assert t.label == "alice@10.0.0.5:2200"
     over = resolve_target("node1", SSHSettings(config_path=str(cfg), known_hosts="/x"), "bob", 23)
     assert (over.user, over.port, over.known_hosts) == ("bob", 23, "/x")
     plain = resolve_target("other", SSHSettings(config_path=str(tmp_path / "none")))
@@ -45,13 +46,15 @@ def test_commands_are_quoted_and_hold_no_secret():
     assert agent_command(host) == ("cd '/launch dir' && exec env PYTHONPATH=/proj "
                                    "PYTHONUNBUFFERED=1 /py -m launcher.agent")
     cmd = probe_command(host, "cpu", "BUILTIN", 29501)
-    assert cmd.startswith("cd '/launch dir' && exec env PYTHONPATH=/proj /py - '") and "29501" in cmd
+    assert cmd.startswith("cd '/launch dir' && exec env PYTHONPATH=/proj /py - '")
+    assert "29501" in cmd
     assert SSHTransport({"h1": host}, {}).agent_cmd("h1") == ["/py", "-m", "launcher.agent"]
 
 
 def test_parse_probe():
     assert parse_probe('noise\n@wrn-preflight {"python": "3.11.9"}\n') == {"python": "3.11.9"}
-    assert parse_probe("@wrn-preflight {broken") is None and parse_probe("") is None
+    assert parse_probe("@wrn-preflight {broken") is None
+    assert parse_probe("") is None
 
 
 def test_judge_reports_every_problem():
@@ -66,7 +69,8 @@ def test_judge_reports_every_problem():
     good = HostCheck("h2")
     judge(good, {**WANT, "import": None, "data": None, "devices": None, "cpus": [0, 1],
                  "port_free": True}, WANT, _host(), None, 29501)
-    assert good.ok and good.cpus == [0, 1]
+    assert good.ok
+    assert good.cpus == [0, 1]
 
 
 def test_failure_message_table_and_raise():
@@ -79,14 +83,17 @@ def test_failure_message_table_and_raise():
         raise_if_failed(checks)
     out = io.StringIO()
     print_table(checks, out)
-    assert "pre-flight" in out.getvalue() and "FAILED: boom" in out.getvalue()
+    assert "pre-flight" in out.getvalue()
+    assert "FAILED: boom" in out.getvalue()
 
 
 def test_remote_hosts_and_plan_adjustment():
     specs = [HostSpec("a", 1), HostSpec("b", 2, python="/other/py", workdir="/w", devices=(2, 3))]
     hosts = remote_hosts(specs, SSHSettings(config_path="/nonexistent"), "/cwd")
-    assert hosts["a"].python == sys.executable and hosts["b"].python == "/other/py"
-    assert host_device_ids(specs[1]) == (2, 3) and host_device_ids(specs[0]) == (0,)
+    assert hosts["a"].python == sys.executable
+    assert hosts["b"].python == "/other/py"
+    assert host_device_ids(specs[1]) == (2, 3)
+    assert host_device_ids(specs[0]) == (0,)
     req = PlanRequest(backend="cpu", nodes=(Node("a", "10.0.0.1", (0,), (0,)),
                                             Node("b", "10.0.0.2", (2, 3), (0, 1))),
                       run_dir="/r", cwd="/cwd", worker_cmd=(sys.executable, "-m", "wrn.train"),
@@ -94,8 +101,10 @@ def test_remote_hosts_and_plan_adjustment():
                       extra_env={"API_KEY": "s3cret"})
     plan = adjust_plan(make_plan(req), hosts)
     rank2 = plan.worker(2)
-    assert rank2.argv[0] == "/other/py" and rank2.env["PYTHONPATH"] == "/w"
-    assert rank2.env["MS_SCHED_HOST"] == "10.0.0.1" and plan.worker(0).argv[0] == sys.executable
+    assert rank2.argv[0] == "/other/py"
+    assert rank2.env["PYTHONPATH"] == "/w"
+    assert rank2.env["MS_SCHED_HOST"] == "10.0.0.1"
+    assert plan.worker(0).argv[0] == sys.executable
     masked = masked_plan(plan.to_dict())
     assert all(p["env"]["API_KEY"] == "***" for p in masked["processes"])
     assert plan.to_dict()["processes"][0]["env"]["API_KEY"] == "s3cret"  # the plan itself is intact
@@ -103,7 +112,8 @@ def test_remote_hosts_and_plan_adjustment():
 
 def test_moved_path_and_a_run_dir_elsewhere_on_the_hosts():
     assert moved_path("/r/config.yaml", "/r", "/x/y") == "/x/y/config.yaml"
-    assert moved_path("/r", "/r", "/x") == "/x" and moved_path("/rr/a", "/r", "/x") == "/rr/a"
+    assert moved_path("/r", "/r", "/x") == "/x"
+    assert moved_path("/rr/a", "/r", "/x") == "/rr/a"
     assert moved_path("/r/a", "/r", None) == "/r/a"
     specs = [HostSpec("a", 1), HostSpec("b", 1)]
     hosts = remote_hosts(specs, SSHSettings(config_path="/nonexistent"), "/cwd", "/there")
@@ -113,5 +123,6 @@ def test_moved_path_and_a_run_dir_elsewhere_on_the_hosts():
                       scheduler_cmd=None, sched_port=29501)
     plan = adjust_plan(make_plan(req), hosts)
     worker = plan.worker(1)
-    assert "/there/config.yaml" in worker.argv and worker.env["WRN_RUN_DIR"] == "/there"
+    assert "/there/config.yaml" in worker.argv
+    assert worker.env["WRN_RUN_DIR"] == "/there"
     assert output_fetcher(plan, Path("/r"), None, {"a": "shared"}) is None

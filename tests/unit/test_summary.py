@@ -61,7 +61,8 @@ def test_which_rank_writes_where(tmp_path):
     assert isinstance(open_summary(run, "./summary", rank=1), NullSummary)
     assert isinstance(open_summary(run, "", rank=0), NullSummary)
     log = open_summary(run, "./summary", rank=0, host="h")
-    assert isinstance(log, SummaryLog) and log.path.parent == run / "summary"
+    assert isinstance(log, SummaryLog)
+    assert log.path.parent == run / "summary"
     log.close()
     (tmp_path / "file").write_text("x")
     assert isinstance(open_summary(tmp_path / "file", "summary", rank=0), NullSummary)
@@ -74,7 +75,8 @@ def test_which_rank_writes_where(tmp_path):
 
 def test_big_step_numbers_encode():
     payload = encode_scalars_event(1.0, 2 ** 40, {"x": 1.0})
-    assert struct.pack("<d", 1.0) in payload and b"x" in payload
+    assert struct.pack("<d", 1.0) in payload
+    assert b"x" in payload
 
 
 def test_mindspore_parses_the_records(tmp_path):
@@ -84,14 +86,17 @@ def test_mindspore_parses_the_records(tmp_path):
     first, second = read_records(log.path)
     event = pb.Event()
     event.ParseFromString(first)
-    assert event.version == "MindSpore.Event:1" and event.wall_time == 1767225600.0
+    assert event.version == "MindSpore.Event:1"
+    assert event.wall_time == 1767225600.0
     event = pb.Event()
     event.ParseFromString(second)
-    assert event.step == 7 and event.wall_time == 1767225601.5
+    assert event.step == 7
+    assert event.wall_time == 1767225601.5
     assert [(v.tag, v.scalar_value) for v in event.summary.value] == [("loss", 0.75), ("eval_top1", 0.5)]
     assert event.SerializeToString() == second  # byte for byte what protobuf itself writes
 
 
 def test_two_writers_in_one_second_get_two_files(tmp_path):
     with SummaryLog(tmp_path, host="h", now=100.0) as a, SummaryLog(tmp_path, host="h", now=100.0) as b:
-        assert a.path != b.path and b.path.name == "events.out.events.summary.101.0.h_MS"
+        assert a.path != b.path
+        assert b.path.name == "events.out.events.summary.101.0.h_MS"

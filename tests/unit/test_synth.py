@@ -31,7 +31,8 @@ def small(tmp_path_factory) -> tuple[Path, dict]:
 def test_class_names_are_rp2k_like(small):
     root, summary = small
     names = synth.class_names(10)
-    assert summary["classes"] == names and len(set(names)) == 10
+    assert summary["classes"] == names
+    assert len(set(names)) == 10
     assert sorted(p.name for p in (root / "train").iterdir()) == sorted(names)
     assert sorted(p.name for p in (root / "test").iterdir()) == sorted(names)
     assert all(any(ord(ch) > 127 for ch in name) for name in names)
@@ -59,8 +60,10 @@ def test_exactly_one_corrupt_file_and_the_rest_decode(small):
     train = D.scan_split(root, "train", classes, verify="full")
     test = D.scan_split(root, "test", classes, verify="full")
     assert [Path(p).relative_to(root).as_posix() for p, _ in train.skipped] == summary["corrupt"]
-    assert len(summary["corrupt"]) == 1 and test.skipped == ()
-    assert len(train) == summary["train"] == 100 and len(test) == summary["test"] == 50
+    assert len(summary["corrupt"]) == 1
+    assert test.skipped == ()
+    assert len(train) == summary["train"] == 100
+    assert len(test) == summary["test"] == 50
     # the quick check alone already catches it
     assert len(D.scan_split(root, "train", classes, verify="quick").skipped) == 1
 
@@ -76,7 +79,8 @@ def test_mixed_formats_and_extension_case(small):
         else:
             assert head[:3] == b"\xff\xd8\xff"
     sizes = {Image.open(p).size for p in files if "corrupt" not in p.name}
-    assert all(36 <= w <= 48 and 36 <= h <= 48 for w, h in sizes) and len(sizes) > 10
+    assert all(36 <= w <= 48 and 36 <= h <= 48 for w, h in sizes)
+    assert len(sizes) > 10
 
 
 def test_colour_alone_does_not_identify_the_class(small):
@@ -122,7 +126,9 @@ def test_ensure_builtin_concurrent_processes_make_one_dataset(tmp_path, monkeypa
     leftovers = [p.name for p in home.iterdir() if p.name != target.name and not p.name.endswith(".lock")]
     assert leftovers == []
     summary = json.loads((target / synth.COMPLETE_MARKER).read_text(encoding="utf-8"))
-    assert summary["num_classes"] == 10 and summary["train"] == 1200 and summary["test"] == 300
+    assert summary["num_classes"] == 10
+    assert summary["train"] == 1200
+    assert summary["test"] == 300
     classes = D.build_class_index(target)
     assert len(D.scan_split(target, "train", classes)) == 1200
     # the config value resolves to the same folder, without generating again
@@ -137,9 +143,11 @@ def test_ensure_builtin_replaces_a_half_written_folder(tmp_path):
     (target / "train" / "junk" / "x.jpg").write_bytes(b"partial")
     lines = []
     assert synth.ensure_builtin(target, log=lines.append) == target
-    assert synth.is_complete(target) and not (target / "train" / "junk").exists()
+    assert synth.is_complete(target)
+    assert not (target / "train" / "junk").exists()
     assert len(lines) == 1
-    assert synth.ensure_builtin(target, log=lines.append) == target and len(lines) == 1  # no regeneration
+    assert synth.ensure_builtin(target, log=lines.append) == target
+    assert len(lines) == 1  # no regeneration
     assert sorted(p.name for p in tmp_path.iterdir()) == [".sample.lock", "sample"]
 
 
@@ -149,8 +157,10 @@ def test_command_line(tmp_path):
                            "--train-per-class", "2", "--test-per-class", "1"],
                           cwd=REPO, capture_output=True, text=True, check=True)
     summary = json.loads(proc.stdout)
-    assert summary["classes"] == synth.class_names(3) and summary["seed"] == 2
+    assert summary["classes"] == synth.class_names(3)
+    assert summary["seed"] == 2
     assert len(list((out / "train").rglob("*.*"))) == 3 * 2 + 1
     bad = subprocess.run([sys.executable, "-m", "wrn.synth", str(out), "--classes", "1"],
                          cwd=REPO, capture_output=True, text=True)
-    assert bad.returncode == 2 and "num_classes" in bad.stderr
+    assert bad.returncode == 2
+    assert "num_classes" in bad.stderr
