@@ -17,9 +17,10 @@ Fixtures:
   (``tests.support.sshd.SSHD``). Every test that uses it, directly or through another fixture,
   is marked ``ssh``, so ``-m "not ssh"`` leaves them all out.
 - ``runs``: starts ``wrn-launch`` subprocesses with fake workers (``tests.support.launches.Run``).
-- ``ssh_runs``: the same over SSH with a hostfile (``SSHRun``).
-
-Both run fixtures kill whatever a run left behind when the test ends, whatever its outcome.
+- ``ssh_runs``: the same over SSH with a hostfile (``SSHRun``). Both run fixtures kill whatever
+  a run left behind when the test ends, whatever its outcome.
+- ``mindspore_cpu_pynative``: MindSpore on CPU in PyNative mode, for tests that run cells in
+  this process (``pytestmark = pytest.mark.usefixtures("mindspore_cpu_pynative")``).
 """
 
 from __future__ import annotations
@@ -62,3 +63,12 @@ def runs(tmp_path):
 def ssh_runs(tmp_path):
     """``ssh_runs(sshd, hosts, *args, ...)`` starts ``wrn-launch --hostfile`` (see ``SSHRun``)."""
     yield from launches(tmp_path, SSHRun)
+
+
+@pytest.fixture
+def mindspore_cpu_pynative():
+    """MindSpore on CPU in PyNative mode (imported here so that loading conftest.py stays light)."""
+    import mindspore as ms
+
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.PYNATIVE_MODE)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,17 +18,31 @@ from tests.support.processes import pid_alive, run_processes, wait_for
 pytestmark = pytest.mark.slow
 
 
-def test_two_hosts_real_training(tmp_path, sshd):
-    hosts = tmp_path / "hosts.txt"
-    hosts.write_text("127.0.0.1 slots=1\n127.0.0.2 slots=1\n")
+def train_over_ssh(tmp_path: Path, sshd, hosts: str,
+                   *args: str) -> tuple[subprocess.CompletedProcess, Path, float]:
+    """``wrn-launch --hostfile`` with the real worker in a bare environment, as a user would run
+    it; returns the finished process, its run directory and the seconds it took."""
+    hostfile = tmp_path / "hosts.txt"
+    hostfile.write_text(hosts)
     run_dir = tmp_path / "run"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
     t0 = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "launcher.cli", "--hostfile", str(hosts),
+    done = subprocess.run([sys.executable, "-m", "launcher.cli", "--hostfile", str(hostfile),
                            "--ssh-config", str(sshd.ssh_config), "--run-dir", str(run_dir),
-                           "--plain", "--env", "ONEDNN_MAX_CPU_ISA=AVX2"],
+                           "--plain", *args, "--env", "ONEDNN_MAX_CPU_ISA=AVX2"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    print(f"2-host real training: {time.monotonic() - t0:.1f} s")
+    return done, run_dir, time.monotonic() - t0
+
+
+def all_gone(record: dict, run_dir: Path) -> bool:
+    """True once no process or agent of the run is left on either host."""
+    pids = [p["pid"] for p in record["processes"]] + [a["pid"] for a in record["agents"]]
+    return not any(pid_alive(p) for p in pids) and not run_processes(run_dir)
+
+
+def test_two_hosts_real_training(tmp_path, sshd):
+    done, run_dir, seconds = train_over_ssh(tmp_path, sshd, "127.0.0.1 slots=1\n127.0.0.2 slots=1\n")
+    print(f"2-host real training: {seconds:.1f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "succeeded"
@@ -42,22 +57,13 @@ def test_two_hosts_real_training(tmp_path, sshd):
     for name in ("127.0.0.1-rank0.log", "127.0.0.2-rank1.log", "scheduler.log"):
         assert (run_dir / "logs" / name).exists()
     assert list((run_dir / "checkpoints").glob("*.ckpt"))
-    pids = [p["pid"] for p in record["processes"]] + [a["pid"] for a in record["agents"]]
-    assert wait_for(lambda: not any(pid_alive(p) for p in pids) and not run_processes(run_dir), 5)
+    assert wait_for(lambda: all_gone(record, run_dir), 5)
 
 
 def test_two_hosts_two_devices_real_training(tmp_path, sshd):
-    hosts = tmp_path / "hosts.txt"
-    hosts.write_text("127.0.0.1 slots=2\n127.0.0.2 slots=2\n")
-    run_dir = tmp_path / "run"
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
-    t0 = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "launcher.cli", "--hostfile", str(hosts),
-                           "--ssh-config", str(sshd.ssh_config), "--run-dir", str(run_dir),
-                           "--plain", "--set", "epoch_size=1", "--set", "eval_interval=0",
-                           "--env", "ONEDNN_MAX_CPU_ISA=AVX2"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    print(f"2-host x 2-device real training: {time.monotonic() - t0:.1f} s")
+    done, run_dir, seconds = train_over_ssh(tmp_path, sshd, "127.0.0.1 slots=2\n127.0.0.2 slots=2\n",
+                                            "--set", "epoch_size=1", "--set", "eval_interval=0")
+    print(f"2-host x 2-device real training: {seconds:.1f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "succeeded"
@@ -70,5 +76,4 @@ def test_two_hosts_two_devices_real_training(tmp_path, sshd):
     logs = sorted(p.name for p in (run_dir / "logs").glob("*-rank*.log"))
     assert logs == ["127.0.0.1-rank0.log", "127.0.0.1-rank1.log", "127.0.0.2-rank2.log",
                     "127.0.0.2-rank3.log"]
-    pids = [p["pid"] for p in record["processes"]] + [a["pid"] for a in record["agents"]]
-    assert wait_for(lambda: not any(pid_alive(p) for p in pids) and not run_processes(run_dir), 5)
+    assert wait_for(lambda: all_gone(record, run_dir), 5)

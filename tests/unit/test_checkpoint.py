@@ -18,10 +18,7 @@ from wrn.models import build_model
 from wrn.steps import make_loss, make_optimizer, make_train_step
 
 
-@pytest.fixture(autouse=True)
-def _cpu():
-    ms.set_device("CPU")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+pytestmark = pytest.mark.usefixtures("mindspore_cpu_pynative")
 
 
 def _cell(num_classes=4):

@@ -20,10 +20,7 @@ class Tiny(nn.Cell):
         return self.fc(ops.mean(ops.relu(self.conv(x)), (2, 3)))
 
 
-@pytest.fixture(autouse=True)
-def _cpu():
-    ms.set_device("CPU")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+pytestmark = pytest.mark.usefixtures("mindspore_cpu_pynative")
 
 
 def _train(amp_level, loss_scale, steps=3):
