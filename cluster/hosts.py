@@ -137,6 +137,19 @@ def read_hostfile(path: str) -> list[HostSpec]:
     return parse_hostfile(text, path)
 
 
+def format_hostfile(specs: Sequence[HostSpec]) -> str:
+    """Hostfile text that ``parse_hostfile`` reads back as ``specs`` (one line per host)."""
+    lines = []
+    for spec in specs:
+        parts = [spec.name, f"slots={spec.slots}"]
+        if spec.devices is not None:
+            parts.append("devices=" + ",".join(map(str, spec.devices)))
+        parts += [f"{key}={getattr(spec, key)}" for key in ("user", "port", "python", "workdir")
+                  if getattr(spec, key) is not None]
+        lines.append(" ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
 def parse_hosts_flag(text: str) -> list[HostSpec]:
     """Parse ``--hosts a:8,b:8`` (``:N`` is the slot count, default 1)."""
     hosts: list[HostSpec] = []

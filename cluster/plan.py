@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 from cluster.devices import BACKENDS, backend_label, format_ids
 from cluster.errors import PlanError
-from cluster.ranktable import RankTable, TableDevice, TableServer, build_rank_table, \
+from cluster.ranktable.table import RankTable, TableDevice, TableServer, build_rank_table, \
     rank_table_text
 
 #: Variables that would confuse a worker of the *other* launch style if inherited from the
@@ -52,12 +52,18 @@ SCHEDULER_NAME = "scheduler"
 
 @dataclass(frozen=True)
 class Node:
-    """One host of a launch: its name, the address others reach it at, devices and cores."""
+    """One host of a launch: its name, the address others reach it at, devices and cores, and
+    how processes run there: ``python`` (its interpreter; None: the launcher's), ``pythonpath``
+    (the project's folder there, exported as PYTHONPATH; None: the launch's own) and
+    ``run_dir`` (the run directory's path there; None: the same path as the launcher's)."""
 
     host: str
     address: str
     device_ids: tuple[int, ...]
     cpus: tuple[int, ...]
+    python: str | None = None
+    pythonpath: str | None = None
+    run_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not self.host or "/" in self.host or self.host.startswith("."):
@@ -139,6 +145,10 @@ class PlanRequest:
     ``extra_env`` is added to every process (e.g. PYTHONPATH). ``worker_args`` are appended
     to every worker's argv (e.g. ``--resume-from DIR``).
 
+    ``python`` is the launcher's interpreter: a command whose first word it is runs with each
+    node's own ``python``. ``resume`` adds ``--resume-from <run dir there>/checkpoints`` to every
+    worker (a restart, or ``--resume``).
+
     ``rank_table`` (``--rank-table``): the launch runs this host's share of that table: the
     single node is server ``table_server`` of the table, its ranks and device ids are the
     table's, and RANK_SIZE / MS_WORKER_NUM are the table's total. On CPU/GPU the scheduler runs
@@ -161,6 +171,8 @@ class PlanRequest:
     worker_args: tuple[str, ...] = ()
     rank_table: RankTable | None = None
     table_server: int = 0
+    python: str | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "worker_args", tuple(self.worker_args))
@@ -323,8 +335,77 @@ def _oversubscription(node: Node, threads: int, backend: str, overridden: bool) 
     return []
 
 
+class _NodeView:
+    """How one node's processes are spelled: its run directory, interpreter and PYTHONPATH."""
+
+    def __init__(self, req: PlanRequest, node: Node) -> None:
+        self.node = node
+        self.run_dir = node.run_dir or req.run_dir
+        self._req = req
+
+    def command(self, cmd: tuple[str, ...]) -> tuple[str, ...]:
+        """``cmd`` with the launcher's interpreter replaced by this node's."""
+        if self.node.python and self._req.python and cmd and cmd[0] == self._req.python:
+            return (self.node.python,) + tuple(cmd[1:])
+        return tuple(cmd)
+
+    def worker_argv(self) -> tuple[str, ...]:
+        argv = self.command(self._req.worker_cmd) + (
+            "--config", os.path.join(self.run_dir, CONFIG_NAME), "--output-dir", self.run_dir)
+        if self._req.resume:
+            argv += ("--resume-from", os.path.join(self.run_dir, "checkpoints"))
+        return argv + self._req.worker_args
+
+    def env(self, req: PlanRequest) -> dict[str, str]:
+        """The variables every process of this node gets."""
+        env = dict(req.extra_env)
+        if self.node.pythonpath:
+            env["PYTHONPATH"] = self.node.pythonpath
+        env.update({"PYTHONUNBUFFERED": "1", "WRN_RUN_DIR": self.run_dir})
+        if not req.verbose_mindspore:
+            env["GLOG_v"] = "3"
+        return env
+
+
+def _cluster_setup(req: PlanRequest, ranks: Sequence[RankInfo], views: Mapping[str, _NodeView]):
+    """How the workers meet: (variables every worker gets, variables removed, the scheduler's
+    (host, port) or None, the scheduler's process or None, the rank table's text or None)."""
+    table = req.rank_table
+    if req.backend == "ascend":
+        if table is not None:
+            text = table.text()
+        else:
+            servers = [TableServer(node.address, tuple(
+                TableDevice(r.device_id, req.device_ips[node.host][r.device_id], r.rank)
+                for r in ranks if r.host == node.host)) for node in req.nodes]
+            text = rank_table_text(build_rank_table(servers))
+        return {}, DYNAMIC_CLUSTER_VARS, None, None, text  # RANK_TABLE_FILE: per node
+    if not req.uses_scheduler:
+        return {}, DYNAMIC_CLUSTER_VARS + RANK_TABLE_VARS, None, None, None
+    sched_host, sched_here = req.nodes[0].address, True
+    if table is not None and len(table.servers) > 1:
+        # the scheduler lives with rank 0; only that server's launch starts it
+        holder = min(range(len(table.servers)), key=table.first_rank)
+        sched_host, sched_here = table.servers[holder].server_id, holder == req.table_server
+    scheduler = (sched_host, int(req.sched_port))
+    launch_env = {"MS_SCHED_HOST": scheduler[0], "MS_SCHED_PORT": str(scheduler[1]),
+                  "MS_WORKER_NUM": str(req.world_size)}
+    process = None
+    if req.scheduler_cmd is not None and sched_here:
+        first = views[req.nodes[0].host]
+        process = ProcessSpec(
+            name=SCHEDULER_NAME, role="scheduler", host=req.nodes[0].host, rank=None,
+            argv=first.command(tuple(req.scheduler_cmd)), cwd=req.cwd,
+            log=f"{LOG_DIR}/scheduler.log",
+            env={**first.env(req), **launch_env, "MS_ROLE": "MS_SCHED", "OMP_NUM_THREADS": "1",
+                 "WRN_NUM_THREADS": "1"},
+            unset=RANK_TABLE_VARS)
+    return launch_env, RANK_TABLE_VARS, scheduler, process, None
+
+
 def make_plan(req: PlanRequest) -> LaunchPlan:
-    """Compute the launch plan for ``req`` (pure: reads nothing, starts nothing)."""
+    """Compute the launch plan for ``req`` (pure: reads nothing, starts nothing). The plan is
+    complete: every process carries its node's interpreter, PYTHONPATH and run directory."""
     table = req.rank_table
     if table is not None:
         ranks = assign_ranks(req.nodes, table.first_rank(req.table_server),
@@ -332,52 +413,16 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
     else:
         ranks = assign_ranks(req.nodes)
     world = req.world_size
-    run_dir = req.run_dir
-    config_path = os.path.join(run_dir, CONFIG_NAME)
-    worker_argv = tuple(req.worker_cmd) + ("--config", config_path, "--output-dir", run_dir) \
-        + req.worker_args
-    common = dict(req.extra_env)
-    common.update({"PYTHONUNBUFFERED": "1", "WRN_RUN_DIR": run_dir})
-    if not req.verbose_mindspore:
-        common["GLOG_v"] = "3"
+    views = {node.host: _NodeView(req, node) for node in req.nodes}
+    launch_env, unset, scheduler, sched_process, rank_table = _cluster_setup(req, ranks, views)
+    processes: list[ProcessSpec] = [sched_process] if sched_process is not None else []
     warnings: list[str] = []
-    processes: list[ProcessSpec] = []
-    scheduler = None
-    rank_table = None
-
-    if req.backend == "ascend":
-        table_path = os.path.join(run_dir, RANK_TABLE_NAME)
-        if table is not None:
-            rank_table = table.text()
-        else:
-            servers = [TableServer(node.address, tuple(
-                TableDevice(r.device_id, req.device_ips[node.host][r.device_id], r.rank)
-                for r in ranks if r.host == node.host)) for node in req.nodes]
-            rank_table = rank_table_text(build_rank_table(servers))
-        launch_env = {"RANK_TABLE_FILE": table_path}
-        unset = DYNAMIC_CLUSTER_VARS
-    elif not req.uses_scheduler:
-        launch_env = {}
-        unset = DYNAMIC_CLUSTER_VARS + RANK_TABLE_VARS
-    else:
-        sched_host, sched_here = req.nodes[0].address, True
-        if table is not None and len(table.servers) > 1:
-            # the scheduler lives with rank 0; only that server's launch starts it
-            holder = min(range(len(table.servers)), key=table.first_rank)
-            sched_host, sched_here = table.servers[holder].server_id, holder == req.table_server
-        scheduler = (sched_host, int(req.sched_port))
-        launch_env = {"MS_SCHED_HOST": scheduler[0], "MS_SCHED_PORT": str(scheduler[1]),
-                      "MS_WORKER_NUM": str(world)}
-        unset = RANK_TABLE_VARS
-        if req.scheduler_cmd is not None and sched_here:
-            processes.append(ProcessSpec(
-                name=SCHEDULER_NAME, role="scheduler", host=req.nodes[0].host, rank=None,
-                argv=tuple(req.scheduler_cmd), cwd=req.cwd, log=f"{LOG_DIR}/scheduler.log",
-                env={**common, **launch_env, "MS_ROLE": "MS_SCHED", "OMP_NUM_THREADS": "1",
-                     "WRN_NUM_THREADS": "1"},
-                unset=unset))
-
     for node in req.nodes:
+        view = views[node.host]
+        node_env = view.env(req)
+        if req.backend == "ascend":
+            node_env["RANK_TABLE_FILE"] = os.path.join(view.run_dir, RANK_TABLE_NAME)
+        worker_argv = view.worker_argv()
         on_node = [r for r in ranks if r.host == node.host]
         threads = thread_budget(len(node.cpus), len(on_node), req.threads_per_worker)
         warnings += _oversubscription(node, threads, req.backend, req.threads_per_worker is not None)
@@ -386,7 +431,7 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
             bind = req.backend == "cpu" and 1 < len(on_node) and len(on_node) * threads <= len(node.cpus)
         cores = core_sets(node.cpus, len(on_node), threads) if bind else [None] * len(on_node)
         for r, cpus in zip(on_node, cores):
-            env = {**common, **launch_env,
+            env = {**node_env, **launch_env,
                    "RANK_ID": str(r.rank), "RANK_SIZE": str(world), "LOCAL_RANK": str(r.local_rank),
                    "DEVICE_ID": str(r.device_id), "OMP_NUM_THREADS": str(threads),
                    "WRN_NUM_THREADS": str(threads)}
@@ -401,7 +446,7 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
 
     if table is not None and rank_table is None:
         rank_table = table.text()  # kept in the run directory as a record (workers do not read it)
-    return LaunchPlan(backend=req.backend, run_dir=run_dir, ranks=ranks,
+    return LaunchPlan(backend=req.backend, run_dir=req.run_dir, ranks=ranks,
                       processes=tuple(processes), scheduler=scheduler, rank_table=rank_table,
                       warnings=tuple(warnings),
                       total_ranks=world if table is not None else None)

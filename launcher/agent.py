@@ -46,7 +46,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -54,7 +53,8 @@ import time
 from typing import Any, BinaryIO
 
 from launcher.proc import child_preexec, describe_exit, has_exited, kill_group, set_pdeathsig
-from launcher.transport import PARENT_ENV
+from launcher.backend import PARENT_ENV
+from wrn.hostname import host_name
 
 PROTOCOL_VERSION = 1
 POLL_S = 0.05
@@ -244,7 +244,7 @@ def main() -> int:
         out.send({"type": "done"})
         return 2
     agent = Agent(spec, out)
-    out.send({"type": "hello", "host": spec.get("host") or socket.gethostname(),
+    out.send({"type": "hello", "host": spec.get("host") or host_name(),
               "pid": os.getpid(), "version": PROTOCOL_VERSION})
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, agent.on_signal)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
-from launcher.runs import PROG, RunDirError, RunRecord, load_run
+from launcher.runs import PROG, LoadedRun, RunDirError, load_run, run_alone
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,11 @@ class LogSource:
     rank: int | None = None
 
 
-def log_sources(record: RunRecord, rank: int | None = None) -> list[LogSource]:
+def log_sources(record: LoadedRun, rank: int | None = None) -> list[LogSource]:
     """The logs of ``record``'s processes from run.json (workers in rank order, then the
     scheduler), or only ``rank``'s. Raises ``RunDirError`` for a rank the run does not have."""
-    procs = [p for p in record.info.get("processes") or [] if isinstance(p, dict) and p.get("log")]
+    procs = [{"host": p.host, "rank": p.rank, "log": p.log, "name": p.name}
+             for p in record.record.processes if p.log]
     if not procs:  # an old or damaged run.json: fall back on the file names
         procs = [{"host": f.name.rsplit("-rank", 1)[0], "rank": int(f.stem.rsplit("rank", 1)[1]),
                   "log": f"logs/{f.name}"}
@@ -164,16 +165,22 @@ def follow(sources: Sequence[LogSource], out: TextIO, prefix: bool, live: Callab
             tail.close()
 
 
-def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
-    """``wrn-launch logs RUN_DIR [--rank K] [--follow] [--lines N]``; returns the exit status."""
-    p = argparse.ArgumentParser(prog=f"{PROG} logs", description="Print or follow the logs of a "
-                                "run: one rank's, or every process's with host:rank prefixes.")
+#: What ``wrn-launch logs --help`` says the command does.
+DESCRIPTION = ("Print or follow the logs of a "
+               "run: one rank's, or every process's with host:rank prefixes.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``wrn-launch logs``."""
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--rank", type=int, metavar="K", help="only this rank's log, without prefixes")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the "
                    "run ends (or Ctrl-C)")
     p.add_argument("-n", "--lines", type=int, metavar="N", help="start with the last N lines of each log")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
+    """``wrn-launch logs RUN_DIR [--rank K] [--follow] [--lines N]``; returns the exit status."""
     out = stream or sys.stdout
     if args.lines is not None and args.lines < 0:
         print(f"{PROG} logs: error: --lines {args.lines}: give 0 or more lines", file=sys.stderr)
@@ -200,6 +207,10 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int
         return 0
     return 0
 
+
+def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
+    """``wrn-launch logs`` on its own (the CLI builds the same parser as a subcommand)."""
+    return run_alone("logs", DESCRIPTION, add_arguments, run, argv, stream)
 
 if __name__ == "__main__":
     sys.exit(main())

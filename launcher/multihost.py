@@ -1,8 +1,8 @@
 """Preparing a launch over several hosts (``--hostfile`` / ``--hosts``), before anything starts.
 
-``prepare_hosts`` turns the host list into plan nodes after a parallel pre-flight
-(``launcher.preflight``) and returns the ``SSHTransport`` holding the verified connections;
-``adjust_plan`` gives each host's processes that host's python and project path;
+``prepare_hosts`` turns the host list into complete plan nodes (each host's address, devices,
+cores, python, project path and run-directory path) after a parallel pre-flight
+(``launcher.preflight``) and returns the ``SSHBackend`` holding the verified connections;
 ``share_run_dir`` makes the run directory's inputs (config.yaml, rank table) visible on every
 host: directly when the path is shared (same marker file seen there), else copied over SFTP.
 ``OutputFetcher`` copies rank 0's outputs (checkpoints, latest.json, eval.json, classes.json)
@@ -11,12 +11,9 @@ back over SFTP when rank 0 runs on a host that does not share the run directory.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import queue
 import secrets
-import socket
-import stat
 import sys
 import threading
 from dataclasses import dataclass
@@ -26,14 +23,13 @@ from typing import Any, Mapping, Sequence, TextIO
 import paramiko
 
 from cluster.errors import PlanError
-from cluster.hosts import HostSpec, mask_env
+from cluster.hosts import HostSpec
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node
-from cluster.ranktable import TableDevice, TableServer, build_rank_table, device_ips, is_loopback, \
-    parse_hccn_conf, rank_table_text
+from cluster.ranktable.hccn import parse_hccn_conf
 from launcher.preflight import HostCheck, print_table, raise_if_failed, run_preflight
-from launcher.ssh import RemoteHost, SSHSettings, SSHTransport, resolve_target, sftp_get, \
-    sftp_put_files, sftp_same_file
-from launcher.transport import PROJECT_ROOT
+from launcher.backend import PROJECT_ROOT, Backend
+from launcher.ssh import RemoteHost, SSHBackend, SSHSettings, resolve_target
+from wrn.fileio import write_atomic
 
 #: Written into a new run directory; seen with the same content on a host = shared path.
 MARKER_NAME = ".wrn-run-marker"
@@ -41,12 +37,11 @@ MARKER_NAME = ".wrn-run-marker"
 
 @dataclass
 class HostsPrepared:
-    """The outcome of ``prepare_hosts``: nodes for the plan, the transport, the checks."""
+    """The outcome of ``prepare_hosts``: nodes for the plan, the backend, the checks."""
 
     nodes: tuple[Node, ...]
-    transport: SSHTransport
+    backend: SSHBackend
     checks: list[HostCheck]
-    hosts: dict[str, RemoteHost]
 
 
 def remote_hosts(specs: Sequence[HostSpec], settings: SSHSettings, cwd: str,
@@ -82,24 +77,16 @@ def prepare_hosts(specs: Sequence[HostSpec], settings: SSHSettings, want: Mappin
         raise
     by_name = {c.host: c for c in checks}
     nodes = tuple(Node(s.name, hosts[s.name].target.hostname, host_device_ids(s),
-                       tuple(by_name[s.name].cpus)) for s in specs)
-    return HostsPrepared(nodes, SSHTransport(hosts, clients, settings.timeout), checks, hosts)
+                       tuple(by_name[s.name].cpus), python=hosts[s.name].python,
+                       pythonpath=hosts[s.name].workdir, run_dir=hosts[s.name].run_dir)
+                  for s in specs)
+    return HostsPrepared(nodes, SSHBackend(hosts, clients, settings), checks)
 
 
-def moved_path(value: str, run_dir: str, there: str | None) -> str:
-    """``value`` with the run directory ``run_dir`` at its start replaced by ``there`` (the
-    run directory's path on another host; None or equal: unchanged)."""
-    if not there or there == run_dir:
-        return value
-    if value == run_dir or value.startswith(run_dir.rstrip("/") + "/"):
-        return there.rstrip("/") + value[len(run_dir.rstrip("/")):]
-    return value
-
-
-def read_remote_hccn(client: Any, host: str, path: str) -> dict[int, str] | None:
+def read_remote_hccn(backend: SSHBackend, host: str, path: str) -> dict[int, str] | None:
     """Parse ``path`` (an hccn.conf) on ``host`` over SFTP: device id -> IP; None if missing."""
     try:
-        with client.open_sftp() as sftp, sftp.open(path, "r") as fh:
+        with backend.client(host).open_sftp() as sftp, sftp.open(path, "r") as fh:
             text = fh.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return None
@@ -109,91 +96,25 @@ def read_remote_hccn(client: Any, host: str, path: str) -> dict[int, str] | None
     return parse_hccn_conf(text, f"{host}:{path}")
 
 
-def server_address(node: Node) -> str:
-    """The IP a node is reached on (its address resolved here), for the rank table."""
-    try:
-        return socket.gethostbyname(node.address)
-    except OSError:
-        raise PlanError(f"host {node.host}: cannot resolve {node.address} to an IP address for "
-                        f"the rank table; use its IP in the hostfile") from None
-
-
-def merged_rank_table(nodes: Sequence[Node], confs: Mapping[str, dict[int, str] | None],
-                      hccn_path: str, dry_run: bool) -> tuple[list[TableServer], str, list[str]]:
-    """One rank table for every host (ranks contiguous per host, in host order) from each
-    host's hccn.conf (``confs``: host -> parsed file); (servers, the table's text, warnings).
-
-    Missing files or addresses are errors, or warnings with placeholders in a dry run. Some
-    but not all hosts on loopback addresses is an error (the others cannot reach them); all on
-    loopback (every host is this machine) is a warning.
-    """
-    servers: list[TableServer] = []
-    warnings: list[str] = []
-    owner: dict[str, str] = {}
-    rank = 0
-    for node in nodes:
-        where = f"{node.host}:{hccn_path}"
-        ips, found = device_ips(node.device_ids, confs.get(node.host), where, dry_run)
-        warnings += found
-        devices = []
-        for device in node.device_ids:
-            ip = ips[device]
-            if ip in owner and not found:
-                raise PlanError(f"device IP {ip} is in both {owner[ip]} and {where} (device "
-                                f"{device}); every device needs its own NIC IP, fix hccn.conf there")
-            owner[ip] = f"{where} (device {device})"
-            devices.append(TableDevice(device, ip, rank))
-            rank += 1
-        servers.append(TableServer(server_address(node), tuple(devices)))
-    loopback = [n.host for n in nodes if is_loopback(server_address(n))]
-    if loopback and len(nodes) > 1:
-        problem = (f"host(s) {', '.join(loopback)} have a loopback address, which other "
-                   f"machines cannot reach; list the hosts by their real IPs")
-        if len(loopback) < len(nodes) and not dry_run:
-            raise PlanError(problem)
-        warnings.append(problem + (" (dry run: shown anyway)" if dry_run else
-                                   " (every host is this machine, so the table is used as is)"))
-    return servers, rank_table_text(build_rank_table(servers)), warnings
-
-
-def adjust_plan(plan: LaunchPlan, hosts: Mapping[str, RemoteHost]) -> LaunchPlan:
-    """Give each remote process its host's python (for ``sys.executable`` commands),
-    ``PYTHONPATH`` (its project path) and, where it differs, its path of the run directory."""
-    procs = []
-    for proc in plan.processes:
-        host = hosts.get(proc.host)
-        if host is None:
-            procs.append(proc)
-            continue
-        argv = [moved_path(a, plan.run_dir, host.run_dir) for a in proc.argv]
-        if argv and argv[0] == sys.executable:
-            argv[0] = host.python
-        env = {k: moved_path(v, plan.run_dir, host.run_dir) for k, v in proc.env.items()}
-        env["PYTHONPATH"] = host.workdir
-        procs.append(dataclasses.replace(proc, argv=tuple(argv), env=env))
-    return dataclasses.replace(plan, processes=tuple(procs))
-
-
-def share_run_dir(run_dir: Path, transport: SSHTransport) -> dict[str, str]:
+def share_run_dir(run_dir: Path, backend: Backend, nodes: Sequence[Node]) -> dict[str, str]:
     """Make config.yaml (and the rank table) reachable on every host; host -> "shared"/"copied".
 
     A marker with a random token is written into the run directory; a host that sees the same
     file at the same path shares it. Other hosts get the directory created and the inputs
-    copied over SFTP.
+    copied (over SFTP). Called again before every attempt (a restart may have a new table).
     """
     token = secrets.token_hex(16)
-    marker = run_dir / MARKER_NAME
-    marker.write_text(token, encoding="utf-8")
+    write_atomic(run_dir / MARKER_NAME, token)
     files = {name: str(run_dir / name) for name in (CONFIG_NAME, RANK_TABLE_NAME, MARKER_NAME)
              if (run_dir / name).exists()}
     how = {}
-    for name, client in transport.clients.items():
-        there = transport.hosts[name].run_dir or str(run_dir)
-        if sftp_same_file(client, f"{there.rstrip('/')}/{MARKER_NAME}", token):
-            how[name] = "shared"
+    for node in nodes:
+        there = node.run_dir or str(run_dir)
+        if backend.same_file(node.host, f"{there.rstrip('/')}/{MARKER_NAME}", token):
+            how[node.host] = "shared"
         else:
-            sftp_put_files(client, there, files)
-            how[name] = "copied"
+            backend.put(node.host, there, files)
+            how[node.host] = "copied"
     return how
 
 
@@ -206,8 +127,8 @@ class OutputFetcher:
     local run directory over SFTP, in a background thread: the supervisor only queues paths
     (``fetch``) and waits once at the end of an attempt (``finish``)."""
 
-    def __init__(self, transport: SSHTransport, host: str, remote_dir: str, local_dir: Path) -> None:
-        self.transport = transport
+    def __init__(self, backend: Backend, host: str, remote_dir: str, local_dir: Path) -> None:
+        self.backend = backend
         self.host = host
         self.remote_dir = remote_dir.rstrip("/")
         self.local_dir = Path(local_dir)
@@ -250,7 +171,7 @@ class OutputFetcher:
         local = self.local_dir / rel
         try:
             local.parent.mkdir(parents=True, exist_ok=True)
-            sftp_get(self.transport.clients[self.host], f"{self.remote_dir}/{rel}", str(local))
+            self.backend.get(self.host, f"{self.remote_dir}/{rel}", str(local))
             self.copied.append(rel)
         except FileNotFoundError:
             if not missing_ok:
@@ -261,21 +182,18 @@ class OutputFetcher:
                                  f"{self.local_dir} ({exc})")
 
     def _final(self) -> None:
-        client = self.transport.clients[self.host]
         try:
-            with client.open_sftp() as sftp:
-                entries = sftp.listdir_attr(f"{self.remote_dir}/checkpoints")
+            entries = self.backend.list_dir(self.host, f"{self.remote_dir}/checkpoints")
         except FileNotFoundError:
             entries = []
         except Exception as exc:  # noqa: BLE001
             self.problems.append(f"cannot list {self.host}:{self.remote_dir}/checkpoints ({exc})")
             entries = []
-        for entry in sorted(entries, key=lambda e: e.filename == "latest.json"):  # latest.json last
-            name = entry.filename
-            if name.startswith(".") or not stat.S_ISREG(entry.st_mode or 0):
+        for name, size, regular in sorted(entries, key=lambda e: e[0] == "latest.json"):  # latest last
+            if name.startswith(".") or not regular:
                 continue  # a checkpoint being written (.<name>.<pid>.part.ckpt)
             local = self.local_dir / "checkpoints" / name
-            if name != "latest.json" and local.is_file() and local.stat().st_size == entry.st_size:
+            if name != "latest.json" and local.is_file() and local.stat().st_size == size:
                 continue  # copied when its checkpoint event came
             self._copy(f"checkpoints/{name}", missing_ok=True)
         for name in RESULT_FILES:
@@ -300,19 +218,12 @@ class OutputFetcher:
             self._copy(str(Path(rel).parent / "latest.json"), missing_ok=True)
 
 
-def output_fetcher(plan: LaunchPlan, run_dir: Path, transport: SSHTransport,
+def output_fetcher(plan: LaunchPlan, nodes: Sequence[Node], run_dir: Path, backend: Backend,
                    how: Mapping[str, str]) -> OutputFetcher | None:
     """An ``OutputFetcher`` for rank 0's host when it does not share the run directory
     (``how`` from ``share_run_dir``), else None (rank 0 writes there directly)."""
     rank0 = next((p for p in plan.processes if p.role == "worker" and p.rank == 0), None)
     if rank0 is None or how.get(rank0.host) != "copied":
         return None
-    there = transport.hosts[rank0.host].run_dir or str(run_dir)
-    return OutputFetcher(transport, rank0.host, there, run_dir)
-
-
-def masked_plan(plan: dict[str, Any]) -> dict[str, Any]:
-    """``plan.to_dict()`` with secret-looking environment values masked (for run.json)."""
-    out = dict(plan)
-    out["processes"] = [{**p, "env": mask_env(p.get("env") or {})} for p in plan.get("processes", [])]
-    return out
+    node = next(n for n in nodes if n.host == rank0.host)
+    return OutputFetcher(backend, rank0.host, node.run_dir or str(run_dir), run_dir)

@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+from wrn.events import number
 
 
 @dataclass
@@ -133,12 +131,12 @@ class RunProgress:
     @property
     def loss(self) -> float | None:
         rec = self.last_step.get(0) or next(iter(self.last_step.values()), None)
-        return _num(rec.get("loss")) if rec else None
+        return number(rec.get("loss")) if rec else None
 
     @property
     def imgs_per_s(self) -> float | None:
         """Current throughput of the whole job: mean over reporting ranks x world size."""
-        values = [v for v in (_num(r.get("imgs_per_s")) for r in self.last_step.values()) if v]
+        values = [v for v in (number(r.get("imgs_per_s")) for r in self.last_step.values()) if v]
         return sum(values) / len(values) * self.world_size if values else None
 
     def eta_s(self, now: float) -> float | None:
@@ -158,7 +156,7 @@ class RunProgress:
         after the first (which includes graph compilation) when there are several."""
         per_epoch = []
         for epoch in sorted(self.epoch_ends):
-            values = [v for v in (_num(r.get("imgs_per_s")) for r in self.epoch_ends[epoch].values()) if v]
+            values = [v for v in (number(r.get("imgs_per_s")) for r in self.epoch_ends[epoch].values()) if v]
             if values:
                 per_epoch.append(sum(values) / len(values) * self.world_size)
         if len(per_epoch) > 1:
@@ -166,20 +164,22 @@ class RunProgress:
         return sum(per_epoch) / len(per_epoch) if per_epoch else self.imgs_per_s
 
     def final_loss(self) -> float | None:
+        """Mean over the ranks of the last epoch's loss (each rank's newest report of it), else
+        the latest step's loss."""
         for epoch in sorted(self.epoch_ends, reverse=True):
-            recs = self.epoch_ends[epoch]
-            rec = recs.get(0) or next(iter(recs.values()))
-            if _num(rec.get("loss")) is not None:
-                return _num(rec.get("loss"))
+            losses = [v for v in (number(r.get("loss")) for r in self.epoch_ends[epoch].values())
+                      if v is not None]
+            if losses:
+                return sum(losses) / len(losses)
         return self.loss
 
     def top1(self) -> float | None:
         rec = self.finish.get(0)
-        if rec and _num(rec.get("top1")) is not None:
-            return _num(rec.get("top1"))
+        if rec and number(rec.get("top1")) is not None:
+            return number(rec.get("top1"))
         for rec in reversed(self.evals):
-            if _num(rec.get("top1")) is not None:
-                return _num(rec.get("top1"))
+            if number(rec.get("top1")) is not None:
+                return number(rec.get("top1"))
         return None
 
     def best_checkpoint(self) -> str | None:
@@ -188,7 +188,7 @@ class RunProgress:
             return None
         by_epoch = {c.get("epoch"): c for c in self.checkpoints}
         scored = [(e.get("top1"), e.get("epoch")) for e in self.evals
-                  if _num(e.get("top1")) is not None and e.get("epoch") in by_epoch]
+                  if number(e.get("top1")) is not None and e.get("epoch") in by_epoch]
         if scored:
             return by_epoch[max(scored, key=lambda t: (t[0], t[1]))[1]].get("path")
         return self.checkpoints[-1].get("path")
@@ -351,7 +351,7 @@ class LiveState:
             view.epoch, view.step = record.get("epoch"), record.get("step")
             view.global_step = record.get("global_step")
             view.steps_per_epoch = record.get("steps_per_epoch") or view.steps_per_epoch
-            view.loss, view.imgs_per_s = _num(record.get("loss")), _num(record.get("imgs_per_s"))
+            view.loss, view.imgs_per_s = number(record.get("loss")), number(record.get("imgs_per_s"))
         elif kind == "finish":
             if not view.ended:
                 view.state = "finished"

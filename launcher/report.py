@@ -23,8 +23,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from launcher.runs import (PROG, STATUS_STYLE, RunDirError, RunRecord, fmt_acc, fmt_loss, fmt_when,
-                           load_run, output_console)
+from launcher.runs import (PROG, STATUS_STYLE, LoadedRun, RunDirError, fmt_acc, fmt_loss, fmt_when,
+                           load_run, output_console, run_alone)
+from wrn.fileio import write_atomic
 
 PLOT_NAME = "report.svg"
 SPARK = "▁▂▃▄▅▆▇█"
@@ -86,9 +87,9 @@ def text_chart(points: Sequence[tuple[float, float]], width: int = 60, height: i
 
 
 # -- the terminal report ---------------------------------------------------------------------------------
-def summary_table(record: RunRecord) -> Table:
+def summary_table(record: LoadedRun) -> Table:
     """Key/value rows describing the run as a whole."""
-    from launcher.render import fmt_duration
+    from launcher.formatting import fmt_duration
     table = Table(box=box.SIMPLE, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
@@ -96,8 +97,8 @@ def summary_table(record: RunRecord) -> Table:
     status = record.status
     rows: list[tuple[str, Any]] = [
         ("run", str(record.path)),
-        ("status", Text(status + (f" (exit code {record.info.get('exit_code')})"
-                                  if record.info.get("exit_code") not in (None, 0) else ""),
+        ("status", Text(status + (f" (exit code {record.record.exit_code})"
+                                  if record.record.exit_code not in (None, 0) else ""),
                         style=STATUS_STYLE.get(status, ""))),
         ("started", fmt_when(record.start)),
         ("duration", fmt_duration(record.duration_s)),
@@ -129,12 +130,12 @@ def summary_table(record: RunRecord) -> Table:
     if sync is not None:
         rows.append(("replicas", Text("in sync", style="green") if sync else
                      Text("DIVERGED (parameter checksums differ)", style="bold red")))
-    attempts = record.info.get("attempts") or []
+    attempts = record.record.attempts
     if attempts:
         rows.append(("attempts", f"{len(attempts) + 1} ({len(attempts)} earlier, see logs/attempt-N)"))
     if record.skipped_files:
         rows.append(("skipped images", str(record.skipped_files)))
-    cause = record.info.get("root_cause")
+    cause = record.record.root_cause
     if isinstance(cause, dict):
         who = f"rank {cause['rank']}" if cause.get("rank") is not None else cause.get("name")
         text = f"{who} on {cause.get('host')} {cause.get('reason')}"
@@ -150,9 +151,9 @@ def summary_table(record: RunRecord) -> Table:
     return table
 
 
-def epoch_table(record: RunRecord) -> Table:
+def epoch_table(record: LoadedRun) -> Table:
     """One row per epoch: mean loss, seconds, throughput, top-1, checkpoint."""
-    from launcher.render import fmt_duration
+    from launcher.formatting import fmt_duration
     table = Table(title="per epoch", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     for name in ("epoch", "loss", "time", "imgs/s", "top-1", "ckpt"):
         table.add_column(name, justify="right", no_wrap=True)
@@ -163,7 +164,7 @@ def epoch_table(record: RunRecord) -> Table:
     return table
 
 
-def curves(record: RunRecord, width: int) -> list[Any]:
+def curves(record: LoadedRun, width: int) -> list[Any]:
     """The loss and accuracy curves as text charts for a ``width``-column terminal."""
     out: list[Any] = []
     plot_w = max(20, min(width - 14, 100))
@@ -186,7 +187,7 @@ def curves(record: RunRecord, width: int) -> list[Any]:
     return out
 
 
-def report_renderables(record: RunRecord, width: int = 100, plot: str | None = None) -> list[Any]:
+def report_renderables(record: LoadedRun, width: int = 100, plot: str | None = None) -> list[Any]:
     """Everything ``wrn-launch report`` prints, for a ``width``-column console."""
     out: list[Any] = [Panel(summary_table(record), title=Text(f"{PROG} report · {record.name}", style="bold"),
                             title_align="left", border_style="blue", expand=False)]
@@ -270,7 +271,7 @@ def _panel(x: float, y: float, w: float, h: float, title: str, xlabel: str,
     return out
 
 
-def svg_document(record: RunRecord) -> str:
+def svg_document(record: LoadedRun) -> str:
     """The report plot as an SVG document: loss per step (and per-epoch mean) over global steps,
     top-1 accuracy over epochs."""
     width, height = 900, 660
@@ -303,25 +304,27 @@ def svg_document(record: RunRecord) -> str:
     return "\n".join(body) + "\n"
 
 
-def write_svg(record: RunRecord, path: str | Path) -> Path:
+def write_svg(record: LoadedRun, path: str | Path) -> Path:
     """Write ``svg_document(record)`` to ``path`` atomically; returns the path."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(svg_document(record), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, svg_document(record))
 
 
-def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
-    """``wrn-launch report RUN_DIR [--plot FILE | --no-plot]``; returns the exit status."""
-    p = argparse.ArgumentParser(prog=f"{PROG} report", description="Summarise a run: summary, "
-                                "per-epoch table, loss and accuracy curves, and a plot image "
-                                f"(RUN_DIR/{PLOT_NAME}).")
+#: What ``wrn-launch report --help`` says the command does.
+DESCRIPTION = ("Summarise a run: summary, "
+               "per-epoch table, loss and accuracy curves, and a plot image "
+               f"(RUN_DIR/{PLOT_NAME}).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``wrn-launch report``."""
     p.add_argument("run_dir", metavar="RUN_DIR")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--plot", metavar="FILE", help=f"write the plot here (default RUN_DIR/{PLOT_NAME})")
     where.add_argument("--no-plot", action="store_true", help="write no plot file")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
+    """``wrn-launch report RUN_DIR [--plot FILE | --no-plot]``; returns the exit status."""
     console = output_console(stream)
     try:
         record = load_run(args.run_dir)
@@ -341,6 +344,10 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int
         console.print(item)
     return 0
 
+
+def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
+    """``wrn-launch report`` on its own (the CLI builds the same parser as a subcommand)."""
+    return run_alone("report", DESCRIPTION, add_arguments, run, argv, stream)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,15 +3,16 @@
 Layout::
 
     run.json          command, plan, versions, times, status, every process's pid/pgid/exit
+                      (written by ``launcher.record.RunRecordWriter`` only)
     config.yaml       the resolved training config (overrides applied, device_target set)
     rank_table.json   HCCL rank table (Ascend only)
+    hostfile          the hosts of a multi-host run (``--resume`` runs on them again)
     logs/<host>-rank<k>.log, logs/scheduler.log   plain output lines of each process
     metrics.jsonl     every worker event as received, plus "host"
     checkpoints/, classes.json, eval.json         written by rank 0
 
-``run.json`` is rewritten atomically (temporary file + ``os.replace``) on every change, so a
-script reading it never sees half a file: pids appear as soon as a process starts, exit codes
-as soon as it ends.
+``run.json`` is rewritten atomically on every change, so a script reading it never sees half a
+file: pids appear as soon as a process starts, exit codes as soon as it ends.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from typing import Any, TextIO
 
 from cluster.errors import PlanError
 
-RUN_JSON = "run.json"
 METRICS = "metrics.jsonl"
-RUN_JSON_FORMAT = 1
+LOG_DIR = "logs"
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -84,13 +84,16 @@ def create_run_dir(path: Path, explicit: bool) -> Path:
             candidate = path.with_name(f"{path.name}-{n}")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+def archive_logs(run_dir: Path, attempt: int) -> None:
+    """Move the logs of attempt ``attempt`` to logs/attempt-<attempt>/ (kept, never overwritten)."""
+    logs = Path(run_dir) / LOG_DIR
+    if not logs.is_dir():
+        return
+    target = logs / f"attempt-{attempt}"
+    target.mkdir(exist_ok=True)
+    for item in logs.iterdir():
+        if item.is_file():
+            os.replace(item, target / item.name)
 
 
 class RunFiles:
@@ -118,10 +121,6 @@ class RunFiles:
     def metric(self, record: dict[str, Any]) -> None:
         """Append one event to metrics.jsonl."""
         self._metrics.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-
-    def save_run_json(self, data: dict[str, Any]) -> None:
-        """Rewrite run.json atomically."""
-        write_json_atomic(self.root / RUN_JSON, data)
 
     def close(self) -> None:
         for fh in self._logs.values():

@@ -1,4 +1,4 @@
-"""Reading run directories back: ``RunRecord`` (one run) and ``wrn-launch runs [DIR]`` (a table).
+"""Reading run directories back: ``LoadedRun`` (one run) and ``wrn-launch runs [DIR]`` (a table).
 
 A run directory (``launcher.rundir``) holds ``run.json`` (status, plan, times, summary),
 ``metrics.jsonl`` (every worker event) and ``eval.json`` (rank 0's final evaluation). This
@@ -18,14 +18,17 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from launcher.rundir import METRICS, RUN_JSON
+from launcher.progress import RunProgress
+from launcher.record import RUN_JSON, RunRecord
+from launcher.rundir import METRICS
+from wrn.events import number
 
 PROG = "wrn-launch"
 STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "bold red",
@@ -37,12 +40,6 @@ LOST_NOTE = ("lost: run.json still says running, but none of the run's processes
 
 class RunDirError(Exception):
     """A directory that cannot be read as a run; ``str()`` says which file and what to do."""
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def pid_alive(pid: Any) -> bool:
@@ -104,11 +101,11 @@ class EpochRow:
 
 
 @dataclass
-class RunRecord:
-    """One run directory, read back."""
+class LoadedRun:
+    """One run directory, read back: its run record (run.json), events and final evaluation."""
 
     path: Path
-    info: dict[str, Any]
+    record: RunRecord
     events: list[dict[str, Any]] = field(default_factory=list)
     eval: dict[str, Any] | None = None
     bad_lines: int = 0
@@ -121,41 +118,40 @@ class RunRecord:
 
     @property
     def plan(self) -> dict[str, Any]:
-        return self.info.get("plan") or {}
+        return self.record.plan
 
     @property
     def summary(self) -> dict[str, Any]:
-        return self.info.get("summary") or {}
+        return self.record.summary or {}
 
     @property
     def status(self) -> str:
         """run.json's status, except ``lost`` for a "running" run none of whose processes (or
         launcher agents) is alive on this host."""
-        status = self.info.get("status") or "unknown"
+        status = self.record.status
         if status != "running":
             return status
-        pids = [p.get("pid") for p in self.info.get("processes") or []]
-        pids += [a.get("pid") for a in self.info.get("agents") or []]
-        pids = [p for p in pids if isinstance(p, int)]
+        pids = [p.pid for p in self.record.processes] + [a.pid for a in self.record.agents]
+        pids = [p for p in pids if p is not None]
         if pids and not any(pid_alive(p) for p in pids):
             return "lost"
         return status
 
     @property
     def start(self) -> _dt.datetime | None:
-        return parse_time(self.info.get("start_time"))
+        return parse_time(self.record.start_time)
 
     @property
     def duration_s(self) -> float | None:
         """Wall seconds of the run (so far, if it is still running)."""
-        wall = _num(self.info.get("wall_s"))
+        wall = number(self.record.wall_s)
         if wall is not None:
             return wall
-        start, end = self.start, parse_time(self.info.get("end_time"))
+        start, end = self.start, parse_time(self.record.end_time)
         if start is None:
             return None
         if end is None:
-            if self.info.get("status") != "running":
+            if self.record.status != "running":
                 return None
             end = _dt.datetime.now(_dt.timezone.utc)
         return max(0.0, (end - start).total_seconds())
@@ -170,7 +166,7 @@ class RunRecord:
 
     @property
     def backend(self) -> str | None:
-        return self.plan.get("device_target") or self.info.get("backend")
+        return self.plan.get("device_target") or self.record.backend
 
     @property
     def hosts(self) -> list[str]:
@@ -207,7 +203,7 @@ class RunRecord:
         lead = self._lead_rank("step")
         points: dict[int, float] = {}
         for e in self.of("step"):
-            g, loss = e.get("global_step"), _num(e.get("loss"))
+            g, loss = e.get("global_step"), number(e.get("loss"))
             if e.get("rank") == lead and isinstance(g, int) and loss is not None:
                 points[g] = loss
         return sorted(points.items())
@@ -217,7 +213,7 @@ class RunRecord:
         by_epoch: dict[int, dict[str, Any]] = {}
         lead = self._lead_rank("eval")
         for e in self.of("eval"):
-            if e.get("rank") == lead and isinstance(e.get("epoch"), int) and _num(e.get("top1")) is not None:
+            if e.get("rank") == lead and isinstance(e.get("epoch"), int) and number(e.get("top1")) is not None:
                 by_epoch[e["epoch"]] = e
         return [by_epoch[k] for k in sorted(by_epoch)]
 
@@ -233,9 +229,9 @@ class RunRecord:
                 per.setdefault(e["epoch"], {})[e["rank"]] = e  # the newest attempt wins
         rows: dict[int, EpochRow] = {}
         for epoch, ranks in per.items():
-            losses = [v for v in (_num(r.get("loss")) for r in ranks.values()) if v is not None]
-            secs = [v for v in (_num(r.get("seconds")) for r in ranks.values()) if v is not None]
-            ips = [v for v in (_num(r.get("imgs_per_s")) for r in ranks.values()) if v is not None]
+            losses = [v for v in (number(r.get("loss")) for r in ranks.values()) if v is not None]
+            secs = [v for v in (number(r.get("seconds")) for r in ranks.values()) if v is not None]
+            ips = [v for v in (number(r.get("imgs_per_s")) for r in ranks.values()) if v is not None]
             scale = (self.world_size or len(ranks)) / len(ranks) if ips else 1.0
             rows[epoch] = EpochRow(epoch, loss=sum(losses) / len(losses) if losses else None,
                                    seconds=max(secs) if secs else None,
@@ -250,39 +246,37 @@ class RunRecord:
     # -- headline numbers --------------------------------------------------------------------------
     @property
     def final_loss(self) -> float | None:
-        value = _num(self.summary.get("final_loss"))
-        if value is not None:
-            return value
-        rows = [r for r in self.epochs() if r.loss is not None]
-        if rows:
-            return rows[-1].loss
-        steps = self.step_losses()
-        return steps[-1][1] if steps else None
+        value = number(self.summary.get("final_loss"))
+        return value if value is not None else self.progress().final_loss()
 
     @property
     def top1(self) -> float | None:
         for value in (self.summary.get("top1"), (self.eval or {}).get("top1")):
-            if _num(value) is not None:
+            if number(value) is not None:
                 return float(value)
-        acc = self.accuracy()
-        return acc[-1][1] if acc else None
+        return self.progress().top1()
 
     @property
     def imgs_per_s(self) -> float | None:
-        value = _num(self.summary.get("imgs_per_s"))
-        if value is not None:
-            return value
-        rows = [r.imgs_per_s for r in self.epochs() if r.imgs_per_s is not None]
-        rows = rows[1:] if len(rows) > 1 else rows
-        return sum(rows) / len(rows) if rows else None
+        value = number(self.summary.get("imgs_per_s"))
+        return value if value is not None else self.progress().final_imgs_per_s()
+
+    def progress(self) -> RunProgress:
+        """The events fed through the launcher's own bookkeeping: the final numbers of a run
+        whose summary is missing (still running, or its launcher was killed) are computed the
+        same way as a finished run's."""
+        progress = RunProgress(self.world_size or 1)
+        for event in self.events:
+            progress.update(event, number(event.get("time")) or 0.0)
+        return progress
 
     @property
     def skipped_files(self) -> int:
         return sum(e["skipped_files"] for e in self.of("warning") if isinstance(e.get("skipped_files"), int))
 
 
-def read_run_info(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """(run directory, its run.json); raises ``RunDirError`` (one paragraph) when it is not one."""
+def read_run_record(path: str | Path) -> tuple[Path, RunRecord]:
+    """(run directory, its run record); raises ``RunDirError`` (one paragraph) when it is not one."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise RunDirError(f"{path}: no such directory; pass a run directory made by {PROG} "
@@ -297,22 +291,22 @@ def read_run_info(path: str | Path) -> tuple[Path, dict[str, Any]]:
                           f"damaged — its logs/ and {METRICS} may still help") from None
     if not isinstance(info, dict):
         raise RunDirError(f"{root / RUN_JSON} does not hold a JSON object; the run directory is damaged")
-    return root, info
+    return root, RunRecord.from_dict(info)
 
 
-def load_run(path: str | Path) -> RunRecord:
+def load_run(path: str | Path) -> LoadedRun:
     """Read a run directory; raises ``RunDirError`` (one paragraph) when it is not one."""
-    root, info = read_run_info(path)
+    root, record = read_run_record(path)
     events, bad = read_events(root / METRICS)
     try:
         ev = json.loads((root / "eval.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         ev = None
-    return RunRecord(path=root.resolve(), info=info, events=events,
+    return LoadedRun(path=root.resolve(), record=record, events=events,
                      eval=ev if isinstance(ev, dict) else None, bad_lines=bad)
 
 
-def find_runs(root: str | Path) -> list[RunRecord]:
+def find_runs(root: str | Path) -> list[LoadedRun]:
     """Every run directory directly inside ``root`` (or ``root`` itself if it is one), oldest
     first. Unreadable ones are skipped."""
     base = Path(root).expanduser()
@@ -348,9 +342,9 @@ def fmt_acc(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.2f}%" if value <= 1.0 else f"{value:.2f}%"
 
 
-def runs_table(records: Sequence[RunRecord]) -> Table:
+def runs_table(records: Sequence[LoadedRun]) -> Table:
     """The ``wrn-launch runs`` table: name, status, start, duration, devices, final loss, top-1."""
-    from launcher.render import fmt_duration
+    from launcher.formatting import fmt_duration
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name, justify in (("name", "left"), ("status", "left"), ("start", "left"),
                           ("duration", "right"), ("devices", "left"), ("final loss", "right"),
@@ -372,12 +366,27 @@ def output_console(stream: TextIO | None = None) -> Console:
                    width=160, highlight=False, emoji=False)
 
 
-def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
-    """``wrn-launch runs [DIR]``: print the table of runs; returns the exit status."""
-    p = argparse.ArgumentParser(prog=f"{PROG} runs", description="List the runs in DIR: name, "
-                                "status, start, duration, devices, final loss and accuracy.")
+def run_alone(name: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+              run: Callable[..., int], argv: Sequence[str] | None, stream: TextIO | None) -> int:
+    """Run one of the run-directory commands (``runs``, ``report``, ``logs``) with a parser of
+    its own: ``add_arguments`` builds it, ``run(args, stream)`` does the work."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} {name}", description=description)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), stream)
+
+
+#: What ``wrn-launch runs --help`` says the command does.
+DESCRIPTION = ("List the runs in DIR: name, "
+               "status, start, duration, devices, final loss and accuracy.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``wrn-launch runs``."""
     p.add_argument("dir", nargs="?", default="runs", help="folder of run directories (default ./runs)")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
+    """``wrn-launch runs [DIR]``: print the table of runs; returns the exit status."""
     console = output_console(stream)
     try:
         records = find_runs(args.dir)
@@ -393,6 +402,10 @@ def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int
         console.print(Text(LOST_NOTE, style="yellow"))
     return 0
 
+
+def main(argv: Sequence[str] | None = None, stream: TextIO | None = None) -> int:
+    """``wrn-launch runs`` on its own (the CLI builds the same parser as a subcommand)."""
+    return run_alone("runs", DESCRIPTION, add_arguments, run, argv, stream)
 
 if __name__ == "__main__":
     sys.exit(main())

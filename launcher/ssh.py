@@ -6,7 +6,7 @@
 * Host keys are checked against known_hosts (paramiko ``RejectPolicy``); an unknown host is
   refused with the command that trusts it, unless ``--ssh-accept-new`` opts in (the key is then
   appended to the known_hosts file, like OpenSSH's ``StrictHostKeyChecking=accept-new``).
-* ``SSHTransport.spawn`` runs ``python -m launcher.agent`` on the host in an SSH channel
+* ``SSHBackend.spawn_agent`` runs ``python -m launcher.agent`` on the host in an SSH channel
   without a pty. Closing the channel (``kill``), losing the connection, or the launcher dying
   closes the agent's stdin, and the agent then stops its process groups (see
   ``launcher.agent``); its PR_SET_PDEATHSIG also fires when the sshd session process dies.
@@ -18,14 +18,15 @@ import logging
 import os
 import shlex
 import socket
+import stat
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import paramiko
 
 from cluster.errors import PlanError
-from launcher.transport import Transport
+from launcher.backend import Backend, BackendError
 
 DEFAULT_SSH_TIMEOUT = 10.0
 KEEPALIVE_S = 2
@@ -274,37 +275,97 @@ def agent_command(host: RemoteHost) -> str:
             f"{q(host.python)} -m launcher.agent")
 
 
-class SSHTransport(Transport):
-    """Agents on other hosts, each in a channel of an already verified SSH connection."""
+class SSHBackend(Backend):
+    """Agents on other hosts, each in a channel of a verified SSH connection.
+
+    The connections (one per host, opened by the pre-flight) live as long as the run: every
+    attempt's agents are channels of the same connections. One found dead when an agent is
+    spawned is re-made once (same target, same host-key checks); if that fails, the spawn raises
+    ``BackendError`` naming the host and the cause.
+    """
 
     local = False
 
     def __init__(self, hosts: dict[str, RemoteHost], clients: dict[str, paramiko.SSHClient],
-                 timeout: float = DEFAULT_SSH_TIMEOUT) -> None:
+                 settings: SSHSettings | None = None) -> None:
         self.hosts = hosts
         self.clients = clients
-        self.timeout = timeout
+        self.settings = settings or SSHSettings()
         self._procs: list[ChannelProcess] = []
+        self._lock = threading.Lock()
+
+    def client(self, host: str) -> paramiko.SSHClient:
+        """The live connection to ``host``, re-made if it was lost; ``BackendError`` if it
+        cannot be."""
+        with self._lock:
+            client = self.clients.get(host)
+            transport = client.get_transport() if client is not None else None
+            if transport is not None and transport.is_active():
+                return client
+            if client is not None:
+                client.close()
+            try:
+                client = connect(self.hosts[host].target, self.settings)
+            except SSHError as exc:
+                raise BackendError(host, f"the SSH connection to {host} was lost and cannot be "
+                                         f"re-made: {exc}") from None
+            self.clients[host] = client
+            return client
 
     def agent_cmd(self, host: str) -> list[str]:
         """The agent's argv on ``host`` (run there through ``agent_command``)."""
         return [self.hosts[host].python, "-m", "launcher.agent"]
 
-    def spawn(self, host: str) -> ChannelProcess:
+    def spawn_agent(self, host: str) -> ChannelProcess:
         """Start the agent of ``host`` in a new SSH channel."""
-        proc = ChannelProcess(self.clients[host], agent_command(self.hosts[host]), self.timeout)
+        try:
+            proc = ChannelProcess(self.client(host), agent_command(self.hosts[host]),
+                                  self.settings.timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise BackendError(host, f"cannot start the node agent on {host} over SSH "
+                                     f"({type(exc).__name__}: {exc})") from None
         self._procs.append(proc)
         return proc
 
-    def close(self) -> None:
+    def put(self, host: str, remote_dir: str, files: Mapping[str, str]) -> None:
+        sftp_put_files(self.client(host), remote_dir, dict(files))
+
+    def get(self, host: str, remote: str, local: str) -> None:
+        sftp_get(self.client(host), remote, local)
+
+    def list_dir(self, host: str, path: str) -> list[tuple[str, int, bool]]:
+        with self.client(host).open_sftp() as sftp:
+            return [(e.filename, e.st_size or 0, stat.S_ISREG(e.st_mode or 0))
+                    for e in sftp.listdir_attr(path)]
+
+    def same_file(self, host: str, path: str, content: str) -> bool:
+        return sftp_same_file(self.client(host), path, content)
+
+    def port_free(self, host: str, port: int) -> bool:
+        """Asks the host's python whether ``port`` can be bound there (the pre-flight's test)."""
+        info = self.hosts[host]
+        q = shlex.quote
+        code = f"from launcher.ports import port_is_free; print(port_is_free({int(port)}))"
+        command = (f"cd {q(info.cwd)} && exec env PYTHONPATH={q(info.workdir)} {q(info.python)} "
+                   f"-c {q(code)}")
+        try:
+            status, out, err = run_command(self.client(host), command, max(self.settings.timeout, 30.0))
+        except (TimeoutError, OSError, paramiko.SSHException) as exc:
+            raise BackendError(host, f"cannot check port {port} on {host} ({exc})") from None
+        if status != 0 or out.strip() not in ("True", "False"):
+            raise BackendError(host, f"cannot check port {port} on {host} (exit {status}: "
+                                     f"{(err or out).strip()[-200:]})")
+        return out.strip() == "True"
+
+    def stop_agents(self) -> None:
         """Close every agent channel of the attempt (remote agents then stop their workers)."""
         for proc in self._procs:
             proc.kill()
         self._procs.clear()
 
-    def shutdown(self) -> None:
-        """``close`` and also drop the SSH connections (the launch is over)."""
-        self.close()
+    def close(self) -> None:
+        """``stop_agents`` and drop the SSH connections (the run is over)."""
+        self.stop_agents()
         for client in self.clients.values():
             client.close()
 

@@ -80,6 +80,12 @@ def number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def whole(value: Any) -> int | None:
+    """An integer event (or record) field as an int; None for anything else (``true``, 2.0,
+    a string). The one reader of integer fields."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def parse(line: str) -> dict[str, Any] | None:
     """Return the event dict of an event line, or None for plain log text.
 

@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from launcher.api import LaunchResult, launch
-from launcher.render import PlainRenderer
-from launcher.api import local_host_name
+from launcher.renderers import PlainRenderer
 from tests.support.launches import FAKE_WORKER_CMD, Run
 from tests.support.processes import fake_env, pid_alive, run_processes, wait_for
+from wrn.hostname import host_name
 
-HOST = local_host_name()
+HOST = host_name()
 
 
 def assert_all_gone(run: Run, timeout: float = 5.0) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.ranktable import primary_ip
+from cluster.ranktable.host import primary_ip
 from tests.support import FIXTURES
 from tests.support.launches import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD
 from tests.support.processes import fake_env

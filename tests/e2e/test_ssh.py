@@ -7,13 +7,15 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.launches import SSHRun
-from tests.support.processes import free_port, run_processes, wait_for
+from tests.support.launches import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD, SSHRun
+from tests.support.processes import fake_env, free_port, run_processes, wait_for
 
 A, B = "127.0.0.1", "127.0.0.2"
 
@@ -248,3 +250,46 @@ def test_ascend_launch_places_the_merged_table_on_every_host(runs, sshd, tmp_pat
     assert procs["rank3"]["env"]["RANK_TABLE_FILE"] == str(remote / "rank_table.json")
     assert (procs["rank3"]["env"]["RANK_ID"], procs["rank3"]["env"]["DEVICE_ID"]) == ("3", "3")
     assert wait_for(run.all_gone, 5)
+
+
+def test_restart_after_a_remote_worker_is_killed_continues_from_the_checkpoint(runs, sshd):
+    run = runs(sshd, TWO_HOSTS, "--max-restarts", "1",
+               fake={"steps": 3, "epochs": 3, "step_s": 0.05, "connect": 1, "rank": 1, "kill_at": 5})
+    assert run.wait(60) == 0, run.out + run.err
+    rec = run.record
+    assert rec["status"] == "succeeded"
+    assert rec["attempt"] == 2
+    assert [a["outcome"] for a in rec["attempts"]] == ["restarted"]
+    assert rec["attempts"][0]["restart_reason"] == f"rank 1 on {B}: killed by SIGKILL"
+    assert rec["attempts"][0]["root_cause"]["host"] == B
+    resumed = [e for e in run.metrics() if e["event"] == "start" and e.get("resumed_from")]
+    assert sorted(e["rank"] for e in resumed) == [0, 1]
+    assert all(e["resumed_from"].endswith("fake-e1.ckpt") for e in resumed)
+    assert (run.dir / "logs" / "attempt-1" / f"{B}-rank1.log").exists()
+    assert f"restart 1 of 1 from the newest valid checkpoint: rank 1 on {B}" in run.out
+    assert wait_for(run.all_gone, 5)
+
+
+def test_resume_of_an_interrupted_two_host_run_runs_on_its_hosts(runs, sshd, tmp_path):
+    fake = {"steps": 3, "epochs": 3, "step_s": 0.2, "connect": 1}
+    first = runs(sshd, TWO_HOSTS, fake=fake)
+    first.wait_event(lambda m: m["event"] == "checkpoint", 30)
+    first.popen.send_signal(signal.SIGINT)
+    assert first.wait() == 130
+    assert first.record["status"] == "interrupted"
+    assert wait_for(first.all_gone, 5)
+    fake_args = [a for k, v in fake.items() for a in ("--env", f"FAKE_{k.upper()}={v}")]
+    argv = [sys.executable, "-m", "launcher.cli", "--resume", str(first.dir), "--ssh-config",
+            str(sshd.ssh_config), "--grace", "1", "--plain", "--ssh-timeout", "3",
+            "--worker-cmd", FAKE_WORKER_CMD, "--scheduler-cmd", FAKE_SCHEDULER_CMD, *fake_args]
+    done = subprocess.run(argv, cwd=tmp_path, env=fake_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rec = json.loads((first.dir / "run.json").read_text())
+    assert rec["status"] == "succeeded"
+    assert rec["plan"]["hosts"] == [A, B]
+    assert [a["outcome"] for a in rec["attempts"]] == ["ended"]
+    resumed = [e for e in first.metrics() if e["event"] == "start" and e.get("resumed_from")]
+    assert sorted(e["rank"] for e in resumed) == [0, 1]
+    assert {e["host"] for e in first.metrics() if e["event"] == "finish"} == {A, B}
+    assert wait_for(first.all_gone, 5)

@@ -5,6 +5,8 @@ scheduler on the first host; replicas must end bitwise in sync."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -76,4 +78,46 @@ def test_two_hosts_two_devices_real_training(tmp_path, sshd):
     logs = sorted(p.name for p in (run_dir / "logs").glob("*-rank*.log"))
     assert logs == ["127.0.0.1-rank0.log", "127.0.0.1-rank1.log", "127.0.0.2-rank2.log",
                     "127.0.0.2-rank3.log"]
+    assert wait_for(lambda: all_gone(record, run_dir), 5)
+
+
+def test_two_hosts_restart_after_a_remote_worker_is_killed(tmp_path, sshd):
+    """--max-restarts 1, rank 1 (second host) SIGKILLed after the first epoch's checkpoint: the
+    run restarts on both hosts from that checkpoint and finishes its 4 epochs, in sync."""
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("127.0.0.1 slots=1\n127.0.0.2 slots=1\n")
+    run_dir = tmp_path / "run"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    t0 = time.monotonic()
+    launcher = subprocess.Popen([sys.executable, "-m", "launcher.cli", "--hostfile", str(hosts),
+                                 "--ssh-config", str(sshd.ssh_config), "--run-dir", str(run_dir),
+                                 "--plain", "--max-restarts", "1", "--grace", "2",
+                                 "--set", "epoch_size=4", "--env", "ONEDNN_MAX_CPU_ISA=AVX2"],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def first_checkpoint():
+        try:
+            lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        except OSError:
+            return None
+        return any('"event":"checkpoint"' in line for line in lines)
+
+    assert wait_for(first_checkpoint, 300, 0.2), launcher.poll()
+    record = json.loads((run_dir / "run.json").read_text())
+    victim = next(p for p in record["processes"] if p["rank"] == 1)
+    os.kill(victim["pid"], signal.SIGKILL)
+    out, err = launcher.communicate(timeout=600)
+    print(f"2-host run with a restart: {time.monotonic() - t0:.1f} s")
+    assert launcher.returncode == 0, out[-3000:] + err[-3000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    assert record["attempt"] == 2
+    assert record["attempts"][0]["restart_reason"] == "rank 1 on 127.0.0.2: killed by SIGKILL"
+    events = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    resumed = [e for e in events if e["event"] == "start" and e.get("resumed_from")]
+    assert sorted(e["rank"] for e in resumed) == [0, 1]
+    assert json.loads((run_dir / "eval.json").read_text())["top1"] > 0.2  # chance is 0.1
+    finishes = [e for e in events if e["event"] == "finish"]
+    assert len({e["checksum"] for e in finishes}) == 1
     assert wait_for(lambda: all_gone(record, run_dir), 5)

@@ -13,10 +13,14 @@ from cluster.hosts import HostSpec
 from cluster.plan import Node
 from launcher.multihost import OutputFetcher, remote_hosts, share_run_dir
 from launcher.preflight import run_preflight
-from launcher.ssh import (SSHError, SSHSettings, SSHTarget, SSHTransport, connect, resolve_target,
-                          run_command, sftp_get, sftp_put_files, sftp_same_file)
+from launcher.ssh import (RemoteHost, SSHError, SSHSettings, SSHTarget, SSHBackend, connect,
+                          resolve_target, run_command, sftp_get, sftp_put_files, sftp_same_file)
 
 WANT = {"python": "3.11.9", "mindspore": "2.10.0"}
+
+
+def _host(name="h1", python="/py", workdir="/proj", cwd="/launch dir") -> RemoteHost:
+    return RemoteHost(name, SSHTarget(name, name, 22, "u"), python, workdir, cwd)
 
 
 def test_connect_run_command_and_sftp(sshd, tmp_path):
@@ -47,13 +51,15 @@ def test_share_run_dir_detects_the_shared_path(sshd, tmp_path):
     checks, clients = run_preflight(list(hosts.values()), settings,
                                     {"python": sys.version.split()[0],
                                      "mindspore": WANT["mindspore"]}, "cpu", "builtin:rp2k-sample", {}, None)
-    transport = SSHTransport(hosts, clients)
+    backend = SSHBackend(hosts, clients, settings)
+    nodes = [Node(h, h, (0,), (0,)) for h in hosts]
     try:
         assert [c.ok for c in checks] == [True, True], [c.problems for c in checks]
         (tmp_path / "config.yaml").write_text("x: 1\n")
-        assert share_run_dir(tmp_path, transport) == {"127.0.0.1": "shared", "127.0.0.2": "shared"}
+        assert share_run_dir(tmp_path, backend, nodes) == {"127.0.0.1": "shared", "127.0.0.2": "shared"}
+        assert backend.port_free("127.0.0.2", sshd.port) is False  # sshd itself holds that one
     finally:
-        transport.shutdown()
+        backend.close()
 
 
 def test_connect_errors_are_one_paragraph(sshd):
@@ -67,7 +73,7 @@ def test_output_fetcher_copies_rank0_outputs_back(sshd, tmp_path):
     settings = SSHSettings(config_path=str(sshd.ssh_config), timeout=5)
     hosts = remote_hosts([HostSpec("127.0.0.2", 1)], settings, "/", str(tmp_path / "there"))
     client = connect(hosts["127.0.0.2"].target, settings)
-    transport = SSHTransport(hosts, {"127.0.0.2": client})
+    backend = SSHBackend(hosts, {"127.0.0.2": client}, settings)
     there, here = tmp_path / "there", tmp_path / "here"
     (there / "checkpoints").mkdir(parents=True)
     here.mkdir()
@@ -75,7 +81,7 @@ def test_output_fetcher_copies_rank0_outputs_back(sshd, tmp_path):
                        ("checkpoints/.b.1.part.ckpt", "partial"), ("checkpoints/latest.json", "{}"),
                        ("classes.json", "[]")):
         (there / name).write_text(text)
-    fetcher = OutputFetcher(transport, "127.0.0.2", str(there), here)
+    fetcher = OutputFetcher(backend, "127.0.0.2", str(there), here)
     try:
         fetcher.fetch(str(there / "checkpoints" / "a.ckpt"))
         fetcher.fetch("/somewhere/else.ckpt")
@@ -94,11 +100,12 @@ def test_output_fetcher_copies_rank0_outputs_back(sshd, tmp_path):
         assert fetcher.finish() == []
     finally:
         fetcher.close()
-        transport.shutdown()
+        backend.close()
 
 
 def test_merged_rank_table_rules(sshd, tmp_path):
-    from launcher.multihost import merged_rank_table, read_remote_hccn, server_address
+    from cluster.ranktable.build import merged_rank_table, server_address
+    from launcher.multihost import read_remote_hccn
 
     nodes = (Node("a", "10.0.0.1", (0, 1), (0,)), Node("b", "127.0.0.2", (0,), (0,)))
     confs = {"a": {0: "192.168.1.1", 1: "192.168.1.2"}, "b": {0: "192.168.1.3"}}
@@ -114,9 +121,10 @@ def test_merged_rank_table_rules(sshd, tmp_path):
                           {**confs, "c": {0: "192.168.1.1"}}, "/h", dry_run=False)
     settings = SSHSettings(config_path=str(sshd.ssh_config), timeout=5)
     client = connect(resolve_target("127.0.0.2", settings), settings)
+    backend = SSHBackend({"h": _host("h")}, {"h": client}, settings)
     try:
         (tmp_path / "hccn.conf").write_text("address_0=192.168.9.9\n")
-        assert read_remote_hccn(client, "h", str(tmp_path / "hccn.conf")) == {0: "192.168.9.9"}
-        assert read_remote_hccn(client, "h", str(tmp_path / "none.conf")) is None
+        assert read_remote_hccn(backend, "h", str(tmp_path / "hccn.conf")) == {0: "192.168.9.9"}
+        assert read_remote_hccn(backend, "h", str(tmp_path / "none.conf")) is None
     finally:
-        client.close()
+        backend.close()

@@ -17,6 +17,10 @@ apply only to the rank named by ``FAKE_RANK`` (default: every rank).
     FAKE_DIVERGE=1                        (target) report a different parameter checksum
     FAKE_CONNECT=1                        register with the scheduler at MS_SCHED_HOST:PORT
 
+``--resume-from DIR`` (a restart or ``--resume``) continues after the newest ``fake-e<N>.ckpt``
+in DIR (epoch N+1; its start event names the file in ``resumed_from``), and the faults above
+(exit, hang, kill) then stay off: they rehearse the first attempt's failure only.
+
 ``--scheduler`` runs the fake scheduler instead: it binds MS_SCHED_PORT (so two runs on one
 port fail), waits until MS_WORKER_NUM workers have connected and disconnected, and exits 0.
 Every process writes its pid (and a grandchild's) to ``$FAKE_PID_DIR/<name>.pid`` if set.
@@ -101,11 +105,22 @@ def _connect() -> socket.socket:
             time.sleep(0.05)
 
 
-def run_worker(output_dir: str | None) -> int:
+def _newest_checkpoint(directory: str | None) -> tuple[int, str | None]:
+    """(epoch, path) of the newest fake checkpoint in ``directory``; (0, None) if there is none."""
+    found = []
+    for path in Path(directory or "/nonexistent").glob("fake-e*.ckpt"):
+        number = path.stem[len("fake-e"):]
+        if number.isdigit():
+            found.append((int(number), str(path)))
+    return max(found) if found else (0, None)
+
+
+def run_worker(output_dir: str | None, resume_from: str | None = None) -> int:
     rank = int(os.environ.get("RANK_ID", "0"))
     world = int(os.environ.get("RANK_SIZE", "1"))
+    done_epochs, resumed_from = _newest_checkpoint(resume_from)
     target = _env_int("FAKE_RANK")
-    me = target is None or target == rank
+    me = (target is None or target == rank) and resumed_from is None
     steps, epochs = _env_int("FAKE_STEPS", 5), _env_int("FAKE_EPOCHS", 1)
     step_s, plain = _env_float("FAKE_STEP_S", 0.05), _env_int("FAKE_PLAIN", 1)
     _record_pid(f"rank{rank}")
@@ -121,9 +136,10 @@ def run_worker(output_dir: str | None) -> int:
           f"{os.environ.get('OMP_NUM_THREADS')}", flush=True)
     time.sleep(_env_float("FAKE_STARTUP_S", 0.0))
     emit("start", rank, world_size=world, model="fake", params=1234, steps_per_epoch=steps,
-         epochs=epochs, batch_size=4, device_target="CPU", host=socket.gethostname(), pid=os.getpid())
-    global_step = 0
-    for epoch in range(1, epochs + 1):
+         epochs=epochs, batch_size=4, device_target="CPU", host=socket.gethostname(), pid=os.getpid(),
+         resumed_from=resumed_from)
+    global_step = done_epochs * steps
+    for epoch in range(done_epochs + 1, epochs + 1):
         for step in range(1, steps + 1):
             global_step += 1
             if me and _env_int("FAKE_EXIT_AT") == global_step:
@@ -164,8 +180,9 @@ def main() -> int:
     parser.add_argument("--scheduler", action="store_true")
     parser.add_argument("--config")
     parser.add_argument("--output-dir")
+    parser.add_argument("--resume-from")
     args = parser.parse_args()
-    return run_scheduler() if args.scheduler else run_worker(args.output_dir)
+    return run_scheduler() if args.scheduler else run_worker(args.output_dir, args.resume_from)
 
 
 if __name__ == "__main__":

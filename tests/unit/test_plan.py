@@ -16,12 +16,13 @@ from cluster.devices import (DeviceRequest, detect_backend, format_ids, list_dev
 from cluster.errors import PlanError
 from cluster.plan import (LaunchPlan, Node, PlanRequest, ProcessSpec, RankInfo, assign_ranks,
                           core_sets, make_plan, thread_budget)
-from cluster.ranktable import (PLACEHOLDER_IP, TableDevice, TableServer, build_rank_table,
-                               device_ips, parse_hccn_conf, rank_table_text, read_hccn_conf)
+from cluster.ranktable.hccn import device_ips, parse_hccn_conf, read_hccn_conf
+from cluster.ranktable.table import (PLACEHOLDER_IP, TableDevice, TableServer, build_rank_table,
+                                     rank_table_text)
 from launcher.ports import parse_port_range, reserve_port
 from launcher.progress import RunProgress
 from launcher.rundir import check_run_dir, create_run_dir, default_run_dir
-from launcher.transport import LocalTransport
+from launcher.backend import LocalBackend
 
 HCCN_CONF = "".join(f"address_{i}=192.98.92.{100 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
 RUN = "/runs/r1"
@@ -318,7 +319,7 @@ def test_parse_port_range():
             parse_port_range(bad)
 
 
-# -- run directory, transport, progress --------------------------------------------------------------
+# -- run directory, backend, progress --------------------------------------------------------------
 def test_run_dirs(tmp_path):
     import datetime as dt
     when = dt.datetime(2024, 5, 1, 12, 30, 45, tzinfo=dt.timezone.utc)
@@ -336,9 +337,9 @@ def test_run_dirs(tmp_path):
     assert create_run_dir(empty, explicit=True) == empty
 
 
-def test_local_transport_command():
-    assert LocalTransport().agent_cmd("h1") == [sys.executable, "-m", "launcher.agent"]
-    env = LocalTransport().agent_env("h1")
+def test_local_backend_command():
+    assert LocalBackend().agent_cmd("h1") == [sys.executable, "-m", "launcher.agent"]
+    env = LocalBackend().agent_env("h1")
     assert env["PYTHONPATH"].split(os.pathsep)[0] == os.path.dirname(os.path.dirname(
         os.path.abspath(__import__("launcher").__file__)))
 

@@ -14,13 +14,16 @@ import pytest
 
 from cluster.errors import PlanError
 from cluster.plan import LaunchPlan, Node, PlanRequest, RankInfo, make_plan
-from cluster.ranktable import (Problem, RankTable, RankTableError, TableDevice,
-                               TableServer, check_table, default_merged_name, default_table_name,
-                               find_local_server, format_problems, gather_device_ips,
-                               generate_table, hccl_timeout_env, is_loopback, load_table_json,
-                               local_ips, merge_tables, parse_hccn_conf, parse_hccn_tool_output,
-                               primary_ip, query_hccn_tool, read_hccn_conf, read_table,
-                               table_from_data)
+from cluster.hccl_env import hccl_timeout_env
+from cluster.ranktable.build import (default_merged_name, default_table_name, generate_table,
+                                     merge_tables)
+from cluster.ranktable.check import (Problem, RankTableError, check_table, format_problems,
+                                     load_table_json, read_table, table_from_data)
+from cluster.ranktable.hccn import (gather_device_ips, parse_hccn_conf, parse_hccn_tool_output,
+                                    query_hccn_tool, read_hccn_conf)
+from cluster.ranktable.host import find_local_server, local_ips, primary_ip
+from cluster.ranktable.table import (RankTable, TableDevice, TableServer, build_rank_table,
+                                     is_loopback)
 from tests.support import FIXTURES
 
 HCCN_CONF = FIXTURES / "hccn.conf"
@@ -85,11 +88,11 @@ def test_gather_device_ips_sources(fake_hccn_tool, tmp_path, monkeypatch):
     assert ips == {d: CONF_IPS[d] for d in (0, 1, 2)}
     assert source == str(HCCN_CONF)
     # default: hccn_tool first, /etc/hccn.conf for what it did not answer
-    monkeypatch.setattr("cluster.ranktable.DEFAULT_HCCN_CONF", str(HCCN_CONF))
+    monkeypatch.setattr("cluster.ranktable.hccn.DEFAULT_HCCN_CONF", str(HCCN_CONF))
     ips, source = gather_device_ips([2, 3])
     assert ips == {2: "10.20.0.2", 3: CONF_IPS[3]}
     assert source == f"hccn_tool -i <n> -ip -g and {HCCN_CONF}"
-    monkeypatch.setattr("cluster.ranktable.DEFAULT_HCCN_CONF", str(tmp_path / "none.conf"))
+    monkeypatch.setattr("cluster.ranktable.hccn.DEFAULT_HCCN_CONF", str(tmp_path / "none.conf"))
     with pytest.raises(PlanError, match=r"no IP address for device\(s\) 3 in hccn_tool .* or "
                                         r".*none.conf \(missing\).*--hccn-conf"):
         gather_device_ips([2, 3])
@@ -339,6 +342,19 @@ def test_rank_table_objects_validate_themselves():
     assert table.describe().splitlines() == ["10.0.0.2: rank 1 on device(s) 0",
                                              "10.0.0.1: rank 0 on device(s) 0"]
 
+
+
+def test_one_builder_writes_every_table():
+    dev = lambda d, r: TableDevice(d, f"192.168.0.{d + 10}", r)  # noqa: E731
+    servers = (TableServer("10.0.0.2", (dev(0, 1),)), TableServer("10.0.0.1", (dev(0, 0),)))
+    assert RankTable(servers).to_dict() == build_rank_table(servers)  # servers in file order
+    assert [s["server_id"] for s in build_rank_table(servers)["server_list"]] == ["10.0.0.2", "10.0.0.1"]
+    local = (TableServer("127.0.0.1", (dev(0, 0),)), TableServer("127.0.0.2", (dev(1, 1),)))
+    assert build_rank_table(local)["server_count"] == "2"  # every host this machine: allowed here
+    with pytest.raises(PlanError, match="loopback"):
+        RankTable(local)
+    with pytest.raises(PlanError, match="not one contiguous block"):
+        build_rank_table((TableServer("10.0.0.1", (dev(0, 1), dev(1, 0))),))
 
 # -- this host in a table -----------------------------------------------------------------------------
 def test_find_local_server():

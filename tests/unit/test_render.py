@@ -12,10 +12,13 @@ import re
 import pytest
 from rich.console import Console
 
+from launcher.dashboard import dashboard
+from launcher.formatting import fmt_ago, fmt_bytes
+from launcher.procstat import read_rss
 from launcher.progress import LiveState, RunProgress, RunSummary
-from launcher.render import (JsonRenderer, PlainRenderer, RichRenderer, dashboard, fmt_ago,
-                             fmt_bytes, local_host_names, make_renderer, read_rss)
+from launcher.renderers import JsonRenderer, PlainRenderer, RichRenderer, make_renderer
 from tests.support import EVENTS
+from wrn.hostname import local_names
 
 WIDTHS = (80, 120, 200)
 STREAMS = {"real2": 2, "ranks8": 8, "ranks64": 64}
@@ -231,7 +234,7 @@ def test_read_rss_of_this_process_and_of_nothing():
 
 
 def test_local_host_names_include_localhost():
-    names = local_host_names()
+    names = local_names()
     assert "localhost" in names
     assert os.uname().nodename.split(".")[0] in names
 

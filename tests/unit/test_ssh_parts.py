@@ -1,6 +1,6 @@
 """The pieces of the SSH launch path one by one: target resolution, command strings, probe
-parsing and judging, plan adjustment. The pieces that need the real test sshd (SFTP, connecting,
-copying outputs back) are in e2e/test_ssh_parts.py."""
+parsing and judging, complete per-host plans. The pieces that need the real test sshd (SFTP,
+connecting, copying outputs back) are in e2e/test_ssh_parts.py."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec
 from cluster.plan import Node, PlanRequest, make_plan
-from launcher.multihost import adjust_plan, host_device_ids, masked_plan, moved_path, output_fetcher, \
-    remote_hosts
+from launcher.multihost import host_device_ids, output_fetcher, remote_hosts
+from launcher.record import masked_plan
 from launcher.preflight import (HostCheck, failure_message, judge, parse_probe, print_table,
                                 probe_command, raise_if_failed)
-from launcher.ssh import RemoteHost, SSHSettings, SSHTarget, SSHTransport, agent_command, resolve_target
+from launcher.ssh import RemoteHost, SSHSettings, SSHTarget, SSHBackend, agent_command, resolve_target
 
 WANT = {"python": "3.11.9", "mindspore": "2.10.0"}
 
@@ -48,7 +48,7 @@ def test_commands_are_quoted_and_hold_no_secret():
     cmd = probe_command(host, "cpu", "BUILTIN", 29501)
     assert cmd.startswith("cd '/launch dir' && exec env PYTHONPATH=/proj /py - '")
     assert "29501" in cmd
-    assert SSHTransport({"h1": host}, {}).agent_cmd("h1") == ["/py", "-m", "launcher.agent"]
+    assert SSHBackend({"h1": host}, {}).agent_cmd("h1") == ["/py", "-m", "launcher.agent"]
 
 
 def test_parse_probe():
@@ -87,42 +87,41 @@ def test_failure_message_table_and_raise():
     assert "FAILED: boom" in out.getvalue()
 
 
-def test_remote_hosts_and_plan_adjustment():
+def test_remote_hosts_and_complete_per_host_plans():
     specs = [HostSpec("a", 1), HostSpec("b", 2, python="/other/py", workdir="/w", devices=(2, 3))]
     hosts = remote_hosts(specs, SSHSettings(config_path="/nonexistent"), "/cwd")
     assert hosts["a"].python == sys.executable
     assert hosts["b"].python == "/other/py"
     assert host_device_ids(specs[1]) == (2, 3)
     assert host_device_ids(specs[0]) == (0,)
-    req = PlanRequest(backend="cpu", nodes=(Node("a", "10.0.0.1", (0,), (0,)),
-                                            Node("b", "10.0.0.2", (2, 3), (0, 1))),
+    req = PlanRequest(backend="cpu", nodes=(Node("a", "10.0.0.1", (0,), (0,), python=sys.executable,
+                                                 pythonpath="/proj"),
+                                            Node("b", "10.0.0.2", (2, 3), (0, 1), python="/other/py",
+                                                 pythonpath="/w")),
                       run_dir="/r", cwd="/cwd", worker_cmd=(sys.executable, "-m", "wrn.train"),
                       scheduler_cmd=(sys.executable, "-m", "wrn.scheduler"), sched_port=29501,
-                      extra_env={"API_KEY": "s3cret"})
-    plan = adjust_plan(make_plan(req), hosts)
+                      extra_env={"API_KEY": "s3cret"}, python=sys.executable)
+    plan = make_plan(req)
     rank2 = plan.worker(2)
     assert rank2.argv[0] == "/other/py"
     assert rank2.env["PYTHONPATH"] == "/w"
     assert rank2.env["MS_SCHED_HOST"] == "10.0.0.1"
     assert plan.worker(0).argv[0] == sys.executable
+    assert plan.worker(0).env["PYTHONPATH"] == "/proj"
     masked = masked_plan(plan.to_dict())
     assert all(p["env"]["API_KEY"] == "***" for p in masked["processes"])
     assert plan.to_dict()["processes"][0]["env"]["API_KEY"] == "s3cret"  # the plan itself is intact
 
 
-def test_moved_path_and_a_run_dir_elsewhere_on_the_hosts():
-    assert moved_path("/r/config.yaml", "/r", "/x/y") == "/x/y/config.yaml"
-    assert moved_path("/r", "/r", "/x") == "/x"
-    assert moved_path("/rr/a", "/r", "/x") == "/rr/a"
-    assert moved_path("/r/a", "/r", None) == "/r/a"
-    specs = [HostSpec("a", 1), HostSpec("b", 1)]
-    hosts = remote_hosts(specs, SSHSettings(config_path="/nonexistent"), "/cwd", "/there")
+def test_a_run_dir_elsewhere_on_the_hosts():
     req = PlanRequest(backend="cpu", nodes=(Node("a", "10.0.0.1", (0,), (0,)),
-                                            Node("b", "10.0.0.2", (0,), (0,))),
+                                            Node("b", "10.0.0.2", (0,), (0,), run_dir="/there")),
                       run_dir="/r", cwd="/cwd", worker_cmd=(sys.executable, "-m", "wrn.train"),
-                      scheduler_cmd=None, sched_port=29501)
-    plan = adjust_plan(make_plan(req), hosts)
+                      scheduler_cmd=None, sched_port=29501, resume=True)
+    plan = make_plan(req)
     worker = plan.worker(1)
     assert "/there/config.yaml" in worker.argv
     assert worker.env["WRN_RUN_DIR"] == "/there"
-    assert output_fetcher(plan, Path("/r"), None, {"a": "shared"}) is None
+    assert worker.argv[-2:] == ("--resume-from", "/there/checkpoints")
+    assert "/r/config.yaml" in plan.worker(0).argv
+    assert output_fetcher(plan, req.nodes, Path("/r"), None, {"a": "shared"}) is None

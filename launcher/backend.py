@@ -1,0 +1,153 @@
+"""Where a run's processes start: one small class per way of reaching a host.
+
+A backend starts the node agent (``python -m launcher.agent``, see ``launcher.agent``) of each
+host, with the JSON-lines protocol on its stdin/stdout, and moves files in and out of that
+host's run directory. Every backend has the same small interface:
+
+* ``spawn_agent(host)``: start the agent; returns a ``Popen``-like object;
+* ``agent_cmd(host)``: the argv it runs there (tests assert on it);
+* ``put(host, remote_dir, files)`` / ``get(host, remote, local)`` / ``list_dir(host, path)`` /
+  ``same_file(host, path, content)``: files of the run directory there;
+* ``port_free(host, port)``: whether the scheduler could bind ``port`` on that host now;
+* ``stop_agents()``: end the agents of an attempt (their hosts then stop their workers);
+* ``close()``: release everything at the end of the run.
+
+A backend lives as long as the run: a restart spawns new agents through the same connections.
+``LocalBackend`` (this file) runs agents as child processes; ``launcher.ssh.SSHBackend`` runs
+them in channels of verified SSH connections. A new way of starting processes (Slurm, ...) is one
+more class with this interface.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from launcher.ports import port_is_free
+from wrn.fileio import write_atomic
+
+#: Tells a local agent its launcher's pid, so it can tell whether the launcher already died.
+PARENT_ENV = "WRN_AGENT_PARENT"
+#: The directory holding the ``launcher``, ``cluster`` and ``wrn`` packages.
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class BackendError(Exception):
+    """A host cannot be used (connection lost and not re-made, agent not startable); ``str()``
+    names the host and the cause."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(message)
+        self.host = host
+
+
+def python_path(existing: str | None = None) -> str:
+    """PYTHONPATH that makes this project importable (``-m wrn.train``) from any directory."""
+    parts = [PROJECT_ROOT] + [p for p in (existing or "").split(os.pathsep) if p and p != PROJECT_ROOT]
+    return os.pathsep.join(parts)
+
+
+class Backend:
+    """Base class: where agents run, how they are started and how files reach them."""
+
+    #: True when agents run on this machine (the launcher may then clean up by itself).
+    local = False
+
+    def agent_cmd(self, host: str) -> list[str]:
+        """argv that starts the node agent for ``host``."""
+        raise NotImplementedError
+
+    def spawn_agent(self, host: str) -> Any:
+        """Start the agent of ``host``: a ``Popen`` (or an object with the same ``stdin``,
+        ``stdout``, ``stderr``, ``pid``, ``poll``, ``wait`` and ``kill``). Raises
+        ``BackendError`` when the host cannot be reached."""
+        raise NotImplementedError
+
+    def put(self, host: str, remote_dir: str, files: Mapping[str, str]) -> None:
+        """Create ``remote_dir`` on ``host`` and copy the local ``files`` (name -> path) into it."""
+        raise NotImplementedError
+
+    def get(self, host: str, remote: str, local: str) -> None:
+        """Copy ``remote`` on ``host`` to ``local`` atomically."""
+        raise NotImplementedError
+
+    def list_dir(self, host: str, path: str) -> list[tuple[str, int, bool]]:
+        """(name, size, is a regular file) of each entry of ``path`` on ``host``;
+        ``FileNotFoundError`` if there is no such folder."""
+        raise NotImplementedError
+
+    def same_file(self, host: str, path: str, content: str) -> bool:
+        """True when ``path`` exists on ``host`` with exactly ``content`` (a shared folder)."""
+        raise NotImplementedError
+
+    def port_free(self, host: str, port: int) -> bool:
+        """True if a TCP server could bind ``port`` on ``host`` now."""
+        raise NotImplementedError
+
+    def stop_agents(self) -> None:
+        """End the agents this backend started (called at the end of every attempt)."""
+
+    def close(self) -> None:
+        """Release whatever the backend holds (connections); called once, when the run ends."""
+        self.stop_agents()
+
+
+class LocalBackend(Backend):
+    """The agent is a child process of the launcher, run with the launcher's own interpreter.
+
+    ``sys.executable`` is used rather than whatever ``python`` is first on PATH, so the agent and
+    the workers run in the environment the launcher was started from.
+    """
+
+    local = True
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
+
+    def agent_cmd(self, host: str) -> list[str]:
+        return [self.python, "-m", "launcher.agent"]
+
+    def agent_env(self, host: str) -> dict[str, str]:
+        """The agent's environment: the launcher's, with the project importable."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = python_path(env.get("PYTHONPATH"))
+        env["PYTHONUNBUFFERED"] = "1"
+        env[PARENT_ENV] = str(os.getpid())
+        return env
+
+    def spawn_agent(self, host: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.agent_cmd(host), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=self.agent_env(host), close_fds=True,
+            process_group=0)  # its own group: a terminal's Ctrl-C reaches only the launcher
+
+    def put(self, host: str, remote_dir: str, files: Mapping[str, str]) -> None:
+        os.makedirs(remote_dir, exist_ok=True)
+        for name, local in files.items():
+            target = os.path.join(remote_dir, name)
+            if os.path.abspath(local) != os.path.abspath(target):
+                shutil.copyfile(local, target)
+
+    def get(self, host: str, remote: str, local: str) -> None:
+        write_atomic(local, Path(remote).read_bytes())
+
+    def list_dir(self, host: str, path: str) -> list[tuple[str, int, bool]]:
+        out = []
+        with os.scandir(path) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                out.append((entry.name, st.st_size, entry.is_file(follow_symlinks=False)))
+        return out
+
+    def same_file(self, host: str, path: str, content: str) -> bool:
+        try:
+            return Path(path).read_text(encoding="utf-8", errors="replace") == content
+        except OSError:
+            return False
+
+    def port_free(self, host: str, port: int) -> bool:
+        return port_is_free(port)

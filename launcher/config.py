@@ -1,0 +1,194 @@
+"""What a launch is asked to do: ``LaunchConfig``, the one spec the command line is turned into.
+
+The command line (``launcher.cli``) and the Python API (``launcher.api.launch``) both build a
+``LaunchConfig`` and nothing else reads flags. It is a tree of frozen dataclasses, each default
+written once, here (the CLI's defaults and help texts are taken from these fields):
+
+    LaunchConfig            what to train where: devices or hosts, config file and overrides,
+      .supervisor           SupervisorConfig: grace period, stall and start-up limits
+      .ssh                  SSHSettings: ssh config, known_hosts, trust policy, timeout
+
+Construction validates every combination that can be judged without touching the machine and
+raises ``LaunchError`` (one paragraph: what, where, how to fix). Everything that needs the
+machine (files, devices, ports, hosts) is checked by ``launcher.prepare``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from cluster.ranktable.hccn import DEFAULT_HCCN_CONF
+from launcher.ports import DEFAULT_PORT_RANGE
+from launcher.ssh import SSHSettings
+
+#: Backend choices of ``--backend``.
+BACKEND_CHOICES = ("auto", "ascend", "gpu", "cpu")
+
+
+class LaunchError(Exception):
+    """Bad input found before anything started; ``str()`` is one paragraph (what, where, fix)."""
+
+    exit_code = 2
+
+
+def _check_seconds(flag: str, value: float, *, positive: bool) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise LaunchError(f"{flag} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        need = "more than 0" if positive else "0 or more"
+        raise LaunchError(f"{flag} must be {need} seconds, got {value:g}")
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """Timing policy of a run: grace between SIGTERM and SIGKILL, stall limits, start-up limit."""
+
+    grace: float = 3.0
+    stall_timeout: float = 300.0
+    stall_kill: float | None = None          # None: 2 x stall_timeout
+    startup_timeout: float = 600.0
+    scheduler_wait: float = 15.0
+
+    def __post_init__(self) -> None:
+        _check_seconds("--grace", self.grace, positive=False)
+        _check_seconds("--stall-timeout", self.stall_timeout, positive=True)
+        _check_seconds("--startup-timeout", self.startup_timeout, positive=True)
+        _check_seconds("scheduler_wait", self.scheduler_wait, positive=False)
+        if self.stall_kill is None:
+            object.__setattr__(self, "stall_kill", 2 * self.stall_timeout)
+        _check_seconds("--stall-kill", self.stall_kill, positive=True)
+        if self.stall_kill <= self.stall_timeout:
+            raise LaunchError(f"--stall-kill ({self.stall_kill:g} s) must be longer than "
+                              f"--stall-timeout ({self.stall_timeout:g} s): a stalled worker is "
+                              f"reported first, killed later")
+
+    @property
+    def startup_kill(self) -> float:
+        """Before its first event a worker is killed after the same factor as later stalls."""
+        return self.startup_timeout * self.stall_kill / self.stall_timeout
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """Everything ``launch`` accepts; the ``wrn-launch`` flags map onto these fields one to one.
+
+    ``worker_cmd``/``scheduler_cmd`` replace ``python -m wrn.train`` / ``python -m
+    wrn.scheduler`` (tests and simulations); ``start_scheduler=False`` starts none.
+    ``remote_run_dir`` is the run directory's path on the other hosts (None: the same path).
+    """
+
+    devices: str | None = None
+    config_file: str | None = None
+    overrides: tuple[str, ...] = ()
+    backend: str = "auto"
+    run_dir: str | None = None
+    name: str | None = None
+    runs_root: str = "runs"
+    dry_run: bool = False
+    threads_per_worker: int | None = None
+    bind_cores: bool | None = None
+    verbose_mindspore: bool = False
+    hccn_conf: str = DEFAULT_HCCN_CONF
+    port: int | None = None
+    port_range: tuple[int, int] = DEFAULT_PORT_RANGE
+    worker_cmd: tuple[str, ...] | None = None
+    scheduler_cmd: tuple[str, ...] | None = None
+    start_scheduler: bool = True
+    dev_dir: str = "/dev"
+    command: tuple[str, ...] = ()
+    resume: str | None = None
+    resume_ckpt: str | None = None
+    pretrained: str | None = None
+    force: bool = False
+    max_restarts: int = 0
+    rank_table: str | None = None
+    server_ip: str | None = None
+    hccl_connect_timeout: int | None = None
+    hccl_exec_timeout: int | None = None
+    hostfile: str | None = None
+    hosts: str | None = None
+    env: tuple[str, ...] = ()
+    env_file: str | None = None
+    remote_run_dir: str | None = None
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    ssh: SSHSettings = field(default_factory=SSHSettings)
+
+    def __post_init__(self) -> None:
+        for name in ("overrides", "worker_cmd", "scheduler_cmd", "command", "port_range", "env"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        if self.backend not in BACKEND_CHOICES:
+            raise LaunchError(f"--backend {self.backend!r}: choose one of {', '.join(BACKEND_CHOICES)}")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise LaunchError(f"--port {self.port}: a TCP port is 1-65535; pick a free one, or "
+                              f"leave --port out to get one from --port-range")
+        if self.server_ip is not None and self.rank_table is None:
+            raise LaunchError(f"--server-ip {self.server_ip} picks this host's server in a rank "
+                              f"table; use it together with --rank-table FILE")
+        if self.run_dir is not None and self.name is not None:
+            raise LaunchError("--run-dir and --name both name the run directory; give only one")
+        if self.resume is not None and (self.run_dir is not None or self.name is not None):
+            raise LaunchError("--resume RUN_DIR continues that run in place; it cannot be combined "
+                              "with --run-dir or --name")
+        if self.resume is not None and self.resume_ckpt is not None:
+            raise LaunchError("--resume continues a run from its own newest checkpoint and "
+                              "--resume-ckpt starts a new run from a file; give only one")
+        if self.max_restarts < 0:
+            raise LaunchError(f"--max-restarts must be 0 or more, got {self.max_restarts}")
+        if self.hostfile is not None and self.hosts is not None:
+            raise LaunchError("--hostfile and --hosts both list the hosts; give only one")
+        if self.multi_host and (self.devices is not None or self.rank_table):
+            raise LaunchError("with --hostfile/--hosts each host's devices come from its slots= "
+                              "(or devices=, or host:N); drop --devices/--rank-table")
+        if self.rank_table is not None and self.devices is not None:
+            raise LaunchError(f"--rank-table {self.rank_table} already says which devices this "
+                              f"host runs; drop --devices {self.devices}")
+        timeout = self.ssh.timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+                or not math.isfinite(timeout) or timeout <= 0:
+            raise LaunchError(f"--ssh-timeout must be more than 0 seconds, got {timeout}")
+
+    @property
+    def multi_host(self) -> bool:
+        """True when the hosts come from --hostfile or --hosts (launched over SSH)."""
+        return bool(self.hostfile or self.hosts)
+
+    @classmethod
+    def from_fields(cls, **values: Any) -> "LaunchConfig":
+        """Build from flat keyword arguments, as the CLI flags name them: the supervisor fields
+        (``grace``, ``stall_timeout``, ...) and the SSH ones (``ssh_config``, ``ssh_timeout``,
+        ...) go into their sections; fields not given keep their defaults."""
+        sup = {k: values.pop(k) for k in list(values) if k in _SUPERVISOR_FIELDS}
+        ssh = {_SSH_FIELDS[k]: values.pop(k) for k in list(values) if k in _SSH_FIELDS}
+        unknown = sorted(set(values) - _TOP_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown launch option(s): {', '.join(unknown)}")
+        try:
+            supervisor = SupervisorConfig(**sup)
+        except TypeError as exc:  # pragma: no cover - a programming error
+            raise LaunchError(str(exc)) from None
+        return cls(**values, supervisor=supervisor, ssh=SSHSettings(**ssh))
+
+    def replace(self, **changes: Any) -> "LaunchConfig":
+        """A copy with ``changes`` (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+_SUPERVISOR_FIELDS = frozenset(f.name for f in dataclasses.fields(SupervisorConfig))
+#: Flat (CLI) name -> SSHSettings field.
+_SSH_FIELDS: Mapping[str, str] = {"ssh_config": "config_path", "ssh_known_hosts": "known_hosts",
+                                  "ssh_accept_new": "accept_new", "ssh_timeout": "timeout"}
+_TOP_FIELDS = frozenset(f.name for f in dataclasses.fields(LaunchConfig)) - {"supervisor", "ssh"}
+
+
+def default_of(name: str) -> Any:
+    """The default of a flat field name (for the CLI's help texts)."""
+    if name in _SUPERVISOR_FIELDS:
+        return SupervisorConfig.__dataclass_fields__[name].default
+    if name in _SSH_FIELDS:
+        return SSHSettings.__dataclass_fields__[_SSH_FIELDS[name]].default
+    return LaunchConfig.__dataclass_fields__[name].default

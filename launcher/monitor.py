@@ -1,0 +1,498 @@
+"""The monitor: runs one attempt of a plan through node agents and returns its ``RunResult``.
+
+One ``Monitor`` per attempt. Its main thread starts one agent per host (through the run's
+``Backend``; ``launcher.channel`` reads their streams into a queue), then handles, one at a time,
+everything that happens:
+
+* agent messages, dispatched through an explicit table (``_handlers``): process started/exited,
+  output lines -> ``logs/<host>-rank<k>.log`` (plain text) or ``metrics.jsonl`` (events, parsed
+  with ``wrn.events.parse``), progress -> the ``Renderer``; a message type that is not in the
+  table is logged at debug level in the agent's log and otherwise ignored;
+* the run record (``launcher.record``) updated and saved on every change (pids as soon as known,
+  exit codes as they come);
+* first failure wins: a worker exiting non-zero or killed, the scheduler dying while workers
+  run, a worker stalled past its allowance, or an agent lost or not startable -> that is the
+  root cause; every other process is stopped (SIGTERM to its process group, ``grace`` seconds,
+  SIGKILL) and what fails afterwards is not blamed;
+* SIGINT/SIGTERM/SIGHUP -> the same clean stop, state INTERRUPTED, exit 128+signal; a second
+  SIGINT skips the grace period.
+
+Exit status of an attempt: 0 succeeded, 1 failed, 128+N interrupted by signal N.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import json
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from cluster.plan import LaunchPlan, ProcessSpec
+from launcher.backend import Backend, BackendError
+from launcher.channel import TAIL_LINES, AgentHandle, AgentWarning, Exited, Hello, Inbound, Line, \
+    Started, Stopping, Done
+from launcher.config import SupervisorConfig
+from launcher.proc import kill_group, signal_name
+from launcher.progress import RootCause, RunProgress, RunSummary
+from launcher.record import AgentRecord, ProcessRecord, RunRecord, RunRecordWriter
+from launcher.formatting import exit_text
+from launcher.renderers import Renderer
+from launcher.rundir import RunFiles, iso_time
+from wrn.events import number, parse as parse_event
+
+#: Extra seconds an agent gets beyond the grace period to report that its processes ended,
+#: before the launcher kills the recorded process groups itself (local hosts only).
+AGENT_STOP_SLACK_S = 5.0
+LOOP_S = 0.1
+
+
+class RunState(enum.Enum):
+    """How an attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class ProcState(enum.Enum):
+    """Where one process of the attempt is."""
+
+    PENDING = "pending"        # planned, no "started" yet
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"          # non-zero exit, a signal, or it could not start
+    LOST = "lost"              # its agent ended before reporting its exit
+
+
+@dataclass
+class Proc:
+    """One process of the attempt: the plan's spec plus the monitor's live bookkeeping."""
+
+    spec: ProcessSpec
+    state: ProcState = ProcState.PENDING
+    pid: int | None = None
+    pgid: int | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    error: str | None = None
+    started_at: float | None = None          # monotonic
+    last_event_at: float | None = None       # monotonic
+    stall_warned: bool = False
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+
+    @property
+    def running(self) -> bool:
+        return self.state is ProcState.RUNNING
+
+    @property
+    def ended(self) -> bool:
+        return self.end_time is not None
+
+    def record(self) -> ProcessRecord:
+        """This process as run.json shows it."""
+        s = self.spec
+        return ProcessRecord(name=s.name, role=s.role, host=s.host, rank=s.rank, pid=self.pid,
+                             pgid=self.pgid,
+                             start_time=iso_time(self.start_time) if self.start_time else None,
+                             end_time=iso_time(self.end_time) if self.end_time else None,
+                             exit_code=self.exit_code, signal=self.signal, error=self.error,
+                             log=s.log)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one attempt came to: its state and exit code, the summary shown at the end, every
+    process that failed (by name: rank k's worker is ``rank<k>``), and the final run record."""
+
+    state: RunState
+    exit_code: int
+    summary: RunSummary
+    record: RunRecord
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def root_cause(self) -> RootCause | None:
+        return self.summary.root_cause
+
+
+class Monitor:
+    """Runs one attempt of ``plan`` and returns its ``RunResult``; see the module docstring."""
+
+    def __init__(self, plan: LaunchPlan, files: RunFiles, renderer: Renderer, backend: Backend,
+                 options: SupervisorConfig, record: RunRecord, writer: RunRecordWriter,
+                 notes: dict[str, Any] | None = None, fetcher: Any = None) -> None:
+        self.plan = plan
+        self.fetcher = fetcher  # copies rank 0's outputs back (multihost.OutputFetcher) or None
+        self.files = files
+        self.ui = renderer
+        self.backend = backend
+        self.opts = options
+        self.record = record
+        self.writer = writer
+        self.notes = notes or {}
+        self.procs = {p.name: Proc(p) for p in plan.processes}
+        self.progress = RunProgress(plan.world_size)
+        self.inbox: queue.Queue = queue.Queue()
+        self.agents: dict[str, AgentHandle] = {}
+        self.state: RunState | None = None
+        self.root_cause: RootCause | None = None
+        self.interrupted: int | None = None
+        self.stopping_since: float | None = None
+        self.stop_deadline: float | None = None
+        self.sched_deadline: float | None = None
+        self.start_wall = time.time()
+        self._pending_signal: int | None = None
+        self._ui_broken = False
+        self._handlers: dict[type, Callable[[str, Any], None]] = {
+            Hello: self._on_hello, Started: self._on_started, Line: self._on_line,
+            Exited: self._on_exited, AgentWarning: self._on_warning,
+            Stopping: lambda host, msg: None, Done: lambda host, msg: None}
+
+    # -- public ----------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        """Start every agent, supervise until all have ended, and return the result."""
+        handlers = self._install_signal_handlers()
+        try:
+            self.record.start_time = iso_time(self.start_wall)
+            self._save()
+            self._ui("run_started", self.plan, str(self.files.root), self.notes)
+            for p in self.plan.processes:
+                self.files.open_log(p.log)
+            for host in self.plan.hosts:
+                spec = {"version": 1, "host": host, "grace": self.opts.grace,
+                        "processes": [p.to_dict() for p in self.plan.processes_on(host)]}
+                self.agents[host] = AgentHandle(host, self.backend, spec, self.inbox)
+            self._spawn_agents()
+            self._save()
+            self._loop()
+            self._fetch_outputs()
+            return self._finish()
+        except BaseException as exc:  # a launcher bug: say so in run.json, then clean up
+            self.record.status = "failed"
+            self.record.launcher_error = f"{type(exc).__name__}: {exc}"
+            self.record.end_time = iso_time(time.time())
+            self._save()
+            raise
+        finally:
+            for agent in self.agents.values():
+                agent.kill()
+            self.backend.stop_agents()
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+
+    def _spawn_agents(self) -> None:
+        """Spawn every agent (main thread), then their reader threads. A host that cannot be
+        reached fails the attempt with that host as the root cause."""
+        for agent in self.agents.values():
+            try:
+                agent.spawn()
+            except BackendError as exc:
+                self._agent_failed(agent.host, f"cannot start its node agent: {exc}", None)
+                break
+        for agent in self.agents.values():
+            if agent.alive:
+                agent.start_readers()
+
+    # -- main loop -------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        last_tick = 0.0
+        while any(a.alive for a in self.agents.values()):
+            try:
+                item = self.inbox.get(timeout=LOOP_S)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._dispatch(item)
+            now = time.monotonic()
+            self._check_signal()
+            self._check_stalls(now)
+            self._check_deadlines(now)
+            if now - last_tick >= 1.0:
+                last_tick = now
+                self._ui("tick", self.progress)
+
+    def _dispatch(self, item: Inbound) -> None:
+        agent_log = f"logs/agent-{item.host}.log"
+        if item.kind == "message":
+            self._handlers[type(item.value)](item.host, item.value)
+        elif item.kind == "ignored":
+            self.files.log(agent_log, f"debug: ignored an agent message of unknown type "
+                                      f"{item.value!r}")
+        elif item.kind == "text":
+            self.files.log(agent_log, item.value)
+        elif item.kind == "stderr":
+            self.agents[item.host].stderr_tail.append(item.value)
+            self.files.log(agent_log, item.value)
+        elif item.kind == "eof":
+            self._on_agent_eof(item.host, item.value)
+
+    # -- agent messages --------------------------------------------------------------------------
+    def _on_hello(self, host: str, msg: Hello) -> None:
+        agent = self.agents[host]
+        if agent.pid is None and msg.pid:  # a remote agent: its pid there
+            agent.pid = msg.pid
+            self._save()
+
+    def _on_started(self, host: str, msg: Started) -> None:
+        proc = self.procs.get(msg.name)
+        if proc is None:
+            return
+        proc.pid, proc.pgid = msg.pid, msg.pgid
+        proc.start_time = msg.time or time.time()
+        proc.started_at = time.monotonic()
+        proc.state = ProcState.RUNNING
+        self._save()
+        self._ui("process_started", proc.spec.name, proc.spec.rank, host, proc.pid)
+
+    def _on_line(self, host: str, msg: Line) -> None:
+        proc = self.procs.get(msg.name)
+        if proc is None:
+            return
+        record = parse_event(msg.line)
+        if record is None:
+            self.files.log(proc.spec.log, msg.line)
+            proc.tail.append(msg.line)
+            return
+        self.files.metric({**record, "host": host})
+        if proc.spec.role != "worker":
+            return
+        if self.fetcher is not None and proc.spec.rank == 0 and record.get("event") == "checkpoint" \
+                and record.get("path"):
+            self.fetcher.fetch(record["path"])  # queued; copied by the fetcher's thread
+        proc.last_event_at = time.monotonic()
+        if proc.stall_warned:
+            proc.stall_warned = False
+            self._ui("message", "info", f"rank {proc.spec.rank} is emitting events again")
+        self.progress.update(record, time.time())
+        self._ui("event", host, record, self.progress)
+
+    def _on_exited(self, host: str, msg: Exited) -> None:
+        proc = self.procs.get(msg.name)
+        if proc is None or proc.ended:
+            return
+        proc.end_time = msg.time or time.time()
+        proc.exit_code, proc.signal, proc.error = msg.exit_code, msg.signal, msg.error
+        if proc.pid is None and msg.pid:
+            proc.pid = msg.pid
+        if proc.error:
+            proc.tail.append(proc.error)
+        ok = proc.exit_code == 0
+        proc.state = ProcState.SUCCEEDED if ok else ProcState.FAILED
+        self._save()
+        self._ui("process_exited", proc.spec.name, proc.spec.rank, host, proc.exit_code, proc.signal,
+                 ok or self.stopping_since is not None)
+        if self.stopping_since is not None:
+            return
+        workers = [p for p in self.procs.values() if p.spec.role == "worker"]
+        if proc.spec.role == "worker":
+            if not ok:
+                self._fail(proc, exit_text(proc.exit_code, proc.signal))
+            elif all(p.exit_code == 0 for p in workers):
+                if any(p.spec.role == "scheduler" and not p.ended for p in self.procs.values()):
+                    self.sched_deadline = time.monotonic() + self.opts.scheduler_wait
+        elif not ok and any(not p.ended for p in workers):
+            self._fail(proc, exit_text(proc.exit_code, proc.signal) + " while workers were running")
+
+    def _on_warning(self, host: str, msg: AgentWarning) -> None:
+        self._ui("message", "warning", f"agent on {host}: {msg.message}")
+
+    def _on_agent_eof(self, host: str, returncode: int) -> None:
+        self.agents[host].alive = False
+        self._agent_failed(host, f"node agent ended unexpectedly "
+                                 f"({exit_text(*_split_rc(returncode))})", returncode)
+
+    def _agent_failed(self, host: str, reason: str, returncode: int | None) -> None:
+        """The agent of ``host`` is gone (or never started): its unfinished processes are lost,
+        and if that happened outside a stop, the host is the root cause."""
+        lost = [p for p in self.procs.values() if p.spec.host == host and not p.ended]
+        for proc in lost:
+            # The agent's children died with it (PR_SET_PDEATHSIG), but what they started may
+            # live on in their process groups: on this host, kill the recorded groups.
+            if self.backend.local and proc.pgid:
+                kill_group(proc.pgid, signal.SIGKILL)
+            proc.end_time = time.time()
+            proc.state = ProcState.LOST
+            proc.error = f"lost: the node agent on {host} ended before reporting this process's exit"
+        if lost:
+            self._save()
+        if lost and self.stopping_since is None:
+            agent = self.agents[host]
+            cause = RootCause(name=f"agent@{host}", host=host, rank=None, reason=reason,
+                              exit_code=returncode, log=f"logs/agent-{host}.log",
+                              log_tail=list(agent.stderr_tail))
+            self._fail_with(cause)
+
+    # -- failure and stopping ----------------------------------------------------------------------
+    def _fail(self, proc: Proc, reason: str) -> None:
+        err = self.progress.errors.get(proc.spec.rank) if proc.spec.rank is not None else None
+        error = f"{err.get('kind') or 'error'}: {err.get('message')}" if err else proc.error
+        self._fail_with(RootCause(name=proc.spec.name, host=proc.spec.host, rank=proc.spec.rank,
+                                  reason=reason, exit_code=proc.exit_code, signal=proc.signal,
+                                  log=proc.spec.log, log_tail=list(proc.tail), error=error))
+
+    def _fail_with(self, cause: RootCause) -> None:
+        if self.root_cause is not None or self.stopping_since is not None:
+            return
+        self.root_cause = cause
+        self._set_state(RunState.FAILED)
+        self._ui("message", "error", f"{cause.who} on {cause.host} {cause.reason}; stopping every "
+                                     f"other process of the run")
+        self._stop(self.opts.grace, f"{cause.who} failed")
+
+    def _stop(self, grace: float, reason: str) -> None:
+        now = time.monotonic()
+        if self.stopping_since is None:
+            self.stopping_since = now
+        self.stop_deadline = now + grace + AGENT_STOP_SLACK_S
+        for agent in self.agents.values():
+            if agent.alive:
+                agent.send({"cmd": "stop", "grace": grace, "reason": reason})
+        self._save()
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            old[signum] = signal.signal(signum, self._on_signal)
+        return old
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._pending_signal = signum  # acted on by the main loop
+
+    def _check_signal(self) -> None:
+        signum, self._pending_signal = self._pending_signal, None
+        if signum is None:
+            return
+        name = signal_name(signum)
+        if self.stopping_since is None:
+            self.interrupted = signum
+            self._set_state(RunState.INTERRUPTED)
+            self._ui("message", "warning", f"{name} received: stopping the run (grace "
+                                           f"{self.opts.grace:g} s; press Ctrl-C again to kill at once)")
+            self._stop(self.opts.grace, f"launcher received {name}")
+        else:
+            self._ui("message", "warning", f"{name} received again: killing every process now")
+            self._stop(0.0, f"launcher received {name} again")
+
+    def _check_stalls(self, now: float) -> None:
+        if self.stopping_since is not None:
+            return
+        for proc in self.procs.values():
+            if proc.spec.role != "worker" or not proc.running or proc.started_at is None:
+                continue
+            if proc.last_event_at is None:  # still starting up: the longer allowance
+                quiet, what = now - proc.started_at, "since it started"
+                warn, kill = self.opts.startup_timeout, self.opts.startup_kill
+            else:
+                quiet, what = now - proc.last_event_at, "since its last event"
+                warn, kill = self.opts.stall_timeout, self.opts.stall_kill
+            if quiet >= kill:
+                self._fail(proc, f"stalled: no event for {quiet:.0f} s {what} (limit {kill:g} s)")
+                return
+            if quiet >= warn and not proc.stall_warned:
+                proc.stall_warned = True
+                self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} looks "
+                                               f"stalled: no event for {quiet:.0f} s {what}; it is "
+                                               f"treated as failed after {kill:g} s")
+
+    def _check_deadlines(self, now: float) -> None:
+        if self.sched_deadline is not None and self.stopping_since is None and now >= self.sched_deadline:
+            self._ui("message", "warning", f"the scheduler is still running {self.opts.scheduler_wait:g} s "
+                                           f"after the last worker finished; stopping it")
+            self._stop(self.opts.grace, "every worker finished")
+        if self.stop_deadline is not None and now >= self.stop_deadline:
+            self.stop_deadline = now + AGENT_STOP_SLACK_S
+            self._ui("message", "warning", "agents did not confirm the stop in time; killing the "
+                                           "recorded process groups")
+            for proc in self.procs.values():
+                if not proc.ended and proc.pgid and self.backend.local:
+                    kill_group(proc.pgid, signal.SIGKILL)
+            for agent in self.agents.values():
+                agent.kill()
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def _set_state(self, state: RunState) -> None:
+        """How the attempt is ending; run.json's status says the same from now on."""
+        self.state = state
+        self.record.status = state.value
+
+    def _ui(self, method: str, *args: Any) -> None:
+        """Call the renderer; a broken terminal or pipe must not break supervision."""
+        if self._ui_broken:
+            return
+        try:
+            getattr(self.ui, method)(*args)
+        except (OSError, ValueError):
+            self._ui_broken = True
+
+    def _save(self) -> None:
+        """Bring the run record up to date with the processes and agents, and write it."""
+        self.record.processes = [p.record() for p in self.procs.values()]
+        self.record.agents = [AgentRecord(a.host, a.pid) for a in self.agents.values()]
+        self.record.root_cause = self.root_cause.to_dict() if self.root_cause else None
+        self.writer.save(self.record)
+
+    def _fetch_outputs(self) -> None:
+        """Wait for rank 0's outputs to be copied back (a host not sharing the run dir)."""
+        if self.fetcher is None:
+            return
+        for problem in self.fetcher.finish():
+            self._ui("message", "warning", problem)
+
+    def _finish(self) -> RunResult:
+        workers = [p for p in self.procs.values() if p.spec.role == "worker"]
+        note = None
+        if self.interrupted is not None:
+            state, code, note = RunState.INTERRUPTED, 128 + self.interrupted, \
+                f"by {signal_name(self.interrupted)}"
+        elif self.root_cause is not None:
+            state, code = RunState.FAILED, 1
+        elif workers and all(p.exit_code == 0 for p in workers):
+            state, code = RunState.SUCCEEDED, 0
+        else:
+            state, code, note = RunState.FAILED, 1, "not every worker succeeded"
+        self._set_state(state)
+        end = time.time()
+        top1 = self.progress.top1()
+        if top1 is None:
+            top1 = _eval_json_top1(self.files.root / "eval.json")
+        summary = RunSummary(
+            status=state.value, exit_code=code, run_dir=str(self.files.root),
+            wall_s=end - self.start_wall, imgs_per_s=self.progress.final_imgs_per_s(),
+            final_loss=self.progress.final_loss(), top1=top1,
+            best_checkpoint=self.progress.best_checkpoint(),
+            replicas_in_sync=self.progress.replicas_in_sync(),
+            checksums={r: f.get("checksum") for r, f in sorted(self.progress.finish.items())},
+            root_cause=self.root_cause, note=note)
+        self.record.end_time = iso_time(end)
+        self.record.wall_s = round(end - self.start_wall, 3)
+        self.record.exit_code = code
+        self.record.summary = summary.to_dict()
+        self._save()
+        self._ui("finished", summary)
+        failures = {p.spec.name: p.error or exit_text(p.exit_code, p.signal)
+                    for p in self.procs.values() if p.state in (ProcState.FAILED, ProcState.LOST)}
+        return RunResult(state, code, summary, self.record, failures)
+
+
+def _split_rc(returncode: int | None) -> tuple[int | None, str | None]:
+    if returncode is not None and returncode < 0:
+        return returncode, signal_name(-returncode)
+    return returncode, None
+
+
+def _eval_json_top1(path: Path) -> float | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("top1")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return number(value)

@@ -1,0 +1,487 @@
+"""From a ``LaunchConfig`` to a checked launch: ``prepare(config) -> Prepared``.
+
+Every check that can fail on bad input runs here and raises one ``LaunchError`` (a paragraph)
+before anything is created or started: the training config, the resume source, the backend,
+the devices or hosts (a parallel SSH pre-flight for ``--hostfile``/``--hosts``), the data path,
+rank-table inputs, the scheduler port, the run directory. The result holds what does not change
+between attempts: the resolved training config, the complete nodes (each host's address,
+devices, cores, interpreter, project path and run-directory path), the backend with its live
+connections, and the plan request. ``Prepared.plan(attempt)`` turns that into a fresh, complete
+``LaunchPlan`` for each attempt: a restart is a new plan from the same inputs, never a patched one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, format_ids, \
+    list_devices, parse_devices
+from cluster.errors import PlanError
+from cluster.hosts import HostSpec, forwarded_env, mask_env, parse_env_assignments, \
+    parse_env_file, parse_hosts_flag, read_hostfile
+from cluster.plan import CONFIG_NAME, LaunchPlan, Node, PlanRequest, make_plan
+from cluster.hccl_env import hccl_timeout_env
+from cluster.ranktable.check import read_table
+from cluster.ranktable.hccn import device_ips, read_hccn_conf
+from cluster.ranktable.host import find_local_server, local_ips, primary_ip
+from cluster.ranktable.table import RankTable
+from launcher.backend import Backend, BackendError, LocalBackend, python_path
+from launcher.config import LaunchConfig, LaunchError
+from launcher.ports import PortReservation, reserve_port
+from launcher.record import RUN_JSON, RunRecord
+from launcher.rundir import check_run_dir, check_run_name, default_run_dir
+from wrn.config import ConfigError, TrainConfig, load_config
+from wrn.hostname import host_name
+
+#: The host list of a multi-host run, kept in its run directory for ``--resume``.
+HOSTFILE_NAME = "hostfile"
+#: How many ports a restart tries before it gives up on finding one free on the master host.
+PORT_TRIES = 20
+
+
+def versions() -> dict[str, str | None]:
+    """Python, MindSpore (read from package metadata; MindSpore is not imported) and wrn-launch."""
+    def dist(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    import wrn
+    return {"python": platform.python_version(), "mindspore": dist("mindspore"),
+            "wrn-launch": dist("wrn-launch") or wrn.__version__}
+
+
+@dataclass
+class Prepared:
+    """A checked launch: everything that stays the same across its attempts."""
+
+    config: LaunchConfig
+    train: TrainConfig
+    request: PlanRequest
+    backend: Backend
+    run_dir: Path
+    explicit_run_dir: bool
+    port: PortReservation | None = None
+    previous: RunRecord | None = None
+    hosts: tuple[HostSpec, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return self.request.nodes
+
+    def plan(self, attempt: int = 0) -> LaunchPlan:
+        """The complete plan of attempt ``attempt`` (0: the first). Every attempt after the
+        first (and every attempt of ``--resume``) continues from the run's newest valid
+        checkpoint; the first one starts from ``--resume-ckpt``/``--pretrained`` if given."""
+        request = dataclasses.replace(
+            self.request, run_dir=str(self.run_dir),
+            sched_port=self.port.port if self.port else None,
+            resume=attempt > 0 or self.config.resume is not None,
+            worker_args=_worker_args(self.config, first=attempt == 0))
+        plan = make_plan(request)
+        return dataclasses.replace(plan, warnings=self.warnings + plan.warnings)
+
+    def moved_to(self, run_dir: Path) -> None:
+        """Use ``run_dir`` (a default name that was taken got a suffix when it was created)."""
+        self.run_dir = run_dir
+        self.notes["run dir"] = str(run_dir)
+
+    def renew_port(self) -> str | None:
+        """For a restart: a scheduler port that is free on the master host now (checked there,
+        through the backend). Returns a problem (one line) when none could be found."""
+        if self.port is None or self.request.rank_table is not None:
+            return None  # no scheduler, or a rank table's port shared with other servers
+        master = self.nodes[0].host
+        tries = 1 if self.config.port is not None else PORT_TRIES
+        for _ in range(tries):
+            self.port.release()
+            try:
+                self.port = reserve_port(self.config.port, self.config.port_range)
+            except PlanError as exc:
+                self.port = None
+                return str(exc)
+            try:
+                if self.backend.port_free(master, self.port.port):
+                    return None
+            except BackendError as exc:
+                return str(exc)
+        return (f"no free scheduler port on the master host {master} after {tries} tries (last "
+                f"{self.port.port}); free ports of --port-range there or pass another --port")
+
+    def close(self) -> None:
+        """Free the held port and close the backend's connections (the launch is over)."""
+        if self.port is not None:
+            self.port.release()
+        self.backend.close()
+
+
+def _worker_args(config: LaunchConfig, first: bool) -> tuple[str, ...]:
+    """Worker flags besides ``--resume-from``: the first attempt of a new run starts from
+    ``--resume-ckpt``/``--pretrained`` if given; ``--force`` on every attempt."""
+    args: list[str] = []
+    if first and config.resume is None:
+        if config.resume_ckpt:
+            args += ["--resume-ckpt", str(Path(config.resume_ckpt).resolve())]
+        if config.pretrained:
+            args += ["--pretrained", str(Path(config.pretrained).resolve())]
+    if config.force:
+        args.append("--force")
+    return tuple(args)
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+def _resume_source(config: LaunchConfig) -> tuple[Path | None, RunRecord | None]:
+    """The run directory to resume and its run record (None, None when not resuming)."""
+    if config.resume is None:
+        return None, None
+    from launcher.runs import RunDirError, read_run_record
+
+    try:
+        run_dir, previous = read_run_record(config.resume)
+    except RunDirError as exc:
+        raise LaunchError(f"--resume: {exc}") from None
+    if previous.status == "running":
+        raise LaunchError(f"--resume {config.resume}: {RUN_JSON} says the run is still running; "
+                          f"stop it first (or, if its launcher was killed, check that none of the "
+                          f"pids in {RUN_JSON} is alive and set \"status\" to \"failed\")")
+    return run_dir.resolve(), previous
+
+
+def _check_same_maths(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse, before anything starts, a resume whose config changes the maths of the run."""
+    from wrn.checkpoint import MATH_FIELDS, config_hash
+
+    try:
+        latest = json.loads((run_dir / "checkpoints" / "latest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no checkpoint yet: the run starts from scratch
+    saved = latest.get("config_hash") if isinstance(latest, dict) else None
+    if saved and saved != config_hash(cfg.to_dict()):
+        raise LaunchError(f"--resume {run_dir}: the config differs from the one its checkpoints "
+                          f"were trained with in fields that change the maths (any of "
+                          f"{', '.join(MATH_FIELDS)}); drop those --set overrides, or add --force "
+                          f"to continue with the new values anyway")
+
+
+def _launch_env(config: LaunchConfig) -> dict[str, str]:
+    """Environment the launch adds to every worker: allow-listed variables of this shell (for
+    remote hosts), then ``--env-file``, then ``--env`` (later wins)."""
+    env = forwarded_env(os.environ) if config.multi_host else {}
+    if config.env_file:
+        try:
+            text = Path(config.env_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LaunchError(f"--env-file {config.env_file}: cannot read it ({exc.strerror}); "
+                              f"pass a file of NAME=VALUE lines") from None
+        env.update(parse_env_file(text, config.env_file))
+    env.update(parse_env_assignments(config.env))
+    return env
+
+
+def _resolve_backend(config: LaunchConfig, cfg: TrainConfig) -> tuple[str, str]:
+    """(backend, how it was chosen)."""
+    wanted = cfg.device_target
+    if config.backend != "auto":
+        if wanted != "auto" and wanted != DEVICE_TARGET[config.backend]:
+            raise LaunchError(f"--backend {config.backend} contradicts device_target: {wanted} in "
+                              f"the config; drop one of them, or set --set device_target=auto")
+        return config.backend, "--backend"
+    if wanted != "auto":
+        return {v: k for k, v in DEVICE_TARGET.items()}[wanted], "device_target in the config"
+    if config.rank_table is not None:
+        return "ascend", "--rank-table"  # an HCCL table means Ascend unless told otherwise
+    return detect_backend(config.dev_dir), "detected"
+
+
+def _host_specs(config: LaunchConfig, resume_dir: Path | None) -> list[HostSpec] | None:
+    """The hosts of a multi-host launch: --hostfile, --hosts, or the resumed run's hostfile."""
+    if config.hostfile:
+        return read_hostfile(config.hostfile)
+    if config.hosts:
+        return parse_hosts_flag(config.hosts)
+    if resume_dir is not None and (resume_dir / HOSTFILE_NAME).is_file():
+        return read_hostfile(str(resume_dir / HOSTFILE_NAME))
+    return None
+
+
+def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str]) -> None:
+    from wrn.data import check_data_path
+
+    try:
+        check_data_path(cfg.data_path)
+    except ConfigError as exc:
+        if not dry_run:
+            raise LaunchError(str(exc)) from None
+        warnings.append(str(exc))
+
+
+# -- the one entry point -----------------------------------------------------------------------------
+def prepare(config: LaunchConfig) -> Prepared:
+    """Check everything and compute what the plan is made from; raises ``LaunchError`` and
+    creates nothing. A dry run is lenient where the host differs from the target (no such
+    devices here, no hccn.conf, data path missing): those become warnings and placeholders."""
+    holder: dict[str, Any] = {}
+    try:
+        return _prepare(config, holder)
+    except BaseException as exc:
+        if holder.get("port") is not None:
+            holder["port"].release()
+        if holder.get("backend") is not None:
+            holder["backend"].close()
+        if isinstance(exc, (PlanError, ConfigError)):
+            raise LaunchError(str(exc)) from None
+        raise
+
+
+def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
+    resume_dir, previous = _resume_source(config)
+    for flag, path in (("--resume-ckpt", config.resume_ckpt), ("--pretrained", config.pretrained)):
+        if path and not Path(path).is_file():
+            raise LaunchError(f"{flag} {path}: no such checkpoint file; pass the path of a .ckpt "
+                              f"file (e.g. RUN_DIR/checkpoints/<name>.ckpt)")
+    config_file = config.config_file
+    if resume_dir is not None and config_file is None:
+        config_file = str(resume_dir / CONFIG_NAME)
+    cfg = load_config(config_file, config.overrides)
+    if resume_dir is not None and not config.force:
+        _check_same_maths(resume_dir, cfg)
+    backend_name, how = _resolve_backend(config, cfg)
+    cfg = cfg.replace(device_target=DEVICE_TARGET[backend_name])
+    env = _launch_env(config)
+    specs = _host_specs(config, resume_dir)
+
+    explicit = config.run_dir is not None or resume_dir is not None
+    if resume_dir is not None:
+        run_dir = resume_dir
+    elif config.run_dir is not None:
+        run_dir = Path(config.run_dir).expanduser().resolve()
+        check_run_dir(run_dir)
+    else:
+        run_dir = default_run_dir(config.runs_root, check_run_name(config.name or cfg.checkpoint_name))
+
+    warnings: list[str] = []
+    if backend_name == "ascend":
+        hccl_env, hccl_warnings = hccl_timeout_env(config.hccl_connect_timeout,
+                                                   config.hccl_exec_timeout)
+        warnings += hccl_warnings
+    else:
+        hccl_env = {}
+        if config.hccl_connect_timeout is not None or config.hccl_exec_timeout is not None:
+            warnings.append(f"--hccl-connect-timeout / --hccl-exec-timeout only apply to Ascend; "
+                            f"ignored on {backend_label(backend_name)}")
+    if specs is not None:
+        nodes, ips, backend, port, share, notes = _remote_nodes(config, cfg, specs, backend_name,
+                                                                warnings, holder)
+    else:
+        config = _with_devices(config, previous)
+        nodes, ips, backend, port, share, notes = _local_nodes(config, cfg, backend_name, how,
+                                                               warnings, holder)
+        _check_data(cfg, config.dry_run, warnings)
+    worker_cmd = config.worker_cmd or (sys.executable, "-m", "wrn.train")
+    scheduler_cmd = None
+    if config.start_scheduler:
+        scheduler_cmd = config.scheduler_cmd or (sys.executable, "-m", "wrn.scheduler")
+    extra_env = {**hccl_env, **env}
+    if specs is None:
+        extra_env = {"PYTHONPATH": python_path(os.environ.get("PYTHONPATH")), **extra_env}
+    request = PlanRequest(
+        backend=backend_name, nodes=nodes, run_dir=str(run_dir), cwd=os.getcwd(),
+        worker_cmd=tuple(worker_cmd), scheduler_cmd=scheduler_cmd,
+        sched_port=port.port if port else None, threads_per_worker=config.threads_per_worker,
+        bind_cores=config.bind_cores, verbose_mindspore=config.verbose_mindspore,
+        device_ips=ips, extra_env=extra_env, python=sys.executable,
+        rank_table=share[0] if share else None, table_server=share[1] if share else 0)
+    prepared = Prepared(config, cfg, request, backend, run_dir, explicit, port, previous,
+                        tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes})
+    plan = prepared.plan(0)  # every plan-level check runs now, before anything starts
+    prepared.notes.update(_notes(prepared, plan, config_file, resume_dir))
+    return prepared
+
+
+def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,
+           resume_dir: Path | None) -> dict[str, str]:
+    """The lines the plan view shows besides the plan: run dir, config, timings, restarts."""
+    config, sup = prepared.config, prepared.config.supervisor
+    notes = {"run dir": str(prepared.run_dir) + ("" if prepared.explicit_run_dir else " (default)"),
+             "config": f"{config_file or 'configs/default.yaml'} -> {prepared.run_dir / CONFIG_NAME}",
+             "grace": f"{sup.grace:g} s, stall warning {sup.stall_timeout:g} s, stall kill "
+                      f"{sup.stall_kill:g} s, startup {sup.startup_timeout:g} s"}
+    if prepared.hosts:
+        notes["env"] = ", ".join(f"{k}={v}" for k, v in mask_env(prepared.env).items()) or "-"
+    if resume_dir is not None:
+        notes["resume"] = f"continuing {resume_dir} from its newest valid checkpoint"
+    if config.max_restarts:
+        notes["restarts"] = f"up to {config.max_restarts}, each from the newest valid checkpoint"
+    if plan.rank_table and prepared.hosts:
+        notes["rank table"] = (f"merged from each host's {config.hccn_conf}: "
+                               f"{len(prepared.nodes)} servers, {plan.world_size} ranks; placed "
+                               f"in every host's run directory")
+    return notes
+
+
+def _with_devices(config: LaunchConfig, previous: RunRecord | None) -> LaunchConfig:
+    """A resume without --devices runs on the resumed run's device count."""
+    if config.devices is not None or config.rank_table is not None:
+        return config
+    if previous is not None:
+        size = previous.plan.get("world_size")
+        return config.replace(devices=str(size if isinstance(size, int) and size > 0 else 1))
+    return config.replace(devices="1")
+
+
+def _usable_cpus() -> tuple[int, ...]:
+    try:
+        return tuple(sorted(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return tuple(range(os.cpu_count() or 1))
+
+
+def _local_nodes(config: LaunchConfig, cfg: TrainConfig, backend_name: str, how: str,
+                 warnings: list[str], holder: dict[str, Any]):
+    """This host as the launch's one node: devices (``--devices`` or its share of
+    ``--rank-table``), device IPs (Ascend), the scheduler port (held)."""
+    holder["backend"] = backend = LocalBackend()
+    available = list_devices(backend_name, config.dev_dir)
+    label = backend_label(backend_name)
+    if available is not None and not available:
+        node_glob = {"ascend": "/dev/davinci<N>", "gpu": "/dev/nvidia<N> or nvidia-smi -L"}[backend_name]
+        if not config.dry_run:
+            raise LaunchError(f"the {label} backend was chosen ({how}) but this host has no "
+                              f"{label} devices (looked for {node_glob}); run on a host that has "
+                              f"them, use --backend cpu, or add --dry-run to only see the plan")
+        warnings.append(f"this host has no {label} devices; the plan uses the device ids as "
+                        f"asked (dry run)")
+        available = None
+    share = _rank_table_share(config) if config.rank_table else None
+    if share is not None:
+        device_ids = _table_devices(*share, available, backend_name, config.rank_table)
+    else:
+        device_ids = parse_devices(config.devices).resolve(available, backend_name)
+    host = host_name()
+    ips: dict[str, dict[int, str]] = {}
+    port = None
+    if backend_name == "ascend" and share is not None:
+        server = share[0].servers[share[1]]
+        ips[host] = {d.device_id: d.device_ip for d in server.devices}
+        address = server.server_id
+    elif backend_name == "ascend":
+        conf = read_hccn_conf(config.hccn_conf)
+        ips[host], ip_warnings = device_ips(device_ids, conf, config.hccn_conf, config.dry_run)
+        warnings += ip_warnings
+        address = primary_ip()
+    elif share is not None:
+        port, address = _table_scheduler_port(config, *share)
+    else:
+        if len(device_ids) > 1:  # a single CPU/GPU worker runs standalone, without a scheduler
+            port = reserve_port(config.port, config.port_range)
+        address = "127.0.0.1"
+    holder["port"] = port
+    cpus = _usable_cpus()
+    notes = {"devices": f"{format_ids(device_ids)} ({len(device_ids)} worker(s))",
+             "cores": f"{len(cpus)} usable"}
+    if share is not None:
+        table, index = share
+        first = table.first_rank(index)
+        notes["rank table"] = (f"{config.rank_table}: this host is server "
+                               f"{table.servers[index].server_id} ({index + 1} of "
+                               f"{len(table.servers)}), ranks {first}-{first + len(device_ids) - 1} "
+                               f"of {table.world_size}")
+    node = Node(host, address, tuple(device_ids), cpus)
+    return (node,), ips, backend, port, share, notes
+
+
+def _remote_nodes(config: LaunchConfig, cfg: TrainConfig, specs: list[HostSpec],
+                  backend_name: str, warnings: list[str], holder: dict[str, Any]):
+    """The hosts of ``--hostfile``/``--hosts``, pre-flighted over SSH in parallel (versions,
+    imports, data, devices, the scheduler port on the master); Ascend: one merged rank table's
+    device IPs from every host's hccn.conf."""
+    from cluster.ranktable.build import merged_rank_table
+    from launcher.multihost import prepare_hosts, read_remote_hccn
+
+    world = sum(s.slots for s in specs)
+    port = None
+    if world > 1 and backend_name != "ascend":
+        holder["port"] = port = reserve_port(config.port, config.port_range)
+    ready = prepare_hosts(specs, config.ssh, versions(), backend_name, cfg.data_path,
+                          port.port if port else None, os.getcwd(),
+                          remote_run_dir=config.remote_run_dir, dev_dir=config.dev_dir)
+    holder["backend"] = backend = ready.backend
+    nodes = ready.nodes
+    ips: dict[str, dict[int, str]] = {}
+    if backend_name == "ascend":  # every host's hccn.conf over SFTP -> one merged rank table
+        confs = {n.host: read_remote_hccn(backend, n.host, config.hccn_conf) for n in nodes}
+        servers, _text, table_warnings = merged_rank_table(nodes, confs, config.hccn_conf,
+                                                           config.dry_run)
+        warnings += table_warnings
+        ips = {n.host: {d.device_id: d.device_ip for d in server.devices}
+               for n, server in zip(nodes, servers)}
+        # the table's server ids are the hosts' resolved IPs
+        nodes = tuple(dataclasses.replace(n, address=server.server_id)
+                      for n, server in zip(nodes, servers))
+    notes = {"hosts": ", ".join(f"{n.host} ({len(n.device_ids)})" for n in nodes),
+             "master": f"{nodes[0].host} (scheduler {nodes[0].address}:"
+                       f"{port.port if port else '-'})"}
+    return nodes, ips, backend, port, None, notes
+
+
+def _rank_table_share(config: LaunchConfig) -> tuple[RankTable, int]:
+    """Read ``--rank-table`` (every problem reported at once) and find this host's server in
+    it: ``--server-ip``, else this host's addresses, else the device IPs of its hccn.conf."""
+    table = read_table(config.rank_table)
+    conf = None
+    if config.server_ip is None:
+        try:
+            conf = read_hccn_conf(config.hccn_conf)
+        except PlanError:
+            conf = None  # a broken hccn.conf only matters if the table's IPs do not match
+    index = find_local_server(table, server_ip=config.server_ip, host_ips=local_ips(),
+                              hccn_ips=conf, hccn_source=config.hccn_conf)
+    return table, index
+
+
+def _table_scheduler_port(config: LaunchConfig, table: RankTable,
+                          index: int) -> tuple[PortReservation | None, str]:
+    """CPU/GPU run of a rank table: (scheduler port, this host's address).
+
+    One server: like ``--devices``, a free port on 127.0.0.1. Several servers: every server's
+    launch must name the same ``--port``; the server holding rank 0 starts the scheduler there
+    (its port is checked and held), the others only connect to it.
+    """
+    server = table.servers[index]
+    if len(table.servers) == 1:
+        port = reserve_port(config.port, config.port_range) if table.world_size > 1 else None
+        return port, "127.0.0.1"
+    if config.port is None:
+        raise LaunchError(f"--rank-table {config.rank_table} lists {len(table.servers)} servers: "
+                          f"on CPU/GPU their workers meet at one scheduler on the server with "
+                          f"rank 0, so pass the same --port P to the launch on every server")
+    if table.first_rank(index) == 0:
+        return reserve_port(config.port, config.port_range), server.server_id
+    return PortReservation(config.port), server.server_id  # the scheduler is elsewhere: hold nothing
+
+
+def _table_devices(table: RankTable, index: int, available: list[int] | None, backend: str,
+                   source: str) -> tuple[int, ...]:
+    """This server's device ids from the table, checked against the devices this host has."""
+    server = table.servers[index]
+    if available is not None:
+        missing = [d for d in server.device_ids if d not in available]
+        if missing:
+            label = backend_label(backend)
+            raise LaunchError(f"rank table {source}: server {server.server_id} lists {label} "
+                              f"device(s) {format_ids(missing)}, but this host has "
+                              f"{format_ids(available) or 'none'}; fix the table (wrn-launch "
+                              f"ranktable --devices ... writes one for this host) or run on the "
+                              f"server it describes")
+    return server.device_ids

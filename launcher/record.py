@@ -1,0 +1,247 @@
+"""run.json as a typed value: ``RunRecord`` and the one writer of the file.
+
+The launcher keeps a ``RunRecord`` in memory and ``RunRecordWriter.save`` writes it (atomically)
+whenever it changes; ``runs``, ``report``, ``logs`` and ``--resume`` read it back with
+``RunRecord.from_dict``. Reading is lenient: a field of the wrong type (a damaged or hand-edited
+file, or one from an older version) is read as missing rather than crashing the reader.
+
+Layout of run.json (``"format": 1``)::
+
+    format, command, cwd, versions, backend, plan, env, config, rank_table,
+    attempt (this attempt's number, 1-based), attempts (earlier attempts), max_restarts,
+    status ("running", "succeeded", "failed", "interrupted"), start_time, end_time, wall_s,
+    exit_code, processes [{name, role, host, rank, pid, pgid, start_time, end_time, exit_code,
+    signal, error, log}], agents [{host, pid}], root_cause, summary, launcher_error
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from cluster.hosts import mask_env
+from wrn.events import number, whole
+from wrn.fileio import write_json_atomic
+
+RUN_JSON = "run.json"
+FORMAT = 1
+STATUSES = ("running", "succeeded", "failed", "interrupted")
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _dict(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+@dataclass
+class ProcessRecord:
+    """One process of an attempt: identity, pid/pgid once started, exit once ended."""
+
+    name: str
+    role: str
+    host: str
+    rank: int | None = None
+    pid: int | None = None
+    pgid: int | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    error: str | None = None
+    log: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ProcessRecord | None":
+        if not isinstance(data, dict):
+            return None
+        return cls(name=_str(data.get("name")) or "?", role=_str(data.get("role")) or "worker",
+                   host=_str(data.get("host")) or "?", rank=whole(data.get("rank")),
+                   pid=whole(data.get("pid")), pgid=whole(data.get("pgid")),
+                   start_time=_str(data.get("start_time")), end_time=_str(data.get("end_time")),
+                   exit_code=whole(data.get("exit_code")), signal=_str(data.get("signal")),
+                   error=_str(data.get("error")), log=_str(data.get("log")))
+
+
+@dataclass
+class AgentRecord:
+    """One node agent: its host and its pid there."""
+
+    host: str
+    pid: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "AgentRecord | None":
+        if not isinstance(data, dict):
+            return None
+        return cls(_str(data.get("host")) or "?", whole(data.get("pid")))
+
+
+@dataclass
+class AttemptRecord:
+    """What run.json keeps of an earlier attempt: times, status, processes, root cause, and why
+    it ended (``outcome``: "restarted" after a failure, "ended" before a ``--resume``)."""
+
+    attempt: int
+    outcome: str
+    logs: str
+    status: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    exit_code: int | None = None
+    processes: list[ProcessRecord] = field(default_factory=list)
+    root_cause: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    restart_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"attempt": self.attempt, "outcome": self.outcome, "logs": self.logs,
+               "status": self.status, "start_time": self.start_time, "end_time": self.end_time,
+               "exit_code": self.exit_code, "processes": [p.to_dict() for p in self.processes],
+               "root_cause": self.root_cause, "summary": self.summary}
+        if self.restart_reason:
+            out["restart_reason"] = self.restart_reason
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "AttemptRecord | None":
+        if not isinstance(data, dict):
+            return None
+        number = whole(data.get("attempt")) or 0
+        return cls(attempt=number, outcome=_str(data.get("outcome")) or "ended",
+                   logs=_str(data.get("logs")) or f"logs/attempt-{number}",
+                   status=_str(data.get("status")), start_time=_str(data.get("start_time")),
+                   end_time=_str(data.get("end_time")), exit_code=whole(data.get("exit_code")),
+                   processes=[p for p in map(ProcessRecord.from_dict, _list(data.get("processes")))
+                              if p is not None],
+                   root_cause=_dict(data.get("root_cause")), summary=_dict(data.get("summary")),
+                   restart_reason=_str(data.get("restart_reason")))
+
+
+@dataclass
+class RunRecord:
+    """Everything run.json says about a run (see the module docstring for the layout)."""
+
+    command: list[str] | None = None
+    cwd: str | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    backend: str | None = None
+    plan: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    config: str | None = None
+    rank_table: str | None = None
+    attempt: int = 1
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    max_restarts: int = 0
+    status: str = "running"
+    start_time: str | None = None
+    end_time: str | None = None
+    wall_s: float | None = None
+    exit_code: int | None = None
+    processes: list[ProcessRecord] = field(default_factory=list)
+    agents: list[AgentRecord] = field(default_factory=list)
+    root_cause: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    launcher_error: str | None = None
+    format: int = FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form written to run.json."""
+        out: dict[str, Any] = {
+            "format": self.format, "command": self.command, "cwd": self.cwd,
+            "versions": self.versions, "backend": self.backend, "plan": self.plan,
+            "env": self.env, "config": self.config, "rank_table": self.rank_table,
+            "attempt": self.attempt, "attempts": [a.to_dict() for a in self.attempts],
+            "max_restarts": self.max_restarts, "status": self.status,
+            "start_time": self.start_time, "processes": [p.to_dict() for p in self.processes],
+            "agents": [a.to_dict() for a in self.agents], "root_cause": self.root_cause}
+        for name in ("end_time", "wall_s", "exit_code", "summary", "launcher_error"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunRecord":
+        """Read a run.json object; fields of the wrong type count as missing."""
+        command = data.get("command")
+        return cls(
+            command=[str(c) for c in command] if isinstance(command, list) else None,
+            cwd=_str(data.get("cwd")), versions=_dict(data.get("versions")) or {},
+            backend=_str(data.get("backend")), plan=_dict(data.get("plan")) or {},
+            env={str(k): str(v) for k, v in (_dict(data.get("env")) or {}).items()},
+            config=_str(data.get("config")), rank_table=_str(data.get("rank_table")),
+            attempt=whole(data.get("attempt")) or 1,
+            attempts=[a for a in map(AttemptRecord.from_dict, _list(data.get("attempts")))
+                      if a is not None],
+            max_restarts=whole(data.get("max_restarts")) or 0,
+            status=_str(data.get("status")) or "unknown", start_time=_str(data.get("start_time")),
+            end_time=_str(data.get("end_time")), wall_s=number(data.get("wall_s")),
+            exit_code=whole(data.get("exit_code")),
+            processes=[p for p in map(ProcessRecord.from_dict, _list(data.get("processes")))
+                       if p is not None],
+            agents=[a for a in map(AgentRecord.from_dict, _list(data.get("agents"))) if a is not None],
+            root_cause=_dict(data.get("root_cause")), summary=_dict(data.get("summary")),
+            launcher_error=_str(data.get("launcher_error")), format=whole(data.get("format")) or FORMAT)
+
+    def as_attempt(self, outcome: str, reason: str | None = None) -> AttemptRecord:
+        """This record's current attempt as an entry of ``attempts`` (its logs are archived
+        under ``logs/attempt-<n>``)."""
+        return AttemptRecord(attempt=self.attempt, outcome=outcome,
+                             logs=f"logs/attempt-{self.attempt}", status=self.status,
+                             start_time=self.start_time, end_time=self.end_time,
+                             exit_code=self.exit_code, processes=list(self.processes),
+                             root_cause=self.root_cause, summary=self.summary,
+                             restart_reason=reason)
+
+    def next_attempt(self, outcome: str, reason: str | None = None) -> "RunRecord":
+        """A fresh record for the next attempt: this one moved into ``attempts``."""
+        return dataclasses.replace(
+            self, attempt=self.attempt + 1, attempts=self.attempts + [self.as_attempt(outcome, reason)],
+            status="running", start_time=None, end_time=None, wall_s=None, exit_code=None,
+            processes=[], agents=[], root_cause=None, summary=None, launcher_error=None)
+
+
+def masked_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """``plan.to_dict()`` with secret-looking environment values masked (for run.json)."""
+    out = dict(plan)
+    out["processes"] = [{**p, "env": mask_env(p.get("env") or {})} for p in plan.get("processes", [])]
+    return out
+
+
+class RunRecordWriter:
+    """The only code that writes run.json: atomically, so a reader never sees half of it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / RUN_JSON
+
+    def save(self, record: RunRecord) -> None:
+        write_json_atomic(self.path, record.to_dict())
