@@ -1,0 +1,74 @@
+"""Fixtures shared by the whole suite, and the markers that follow from them.
+
+Layout:
+
+- ``tests/unit``: code run inside the pytest process (functions, parsers, formatting, and
+  MindSpore cells, datasets and checkpoints in-process). No launch, no fake or real worker, no
+  MindSpore process, no sshd; a test may start a throwaway interpreter or a light command
+  such as ``wrn-launch runs``.
+- ``tests/e2e``: real processes: launches with fake or real workers, the command line as a
+  user meets it, msrun, the node agent, the ModelZoo scripts, MindSpore in processes of its
+  own, and everything that needs the test sshd.
+- ``tests/support``: helpers, imported as ``tests.support.<module>``; ``tests/fixtures``: data.
+
+Fixtures:
+
+- ``sshd`` (session): a real OpenSSH server on 127.0.0.1 and 127.0.0.2
+  (``tests.support.sshd.SSHD``). Every test that uses it, directly or through another fixture,
+  is marked ``ssh``, so ``-m "not ssh"`` leaves them all out.
+- ``runs``: starts ``wrn-launch`` subprocesses with fake workers (``tests.support.launches.Run``).
+- ``ssh_runs``: the same over SSH with a hostfile (``SSHRun``). Both run fixtures kill whatever
+  a run left behind when the test ends, whatever its outcome.
+- ``mindspore_cpu_pynative``: MindSpore on CPU in PyNative mode, for tests that run cells in
+  this process (``pytestmark = pytest.mark.usefixtures("mindspore_cpu_pynative")``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support.launches import Run, SSHRun, launches
+from tests.support.sshd import serve, sshd_binary
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "sshd" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ssh)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """The test sshd. Without OpenSSH on this machine the tests that need it skip, except under
+    CI=true, where they fail."""
+    binary = sshd_binary()
+    if binary is None:
+        message = "OpenSSH server (sshd) and ssh-keygen are needed for the multi-host tests"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: install openssh-server; .ci/run does)")
+        pytest.skip(message)
+    yield from serve(binary, tmp_path_factory.mktemp("sshd"))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """``runs(*args, **fake)`` starts ``wrn-launch`` with fake workers (see ``Run``)."""
+    yield from launches(tmp_path, Run)
+
+
+@pytest.fixture
+def ssh_runs(tmp_path):
+    """``ssh_runs(sshd, hosts, *args, ...)`` starts ``wrn-launch --hostfile`` (see ``SSHRun``)."""
+    yield from launches(tmp_path, SSHRun)
+
+
+@pytest.fixture
+def mindspore_cpu_pynative():
+    """MindSpore on CPU in PyNative mode (imported here so that loading conftest.py stays light)."""
+    import mindspore as ms
+
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.PYNATIVE_MODE)

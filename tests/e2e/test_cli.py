@@ -1,0 +1,173 @@
+"""``wrn-launch`` as a user meets it: dry runs, bad input (one message, exit 2, nothing
+started), subcommands. Every test runs the real command line in a subprocess."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launcher.cli import main
+from tests.support.launches import launcher_argv
+from tests.support.processes import fake_env
+
+HCCN = "".join(f"address_{i}=192.98.92.{100 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
+
+
+def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "launcher.cli", *args], cwd=cwd, env=env or fake_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def ascend_host(tmp_path):
+    """Fixture files standing in for an 8-device Ascend host: /dev/davinci0-7 and hccn.conf."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for name in [f"davinci{i}" for i in range(8)] + ["davinci_manager", "devmm_svm"]:
+        (dev / name).touch()
+    conf = tmp_path / "hccn.conf"
+    conf.write_text(HCCN)
+    return dev, conf
+
+
+def test_dry_run_ascend_8_on_this_machine(tmp_path):
+    run_dir = tmp_path / "run"
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "8", "--run-dir", str(run_dir), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "backend: Ascend" in out
+    assert "\x1b" not in out
+    for k in range(8):
+        assert f"DEVICE_ID={k} LOCAL_RANK={k} RANK_ID={k}" in out
+    assert f"RANK_TABLE_FILE={run_dir}/rank_table.json" in out
+    assert "RANK_SIZE=8" in out
+    assert "this host has no Ascend devices" in out
+    assert "/etc/hccn.conf does not exist" in out
+    assert '"device_ip": "0.0.0.0"' in out  # placeholder, with the warning above
+    assert not run_dir.exists()
+    assert not (tmp_path / "runs").exists()  # nothing created or started
+
+
+def test_dry_run_ascend_with_fixture_devices(tmp_path, ascend_host):
+    dev, conf = ascend_host
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "4-7", "--hccn-conf", str(conf),
+              "--dev-dir", str(dev), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "DEVICE_ID=7 LOCAL_RANK=3 RANK_ID=3" in res.stdout
+    assert '{"device_id": "7", "device_ip": "192.98.92.107", "rank_id": "3"}' in res.stdout
+    assert "warning:" not in res.stdout
+    auto = cli("--dry-run", "--devices", "2", "--hccn-conf", str(conf), "--dev-dir", str(dev), cwd=tmp_path)
+    assert "backend: Ascend" in auto.stdout
+    assert "chosen: detected" in auto.stdout
+
+
+def test_dry_run_cpu_and_gpu(tmp_path):
+    cpu = cli("--dry-run", "--devices", "3", "--threads-per-worker", "2", "--bind-cores", cwd=tmp_path)
+    assert cpu.returncode == 0, cpu.stderr
+    for k in range(3):
+        assert f"MS_NODE_ID={k} RANK_ID={k}" in cpu.stdout
+    assert "MS_ROLE=MS_WORKER" in cpu.stdout
+    assert "MS_WORKER_NUM=3" in cpu.stdout
+    assert "OMP_NUM_THREADS=2" in cpu.stdout
+    assert "-m wrn.scheduler" in cpu.stdout
+    gpu = cli("--dry-run", "--backend", "gpu", "--devices", "2", cwd=tmp_path)
+    assert gpu.returncode == 0
+    assert "backend: GPU" in gpu.stdout
+    assert "no GPU devices" in gpu.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--devices", "0"], "at least one device"),
+    (["--devices", "3-1"], "runs backwards"),
+    (["--devices", "two"], "neither a device id"),
+    (["--backend", "gpu", "--devices", "2"], "has no GPU devices"),
+    (["--backend", "ascend", "--devices", "8"], "has no Ascend devices (looked for /dev/davinci<N>)"),
+    (["--set", "lr=abc"], "'lr' must be a number"),
+    (["--set", "lrr=0.1"], "did you mean 'lr'"),
+    (["--config", "missing.yaml"], "missing.yaml does not exist"),
+    (["--set", "data_path=/no/such/dir"], "/no/such/dir"),
+    (["--stall-timeout", "10", "--stall-kill", "5"], "must be longer than --stall-timeout"),
+    (["--port-range", "80-90"], "1024 <= LOW"),
+    (["--set", "device_target=GPU", "--backend", "cpu"], "contradicts device_target"),
+    (["--devices", "2", "--grace", "-1"], "seconds cannot be negative"),
+])
+def test_bad_input_is_one_message_and_exit_2(tmp_path, args, words):
+    res = cli(*launcher_argv(*args, "--name", "bad")[3:], cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert words in res.stderr
+    msg = res.stderr.strip()
+    assert msg.startswith("wrn-launch: error:")
+    assert "\n" not in msg
+    assert "Traceback" not in msg
+    assert res.stdout == ""
+    assert not (tmp_path / "runs").exists()  # nothing created, nothing started
+
+
+def test_bad_devices_on_a_fixture_ascend_host(tmp_path, ascend_host):
+    dev, conf = ascend_host
+    for devices, words in (("16", "asked for 16 Ascend device(s) but this host has 8"),
+                           ("0-3,9", "unknown Ascend device id(s) 9")):
+        res = cli("--backend", "ascend", "--devices", devices, "--dev-dir", str(dev), "--hccn-conf",
+                  str(conf), "--dry-run", cwd=tmp_path)
+        assert res.returncode == 2
+        assert words in res.stderr
+        assert "\n" not in res.stderr.strip()
+    res = cli("--backend", "ascend", "--devices", "2", "--dev-dir", str(dev), "--hccn-conf",
+              str(tmp_path / "none.conf"), cwd=tmp_path)
+    assert res.returncode == 2
+    assert "none.conf does not exist" in res.stderr
+
+
+def test_port_in_use_and_range_exhausted(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        for args, words in ((["--port", str(port)], "that port is in use"),
+                            (["--port-range", f"{port}-{port}"], "no free TCP port")):
+            res = cli(*launcher_argv("--devices", "2", "--name", "p", *args)[3:], cwd=tmp_path)
+            assert res.returncode == 2, res.stderr
+            assert words in res.stderr, res.stderr
+            assert not (tmp_path / "runs").exists()
+
+
+def test_run_dir_not_empty(tmp_path):
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text("{}")
+    res = cli(*launcher_argv("--devices", "2", "--run-dir", str(run_dir))[3:], cwd=tmp_path)
+    assert res.returncode == 2
+    assert "already exists and is not empty" in res.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["run.json"]
+
+
+def test_default_run_dir_and_modelzoo_overrides(tmp_path):
+    res = cli(*launcher_argv("--devices", "1", "--checkpoint_name=zoo", "--epoch_size", "2")[3:],
+              cwd=tmp_path, env=fake_env(steps=2))
+    assert res.returncode == 0, res.stdout + res.stderr
+    run_dir, = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("zoo-")
+    assert len(run_dir.name) == len("zoo-20240101-120000")
+    assert "epoch_size: 2" in (run_dir / "config.yaml").read_text()
+
+
+def test_help_and_subcommand_errors(tmp_path, capsys):
+    assert main(["runs", str(tmp_path / "none")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--devices" in text
+    assert "--worker-cmd" not in text  # the test hook stays hidden
+
+
+@pytest.mark.slow
+def test_model_subcommand(tmp_path):
+    res = cli("model", "wrn50_2", "--num-classes", "1000", cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "trainable parameters: 68,883,240" in res.stdout.splitlines()
