@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
