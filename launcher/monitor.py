@@ -50,6 +50,8 @@ from wrn.events import number, parse as parse_event
 #: before the launcher kills the recorded process groups itself (local hosts only).
 AGENT_STOP_SLACK_S = 5.0
 LOOP_S = 0.1
+#: How often silent workers are looked for.
+STALL_CHECK_S = 0.5
 
 
 class RunState(enum.Enum):
@@ -151,6 +153,16 @@ class Monitor:
         self.start_wall = time.time()
         self._pending_signal: int | None = None
         self._ui_broken = False
+        self._dirty = False
+        # running workers, oldest sign of life first: before their first event, and after it
+        self._starting: dict[str, None] = {}
+        self._active: dict[str, None] = {}
+        self._next_stall_check = 0.0
+        self._worker_count = sum(1 for p in plan.processes if p.role == "worker")
+        # each process's entry in run.json, rebuilt only when that process changed
+        self._proc_records = {name: proc.record() for name, proc in self.procs.items()}
+        self._changed: set[str] = set()
+        self._worker_states = collections.Counter({ProcState.PENDING: self._worker_count})
         self._handlers: dict[type, Callable[[str, Any], None]] = {
             Hello: self._on_hello, Started: self._on_started, Line: self._on_line,
             Exited: self._on_exited, AgentWarning: self._on_warning,
@@ -179,7 +191,8 @@ class Monitor:
             self.record.status = "failed"
             self.record.launcher_error = f"{type(exc).__name__}: {exc}"
             self.record.end_time = iso_time(time.time())
-            self._save()
+            self._dirty = True
+            self._flush(force=True)
             raise
         finally:
             for agent in self.agents.values():
@@ -215,6 +228,7 @@ class Monitor:
             self._check_signal()
             self._check_stalls(now)
             self._check_deadlines(now)
+            self._flush()
             if now - last_tick >= 1.0:
                 last_tick = now
                 self._ui("tick", self.progress)
@@ -248,8 +262,10 @@ class Monitor:
         proc.pid, proc.pgid = msg.pid, msg.pgid
         proc.start_time = msg.time or time.time()
         proc.started_at = time.monotonic()
-        proc.state = ProcState.RUNNING
-        self._save()
+        self._set_proc_state(proc, ProcState.RUNNING)
+        if proc.spec.role == "worker":
+            self._starting[proc.spec.name] = None
+        self._save(proc)
         self._ui("process_started", proc.spec.name, proc.spec.rank, host, proc.pid)
 
     def _on_line(self, host: str, msg: Line) -> None:
@@ -268,6 +284,7 @@ class Monitor:
                 and record.get("path"):
             self.fetcher.fetch(record["path"])  # queued; copied by the fetcher's thread
         proc.last_event_at = time.monotonic()
+        self._heard_from(proc)
         if proc.stall_warned:
             proc.stall_warned = False
             self._ui("message", "info", f"rank {proc.spec.rank} is emitting events again")
@@ -285,21 +302,27 @@ class Monitor:
         if proc.error:
             proc.tail.append(proc.error)
         ok = proc.exit_code == 0
-        proc.state = ProcState.SUCCEEDED if ok else ProcState.FAILED
-        self._save()
+        self._set_proc_state(proc, ProcState.SUCCEEDED if ok else ProcState.FAILED)
+        self._save(proc)
         self._ui("process_exited", proc.spec.name, proc.spec.rank, host, proc.exit_code, proc.signal,
                  ok or self.stopping_since is not None)
         if self.stopping_since is not None:
             return
-        workers = [p for p in self.procs.values() if p.spec.role == "worker"]
         if proc.spec.role == "worker":
             if not ok:
                 self._fail(proc, exit_text(proc.exit_code, proc.signal))
-            elif all(p.exit_code == 0 for p in workers):
+            elif self._succeeded_workers() == self._worker_count:
                 if any(p.spec.role == "scheduler" and not p.ended for p in self.procs.values()):
                     self.sched_deadline = time.monotonic() + self.opts.scheduler_wait
-        elif not ok and any(not p.ended for p in workers):
+        elif not ok and self._ended_workers() < self._worker_count:
             self._fail(proc, exit_text(proc.exit_code, proc.signal) + " while workers were running")
+
+    def _succeeded_workers(self) -> int:
+        return self._worker_states[ProcState.SUCCEEDED]
+
+    def _ended_workers(self) -> int:
+        return sum(self._worker_states[s] for s in (ProcState.SUCCEEDED, ProcState.FAILED,
+                                                    ProcState.LOST))
 
     def _on_warning(self, host: str, msg: AgentWarning) -> None:
         self._ui("message", "warning", f"agent on {host}: {msg.message}")
@@ -319,8 +342,9 @@ class Monitor:
             if self.backend.local and proc.pgid:
                 kill_group(proc.pgid, signal.SIGKILL)
             proc.end_time = time.time()
-            proc.state = ProcState.LOST
+            self._set_proc_state(proc, ProcState.LOST)
             proc.error = f"lost: the node agent on {host} ended before reporting this process's exit"
+            self._changed.add(proc.spec.name)
         if lost:
             self._save()
         if lost and self.stopping_since is None:
@@ -384,25 +408,45 @@ class Monitor:
             self._stop(0.0, f"launcher received {name} again")
 
     def _check_stalls(self, now: float) -> None:
-        if self.stopping_since is not None:
+        """Warn about, then fail, workers silent for too long. Runs at most every
+        ``STALL_CHECK_S``; the workers are kept in order of their last sign of life (start, then
+        events), so a check looks only at the quiet ones and the first one that is not."""
+        if self.stopping_since is not None or now < self._next_stall_check:
             return
-        for proc in self.procs.values():
-            if proc.spec.role != "worker" or not proc.running or proc.started_at is None:
-                continue
-            if proc.last_event_at is None:  # still starting up: the longer allowance
-                quiet, what = now - proc.started_at, "since it started"
-                warn, kill = self.opts.startup_timeout, self.opts.startup_kill
-            else:
-                quiet, what = now - proc.last_event_at, "since its last event"
-                warn, kill = self.opts.stall_timeout, self.opts.stall_kill
-            if quiet >= kill:
-                self._fail(proc, f"stalled: no event for {quiet:.0f} s {what} (limit {kill:g} s)")
-                return
-            if quiet >= warn and not proc.stall_warned:
-                proc.stall_warned = True
-                self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} looks "
-                                               f"stalled: no event for {quiet:.0f} s {what}; it is "
-                                               f"treated as failed after {kill:g} s")
+        self._next_stall_check = now + STALL_CHECK_S
+        for order, warn, kill, what in (
+                (self._starting, self.opts.startup_timeout, self.opts.startup_kill, "since it started"),
+                (self._active, self.opts.stall_timeout, self.opts.stall_kill, "since its last event")):
+            for name in list(order):
+                proc = self.procs[name]
+                quiet = now - (proc.last_event_at if proc.last_event_at is not None else proc.started_at)
+                if quiet < warn:
+                    break  # every later one was heard from more recently
+                if quiet >= kill:
+                    self._fail(proc, f"stalled: no event for {quiet:.0f} s {what} (limit {kill:g} s)")
+                    return
+                if not proc.stall_warned:
+                    proc.stall_warned = True
+                    self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} looks "
+                                                   f"stalled: no event for {quiet:.0f} s {what}; it "
+                                                   f"is treated as failed after {kill:g} s")
+
+    def _heard_from(self, proc: Proc) -> None:
+        """``proc`` (a worker) emitted an event: it moves to the end of the quiet order."""
+        self._starting.pop(proc.spec.name, None)
+        self._active.pop(proc.spec.name, None)
+        self._active[proc.spec.name] = None
+
+    def _set_proc_state(self, proc: Proc, state: ProcState) -> None:
+        """Move ``proc`` to ``state``, keeping the per-state worker counts (so no event needs a
+        pass over every rank) and the stall order."""
+        if proc.spec.role == "worker":
+            self._worker_states[proc.state] -= 1
+            self._worker_states[state] += 1
+        proc.state = state
+        if state is not ProcState.RUNNING:  # ended: no more stall checks for it
+            self._starting.pop(proc.spec.name, None)
+            self._active.pop(proc.spec.name, None)
 
     def _check_deadlines(self, now: float) -> None:
         if self.sched_deadline is not None and self.stopping_since is None and now >= self.sched_deadline:
@@ -434,12 +478,27 @@ class Monitor:
         except (OSError, ValueError):
             self._ui_broken = True
 
-    def _save(self) -> None:
-        """Bring the run record up to date with the processes and agents, and write it."""
-        self.record.processes = [p.record() for p in self.procs.values()]
+    def _save(self, proc: Proc | None = None) -> None:
+        """Note that the run record (and ``proc``'s entry in it) changed; it is written at once
+        if the writer's interval has passed, else by the loop within that interval (``_flush``)."""
+        if proc is not None:
+            self._changed.add(proc.spec.name)
+        self._dirty = True
+        self._flush()
+
+    def _flush(self, force: bool = False) -> None:
+        """Bring the run record up to date with the processes and agents and write it, if it
+        changed and the writer is due (or ``force``)."""
+        if not self._dirty or not (force or self.writer.due()):
+            return
+        self._dirty = False
+        for name in self._changed:
+            self._proc_records[name] = self.procs[name].record()
+        self._changed.clear()
+        self.record.processes = list(self._proc_records.values())
         self.record.agents = [AgentRecord(a.host, a.pid) for a in self.agents.values()]
         self.record.root_cause = self.root_cause.to_dict() if self.root_cause else None
-        self.writer.save(self.record)
+        self.writer.write(self.record)
 
     def _fetch_outputs(self) -> None:
         """Wait for rank 0's outputs to be copied back (a host not sharing the run dir)."""
@@ -477,7 +536,8 @@ class Monitor:
         self.record.wall_s = round(end - self.start_wall, 3)
         self.record.exit_code = code
         self.record.summary = summary.to_dict()
-        self._save()
+        self._dirty = True
+        self._flush(force=True)
         self._ui("finished", summary)
         failures = {p.spec.name: p.error or exit_text(p.exit_code, p.signal)
                     for p in self.procs.values() if p.state in (ProcState.FAILED, ProcState.LOST)}

@@ -262,6 +262,9 @@ class LiveState:
         self.skipped_files: dict[int, int] = {}
         self.stall_warnings = 0
         self.finished_status: str | None = None
+        self._changes = 0  # counts every change, so derived values are recomputed after one
+        self._derived_key: tuple | None = None
+        self._derived_value: tuple[float, float | None, int] = (QUIET_MIN_S, None, 0)
 
     @classmethod
     def from_plan(cls, plan: Any, run_dir: str, *, stall_after: float = 300.0,
@@ -286,6 +289,7 @@ class LiveState:
         return list(dict.fromkeys(v.host for v in sorted(self.ranks.values(), key=lambda v: v.rank)))
 
     def _view(self, rank: int, host: str | None = None) -> RankView:
+        self._changes += 1  # every change to a rank goes through here
         view = self.ranks.get(rank)
         if view is None:
             view = self.ranks[rank] = RankView(rank=rank, host=host or "?")
@@ -296,6 +300,7 @@ class LiveState:
     def restarted(self, now: float) -> None:
         """A new attempt of the same run begins: ranks start over, warnings are kept."""
         self.attempt += 1
+        self._changes += 1
         self.progress = RunProgress(self.world_size)
         for view in self.ranks.values():
             keep = (view.rank, view.host, view.device)
@@ -410,9 +415,7 @@ class LiveState:
     def quiet_limit(self, now: float) -> float:
         """Silence above this is highlighted: QUIET_FACTOR x the median silence, at least
         QUIET_MIN_S seconds."""
-        values = sorted(q for q in (self.quiet_s(v, now) for v in self.ranks.values()) if q is not None)
-        median = values[len(values) // 2] if values else 0.0
-        return max(QUIET_MIN_S, QUIET_FACTOR * median)
+        return self._derived(now)[0]
 
     def median_imgs_per_s(self) -> float | None:
         """Median throughput of the ranks that are training (None before any reports)."""
@@ -423,12 +426,29 @@ class LiveState:
         mid = len(values) // 2
         return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
-    def is_slow(self, view: RankView) -> bool:
+    def _derived(self, now: float) -> tuple[float, float | None, int]:
+        """(quiet limit, median throughput, ranks reporting throughput) at ``now``: computed
+        once per render (one pass over the ranks), not once per rank shown."""
+        key = (now, len(self.ranks), self._changes)
+        if self._derived_key != key:
+            values = sorted(q for q in (self.quiet_s(v, now) for v in self.ranks.values())
+                            if q is not None)
+            median = values[len(values) // 2] if values else 0.0
+            reporting = sum(1 for v in self.ranks.values() if v.imgs_per_s is not None)
+            self._derived_value = (max(QUIET_MIN_S, QUIET_FACTOR * median),
+                                   self.median_imgs_per_s(), reporting)
+            self._derived_key = key
+        return self._derived_value
+
+    def is_slow(self, view: RankView, now: float | None = None) -> bool:
         """A training rank whose throughput is below SLOW_FRACTION of the training ranks' median."""
-        median = self.median_imgs_per_s()
+        if now is None:
+            median, reporting = self.median_imgs_per_s(), sum(
+                1 for v in self.ranks.values() if v.imgs_per_s is not None)
+        else:
+            _, median, reporting = self._derived(now)
         return (median is not None and view.imgs_per_s is not None and view.state == "training"
-                and sum(1 for v in self.ranks.values() if v.imgs_per_s is not None) > 1
-                and view.imgs_per_s < SLOW_FRACTION * median)
+                and reporting > 1 and view.imgs_per_s < SLOW_FRACTION * median)
 
     def problem(self, view: RankView, now: float) -> str | None:
         """``"stalled"``, ``"failed"``, ``"slow"``, ``"quiet"`` or None: why a rank deserves a look."""
@@ -436,7 +456,7 @@ class LiveState:
             return "failed"
         if self.is_stalled(view, now):
             return "stalled"
-        if self.is_slow(view):
+        if self.is_slow(view, now):
             return "slow"
         quiet = self.quiet_s(view, now)
         if quiet is not None and view.last_event is not None and quiet > self.quiet_limit(now):

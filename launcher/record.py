@@ -17,13 +17,15 @@ Layout of run.json (``"format": 1``)::
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from cluster.hosts import mask_env
 from wrn.events import number, whole
-from wrn.fileio import write_json_atomic
+from wrn.fileio import write_atomic
 
 RUN_JSON = "run.json"
 FORMAT = 1
@@ -32,20 +34,6 @@ STATUSES = ("running", "succeeded", "failed", "interrupted")
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def whole(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
 
 
 def _dict(value: Any) -> dict[str, Any] | None:
@@ -73,8 +61,18 @@ class ProcessRecord:
     error: str | None = None
     log: str | None = None
 
+    def json_text(self) -> str:
+        """This entry as run.json writes it (computed once: a record is replaced, not changed)."""
+        text = self.__dict__.get("_json")
+        if text is None:
+            text = self.__dict__["_json"] = _dumps(self.to_dict())
+        return text
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"name": self.name, "role": self.role, "host": self.host, "rank": self.rank,
+                "pid": self.pid, "pgid": self.pgid, "start_time": self.start_time,
+                "end_time": self.end_time, "exit_code": self.exit_code, "signal": self.signal,
+                "error": self.error, "log": self.log}
 
     @classmethod
     def from_dict(cls, data: Any) -> "ProcessRecord | None":
@@ -173,15 +171,17 @@ class RunRecord:
     launcher_error: str | None = None
     format: int = FORMAT
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form written to run.json."""
+    def to_dict(self, processes: bool = True) -> dict[str, Any]:
+        """The JSON-ready form written to run.json (``processes=False``: that list left empty,
+        for a writer that spells the processes itself)."""
         out: dict[str, Any] = {
             "format": self.format, "command": self.command, "cwd": self.cwd,
             "versions": self.versions, "backend": self.backend, "plan": self.plan,
             "env": self.env, "config": self.config, "rank_table": self.rank_table,
             "attempt": self.attempt, "attempts": [a.to_dict() for a in self.attempts],
             "max_restarts": self.max_restarts, "status": self.status,
-            "start_time": self.start_time, "processes": [p.to_dict() for p in self.processes],
+            "start_time": self.start_time,
+            "processes": [p.to_dict() for p in self.processes] if processes else [],
             "agents": [a.to_dict() for a in self.agents], "root_cause": self.root_cause}
         for name in ("end_time", "wall_s", "exit_code", "summary", "launcher_error"):
             value = getattr(self, name)
@@ -237,11 +237,56 @@ def masked_plan(plan: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(", ", ": "))
+
+
+def record_json(record: RunRecord, plan_cache: dict[str, Any] | None = None) -> str:
+    """run.json's text: one top-level key per line, and one line per element of its lists of
+    objects (processes, agents, attempts), so that it reads well and diffs well. Every piece
+    goes through the json module's C encoder (an indented dump of a 1,000-rank record takes
+    the pure-Python one, 30x slower); each process's line is made once per change of that
+    process, and ``plan_cache`` keeps the plan's text while the plan is the same object (the
+    largest part of the file, replaced per attempt and never changed)."""
+    lines = []
+    for key, value in record.to_dict(processes=False).items():
+        if key == "processes":
+            body = ",\n".join(f"    {p.json_text()}" for p in record.processes)
+            lines.append(f'  "processes": [\n{body}\n  ]' if body else '  "processes": []')
+        elif key == "plan" and plan_cache is not None and plan_cache.get("of") is record.plan:
+            lines.append(plan_cache["text"])
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            body = ",\n".join(f"    {_dumps(v)}" for v in value)
+            lines.append(f"  {_dumps(key)}: [\n{body}\n  ]")
+        else:
+            lines.append(f"  {_dumps(key)}: {_dumps(value)}")
+            if key == "plan" and plan_cache is not None:
+                plan_cache.update({"of": record.plan, "text": lines[-1]})
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 class RunRecordWriter:
-    """The only code that writes run.json: atomically, so a reader never sees half of it."""
+    """The only code that writes run.json: atomically, so a reader never sees half of it.
 
-    def __init__(self, run_dir: Path) -> None:
+    ``due()`` says whether ``interval`` seconds have passed since the last write: a busy run's
+    monitor writes its record at most that often (a change waits at most ``interval`` plus one
+    loop turn), so a 1,000-process run costs a few writes a second, not one per process start
+    and exit. The first and the final record are written at once.
+    """
+
+    def __init__(self, run_dir: Path, interval: float = 0.5) -> None:
         self.path = Path(run_dir) / RUN_JSON
+        self.interval = interval
+        self.writes = 0
+        self._last = -float("inf")
+        self._plan_cache: dict[str, Any] = {}
 
-    def save(self, record: RunRecord) -> None:
-        write_json_atomic(self.path, record.to_dict())
+    def due(self) -> bool:
+        """True when a write now keeps to the interval."""
+        return time.monotonic() - self._last >= self.interval
+
+    def write(self, record: RunRecord) -> None:
+        """Write ``record`` to run.json now."""
+        write_atomic(self.path, record_json(record, self._plan_cache))
+        self._last = time.monotonic()
+        self.writes += 1
