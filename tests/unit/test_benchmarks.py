@@ -4,6 +4,7 @@ The benchmarks themselves take minutes and need a quiet machine, so they are not
 (``make bench``); this keeps their shared code and the committed results honest."""
 
 import json
+import sys
 
 import pytest
 
@@ -55,3 +56,20 @@ def test_saved_results_follow_the_schema():
     assert [r["name"] for o in full["benchmarks"] for r in o["results"]] == [r["name"] for r in results]
     assert all(len(r["runs"]) >= 5 and len(r["peer_runs"]) >= 5
                for o in full["benchmarks"] for r in o["results"])
+
+
+def test_the_scale_stand_in_speaks_the_event_format():
+    import os
+    import subprocess
+
+    from wrn.events import parse
+
+    env = {**os.environ, "SIM_STEPS": "3", "SIM_STEP_S": "0.01", "RANK_ID": "2", "RANK_SIZE": "4"}
+    out = subprocess.run([sys.executable, "-S", str(common.ROOT / "benchmarks" / "_sim_worker.py")],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    events = [parse(line) for line in out.splitlines()]
+    assert None not in events
+    assert [e["event"] for e in events] == ["start", "step", "step", "step", "epoch_end", "finish"]
+    assert {e["rank"] for e in events} == {2}
+    assert events[0]["world_size"] == 4
+    assert events[3]["global_step"] == 3
