@@ -382,9 +382,11 @@ def test_replayed_skip_keeps_the_crops_of_an_uninterrupted_pass(tiny, workers):
         (at_source,) = _run_epochs(D.train_dataset(split, **kw, skip_steps=2)[0], 1)
     finally:
         msds.config.set_fast_recovery(fast)
-    assert len(whole) == 5 and len(replayed) == len(at_source) == 3
+    assert len(whole) == 5
+    assert len(replayed) == len(at_source) == 3
     for (x, y), (xr, yr), (_, ys) in zip(whole[2:], replayed, at_source):
-        assert np.array_equal(y, yr) and np.array_equal(y, ys)  # the same samples either way
+        assert np.array_equal(y, yr)  # the same samples either way
+        assert np.array_equal(y, ys)
         assert np.array_equal(x, xr)  # replayed: bitwise the crops of the uninterrupted pass
     # left out at the source (never decoded), the random stream starts later: other crops
     assert not all(np.array_equal(x, xs) for (x, _), (xs, _) in zip(whole[2:], at_source))

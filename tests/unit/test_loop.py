@@ -69,13 +69,15 @@ def test_loop_resumes_mid_epoch_and_calls_hooks_in_order():
         ("step", 3, 3, 9, np.float32(3.2)), ("end", 3, 3, 9),
         ("finish", 3, 9),
     ]
-    assert state.first_step == 0 and state.is_last_epoch
+    assert state.first_step == 0
+    assert state.is_last_epoch
 
 
 def test_a_run_with_no_epoch_left_only_finishes():
     batches, rec = Batches(steps=3), Recorder()
     state = run_loop(step, batches, LoopState(0, 2, 3, global_step=6, callbacks=[rec]), start_epoch=2)
-    assert batches.calls == [] and rec.calls == [("finish", 0, 6)]
+    assert batches.calls == []
+    assert rec.calls == [("finish", 0, 6)]
 
 
 class FakeSummary:
@@ -128,27 +130,34 @@ def test_callbacks_make_the_workers_events_in_order(tmp_path, capsys):
     step4 = got[2]
     assert list(step4)[4:] == ["epoch", "step", "steps_per_epoch", "global_step", "loss", "lr",
                                "imgs_per_s", "data_wait_s"]
-    assert step4["loss"] == 1.3 and step4["global_step"] == 4 and step4["lr"] == np.float32(0.4)
+    assert step4["loss"] == 1.3
+    assert step4["global_step"] == 4
+    assert step4["lr"] == np.float32(0.4)
     epoch_end = got[3]
     assert list(epoch_end)[4:] == ["epoch", "loss", "seconds", "steps", "imgs_per_s", "data_wait_s",
                                    "max_rss_mib"]
     assert epoch_end["steps"] == 4 and epoch_end["loss"] == round(float(np.mean(
         [np.float32(1 + i / 10) for i in range(4)])), 6)
-    assert got[1]["path"] == str(tmp_path / "e1-s3.ckpt") and got[1]["global_step"] == 3
+    assert got[1]["path"] == str(tmp_path / "e1-s3.ckpt")
+    assert got[1]["global_step"] == 3
     assert [entry for entry in log if entry[0] == "write"] == [
         ("write", 1, 3, 3), ("write", 1, 4, 4), ("write", 2, 3, 7), ("write", 2, 4, 8)]
     assert evaluator.final["epoch"] == 2
     assert json.loads((tmp_path / "eval.json").read_text()) == {
         "top1": 0.75, "correct": 3, "total": 4, "loss": 0.5, "epoch": 2, "split": "test", "world_size": 2}
-    assert summary.closed and summary.records == [(e["event"], e["epoch"], e.get("step")) for e in got]
+    assert summary.closed
+    assert summary.records == [(e["event"], e["epoch"], e.get("step")) for e in got]
 
 
 def test_other_ranks_join_the_collectives_but_report_nothing_else(tmp_path, capsys):
     state, evaluator, summary, log = _wire(tmp_path, rank=1)
     run_loop(step, Batches(steps=4), state)
     got = _events(capsys.readouterr().out)
-    assert {e["event"] for e in got} == {"step", "epoch_end"} and all(e["rank"] == 1 for e in got)
+    assert {e["event"] for e in got} == {"step", "epoch_end"}
+    assert all(e["rank"] == 1 for e in got)
     # every rank syncs before each checkpoint (4) and evaluation (2) and evaluates (2)
-    assert log.count(("sync",)) == 6 and log.count(("evaluate",)) == 2
+    assert log.count(("sync",)) == 6
+    assert log.count(("evaluate",)) == 2
     assert not any(entry[0] == "write" for entry in log)
-    assert evaluator.final["top1"] == 0.75 and not (tmp_path / "eval.json").exists()
+    assert evaluator.final["top1"] == 0.75
+    assert not (tmp_path / "eval.json").exists()

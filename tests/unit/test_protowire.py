@@ -27,7 +27,8 @@ def test_varint_round_trips_at_every_width():
             data = b"\x05" + pw.encode_varint(value) + b"\x06"
             assert pw.decode_varint(data, 1) == (value, len(data) - 1)
             stream = io.BytesIO(data[1:])
-            assert pw.read_varint(stream) == value and stream.read() == b"\x06"
+            assert pw.read_varint(stream) == value
+            assert stream.read() == b"\x06"
 
 
 def test_truncated_and_overlong_varints_are_refused():
@@ -42,7 +43,9 @@ def test_truncated_and_overlong_varints_are_refused():
 
 
 def test_field_encodings_match_protobuf():
-    assert pw.key(1, pw.LEN) == b"\x0a" and pw.key(3, pw.I32) == b"\x1d" and pw.key(16, pw.VARINT) == b"\x80\x01"
+    assert pw.key(1, pw.LEN) == b"\x0a"
+    assert pw.key(3, pw.I32) == b"\x1d"
+    assert pw.key(16, pw.VARINT) == b"\x80\x01"
     assert pw.varint_field(2, 150) == b"\x10\x96\x01"
     assert pw.bytes_field(2, b"testing") == b"\x12\x07testing"
     assert pw.length_prefix(2, 7) + b"testing" == pw.bytes_field(2, b"testing")
@@ -56,10 +59,12 @@ def test_iter_fields_walks_what_the_encoders_write():
                + pw.varint_field(9, -2))
     fields = list(pw.iter_fields(message))
     assert [(n, w) for n, w, _ in fields] == [(1, pw.I64), (2, pw.VARINT), (5, pw.LEN), (9, pw.VARINT)]
-    assert struct.unpack("<d", fields[0][2])[0] == 7.0 and fields[1][2] == 2 ** 40
+    assert struct.unpack("<d", fields[0][2])[0] == 7.0
+    assert fields[1][2] == 2 ** 40
     assert fields[3][2] == 2 ** 64 - 2
     (tag, scalar) = list(pw.iter_fields(fields[2][2]))
-    assert tag == (1, pw.LEN, "标签".encode()) and struct.unpack("<f", scalar[2])[0] == 2.5
+    assert tag == (1, pw.LEN, "标签".encode())
+    assert struct.unpack("<f", scalar[2])[0] == 2.5
     assert list(pw.iter_fields(b"")) == []
 
 
