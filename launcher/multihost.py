@@ -11,8 +11,9 @@ back over SFTP when rank 0 runs on a host that does not share the run directory.
 
 from __future__ import annotations
 
-import os
+import posixpath
 import queue
+import re
 import secrets
 import sys
 import threading
@@ -120,6 +121,32 @@ def share_run_dir(run_dir: Path, backend: Backend, nodes: Sequence[Node]) -> dic
 
 #: Files rank 0 leaves at the top of the run directory, copied back at the end of an attempt.
 RESULT_FILES = ("eval.json", "classes.json")
+#: What a file or folder name sent by a remote host may look like to be copied back: letters
+#: (any script), digits, ``_``, ``.``, ``-``, ``+``, ``=``, not starting with ``.`` or ``-``.
+REMOTE_NAME = re.compile(r"[^\W][\w.+=\-]*\Z")
+
+
+def confined_relative(path: str, remote_dir: str) -> str | None:
+    """``path`` (absolute inside ``remote_dir``, or relative to it) as a relative path whose every
+    part is a plain name (``REMOTE_NAME``, no ``..``); None for anything else."""
+    if not isinstance(path, str) or "\x00" in path:
+        return None
+    remote_dir = remote_dir.rstrip("/")
+    if posixpath.isabs(path):
+        if not path.startswith(remote_dir + "/"):
+            return None
+        path = path[len(remote_dir) + 1:]
+    parts = path.split("/")
+    if not all(part != ".." and REMOTE_NAME.match(part) for part in parts):
+        return None
+    return "/".join(parts)
+
+
+def confined_target(local_dir: Path, rel: str) -> Path | None:
+    """``local_dir / rel`` when it resolves (links followed) inside ``local_dir``, else None."""
+    root = Path(local_dir).resolve()
+    target = (root / rel).resolve()
+    return target if target != root and target.is_relative_to(root) else None
 
 
 class OutputFetcher:
@@ -160,15 +187,13 @@ class OutputFetcher:
         self._thread.join(timeout)
 
     # -- the thread ---------------------------------------------------------------------------
-    def _relative(self, path: str) -> str | None:
-        if not os.path.isabs(path):
-            return path
-        if path.startswith(self.remote_dir + "/"):
-            return path[len(self.remote_dir) + 1:]
-        return None
-
     def _copy(self, rel: str, missing_ok: bool = False) -> None:
-        local = self.local_dir / rel
+        local = confined_target(self.local_dir, rel)
+        if local is None:
+            self.problems.append(f"{self.host}: {self.remote_dir}/{rel} would be written outside "
+                                 f"the local run directory {self.local_dir} (a link there); it "
+                                 f"was not copied")
+            return
         try:
             local.parent.mkdir(parents=True, exist_ok=True)
             self.backend.get(self.host, f"{self.remote_dir}/{rel}", str(local))
@@ -192,6 +217,11 @@ class OutputFetcher:
         for name, size, regular in sorted(entries, key=lambda e: e[0] == "latest.json"):  # latest last
             if name.startswith(".") or not regular:
                 continue  # a checkpoint being written (.<name>.<pid>.part.ckpt)
+            if not REMOTE_NAME.match(name):
+                self.problems.append(f"{self.host}: {self.remote_dir}/checkpoints/{name!r} is not "
+                                     f"a plain file name (letters, digits, '_', '.', '-', '+'); "
+                                     f"it was not copied")
+                continue
             local = self.local_dir / "checkpoints" / name
             if name != "latest.json" and local.is_file() and local.stat().st_size == size:
                 continue  # copied when its checkpoint event came
@@ -209,10 +239,11 @@ class OutputFetcher:
                 self._final()
                 arg.set()
                 continue
-            rel = self._relative(arg)
+            rel = confined_relative(arg, self.remote_dir)
             if rel is None:
-                self.problems.append(f"rank 0 wrote {arg} on {self.host}, outside the run "
-                                     f"directory {self.remote_dir}; it was not copied")
+                self.problems.append(f"{self.host}: rank 0 reported {arg!r}, outside the run "
+                                     f"directory {self.remote_dir} or not a plain path inside "
+                                     f"it (no '..', plain names); it was not copied")
                 continue
             self._copy(rel)
             self._copy(str(Path(rel).parent / "latest.json"), missing_ok=True)
