@@ -27,6 +27,7 @@ from cluster.errors import PlanError
 from cluster.hosts import HostSpec
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node
 from cluster.ranktable.hccn import parse_hccn_conf
+from launcher.rundir import path_inside
 from launcher.preflight import HostCheck, print_table, raise_if_failed, run_preflight
 from launcher.backend import PROJECT_ROOT, Backend
 from launcher.ssh import RemoteHost, SSHBackend, SSHSettings, resolve_target
@@ -142,13 +143,6 @@ def confined_relative(path: str, remote_dir: str) -> str | None:
     return "/".join(parts)
 
 
-def confined_target(local_dir: Path, rel: str) -> Path | None:
-    """``local_dir / rel`` when it resolves (links followed) inside ``local_dir``, else None."""
-    root = Path(local_dir).resolve()
-    target = (root / rel).resolve()
-    return target if target != root and target.is_relative_to(root) else None
-
-
 class OutputFetcher:
     """Copies rank 0's outputs from a host that does not share the run directory into the
     local run directory over SFTP, in a background thread: the supervisor only queues paths
@@ -188,7 +182,7 @@ class OutputFetcher:
 
     # -- the thread ---------------------------------------------------------------------------
     def _copy(self, rel: str, missing_ok: bool = False) -> None:
-        local = confined_target(self.local_dir, rel)
+        local = path_inside(self.local_dir, rel)
         if local is None:
             self.problems.append(f"{self.host}: {self.remote_dir}/{rel} would be written outside "
                                  f"the local run directory {self.local_dir} (a link there); it "

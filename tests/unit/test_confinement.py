@@ -4,6 +4,7 @@ metrics file after a torn line, the port-lock folder. No process is started here
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,35 @@ def test_output_fetcher_refuses_a_local_symlink_leaving_the_run_dir(tmp_path):
         fetcher.close()
     assert not list(outside.iterdir())
     assert any("node2" in p and "outside" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("entry", ["/etc/passwd", "../outside.log", "logs/../../outside.log",
+                                   "logs/link.log"])
+def test_logs_refuses_a_log_entry_outside_the_run_dir(tmp_path, entry):
+    from launcher.logs import log_sources
+    from launcher.runs import RunDirError, load_run
+
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    (tmp_path / "outside.log").write_text("not yours\n")
+    (run / "logs" / "link.log").symlink_to(tmp_path / "outside.log")
+    procs = [{"name": "rank0", "rank": 0, "host": "h1", "log": entry}]
+    (run / "run.json").write_text(json.dumps({"status": "failed", "processes": procs}))
+    with pytest.raises(RunDirError, match=r"run.json: the log of h1:0 .*outside the run directory"):
+        log_sources(load_run(run))
+
+
+def test_metrics_after_a_torn_line_start_on_a_line_of_their_own(tmp_path):
+    from launcher.rundir import METRICS, RunFiles
+    from launcher.runs import read_events
+
+    (tmp_path / METRICS).write_text('{"event":"step","step":1}\n{"event":"st')
+    files = RunFiles(tmp_path)
+    files.metric({"event": "start", "rank": 0})
+    files.close()
+    events, bad = read_events(tmp_path / METRICS)
+    assert [e["event"] for e in events] == ["step", "start"]
+    assert bad == 1
+    files = RunFiles(tmp_path)  # a file that ends with a newline gets none more
+    files.close()
+    assert (tmp_path / METRICS).read_text().endswith('"rank":0}\n')
