@@ -5,6 +5,8 @@ metrics file after a torn line, the port-lock folder. No process is started here
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,52 @@ def test_metrics_after_a_torn_line_start_on_a_line_of_their_own(tmp_path):
     files = RunFiles(tmp_path)  # a file that ends with a newline gets none more
     files.close()
     assert (tmp_path / METRICS).read_text().endswith('"rank":0}\n')
+
+
+def _free_port_pair() -> int:
+    import random
+    return random.randrange(48000, 49000, 2)
+
+
+def test_port_locks_live_in_a_private_folder_of_this_user(tmp_path, monkeypatch):
+    from launcher import ports
+
+    monkeypatch.setattr(ports, "LOCK_ROOT", str(tmp_path))
+    old = os.umask(0o022)
+    try:
+        got = ports.reserve_port(port_range=(_free_port_pair(),) * 2)
+    finally:
+        os.umask(old)
+    try:
+        folder = Path(ports.lock_dir())
+        st = folder.lstat()
+        assert folder.parent == tmp_path and str(os.getuid()) in folder.name
+        assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+        assert stat.S_IMODE(st.st_mode) == 0o700
+        assert (folder / f"{got.port}.lock").is_file()
+    finally:
+        got.release()
+
+
+def test_port_locks_ignore_a_folder_planted_by_someone_else(tmp_path, monkeypatch):
+    import fcntl
+
+    from launcher import ports
+
+    monkeypatch.setattr(ports, "LOCK_ROOT", str(tmp_path))
+    port = _free_port_pair()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Path(ports.lock_dir()).symlink_to(elsewhere)  # a link planted where the folder goes
+    got = ports.reserve_port(port)
+    got.release()
+    assert not list(elsewhere.iterdir())  # nothing created through the link
+    os.unlink(ports.lock_dir())
+    os.mkdir(ports.lock_dir(), 0o777)  # a folder others may write to: not trusted either
+    os.chmod(ports.lock_dir(), 0o777)
+    held = os.open(os.path.join(ports.lock_dir(), f"{port}.lock"), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        ports.reserve_port(port).release()  # the lock another could hold does not block us
+    finally:
+        os.close(held)
