@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from cluster.devices import DeviceRequest, parse_devices
+from cluster.devices import DeviceRequest, parse_devices, whole_number
 from cluster.errors import PlanError
 
 #: Keys a hostfile line may carry after the host name.
@@ -73,10 +73,11 @@ class HostSpec:
 
 
 def _slots(value: str, where: str, host: str) -> int:
-    if not value.isdigit() or int(value) < 1:
+    count = whole_number(value)
+    if count is None or count < 1:
         raise PlanError(f"{where}: host {host}: bad slot count {value!r}; write slots=N with N a "
                         f"whole number of devices, 1 or more (e.g. slots=8)")
-    return int(value)
+    return count
 
 
 def parse_hostfile(text: str, source: str = "hostfile") -> list[HostSpec]:
@@ -108,16 +109,17 @@ def parse_hostfile(text: str, source: str = "hostfile") -> list[HostSpec]:
         if "devices" in values:
             text = values["devices"]
             try:  # in a hostfile, devices= always lists ids: "3" is device 3, not 3 devices
-                devices = parse_devices(text + "," if text.isdigit() else text).ids
+                devices = parse_devices(text + "," if whole_number(text) is not None else text).ids
             except PlanError as exc:
                 raise PlanError(f"{where}: host {name}: devices={text}: {exc}") from None
         slots = _slots(values["slots"], where, name) if "slots" in values else \
             (len(devices) if devices is not None else 1)
         port = values.get("port")
-        if port is not None and not port.isdigit():
-            raise PlanError(f"{where}: host {name}: port={port!r} is not a number")
+        if port is not None and whole_number(port) is None:
+            raise PlanError(f"{where}: host {name}: port={port!r} is not a number; write the SSH "
+                            f"port in digits, e.g. port=2222")
         hosts.append(HostSpec(name, slots, devices, values.get("user"),
-                              int(port) if port is not None else None, values.get("python"),
+                              whole_number(port) if port is not None else None, values.get("python"),
                               values.get("workdir"), where))
         seen[name] = number
     if not hosts:
