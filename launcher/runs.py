@@ -53,13 +53,15 @@ def pid_alive(pid: Any) -> bool:
 
 
 def parse_time(text: Any) -> _dt.datetime | None:
-    """An ISO 8601 time from run.json (None when missing or malformed)."""
+    """An ISO 8601 time from run.json (None when missing or malformed); one without a time zone
+    (written by hand or by another tool) is read as UTC, the zone run.json is written in."""
     if not isinstance(text, str):
         return None
     try:
-        return _dt.datetime.fromisoformat(text)
+        when = _dt.datetime.fromisoformat(text)
     except ValueError:
         return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.timezone.utc)
 
 
 def read_events(path: Path) -> tuple[list[dict[str, Any]], int]:

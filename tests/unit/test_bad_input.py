@@ -25,3 +25,47 @@ def test_odd_numbers_in_hosts_and_devices_are_plan_errors(value):
     for parse, text, message in cases:
         with pytest.raises(PlanError, match=message):
             parse(text)
+
+
+HOSTILE_RECORDS = [
+    {"status": "succeeded", "start_time": "2026-01-02T10:00:00"},  # naive: no time zone
+    {"status": "running", "start_time": "2026-01-02T10:00:00", "wall_s": None},
+    {"status": "failed", "start_time": "2026-01-02T10:00:00+00:00", "end_time": "2026-01-02T11:00:00"},
+    {"status": 3, "start_time": 5, "plan": [], "summary": "x", "wall_s": "long", "name": 7},
+    {"status": "succeeded", "plan": {"world_size": "8", "hosts": "h1", "device_target": 4}},
+    {"status": "succeeded", "plan": {"world_size": 2, "hosts": [1, None]}, "summary": {"loss": "x"}},
+    {"processes": [{"log": 5, "rank": "0"}, "x", None], "agents": {"a": 1}, "attempts": [3]},
+    [], "text", None, 3,
+]
+
+
+@pytest.mark.parametrize("data", HOSTILE_RECORDS)
+def test_runs_and_logs_read_any_run_json_without_a_traceback(tmp_path, data):
+    import io
+    import json
+
+    from launcher import logs, runs
+
+    run = tmp_path / "runs" / "r1"
+    (run / "logs").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps(data))
+    (run / "metrics.jsonl").write_text('{"event":"start","rank":0,"world_size":"2"}\n[1]\n"x"\n'
+                                       '{"event":"step","rank":"0","loss":"nan","step":1}\n'
+                                       '{"event":"epoch_end","epoch":"1","rank":0}\n')
+    out = io.StringIO()
+    assert runs.main([str(tmp_path / "runs")], out) in (0, 2)
+    assert logs.main([str(run)], io.StringIO()) in (0, 2)
+
+
+def test_runs_sorts_naive_and_aware_start_times_together(tmp_path):
+    import io
+    import json
+
+    from launcher import runs
+
+    for name, start in (("a", "2026-01-02T10:00:00"), ("b", "2026-01-03T10:00:00+00:00")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps({"status": "succeeded", "start_time": start}))
+    out = io.StringIO()
+    assert runs.main([str(tmp_path)], out) == 0
+    assert "succeeded" in out.getvalue()
