@@ -250,6 +250,16 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         if path and not Path(path).is_file():
             raise LaunchError(f"{flag} {path}: no such checkpoint file; pass the path of a .ckpt "
                               f"file (e.g. RUN_DIR/checkpoints/<name>.ckpt)")
+        if path:
+            from wrn.checkpoint import scan_checkpoint
+
+            try:
+                scan_checkpoint(path)  # structure and CRC, in constant memory, no MindSpore
+            except OSError as exc:
+                raise LaunchError(f"{flag} {path}: not a readable checkpoint ({exc}); pass a "
+                                  f"complete .ckpt file written with a CRC (as every run's "
+                                  f"RUN_DIR/checkpoints/<name>.ckpt is), e.g. an earlier one of "
+                                  f"that run if this one was cut short") from None
     config_file = config.config_file
     if resume_dir is not None and config_file is None:
         config_file = str(resume_dir / CONFIG_NAME)

@@ -69,3 +69,21 @@ def test_runs_sorts_naive_and_aware_start_times_together(tmp_path):
     out = io.StringIO()
     assert runs.main([str(tmp_path)], out) == 0
     assert "succeeded" in out.getvalue()
+
+
+def _launch(tmp_path, *args):
+    from launcher import cli
+
+    return cli.main(["--devices", "1", "--backend", "cpu", "--dry-run", "--plain",
+                     "--run-dir", str(tmp_path / "run"), *args])
+
+
+@pytest.mark.parametrize("flag", ["--resume-ckpt", "--pretrained"])
+def test_a_corrupt_checkpoint_is_refused_before_anything_starts(tmp_path, capsys, flag):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x0a\x05garbage" * 10)
+    assert _launch(tmp_path, flag, str(bad)) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} {bad}" in err and "not a readable checkpoint" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
