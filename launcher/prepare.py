@@ -215,8 +215,8 @@ def _host_specs(config: LaunchConfig, resume_dir: Path | None) -> list[HostSpec]
     return None
 
 
-def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str]) -> None:
-    from wrn.data import check_data_path
+def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str], world: int) -> None:
+    from wrn.data import BUILTIN_DATA, check_data_path, count_images
 
     try:
         check_data_path(cfg.data_path)
@@ -224,6 +224,22 @@ def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str]) -> None:
         if not dry_run:
             raise LaunchError(str(exc)) from None
         warnings.append(str(exc))
+        return
+    if cfg.data_path == BUILTIN_DATA:
+        return
+    train = Path(cfg.data_path).expanduser() / "train"
+    try:
+        images = count_images(train.parent)
+    except ConfigError as exc:
+        raise LaunchError(str(exc)) from None
+    except OSError as exc:
+        raise LaunchError(f"data_path {train.parent}: cannot list {train} ({exc.strerror}); check "
+                          f"its permissions") from None
+    if images < world * cfg.batch_size:
+        raise LaunchError(f"data_path {train.parent}: {train} has {images} images, fewer than "
+                          f"{world} worker(s) x batch_size={cfg.batch_size} = "
+                          f"{world * cfg.batch_size}, so not one training step fits in an epoch; "
+                          f"lower batch_size (--set batch_size=N), use fewer devices or more data")
 
 
 # -- the one entry point -----------------------------------------------------------------------------
@@ -297,7 +313,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         config = _with_devices(config, previous)
         nodes, ips, backend, port, share, notes = _local_nodes(config, cfg, backend_name, how,
                                                                warnings, holder)
-        _check_data(cfg, config.dry_run, warnings)
+        _check_data(cfg, config.dry_run, warnings, sum(len(n.device_ids) for n in nodes))
     worker_cmd = config.worker_cmd or (sys.executable, "-m", "wrn.train")
     scheduler_cmd = None
     if config.start_scheduler:

@@ -87,3 +87,36 @@ def test_a_corrupt_checkpoint_is_refused_before_anything_starts(tmp_path, capsys
     assert f"{flag} {bad}" in err and "not a readable checkpoint" in err
     assert "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def _dataset(root, classes=(b"cat", b"dog"), images=2):
+    import os
+
+    for name in classes:
+        folder = os.path.join(os.fsencode(root), b"train", name)
+        os.makedirs(folder)
+        for i in range(images):
+            with open(os.path.join(folder, b"%d.jpg" % i), "wb") as fh:
+                fh.write(b"\xff\xd8\xff\xd9")
+    return root
+
+
+def test_a_class_folder_named_in_gbk_is_one_error_saying_how_to_fix(tmp_path):
+    from wrn.data import DataError, build_class_index, save_class_index
+
+    root = _dataset(tmp_path / "d", (b"cat", "\u997c\u5e72".encode("gbk")))
+    with pytest.raises(DataError, match=r"not valid UTF-8.*unzip -O GBK.*convmv"):
+        save_class_index(build_class_index(root), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_launcher_refuses_gbk_class_folders_and_too_little_data(tmp_path, capsys):
+    root = _dataset(tmp_path / "gbk", (b"cat", "\u997c\u5e72".encode("gbk")))
+    assert _launch(tmp_path, "--set", f"data_path={root}") == 2
+    err = capsys.readouterr().err
+    assert "not valid UTF-8" in err and "Traceback" not in err
+    small = _dataset(tmp_path / "small", images=3)  # 6 images
+    assert _launch(tmp_path, "--set", f"data_path={small}", "--set", "batch_size=8") == 2
+    err = capsys.readouterr().err
+    assert "6 images" in err and "batch_size=8" in err and "Traceback" not in err
+    assert _launch(tmp_path, "--set", f"data_path={small}", "--set", "batch_size=6") == 0
