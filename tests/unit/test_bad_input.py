@@ -74,7 +74,8 @@ def test_runs_sorts_naive_and_aware_start_times_together(tmp_path):
 def _launch(tmp_path, *args):
     from launcher import cli
 
-    return cli.main(["--devices", "1", "--backend", "cpu", "--dry-run", "--plain",
+    devices = [] if "--hosts" in args or "--devices" in args else ["--devices", "1"]
+    return cli.main([*devices, "--backend", "cpu", "--dry-run", "--plain",
                      "--run-dir", str(tmp_path / "run"), *args])
 
 
@@ -120,3 +121,10 @@ def test_the_launcher_refuses_gbk_class_folders_and_too_little_data(tmp_path, ca
     err = capsys.readouterr().err
     assert "6 images" in err and "batch_size=8" in err and "Traceback" not in err
     assert _launch(tmp_path, "--set", f"data_path={small}", "--set", "batch_size=6") == 0
+
+
+@pytest.mark.parametrize("args", [["--devices", "\u00b2"], ["--hosts", "a:\u00b2"]])
+def test_odd_numbers_on_the_command_line_exit_2(tmp_path, capsys, args):
+    assert _launch(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert "\u00b2" in err and "Traceback" not in err
