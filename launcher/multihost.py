@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import posixpath
 import queue
-import re
 import secrets
 import sys
 import threading
@@ -31,6 +30,7 @@ from launcher.rundir import path_inside
 from launcher.preflight import HostCheck, print_table, raise_if_failed, run_preflight
 from launcher.backend import PROJECT_ROOT, Backend
 from launcher.ssh import RemoteHost, SSHBackend, SSHSettings, resolve_target
+from wrn.config import PLAIN_NAME
 from wrn.fileio import write_atomic
 
 #: Written into a new run directory; seen with the same content on a host = shared path.
@@ -122,9 +122,8 @@ def share_run_dir(run_dir: Path, backend: Backend, nodes: Sequence[Node]) -> dic
 
 #: Files rank 0 leaves at the top of the run directory, copied back at the end of an attempt.
 RESULT_FILES = ("eval.json", "classes.json")
-#: What a file or folder name sent by a remote host may look like to be copied back: letters
-#: (any script), digits, ``_``, ``.``, ``-``, ``+``, ``=``, not starting with ``.`` or ``-``.
-REMOTE_NAME = re.compile(r"[^\W][\w.+=\-]*\Z")
+#: What a file or folder name sent by a remote host may look like to be copied back.
+REMOTE_NAME = PLAIN_NAME
 
 
 def confined_relative(path: str, remote_dir: str) -> str | None:

@@ -128,3 +128,49 @@ def test_odd_numbers_on_the_command_line_exit_2(tmp_path, capsys, args):
     assert _launch(tmp_path, *args) == 2
     err = capsys.readouterr().err
     assert "\u00b2" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("item, message", [
+    ("lr=.inf", "'lr' must be a finite number"),
+    ("momentum=.inf", "'momentum' must be a finite number"),
+    ("loss_scale=.inf", "'loss_scale' must be a finite number"),
+    ("lr=.nan", "'lr'"),
+    ("checkpoint_name=../x", "'checkpoint_name'"),
+    ("checkpoint_name=a/b", "'checkpoint_name'"),
+    ("checkpoint_name=.hidden", "'checkpoint_name'"),
+    ("checkpoint_name=", "'checkpoint_name'"),
+])
+def test_overrides_that_were_silently_accepted_are_config_errors(item, message):
+    from wrn.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=f"--set {item!r}: {message}"):
+        load_config(None, [item])
+
+
+def test_string_fields_from_set_are_taken_as_typed():
+    from wrn.config import load_config
+
+    cfg = load_config(None, ["data_path=/mnt/rp2k #2", "checkpoint_name=0x1F",
+                             "summary_base_dir=[a]", "ckpt_path=~/ck: x"])
+    assert cfg.data_path == "/mnt/rp2k #2"
+    assert cfg.checkpoint_name == "0x1F"
+    assert cfg.summary_base_dir == "[a]"
+    assert cfg.ckpt_path == "~/ck: x"
+
+
+def test_string_fields_in_yaml_keep_their_text(tmp_path):
+    from wrn.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("checkpoint_name: 0x1F\nsummary_base_dir: 1e3\n")
+    cfg = load_config(path)
+    assert (cfg.checkpoint_name, cfg.summary_base_dir) == ("0x1F", "1e3")
+
+
+def test_a_duplicate_yaml_key_names_both_lines(tmp_path):
+    from wrn.config import ConfigError, load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 0.1\nbatch_size: 8\nlr: 0.5\n")
+    with pytest.raises(ConfigError, match=rf"{path} line 3: 'lr' is also set on line 1"):
+        load_config(path)
