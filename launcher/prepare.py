@@ -25,8 +25,8 @@ from typing import Any
 from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, format_ids, \
     list_devices, parse_devices
 from cluster.errors import PlanError
-from cluster.hosts import HostSpec, forwarded_env, mask_env, parse_env_assignments, \
-    parse_env_file, parse_hosts_flag, read_hostfile
+from cluster.hosts import HostSpec, forwarded_env, mark_secret_names, mask_env, \
+    parse_env_assignments, parse_env_file, parse_hosts_flag, read_hostfile
 from cluster.plan import CONFIG_NAME, LaunchPlan, Node, PlanRequest, make_plan
 from cluster.hccl_env import hccl_timeout_env
 from cluster.ranktable.check import read_table
@@ -184,7 +184,9 @@ def _launch_env(config: LaunchConfig) -> dict[str, str]:
         except OSError as exc:
             raise LaunchError(f"--env-file {config.env_file}: cannot read it ({exc.strerror}); "
                               f"pass a file of NAME=VALUE lines") from None
-        env.update(parse_env_file(text, config.env_file))
+        from_file = parse_env_file(text, config.env_file)
+        mark_secret_names(from_file)  # every value of an env file is masked wherever shown
+        env.update(from_file)
     env.update(parse_env_assignments(config.env))
     return env
 
