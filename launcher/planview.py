@@ -13,6 +13,7 @@ from rich.text import Text
 from cluster.devices import backend_label
 from cluster.hosts import mask_env
 from cluster.plan import LaunchPlan
+from launcher.formatting import cells
 
 
 def differing_env(plan: LaunchPlan) -> tuple[list[str], dict[str, str]]:
@@ -40,8 +41,8 @@ def plan_renderables(plan: LaunchPlan, notes: dict[str, Any]) -> list[Any]:
         cpus = ",".join(map(str, proc.cpus)) if proc.cpus else "-"
         shown = mask_env({k: proc.env[k] for k in varying if k in proc.env})
         env = " ".join(f"{k}={v}" for k, v in shown.items())
-        table.add_row(str(r.rank), str(r.local_rank), str(r.node_rank), r.host, str(r.device_id),
-                      str(proc.threads), cpus, env)
+        table.add_row(*cells(str(r.rank), str(r.local_rank), str(r.node_rank), r.host, str(r.device_id),
+                      str(proc.threads), cpus, env))
     out: list[Any] = [head, table]
     env_text = Text("environment (every worker):\n", style="bold")
     for key, value in common.items():
