@@ -25,6 +25,16 @@ def _remote(tmp_path: Path) -> tuple[Path, Path]:
     return there, here
 
 
+def _fetch(there: Path, here: Path, path: str) -> list[str]:
+    """Fetch ``path`` from "node2" (``there``) into ``here``, then the final copy; the problems."""
+    fetcher = OutputFetcher(LocalBackend(), "node2", str(there), here)
+    try:
+        fetcher.fetch(path)
+        return fetcher.finish()
+    finally:
+        fetcher.close()
+
+
 @pytest.mark.parametrize("path", [
     "{there}/checkpoints/../../payload",            # a checkpoint event leaving the run dir
     "{there}/checkpoints/../../x-1_1.ckpt",         # checkpoint_name: ../../x
@@ -37,12 +47,7 @@ def _remote(tmp_path: Path) -> tuple[Path, Path]:
 ])
 def test_output_fetcher_refuses_paths_leaving_the_run_dir(tmp_path, path):
     there, here = _remote(tmp_path)
-    fetcher = OutputFetcher(LocalBackend(), "node2", str(there), here)
-    try:
-        fetcher.fetch(path.format(there=there))
-        problems = fetcher.finish()
-    finally:
-        fetcher.close()
+    problems = _fetch(there, here, path.format(there=there))
     written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert all(p.parts[0] == "there" or p.parts[:2] == ("here", "run") for p in written), written
     assert not (tmp_path / "here" / "payload").exists()
@@ -59,12 +64,7 @@ def test_output_fetcher_skips_strange_remote_names(tmp_path):
             (there / "checkpoints" / name).write_text("odd")
         except (OSError, IsADirectoryError):
             pass
-    fetcher = OutputFetcher(LocalBackend(), "node2", str(there), here)
-    try:
-        fetcher.fetch("checkpoints/ok-1_1.ckpt")
-        problems = fetcher.finish()
-    finally:
-        fetcher.close()
+    problems = _fetch(there, here, "checkpoints/ok-1_1.ckpt")
     assert sorted(p.name for p in (here / "checkpoints").iterdir()) == ["ok-1_1.ckpt"]
     assert any("node2" in p and "a b.ckpt" in p for p in problems), problems
 
@@ -74,12 +74,7 @@ def test_output_fetcher_refuses_a_local_symlink_leaving_the_run_dir(tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (here / "checkpoints").symlink_to(outside)
-    fetcher = OutputFetcher(LocalBackend(), "node2", str(there), here)
-    try:
-        fetcher.fetch("checkpoints/ok-1_1.ckpt")
-        problems = fetcher.finish()
-    finally:
-        fetcher.close()
+    problems = _fetch(there, here, "checkpoints/ok-1_1.ckpt")
     assert not list(outside.iterdir())
     assert any("node2" in p and "outside" in p for p in problems), problems
 

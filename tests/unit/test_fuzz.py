@@ -46,6 +46,24 @@ def _names_input(exc: Exception, *labels: str) -> None:
     assert any(label in text for label in labels), (labels, text)
 
 
+def _parsed(parse, arg, error: type[Exception], label: str):
+    """``parse(arg)``, or None once the error (of type ``error``, naming ``label``) is checked."""
+    try:
+        return parse(arg)
+    except error as exc:
+        _names_input(exc, label)
+        return None
+
+
+def _parse_file(name: str, text: str, parse, error: type[Exception]):
+    """Write ``text`` to a fresh file ``name`` and parse it: the value, or None once the error
+    (of type ``error``, naming the file) has been checked."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        return _parsed(parse, path, error, str(path))
+
+
 # -- hosts, devices, env -------------------------------------------------------------------------
 @FUZZ
 @example("node1 slots=\u00b2")
@@ -54,12 +72,8 @@ def _names_input(exc: Exception, *labels: str) -> None:
 @example("node1 slots=" + "1" * 5000)
 @given(hostile)
 def test_hostfile_lines(text):
-    try:
-        hosts = parse_hostfile(text, "fuzz.hosts")
-    except PlanError as exc:
-        _names_input(exc, "fuzz.hosts")
-        return
-    for h in hosts:
+    hosts = _parsed(lambda t: parse_hostfile(t, "fuzz.hosts"), text, PlanError, "fuzz.hosts")
+    for h in hosts or ():
         assert h.slots >= 1 and (h.port is None or 0 < h.port < 65536)
         assert h.devices is None or len(h.devices) == h.slots
 
@@ -69,12 +83,8 @@ def test_hostfile_lines(text):
 @example("a:" + "9" * 5000)
 @given(hostile)
 def test_hosts_flag(text):
-    try:
-        hosts = parse_hosts_flag(text)
-    except PlanError as exc:
-        _names_input(exc, "--hosts")
-        return
-    assert all(h.slots >= 1 for h in hosts)
+    hosts = _parsed(parse_hosts_flag, text, PlanError, "--hosts")
+    assert all(h.slots >= 1 for h in hosts or ())
 
 
 @FUZZ
@@ -83,28 +93,16 @@ def test_hosts_flag(text):
 @example("1" * 5000)
 @given(st.one_of(hostile, st.integers(-10, 10**12)))
 def test_devices_flag(text):
-    try:
-        request = parse_devices(text)
-    except PlanError as exc:
-        _names_input(exc, "--devices")
-        return
-    assert (request.count or 0) > 0 or request.ids
+    request = _parsed(parse_devices, text, PlanError, "--devices")
+    assert request is None or (request.count or 0) > 0 or request.ids
 
 
 @FUZZ
 @given(hostile)
 def test_env_file_and_env_flag(text):
-    try:
-        env = parse_env_file(text, "fuzz.env")
-    except PlanError as exc:
-        _names_input(exc, "fuzz.env:")
-        # a value is never repeated in the message: only what comes before '=' may appear
-        return
-    assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
-    try:
-        parse_env_assignments(text.splitlines())
-    except PlanError as exc:
-        _names_input(exc, "--env")
+    env = _parsed(lambda t: parse_env_file(t, "fuzz.env"), text, PlanError, "fuzz.env:")
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in (env or {}).items())
+    _parsed(parse_env_assignments, text.splitlines(), PlanError, "--env")
 
 
 @FUZZ
@@ -150,13 +148,7 @@ def test_rank_tables(data):
 def test_rank_table_files(text):
     from cluster.ranktable.check import RankTableError, read_table
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "t.json"
-        path.write_text(text, encoding="utf-8", errors="surrogateescape")
-        try:
-            read_table(path)
-        except RankTableError as exc:
-            _names_input(exc, str(path))
+    _parse_file("t.json", text, read_table, RankTableError)
 
 
 # -- config YAML and --set ------------------------------------------------------------------------
@@ -177,15 +169,8 @@ def test_config_yaml(pairs, tail):
     from wrn.config import ConfigError, load_config
 
     text = "".join(f"{k}: {v}\n" for k, v in pairs) + tail
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "c.yaml"
-        path.write_text(text, encoding="utf-8", errors="surrogateescape")
-        try:
-            cfg = load_config(path)
-        except ConfigError as exc:
-            _names_input(exc, str(path))
-            return
-    assert cfg.lr >= 0 and cfg.lr < float("inf")
+    cfg = _parse_file("c.yaml", text, load_config, ConfigError)
+    assert cfg is None or 0 <= cfg.lr < float("inf")
 
 
 @FUZZ
@@ -340,12 +325,5 @@ def test_class_folders(names):
 def test_class_index_files(text):
     from wrn.data import DataError, load_class_index
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "classes.json"
-        path.write_text(text, encoding="utf-8", errors="surrogateescape")
-        try:
-            classes = load_class_index(path)
-        except DataError as exc:
-            _names_input(exc, str(path))
-            return
-    assert classes and all(isinstance(c, str) and c for c in classes)
+    classes = _parse_file("classes.json", text, load_class_index, DataError)
+    assert classes is None or classes and all(isinstance(c, str) and c for c in classes)
