@@ -212,7 +212,7 @@ class OutputFetcher:
                 continue  # a checkpoint being written (.<name>.<pid>.part.ckpt)
             if not REMOTE_NAME.match(name):
                 self.problems.append(f"{self.host}: {self.remote_dir}/checkpoints/{name!r} is not "
-                                     f"a plain file name (letters, digits, '_', '.', '-', '+'); "
+                                     f"a plain file name (letters, digits, '_', '.', '-', '+', '='); "
                                      f"it was not copied")
                 continue
             local = self.local_dir / "checkpoints" / name
