@@ -26,7 +26,14 @@ DEVICE_TARGET = {"ascend": "Ascend", "gpu": "GPU", "cpu": "CPU"}
 #: Upper bound on device ids and counts, to catch typos such as ``--devices 80000``.
 MAX_DEVICES = 4096
 
-_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_RANGE = re.compile(r"([0-9]{1,9})(?:-([0-9]{1,9}))?\Z")
+_WHOLE = re.compile(r"[0-9]{1,9}\Z")
+
+
+def whole_number(text: str) -> int | None:
+    """``text`` as an int when it is ASCII digits only (at most 9 of them), else None; unlike
+    ``str.isdigit`` + ``int`` it refuses superscripts, other scripts' digits and huge numbers."""
+    return int(text) if isinstance(text, str) and _WHOLE.match(text) else None
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,8 @@ def parse_devices(text: str | int) -> DeviceRequest:
     example = "use a count such as --devices 8, or device ids such as --devices 0-3,6"
     if not raw:
         raise PlanError(f"--devices is empty; {example}")
-    if raw.isdigit() and "," not in raw:
-        count = int(raw)
+    count = whole_number(raw)
+    if count is not None:
         if count == 0:
             raise PlanError(f"--devices 0: at least one device is needed; {example}")
         return DeviceRequest(raw, count=count)

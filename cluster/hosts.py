@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
-from cluster.devices import DeviceRequest, parse_devices
+from cluster.devices import DeviceRequest, parse_devices, whole_number
 from cluster.errors import PlanError
 
 #: Keys a hostfile line may carry after the host name.
@@ -73,10 +73,11 @@ class HostSpec:
 
 
 def _slots(value: str, where: str, host: str) -> int:
-    if not value.isdigit() or int(value) < 1:
+    count = whole_number(value)
+    if count is None or count < 1:
         raise PlanError(f"{where}: host {host}: bad slot count {value!r}; write slots=N with N a "
                         f"whole number of devices, 1 or more (e.g. slots=8)")
-    return int(value)
+    return count
 
 
 def parse_hostfile(text: str, source: str = "hostfile") -> list[HostSpec]:
@@ -108,16 +109,17 @@ def parse_hostfile(text: str, source: str = "hostfile") -> list[HostSpec]:
         if "devices" in values:
             text = values["devices"]
             try:  # in a hostfile, devices= always lists ids: "3" is device 3, not 3 devices
-                devices = parse_devices(text + "," if text.isdigit() else text).ids
+                devices = parse_devices(text + "," if whole_number(text) is not None else text).ids
             except PlanError as exc:
                 raise PlanError(f"{where}: host {name}: devices={text}: {exc}") from None
         slots = _slots(values["slots"], where, name) if "slots" in values else \
             (len(devices) if devices is not None else 1)
         port = values.get("port")
-        if port is not None and not port.isdigit():
-            raise PlanError(f"{where}: host {name}: port={port!r} is not a number")
+        if port is not None and whole_number(port) is None:
+            raise PlanError(f"{where}: host {name}: port={port!r} is not a number; write the SSH "
+                            f"port in digits, e.g. port=2222")
         hosts.append(HostSpec(name, slots, devices, values.get("user"),
-                              int(port) if port is not None else None, values.get("python"),
+                              whole_number(port) if port is not None else None, values.get("python"),
                               values.get("workdir"), where))
         seen[name] = number
     if not hosts:
@@ -167,21 +169,63 @@ def parse_hosts_flag(text: str) -> list[HostSpec]:
     return hosts
 
 
+def _bad_assignment(where: str, item: str, example: str) -> PlanError:
+    """The error for a malformed ``NAME=VALUE``: it names the variable, never shows the value."""
+    key, eq, _value = item.partition("=")
+    what = f"variable name {key.strip()!r}" if eq and key.strip() else \
+        ("an assignment without a name" if eq else "text without '='")
+    return PlanError(f"{where}: {what} is not NAME=VALUE with NAME made of letters, digits and "
+                     f"'_', not starting with a digit (the value is not repeated here); write "
+                     f"e.g. {example}")
+
+
 def parse_env_assignments(items: Sequence[str], source: str = "--env") -> dict[str, str]:
-    """``["K=V", ...]`` -> dict; ``source`` names the flag or ``file:line`` in errors."""
+    """``["K=V", ...]`` -> dict; ``source`` names the flag in errors."""
     env: dict[str, str] = {}
     for item in items:
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or not _ENV_NAME.match(key):
-            raise PlanError(f"{source} {item!r}: expected NAME=VALUE with NAME made of letters, "
-                            f"digits and '_' (e.g. --env ONEDNN_MAX_CPU_ISA=AVX2)")
+            raise _bad_assignment(source, item, "--env ONEDNN_MAX_CPU_ISA=AVX2: expected NAME=VALUE")
         env[key] = value
     return env
 
 
+_COMMENT = re.compile(r"\s#")
+
+
+def _env_value(text: str, where: str, key: str) -> str:
+    """The value after ``NAME=`` as a shell (and dotenv) reads it: 'single' quotes literal,
+    "double" quotes with backslash escapes of ``" \\ $ `````, unquoted text up to `` #``."""
+    text = text.strip()
+    quote = text[:1]
+    if quote not in ("'", '"'):
+        match = _COMMENT.search(text)
+        return (text[:match.start()] if match else text).strip()
+    out: list[str] = []
+    i, closed = 1, False
+    while i < len(text):
+        char = text[i]
+        if quote == '"' and char == "\\" and text[i + 1:i + 2] in ('"', "\\", "$", "`"):
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if char == quote:
+            closed = True
+            break
+        out.append(char)
+        i += 1
+    after = text[i + 1:].strip()
+    if not closed or (after and not after.startswith("#")):
+        problem = "has no closing quote" if not closed else "has text after its closing quote"
+        raise PlanError(f"{where}: the value of {key} {problem} (the value is not repeated here); "
+                        f"quote the whole value, e.g. {key}='a b', or leave the quotes out")
+    return "".join(out)
+
+
 def parse_env_file(text: str, source: str) -> dict[str, str]:
-    """An env file: ``NAME=VALUE`` lines (optional ``export``, quotes stripped, ``#`` comments)."""
+    """An env file: ``NAME=VALUE`` lines (optional ``export``, ``#`` comments); values are read
+    as a shell or dotenv reads them (quotes removed, `` # comment`` after a value dropped)."""
     env: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -189,23 +233,57 @@ def parse_env_file(text: str, source: str) -> dict[str, str]:
             continue
         if line.startswith("export "):
             line = line[len("export "):].strip()
-        parsed = parse_env_assignments([line], f"{source}:{number}:")
-        for key, value in parsed.items():
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            env[key] = value
+        where = f"{source}:{number}:"
+        key, eq, value = line.partition("=")
+        key = key.strip()
+        if not eq or not _ENV_NAME.match(key):
+            raise _bad_assignment(where, line, "NCCL_DEBUG=WARN: expected NAME=VALUE")
+        env[key] = _env_value(value, where, key)
     return env
 
 
+#: Names whose values came from ``--env-file`` in this process: secret wherever they appear.
+_SECRET_NAMES: set[str] = set()
+
+
+def mark_secret_names(names: Iterable[str]) -> None:
+    """Treat these variable names as secret from now on (every value of ``--env-file``): the
+    launcher calls it once its env file is read, so that ``mask_env`` (and thus run.json, the
+    plan view and the notes) masks them whatever they are called."""
+    _SECRET_NAMES.update(names)
+
+
+def forget_secret_names() -> None:
+    """Undo ``mark_secret_names`` (for a second launch in the same process, and tests)."""
+    _SECRET_NAMES.clear()
+
+
 def is_secret_name(name: str) -> bool:
-    """True when ``name`` looks like it holds a secret (KEY, TOKEN, SECRET, PASS...)."""
+    """True when ``name`` looks like it holds a secret (KEY, TOKEN, SECRET, PASS...), or its
+    value came from ``--env-file``."""
     upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS)
+    return name in _SECRET_NAMES or any(marker in upper for marker in SECRET_MARKERS)
+
+
+#: ``scheme://user:password@`` or ``scheme://token@`` inside a value.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/@:\s]*)"
+                              r"(?::(?P<password>[^/@\s]*))?@")
+
+
+def mask_url_credentials(text: str) -> str:
+    """``text`` with the password (or the lone token) of every URL in it replaced by ``***``."""
+    def masked(match: re.Match) -> str:
+        if match.group("password") is not None:
+            return f"{match.group('scheme')}{match.group('user')}:{MASK}@"
+        return f"{match.group('scheme')}{MASK}@"
+    return _URL_CREDENTIALS.sub(masked, text)
 
 
 def mask_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``env`` with the values of secret-looking names replaced by ``***``."""
-    return {k: (MASK if is_secret_name(k) else v) for k, v in env.items()}
+    """A copy of ``env`` with the values of secret names replaced by ``***`` and credentials
+    inside URLs masked in the others."""
+    return {k: (MASK if is_secret_name(k) else mask_url_credentials(v) if isinstance(v, str) else v)
+            for k, v in env.items()}
 
 
 def forwarded_env(environ: Mapping[str, str], allow: Sequence[str] = ENV_ALLOW) -> dict[str, str]:
@@ -214,7 +292,8 @@ def forwarded_env(environ: Mapping[str, str], allow: Sequence[str] = ENV_ALLOW) 
 
 
 def mask_command(argv: Sequence[str]) -> list[str]:
-    """A command line with the values of secret-looking ``--env NAME=VALUE`` masked."""
+    """A command line with the values of secret-looking ``--env NAME=VALUE`` masked, and
+    credentials inside URLs masked in every argument."""
     out: list[str] = []
     after_env = False
     for arg in argv:
@@ -225,6 +304,6 @@ def mask_command(argv: Sequence[str]) -> list[str]:
             key, eq, _value = arg.partition("=")
             if eq and is_secret_name(key):
                 arg = f"{key}={MASK}"
-        out.append(prefix + arg)
+        out.append(prefix + mask_url_credentials(arg))
         after_env = arg == "--env" and not prefix
     return out

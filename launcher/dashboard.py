@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.devices import backend_label
+from launcher.formatting import cells as as_cells
 from launcher.formatting import fmt_ago, fmt_bytes, fmt_duration, fmt_num, fmt_span, fmt_top1
 from launcher.progress import LiveState, RankView
 from wrn.events import number
@@ -37,7 +38,7 @@ class _DropTable(Table):
             super().add_column(*args, **kwargs)
 
     def add_row(self, *cells: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super().add_row(*(c for i, c in enumerate(cells) if i not in self._drop), **kwargs)
+        super().add_row(*as_cells(*(c for i, c in enumerate(cells) if i not in self._drop)), **kwargs)
 
 
 #: Short state names for the per-host rows of the collapsed view.

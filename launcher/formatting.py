@@ -3,6 +3,8 @@ launcher shows one (the plain lines, the dashboard, the summary, the run reports
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def fmt_duration(seconds: float | None) -> str:
     """``7.25`` -> ``"7.2 s"``; ``75.3`` -> ``"1:15"``; ``3725`` -> ``"1:02:05"``; None -> ``"-"``."""
@@ -73,3 +75,12 @@ def exit_text(exit_code: int | None, signal: str | None) -> str:
 def who(name: str, rank: int | None) -> str:
     """``"rank 3"`` for a worker, the process name (``"scheduler"``) otherwise."""
     return f"rank {rank}" if rank is not None else name
+
+
+def cells(*values: Any) -> list[Any]:
+    """Table cells that show data as it is: a ``str`` becomes a plain ``Text`` (Rich would read
+    ``[...]`` in it as markup: ``ssh-keygen -R [node2]:22`` would lose ``[node2]``, and a
+    ``[/x]`` would raise); other renderables pass through."""
+    from rich.text import Text
+
+    return [Text(v) if isinstance(v, str) else v for v in values]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
+from launcher.rundir import path_inside
 from launcher.runs import PROG, LoadedRun, RunDirError, load_run, run_alone
 
 
@@ -51,9 +52,17 @@ def log_sources(record: LoadedRun, rank: int | None = None) -> list[LogSource]:
             have = f"ranks {ranks[0]}-{ranks[-1]}" if ranks else "no worker logs"
             raise RunDirError(f"--rank {rank}: {record.path} has {have}; pick one of those")
         workers, others = chosen, []
-    return [LogSource(f"{p.get('host')}:{p['rank'] if isinstance(p.get('rank'), int) else p.get('name', '?')}",
-                      record.path / p["log"], p.get("rank") if isinstance(p.get("rank"), int) else None)
-            for p in workers + others]
+    sources = []
+    for p in workers + others:
+        label = f"{p.get('host')}:{p['rank'] if isinstance(p.get('rank'), int) else p.get('name', '?')}"
+        path = path_inside(record.path, p["log"])
+        if path is None:
+            raise RunDirError(f"{record.path / 'run.json'}: the log of {label} is given as "
+                              f"{p['log']!r}, outside the run directory {record.path}; logs only "
+                              f"reads files inside it: correct that entry (logs/<host>-rank<k>.log) "
+                              f"or open the file yourself")
+        sources.append(LogSource(label, path, p.get("rank") if isinstance(p.get("rank"), int) else None))
+    return sources
 
 
 def read_lines(source: LogSource, last: int | None = None) -> list[str]:

@@ -11,7 +11,7 @@ back over SFTP when rank 0 runs on a host that does not share the run directory.
 
 from __future__ import annotations
 
-import os
+import posixpath
 import queue
 import secrets
 import sys
@@ -26,9 +26,11 @@ from cluster.errors import PlanError
 from cluster.hosts import HostSpec
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node
 from cluster.ranktable.hccn import parse_hccn_conf
+from launcher.rundir import path_inside
 from launcher.preflight import HostCheck, print_table, raise_if_failed, run_preflight
 from launcher.backend import PROJECT_ROOT, Backend
 from launcher.ssh import RemoteHost, SSHBackend, SSHSettings, resolve_target
+from wrn.config import PLAIN_NAME
 from wrn.fileio import write_atomic
 
 #: Written into a new run directory; seen with the same content on a host = shared path.
@@ -120,6 +122,24 @@ def share_run_dir(run_dir: Path, backend: Backend, nodes: Sequence[Node]) -> dic
 
 #: Files rank 0 leaves at the top of the run directory, copied back at the end of an attempt.
 RESULT_FILES = ("eval.json", "classes.json")
+#: What a file or folder name sent by a remote host may look like to be copied back.
+REMOTE_NAME = PLAIN_NAME
+
+
+def confined_relative(path: str, remote_dir: str) -> str | None:
+    """``path`` (absolute inside ``remote_dir``, or relative to it) as a relative path whose every
+    part is a plain name (``REMOTE_NAME``, no ``..``); None for anything else."""
+    if not isinstance(path, str) or "\x00" in path:
+        return None
+    remote_dir = remote_dir.rstrip("/")
+    if posixpath.isabs(path):
+        if not path.startswith(remote_dir + "/"):
+            return None
+        path = path[len(remote_dir) + 1:]
+    parts = path.split("/")
+    if not all(part != ".." and REMOTE_NAME.match(part) for part in parts):
+        return None
+    return "/".join(parts)
 
 
 class OutputFetcher:
@@ -160,15 +180,13 @@ class OutputFetcher:
         self._thread.join(timeout)
 
     # -- the thread ---------------------------------------------------------------------------
-    def _relative(self, path: str) -> str | None:
-        if not os.path.isabs(path):
-            return path
-        if path.startswith(self.remote_dir + "/"):
-            return path[len(self.remote_dir) + 1:]
-        return None
-
     def _copy(self, rel: str, missing_ok: bool = False) -> None:
-        local = self.local_dir / rel
+        local = path_inside(self.local_dir, rel)
+        if local is None:
+            self.problems.append(f"{self.host}: {self.remote_dir}/{rel} would be written outside "
+                                 f"the local run directory {self.local_dir} (a link there); it "
+                                 f"was not copied")
+            return
         try:
             local.parent.mkdir(parents=True, exist_ok=True)
             self.backend.get(self.host, f"{self.remote_dir}/{rel}", str(local))
@@ -192,6 +210,11 @@ class OutputFetcher:
         for name, size, regular in sorted(entries, key=lambda e: e[0] == "latest.json"):  # latest last
             if name.startswith(".") or not regular:
                 continue  # a checkpoint being written (.<name>.<pid>.part.ckpt)
+            if not REMOTE_NAME.match(name):
+                self.problems.append(f"{self.host}: {self.remote_dir}/checkpoints/{name!r} is not "
+                                     f"a plain file name (letters, digits, '_', '.', '-', '+', '='); "
+                                     f"it was not copied")
+                continue
             local = self.local_dir / "checkpoints" / name
             if name != "latest.json" and local.is_file() and local.stat().st_size == size:
                 continue  # copied when its checkpoint event came
@@ -209,10 +232,11 @@ class OutputFetcher:
                 self._final()
                 arg.set()
                 continue
-            rel = self._relative(arg)
+            rel = confined_relative(arg, self.remote_dir)
             if rel is None:
-                self.problems.append(f"rank 0 wrote {arg} on {self.host}, outside the run "
-                                     f"directory {self.remote_dir}; it was not copied")
+                self.problems.append(f"{self.host}: rank 0 reported {arg!r}, outside the run "
+                                     f"directory {self.remote_dir} or not a plain path inside "
+                                     f"it (no '..', plain names); it was not copied")
                 continue
             self._copy(rel)
             self._copy(str(Path(rel).parent / "latest.json"), missing_ok=True)

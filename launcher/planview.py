@@ -11,7 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.devices import backend_label
+from cluster.hosts import mask_env
 from cluster.plan import LaunchPlan
+from launcher.formatting import cells
 
 
 def differing_env(plan: LaunchPlan) -> tuple[list[str], dict[str, str]]:
@@ -26,6 +28,7 @@ def differing_env(plan: LaunchPlan) -> tuple[list[str], dict[str, str]]:
 def plan_renderables(plan: LaunchPlan, notes: dict[str, Any]) -> list[Any]:
     """Rich renderables describing a plan (``--dry-run``)."""
     varying, common = differing_env(plan)
+    common = mask_env(common)
     head = Text()
     head.append(f"backend: {backend_label(plan.backend)}", style="bold")
     for key, value in notes.items():
@@ -36,9 +39,10 @@ def plan_renderables(plan: LaunchPlan, notes: dict[str, Any]) -> list[Any]:
     for r in plan.ranks:
         proc = plan.worker(r.rank)
         cpus = ",".join(map(str, proc.cpus)) if proc.cpus else "-"
-        env = " ".join(f"{k}={proc.env[k]}" for k in varying if k in proc.env)
-        table.add_row(str(r.rank), str(r.local_rank), str(r.node_rank), r.host, str(r.device_id),
-                      str(proc.threads), cpus, env)
+        shown = mask_env({k: proc.env[k] for k in varying if k in proc.env})
+        env = " ".join(f"{k}={v}" for k, v in shown.items())
+        table.add_row(*cells(str(r.rank), str(r.local_rank), str(r.node_rank), r.host, str(r.device_id),
+                      str(proc.threads), cpus, env))
     out: list[Any] = [head, table]
     env_text = Text("environment (every worker):\n", style="bold")
     for key, value in common.items():

@@ -1,10 +1,13 @@
 """Picking the scheduler's TCP port so that several runs on one host never collide.
 
-A port is *reserved* by holding an exclusive ``flock`` on ``<tmp>/wrn-launch-ports/<port>.lock``
-for the launcher's lifetime (the kernel drops it when the launcher dies, even by SIGKILL), and
-it must also be free to bind right now. Two launchers starting in the same instant thus get
-different ports even before either scheduler has bound its own; the bind test covers every
-other program. Candidates are tried from a random point in the range.
+A port is *reserved* by holding an exclusive ``flock`` on
+``<tmp>/wrn-launch-ports-<uid>/<port>.lock`` for the launcher's lifetime (the kernel drops it
+when the launcher dies, even by SIGKILL), and it must also be free to bind right now. Two
+launchers of one user starting in the same instant thus get different ports even before either
+scheduler has bound its own; the bind test covers every other program (and other users). The
+lock folder is this user's own: created with mode 0700, used only when it is a real folder
+owned by this user that nobody else can write to, its files opened without following links;
+otherwise the bind test alone applies. Candidates are tried from a random point in the range.
 """
 
 from __future__ import annotations
@@ -14,13 +17,36 @@ import fcntl
 import os
 import random
 import socket
+import stat
 import tempfile
 from dataclasses import dataclass, field
 
 from cluster.errors import PlanError
 
 DEFAULT_PORT_RANGE = (29500, 29999)
-LOCK_DIR = os.path.join(tempfile.gettempdir(), "wrn-launch-ports")
+LOCK_ROOT = tempfile.gettempdir()
+
+
+def lock_dir() -> str:
+    """This user's folder of port locks."""
+    return os.path.join(LOCK_ROOT, f"wrn-launch-ports-{os.getuid()}")
+
+
+def _private_dir(path: str) -> bool:
+    """Create ``path`` (mode 0700) if missing; True when it is a folder, not a link, owned by
+    this user and writable by nobody else."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -61,11 +87,14 @@ class PortReservation:
 
 def _lock(port: int) -> int | None:
     """Exclusive non-blocking lock for ``port``: its fd, -1 if locking is unavailable, None if taken."""
+    folder = lock_dir()
+    if not _private_dir(folder):
+        return -1  # planted by someone else, or no /tmp: the bind test alone still applies
     try:
-        os.makedirs(LOCK_DIR, mode=0o1777, exist_ok=True)
-        fd = os.open(os.path.join(LOCK_DIR, f"{port}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = os.open(os.path.join(folder, f"{port}.lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError:
-        return -1  # e.g. another user's lock dir; the bind test alone still applies
+        return -1
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

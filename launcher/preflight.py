@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from cluster.errors import PlanError
+from launcher.formatting import cells
 from launcher.ssh import RemoteHost, SSHError, SSHSettings, connect, run_command
 
 PROBE_TAG = "@wrn-preflight "
@@ -194,9 +195,9 @@ def results_table(checks: Sequence[HostCheck]):
         table.add_column(col)
     for c in checks:
         devices = "logical" if c.devices is None else ",".join(map(str, c.devices)) or "none"
-        table.add_row(c.host, c.address, c.python or "-", c.mindspore or "-",
+        table.add_row(*cells(c.host, c.address, c.python or "-", c.mindspore or "-",
                       devices if c.python else "-", str(len(c.cpus)) if c.cpus else "-",
-                      f"{c.seconds:.1f} s", "ok" if c.ok else "FAILED: " + "; ".join(c.problems))
+                      f"{c.seconds:.1f} s", "ok" if c.ok else "FAILED: " + "; ".join(c.problems)))
     return table
 
 

@@ -25,8 +25,8 @@ from typing import Any
 from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, format_ids, \
     list_devices, parse_devices
 from cluster.errors import PlanError
-from cluster.hosts import HostSpec, forwarded_env, mask_env, parse_env_assignments, \
-    parse_env_file, parse_hosts_flag, read_hostfile
+from cluster.hosts import HostSpec, forwarded_env, mark_secret_names, mask_env, \
+    parse_env_assignments, parse_env_file, parse_hosts_flag, read_hostfile
 from cluster.plan import CONFIG_NAME, LaunchPlan, Node, PlanRequest, make_plan
 from cluster.hccl_env import hccl_timeout_env
 from cluster.ranktable.check import read_table
@@ -184,7 +184,9 @@ def _launch_env(config: LaunchConfig) -> dict[str, str]:
         except OSError as exc:
             raise LaunchError(f"--env-file {config.env_file}: cannot read it ({exc.strerror}); "
                               f"pass a file of NAME=VALUE lines") from None
-        env.update(parse_env_file(text, config.env_file))
+        from_file = parse_env_file(text, config.env_file)
+        mark_secret_names(from_file)  # every value of an env file is masked wherever shown
+        env.update(from_file)
     env.update(parse_env_assignments(config.env))
     return env
 
@@ -215,8 +217,8 @@ def _host_specs(config: LaunchConfig, resume_dir: Path | None) -> list[HostSpec]
     return None
 
 
-def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str]) -> None:
-    from wrn.data import check_data_path
+def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str], world: int) -> None:
+    from wrn.data import BUILTIN_DATA, check_data_path, count_images
 
     try:
         check_data_path(cfg.data_path)
@@ -224,6 +226,22 @@ def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str]) -> None:
         if not dry_run:
             raise LaunchError(str(exc)) from None
         warnings.append(str(exc))
+        return
+    if cfg.data_path == BUILTIN_DATA:
+        return
+    train = Path(cfg.data_path).expanduser() / "train"
+    try:
+        images = count_images(train.parent)
+    except ConfigError as exc:
+        raise LaunchError(str(exc)) from None
+    except OSError as exc:
+        raise LaunchError(f"data_path {train.parent}: cannot list {train} ({exc.strerror}); check "
+                          f"its permissions") from None
+    if images < world * cfg.batch_size:
+        raise LaunchError(f"data_path {train.parent}: {train} has {images} images, fewer than "
+                          f"{world} worker(s) x batch_size={cfg.batch_size} = "
+                          f"{world * cfg.batch_size}, so not one training step fits in an epoch; "
+                          f"lower batch_size (--set batch_size=N), use fewer devices or more data")
 
 
 # -- the one entry point -----------------------------------------------------------------------------
@@ -250,6 +268,16 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         if path and not Path(path).is_file():
             raise LaunchError(f"{flag} {path}: no such checkpoint file; pass the path of a .ckpt "
                               f"file (e.g. RUN_DIR/checkpoints/<name>.ckpt)")
+        if path:
+            from wrn.checkpoint import scan_checkpoint
+
+            try:
+                scan_checkpoint(path)  # structure and CRC, in constant memory, no MindSpore
+            except OSError as exc:
+                raise LaunchError(f"{flag} {path}: not a readable checkpoint ({exc}); pass a "
+                                  f"complete .ckpt file written with a CRC (as every run's "
+                                  f"RUN_DIR/checkpoints/<name>.ckpt is), e.g. an earlier one of "
+                                  f"that run if this one was cut short") from None
     config_file = config.config_file
     if resume_dir is not None and config_file is None:
         config_file = str(resume_dir / CONFIG_NAME)
@@ -287,7 +315,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         config = _with_devices(config, previous)
         nodes, ips, backend, port, share, notes = _local_nodes(config, cfg, backend_name, how,
                                                                warnings, holder)
-        _check_data(cfg, config.dry_run, warnings)
+        _check_data(cfg, config.dry_run, warnings, sum(len(n.device_ids) for n in nodes))
     worker_cmd = config.worker_cmd or (sys.executable, "-m", "wrn.train")
     scheduler_cmd = None
     if config.start_scheduler:

@@ -34,6 +34,7 @@ from cluster.plan import LaunchPlan
 from launcher.dashboard import dashboard
 from launcher.formatting import exit_text, fmt_duration, fmt_num, fmt_top1, who
 from launcher.planview import plan_renderables, start_line
+from launcher.record import masked_plan
 from launcher.procstat import read_rss
 from launcher.progress import LiveState, RunProgress, RunSummary
 from launcher.summaryview import root_cause_lines, summary_rows
@@ -298,7 +299,7 @@ class JsonRenderer(Renderer):
         self._write({"source": "launcher", "event": event, "time": round(time.time(), 3), **fields})
 
     def show_plan(self, plan: LaunchPlan, notes: dict[str, Any]) -> None:
-        self._launcher("plan", plan=plan.to_dict(), notes=notes)
+        self._launcher("plan", plan=masked_plan(plan.to_dict()), notes=notes)
 
     def run_started(self, plan: LaunchPlan, run_dir: str, notes: dict[str, Any]) -> None:
         self._launcher("run_started", run_dir=run_dir, backend=plan.backend,

@@ -22,6 +22,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from launcher.formatting import cells
 from launcher.runs import (PROG, STATUS_STYLE, LoadedRun, RunDirError, fmt_acc, fmt_loss, fmt_when,
                            load_run, output_console, run_alone)
 from wrn.fileio import write_atomic
@@ -146,7 +147,7 @@ def summary_table(record: LoadedRun) -> Table:
     if record.bad_lines:
         rows.append(("note", f"{record.bad_lines} unreadable line(s) in metrics.jsonl skipped"))
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(*cells(key, value))
     return table
 
 
@@ -157,9 +158,9 @@ def epoch_table(record: LoadedRun) -> Table:
     for name in ("epoch", "loss", "time", "imgs/s", "top-1", "ckpt"):
         table.add_column(name, justify="right", no_wrap=True)
     for row in record.epochs():
-        table.add_row(str(row.epoch), fmt_loss(row.loss), fmt_duration(row.seconds),
+        table.add_row(*cells(str(row.epoch), fmt_loss(row.loss), fmt_duration(row.seconds),
                       "-" if row.imgs_per_s is None else f"{row.imgs_per_s:,.1f}",
-                      fmt_acc(row.top1) if row.top1 is not None else "", "✓" if row.checkpoint else "")
+                      fmt_acc(row.top1) if row.top1 is not None else "", "✓" if row.checkpoint else ""))
     return table
 
 

@@ -96,6 +96,34 @@ def archive_logs(run_dir: Path, attempt: int) -> None:
             os.replace(item, target / item.name)
 
 
+def path_inside(root: str | os.PathLike, rel: str | os.PathLike) -> Path | None:
+    """``root / rel`` resolved (links followed) when it lies inside ``root``, else None: the one
+    check for every path read from a run record or sent by a remote host."""
+    base = Path(root).resolve()
+    try:
+        target = (base / rel).resolve()
+    except (OSError, ValueError):  # a NUL byte, a link loop
+        return None
+    return target if target != base and target.is_relative_to(base) else None
+
+
+def _end_torn_line(path: Path) -> None:
+    """Append a newline to ``path`` when its last line is torn (a crash mid-write, a full disk),
+    so that the next line written starts on a line of its own."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"
+    except FileNotFoundError:
+        return
+    if torn:
+        with open(path, "ab") as fh:
+            fh.write(b"\n")
+
+
 class RunFiles:
     """Open files of a running run: per-process logs and metrics.jsonl (line buffered)."""
 
@@ -103,6 +131,7 @@ class RunFiles:
         self.root = Path(root)
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self._logs: dict[str, TextIO] = {}
+        _end_torn_line(self.root / METRICS)
         self._metrics: TextIO = open(self.root / METRICS, "a", encoding="utf-8", buffering=1)
 
     def log(self, rel: str, line: str) -> None:

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from launcher.formatting import cells
 from launcher.progress import RunProgress
 from launcher.record import RUN_JSON, RunRecord
 from launcher.rundir import METRICS
@@ -53,13 +54,15 @@ def pid_alive(pid: Any) -> bool:
 
 
 def parse_time(text: Any) -> _dt.datetime | None:
-    """An ISO 8601 time from run.json (None when missing or malformed)."""
+    """An ISO 8601 time from run.json (None when missing or malformed); one without a time zone
+    (written by hand or by another tool) is read as UTC, the zone run.json is written in."""
     if not isinstance(text, str):
         return None
     try:
-        return _dt.datetime.fromisoformat(text)
+        when = _dt.datetime.fromisoformat(text)
     except ValueError:
         return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.timezone.utc)
 
 
 def read_events(path: Path) -> tuple[list[dict[str, Any]], int]:
@@ -351,8 +354,8 @@ def runs_table(records: Sequence[LoadedRun]) -> Table:
         table.add_column(name, justify=justify, no_wrap=name != "name", overflow="fold")
     for r in records:
         status = r.status
-        table.add_row(r.name, Text(status, style=STATUS_STYLE.get(status, "")), fmt_when(r.start),
-                      fmt_duration(r.duration_s), r.devices, fmt_loss(r.final_loss), fmt_acc(r.top1))
+        table.add_row(*cells(r.name, Text(status, style=STATUS_STYLE.get(status, "")), fmt_when(r.start),
+                      fmt_duration(r.duration_s), r.devices, fmt_loss(r.final_loss), fmt_acc(r.top1)))
     return table
 
 
@@ -393,8 +396,8 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
         print(f"{PROG} runs: error: {exc}", file=sys.stderr)
         return 2
     if not records:
-        console.print(f"no runs in {args.dir} (a run directory has a {RUN_JSON}; start one with "
-                      f"`{PROG} --devices N`)")
+        console.print(Text(f"no runs in {args.dir} (a run directory has a {RUN_JSON}; start one "
+                           f"with `{PROG} --devices N`)"))
         return 0
     console.print(runs_table(records))
     if any(r.status == "lost" for r in records):

@@ -8,14 +8,17 @@ file and line or the flag, says what is wrong and how to fix it; nothing is star
 
 Overrides come as ``--set key=value`` (several allowed) or ModelZoo style ``--key=value``;
 values are parsed as YAML scalars (``--set lr=0.05``, ``--set nesterov=true``,
-``--set lr_decay_epochs=[30,60]``).
+``--set lr_decay_epochs=[30,60]``), except for string keys (paths, names), whose value is the
+text as typed (``--set data_path=/mnt/rp2k #2`` keeps the ``#2``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -35,6 +38,12 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 class ConfigError(ValueError):
     """A user-facing configuration problem; ``str()`` is the whole message."""
+
+
+#: A file name that stays one plain file name on every host: letters (any script), digits,
+#: ``_ . - + =``, not starting with ``.`` or ``-`` (so no ``/``, no ``..``, no hidden files).
+#: ``checkpoint_name`` must be one; rank 0's files copied back between hosts must be too.
+PLAIN_NAME = re.compile(r"[^\W][\w.+=\-]*\Z")
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -148,6 +157,11 @@ def _check_value(key: str, value: Any) -> str | None:
                 "keep_checkpoint_max", "log_interval", "save_checkpoint_epochs"}
     non_negative = {"lr", "lr_end", "warmup_epochs", "weight_decay", "momentum", "eval_interval",
                     "seed", "loss_scale", "save_checkpoint_steps"}
+    if _TYPES.get(key) is float and isinstance(value, float) and not math.isfinite(value):
+        return f"'{key}' must be a finite number; got {value!r}"
+    if key == "checkpoint_name" and not (PLAIN_NAME.match(value) and ".." not in value):
+        return (f"'checkpoint_name' must be a plain file name (letters, digits, '_', '.', '-', "
+                f"'+', '=', not starting with '.' or '-', no '/' or '..'); got {value!r}")
     if key in positive and not value > 0:
         return f"'{key}' must be greater than 0; got {value!r}"
     if key in non_negative and not value >= 0:
@@ -171,15 +185,36 @@ def _unknown_key(key: str) -> str:
     return f"unknown key '{key}'{hint}"
 
 
-def _key_lines(text: str) -> dict[str, int]:
-    """Map each top-level key of a YAML mapping to its 1-based line number."""
+def _key_nodes(text: str) -> dict[str, tuple[int, Any]]:
+    """Map each top-level key of a YAML mapping to (its 1-based line number, its value node)."""
     try:
         node = yaml.compose(text)
     except yaml.YAMLError:
         return {}
     if not isinstance(node, yaml.MappingNode):
         return {}
-    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+    return {k.value: (k.start_mark.line + 1, v) for k, v in node.value
+            if isinstance(k, yaml.ScalarNode)}
+
+
+def _duplicate_key(text: str, path: Path) -> str | None:
+    """The first top-level key written twice (YAML would silently keep the last), as a problem."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    seen: dict[str, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            continue
+        line = key.start_mark.line + 1
+        if key.value in seen:
+            return (f"{path} line {line}: '{key.value}' is also set on line {seen[key.value]}; "
+                    f"keep one of the two lines")
+        seen[key.value] = line
+    return None
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -204,11 +239,19 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must be a mapping of key: value lines, "
                           f"not a {type(data).__name__}")
-    lines = _key_lines(text)
+    duplicate = _duplicate_key(text, path)
+    if duplicate:
+        raise ConfigError(duplicate)
+    nodes = _key_nodes(text)
     out: dict[str, Any] = {}
     for key, value in data.items():
-        where = f"{path} line {lines[key]}" if key in lines else str(path)
+        where = f"{path} line {nodes[key][0]}" if key in nodes else str(path)
         key = str(key)
+        node = nodes.get(key, (0, None))[1]
+        if _TYPES.get(key) is str and not isinstance(value, (str, type(None))) \
+                and isinstance(node, yaml.ScalarNode) \
+                and node.style is None:
+            value = node.value  # the text as written: checkpoint_name: 0x1F is "0x1F", not 31
         if key not in _FIELDS:
             raise ConfigError(f"{where}: {_unknown_key(key)}; the known keys are listed in "
                               f"{CONFIG_DIR / 'wrn50-2_config.yaml'}")
@@ -232,12 +275,15 @@ def parse_override(item: str, flag: str = "--set") -> tuple[str, Any]:
     key = key.strip().replace("-", "_")
     if key not in _FIELDS:
         raise ConfigError(f"{_shown(flag, item)}: {_unknown_key(key)}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    if value is None:
-        value = raw
+    if _TYPES[key] is str:
+        value: Any = raw  # paths and names are text as typed: no YAML comments, numbers, lists
+    else:
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if value is None:
+            value = raw
     try:
         return key, _coerce(key, value)
     except ConfigError as exc:

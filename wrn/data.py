@@ -126,6 +126,42 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+def _check_names_utf8(folder: Path, names: Iterable[str]) -> None:
+    """``DataError`` when a name read from ``folder`` is not valid UTF-8 (Python keeps the
+    undecodable bytes as surrogates; writing it to classes.json or a log would fail)."""
+    bad = [n for n in names if not _is_utf8(n)]
+    if bad:
+        shown = ", ".join(ascii(n) for n in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise DataError(f"{folder} has {len(bad)} folder or file name(s) that are not valid UTF-8 "
+                        f"({shown}), e.g. an RP2K archive with GBK (Chinese Windows) names unpacked "
+                        f"on Linux; unpack it again with `unzip -O GBK ...`, or rename in place with "
+                        f"`convmv -f gbk -t utf-8 -r --notest {folder}`")
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def count_images(root: str | os.PathLike, split: str = "train") -> int:
+    """How many image files ``root/<split>/<class>/`` holds (by extension, nothing is opened);
+    ``DataError`` for names that are not valid UTF-8. For the launcher's check before a run."""
+    split_dir = Path(root) / split
+    total = 0
+    with os.scandir(split_dir) as it:
+        folders = [e.name for e in it if e.is_dir() and not _is_hidden(e.name)]
+    _check_names_utf8(split_dir, folders)
+    for name in folders:
+        with os.scandir(split_dir / name) as it:
+            names = [e.name for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS)]
+        _check_names_utf8(split_dir / name, names)
+        total += len(names)
+    return total
+
+
 def build_class_index(root: str | os.PathLike) -> list[str]:
     """The class names of ``root/train``: its sub-folder names, sorted as plain Python strings.
 
@@ -137,6 +173,7 @@ def build_class_index(root: str | os.PathLike) -> list[str]:
         raise DataError(f"{train} does not exist; {_HOW_TO_FIX}")
     with os.scandir(train) as it:
         classes = sorted(e.name for e in it if e.is_dir() and not _is_hidden(e.name))
+    _check_names_utf8(train, classes)
     if not classes:
         raise DataError(f"{train} has no class folders; expected {train}/<class>/<image>.jpg")
     return classes
@@ -315,6 +352,7 @@ def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], veri
     index = {name: i for i, name in enumerate(classes)}
     with os.scandir(split_dir) as it:
         folders = sorted(e.name for e in it if e.is_dir() and not _is_hidden(e.name))
+    _check_names_utf8(split_dir, folders)
     unknown = [name for name in folders if name not in index]
     if unknown:
         shown = ", ".join(repr(n) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
@@ -329,6 +367,7 @@ def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], veri
         with os.scandir(folder) as it:
             names = sorted(e.name for e in it
                            if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+        _check_names_utf8(Path(folder), names)
         files.extend(os.path.join(folder, n) for n in names)
         labels.extend([index[name]] * len(names))
     skipped: list[tuple[str, str]] = []

@@ -1,0 +1,329 @@
+"""Property-based tests over every parser of user input: hostfiles, ``--hosts``, ``--devices``,
+env files and ``--env``, rank tables, config YAML and ``--set``, run.json, metrics.jsonl,
+checkpoint files and names, class folders and class indexes.
+
+The one property: a parser returns a valid value, or raises the project's own error type with a
+message that names the input (the file, line or flag); never another exception, never a
+traceback. Inputs are built from the pieces that break parsers (separators, quotes, markup,
+``..``, NUL, digits that ``str.isdigit`` accepts but ``int`` may not, huge numbers, surrogates)
+mixed with arbitrary text. Every property is bounded (``FUZZ``) so the whole file runs in well
+under a minute on two cores; ``HYPOTHESIS_PROFILE=long`` tries ten times more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from cluster.devices import parse_devices
+from cluster.errors import PlanError
+from cluster.hosts import parse_env_assignments, parse_env_file, parse_hostfile, parse_hosts_flag
+
+settings.register_profile("fuzz", max_examples=150, deadline=2000,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=1500, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "fuzz"))
+
+#: Pieces that break parsers, mixed into arbitrary text.
+PIECES = ["node1", "node2", "slots=", "devices=", "port=", "user=", "python=", "workdir=", "8",
+          "0", "-1", "0-3", "3-0", "4096", "99999999999", "1" * 40, "\u00b2", "\u0663", "\uff15",
+          "=", ":", ",", "#", " ", "\t", "\n", "\r\n", "'", '"', "\\", "export ", "..", "/",
+          "\x00", "[/b]", "[red]", "${X}", "\u200b", "\udcff", "é", "饼干", "true", "null",
+          "0x1F", ".inf", ".nan", "1e309", "-", "~", "*", "{", "}", "[", "]", "&a", "*a", "!!python/name:os.system"]
+hostile = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=8)), max_size=14).map("".join)
+
+
+def _names_input(exc: Exception, *labels: str) -> None:
+    text = str(exc)
+    assert text.strip(), repr(exc)
+    assert any(label in text for label in labels), (labels, text)
+
+
+def _parsed(parse, arg, error: type[Exception], label: str):
+    """``parse(arg)``, or None once the error (of type ``error``, naming ``label``) is checked."""
+    try:
+        return parse(arg)
+    except error as exc:
+        _names_input(exc, label)
+        return None
+
+
+def _parse_file(name: str, text: str, parse, error: type[Exception]):
+    """Write ``text`` to a fresh file ``name`` and parse it: the value, or None once the error
+    (of type ``error``, naming the file) has been checked."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        return _parsed(parse, path, error, str(path))
+
+
+# -- hosts, devices, env -------------------------------------------------------------------------
+@FUZZ
+@example("node1 slots=\u00b2")
+@example("node1 port=\u00b2")
+@example("node1 devices=0-\u0663")
+@example("node1 slots=" + "1" * 5000)
+@given(hostile)
+def test_hostfile_lines(text):
+    hosts = _parsed(lambda t: parse_hostfile(t, "fuzz.hosts"), text, PlanError, "fuzz.hosts")
+    for h in hosts or ():
+        assert h.slots >= 1 and (h.port is None or 0 < h.port < 65536)
+        assert h.devices is None or len(h.devices) == h.slots
+
+
+@FUZZ
+@example("a:\u00b2")
+@example("a:" + "9" * 5000)
+@given(hostile)
+def test_hosts_flag(text):
+    hosts = _parsed(parse_hosts_flag, text, PlanError, "--hosts")
+    assert all(h.slots >= 1 for h in hosts or ())
+
+
+@FUZZ
+@example("\u00b2")
+@example("0-\u0663")
+@example("1" * 5000)
+@given(st.one_of(hostile, st.integers(-10, 10**12)))
+def test_devices_flag(text):
+    request = _parsed(parse_devices, text, PlanError, "--devices")
+    assert request is None or (request.count or 0) > 0 or request.ids
+
+
+@FUZZ
+@given(hostile)
+def test_env_file_and_env_flag(text):
+    env = _parsed(lambda t: parse_env_file(t, "fuzz.env"), text, PlanError, "fuzz.env:")
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in (env or {}).items())
+    _parsed(parse_env_assignments, text.splitlines(), PlanError, "--env")
+
+
+@FUZZ
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ_", min_size=1, max_size=8),
+       st.text(min_size=4, max_size=20).filter(lambda v: "=" not in v and v.strip()))
+def test_env_file_errors_never_show_the_value(name, value):
+    secret = "S3cr3t" + value
+    for line in (f"{name}-x={secret}", f"{name}='{secret}", f'{name}="{secret}" x', f"={secret}"):
+        try:
+            parse_env_file(line, "fuzz.env")
+        except PlanError as exc:
+            assert secret not in str(exc)
+
+
+# -- rank tables ---------------------------------------------------------------------------------
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**70), st.floats(allow_nan=True),
+                      st.sampled_from(["0", "1", "10.0.0.1", "127.0.0.1", "1.0", "completed", "",
+                                       "\u00b2", "192.168.1.300", "-1", "x"]), st.text(max_size=6))
+json_values = st.recursive(json_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(
+        ["version", "server_count", "server_list", "status", "server_id", "device", "device_id",
+         "device_ip", "rank_id", "x"]), inner, max_size=6)), max_leaves=25)
+device = st.fixed_dictionaries({"device_id": json_leaf, "device_ip": json_leaf, "rank_id": json_leaf})
+server = st.fixed_dictionaries({"server_id": json_leaf, "device": st.lists(device, max_size=3)})
+table = st.fixed_dictionaries({"version": st.sampled_from(["1.0", "2.0", 1]),
+                               "server_count": json_leaf, "status": st.sampled_from(["completed", "x"]),
+                               "server_list": st.lists(server, max_size=3)})
+
+
+@FUZZ
+@given(st.one_of(table, json_values))
+def test_rank_tables(data):
+    from cluster.ranktable.check import RankTableError, table_from_data
+
+    try:
+        table_from_data(data, "fuzz.json")
+    except RankTableError as exc:
+        _names_input(exc, "fuzz.json")
+
+
+@FUZZ
+@given(st.one_of(hostile, st.binary(max_size=64).map(lambda b: b.decode("latin-1"))))
+def test_rank_table_files(text):
+    from cluster.ranktable.check import RankTableError, read_table
+
+    _parse_file("t.json", text, read_table, RankTableError)
+
+
+# -- config YAML and --set ------------------------------------------------------------------------
+KEYS = ["lr", "momentum", "loss_scale", "batch_size", "checkpoint_name", "data_path", "nesterov",
+        "lr_decay_epochs", "model", "amp_level", "dropout", "epoch_size", "image_size", "seed", "lrr"]
+yaml_values = st.one_of(st.sampled_from(PIECES), st.sampled_from(
+    ["0.1", "-1", "[30, 60]", "[a", "{a: 1}", "yes", "~", "'quoted'", "\"q\"", "1_000", "0o17",
+     "2024-01-01", "&x 1", "*x", "!!binary aGk=", "|\n  text"]), st.text(max_size=8))
+
+
+@FUZZ
+@example([("lr", ".inf")], "")
+@example([("momentum", ".inf"), ("lr", "0.1")], "lr: 0.2\n")
+@example([("checkpoint_name", "../x")], "")
+@given(st.lists(st.tuples(st.sampled_from(KEYS + ["", " ", "- a", "?"]), yaml_values), max_size=6),
+       hostile)
+def test_config_yaml(pairs, tail):
+    from wrn.config import ConfigError, load_config
+
+    text = "".join(f"{k}: {v}\n" for k, v in pairs) + tail
+    cfg = _parse_file("c.yaml", text, load_config, ConfigError)
+    assert cfg is None or 0 <= cfg.lr < float("inf")
+
+
+@FUZZ
+@example("loss_scale", ".inf")
+@example("data_path", "/mnt/rp2k #2")
+@example("checkpoint_name", "0x1F")
+@given(st.sampled_from(KEYS + ["data-path", ""]), yaml_values)
+def test_config_set(key, value):
+    from wrn.config import ConfigError, load_config
+
+    item = f"{key}={value}"
+    try:
+        cfg = load_config(None, [item])
+    except ConfigError as exc:
+        _names_input(exc, "--set")
+        return
+    if key in ("data_path", "checkpoint_name"):
+        assert getattr(cfg, key) == value  # text as typed
+
+
+# -- run.json, metrics.jsonl -----------------------------------------------------------------------
+record_dicts = st.dictionaries(st.sampled_from(
+    ["status", "start_time", "end_time", "wall_s", "exit_code", "plan", "processes", "agents",
+     "attempts", "summary", "root_cause", "env", "command", "name", "attempt", "x"]),
+    st.one_of(json_values, st.sampled_from(["2026-01-02T10:00:00", "2026-01-02T10:00:00+05:00",
+                                            "running", "succeeded", "9999-99-99"]),
+              st.lists(st.dictionaries(st.sampled_from(["log", "rank", "host", "pid", "name"]),
+                                       json_leaf, max_size=5), max_size=3)), max_size=10)
+
+
+@FUZZ
+@given(st.one_of(record_dicts, json_values))
+def test_run_record_from_dict(data):
+    from launcher.record import RunRecord
+
+    if not isinstance(data, dict):
+        return
+    record = RunRecord.from_dict(data)
+    json.dumps(record.to_dict(), default=str)
+
+
+@FUZZ
+@given(st.one_of(record_dicts.map(json.dumps), hostile),
+       st.lists(st.one_of(st.dictionaries(st.sampled_from(
+           ["event", "rank", "step", "epoch", "loss", "world_size", "top1", "imgs_per_s", "model",
+            "steps_per_epoch", "skipped_files", "time"]), json_leaf, max_size=8).map(json.dumps),
+           hostile), max_size=8))
+def test_load_run_and_the_views_of_it(run_json, metric_lines):
+    import io
+
+    from launcher import logs, runs
+    from launcher.report import report_renderables
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "r"
+        run.mkdir()
+        (run / "run.json").write_text(run_json, encoding="utf-8", errors="surrogateescape")
+        (run / "metrics.jsonl").write_text("\n".join(metric_lines), encoding="utf-8",
+                                           errors="surrogateescape")
+        try:
+            loaded = runs.load_run(run)
+        except runs.RunDirError as exc:
+            _names_input(exc, str(run))
+            return
+        for attr in ("status", "duration_s", "world_size", "devices", "final_loss", "top1",
+                     "imgs_per_s", "skipped_files"):
+            getattr(loaded, attr)
+        loaded.epochs()
+        loaded.progress()
+        from rich.console import Console
+        console = Console(file=io.StringIO(), width=120)
+        console.print(runs.runs_table([loaded]))
+        for item in report_renderables(loaded, 120, None):
+            console.print(item)
+        assert logs.main([str(run)], io.StringIO()) in (0, 2)
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_metrics_reader(raw):
+    from launcher.runs import read_events
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "metrics.jsonl"
+        path.write_bytes(raw)
+        events, bad = read_events(path)
+    assert all(isinstance(e, dict) for e in events) and bad >= 0
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+@FUZZ
+@given(st.binary(max_size=120), st.sampled_from([b"", b"crc_num", b"\x0a\x05\x0a\x03abc"]))
+def test_checkpoint_files(raw, head):
+    from wrn.checkpoint import scan_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.ckpt"
+        path.write_bytes(head + raw)
+        try:
+            scan_checkpoint(path)
+        except OSError as exc:
+            _names_input(exc, str(path))
+
+
+@FUZZ
+@given(st.lists(st.one_of(st.sampled_from(["wrn-e1-s2.ckpt", "wrn-e\u00b2-s1.ckpt", "wrn-e1-s\u0663.ckpt",
+                                           "wrn-e" + "9" * 240 + "-s1.ckpt", "-e1-s1.ckpt",
+                                           "x.ckpt", "wrn-e-s.ckpt"]),
+                          st.text(alphabet="wrn-es0123456789²٣.ckpt", max_size=16)), max_size=6))
+def test_checkpoint_names(names):
+    from wrn.checkpoint import list_checkpoints
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            if name not in ("", ".", "..") and "/" not in name:
+                (Path(tmp) / name).write_bytes(b"")
+        found = list_checkpoints(tmp)
+    assert all(p.suffix == ".ckpt" for p in found)
+
+
+# -- class folders and class indexes ---------------------------------------------------------------
+folder_names = st.one_of(st.binary(min_size=1, max_size=12).filter(
+    lambda b: b"/" not in b and b"\x00" not in b and b not in (b".", b"..")),
+    st.sampled_from(["饼干".encode("gbk"), "饼干".encode(), b"a b", b"%", b"[b]", b".hidden"]))
+
+
+@FUZZ
+@example(["饼干".encode("gbk")])
+@example([b"ok", b"\xff"])
+@given(st.lists(folder_names, min_size=0, max_size=5, unique=True))
+def test_class_folders(names):
+    from wrn.data import DataError, build_class_index, count_images, save_class_index
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "train").mkdir()
+        for name in names:
+            os.mkdir(os.path.join(os.fsencode(root / "train"), name))
+        try:
+            classes = build_class_index(root)
+            count_images(root)
+            save_class_index(classes, root / "classes.json")
+        except DataError as exc:
+            _names_input(exc, str(root / "train"))
+            assert not [p for p in root.iterdir() if p.name not in ("train",)]  # no temp file
+            return
+    assert classes == sorted(classes)
+
+
+@FUZZ
+@given(st.one_of(json_values.map(json.dumps), hostile))
+def test_class_index_files(text):
+    from wrn.data import DataError, load_class_index
+
+    classes = _parse_file("classes.json", text, load_class_index, DataError)
+    assert classes is None or classes and all(isinstance(c, str) and c for c in classes)
