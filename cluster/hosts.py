@@ -243,26 +243,11 @@ def parse_env_file(text: str, source: str) -> dict[str, str]:
 
 
 #: Names whose values came from ``--env-file`` in this process: secret wherever they appear.
-_SECRET_NAMES: set[str] = set()
-
-
-def mark_secret_names(names: Iterable[str]) -> None:
-    """Treat these variable names as secret from now on (every value of ``--env-file``): the
-    launcher calls it once its env file is read, so that ``mask_env`` (and thus run.json, the
-    plan view and the notes) masks them whatever they are called."""
-    _SECRET_NAMES.update(names)
-
-
-def forget_secret_names() -> None:
-    """Undo ``mark_secret_names`` (for a second launch in the same process, and tests)."""
-    _SECRET_NAMES.clear()
-
-
-def is_secret_name(name: str) -> bool:
-    """True when ``name`` looks like it holds a secret (KEY, TOKEN, SECRET, PASS...), or its
-    value came from ``--env-file``."""
+def is_secret_name(name: str, secret_names: Iterable[str] = ()) -> bool:
+    """True when ``name`` looks like it holds a secret (KEY, TOKEN, SECRET, PASS...), or is one
+    of ``secret_names`` (a launch's names whose values came from ``--env-file``)."""
     upper = name.upper()
-    return name in _SECRET_NAMES or any(marker in upper for marker in SECRET_MARKERS)
+    return name in secret_names or any(marker in upper for marker in SECRET_MARKERS)
 
 
 #: ``scheme://user:password@`` or ``scheme://token@`` inside a value.
@@ -279,10 +264,11 @@ def mask_url_credentials(text: str) -> str:
     return _URL_CREDENTIALS.sub(masked, text)
 
 
-def mask_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``env`` with the values of secret names replaced by ``***`` and credentials
-    inside URLs masked in the others."""
-    return {k: (MASK if is_secret_name(k) else mask_url_credentials(v) if isinstance(v, str) else v)
+def mask_env(env: Mapping[str, str], secret_names: Iterable[str] = ()) -> dict[str, str]:
+    """A copy of ``env`` with the values of secret names (see ``is_secret_name``) replaced by
+    ``***`` and credentials inside URLs masked in the others."""
+    secret_names = frozenset(secret_names)
+    return {k: (MASK if is_secret_name(k, secret_names) else mask_url_credentials(v) if isinstance(v, str) else v)
             for k, v in env.items()}
 
 

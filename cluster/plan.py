@@ -147,7 +147,8 @@ class PlanRequest:
 
     ``python`` is the launcher's interpreter: a command whose first word it is runs with each
     node's own ``python``. ``resume`` adds ``--resume-from <run dir there>/checkpoints`` to every
-    worker (a restart, or ``--resume``).
+    worker (a restart, or ``--resume``). ``secret_names`` are variables whose values are shown
+    masked wherever the plan is shown or stored (the names from ``--env-file``).
 
     ``rank_table`` (``--rank-table``): the launch runs this host's share of that table: the
     single node is server ``table_server`` of the table, its ranks and device ids are the
@@ -173,6 +174,7 @@ class PlanRequest:
     table_server: int = 0
     python: str | None = None
     resume: bool = False
+    secret_names: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "worker_args", tuple(self.worker_args))
@@ -242,6 +244,7 @@ class LaunchPlan:
     rank_table: str | None = None
     warnings: tuple[str, ...] = ()
     total_ranks: int | None = None
+    secret_names: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         first = self.ranks[0].rank if self.ranks and self.total_ranks is not None else 0
@@ -289,6 +292,7 @@ class LaunchPlan:
             "ranks": [vars(r).copy() for r in self.ranks],
             "processes": [p.to_dict() for p in self.processes],
             "warnings": list(self.warnings),
+            "secret_names": sorted(self.secret_names),
         }
 
 
@@ -449,4 +453,5 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
     return LaunchPlan(backend=req.backend, run_dir=req.run_dir, ranks=ranks,
                       processes=tuple(processes), scheduler=scheduler, rank_table=rank_table,
                       warnings=tuple(warnings),
-                      total_ranks=world if table is not None else None)
+                      total_ranks=world if table is not None else None,
+                      secret_names=frozenset(req.secret_names))

@@ -111,7 +111,7 @@ def _first_record(prepared: Prepared) -> RunRecord:
     config = prepared.config
     record = RunRecord(command=mask_command(config.command) or None, cwd=os.getcwd(),
                        versions=versions(), backend=prepared.request.backend,
-                       env=mask_env(prepared.env), config=str(prepared.run_dir / CONFIG_NAME),
+                       env=mask_env(prepared.env, prepared.request.secret_names), config=str(prepared.run_dir / CONFIG_NAME),
                        max_restarts=config.max_restarts)
     previous = prepared.previous
     if previous is not None:  # --resume: the interrupted attempt becomes an "ended" one

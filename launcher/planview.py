@@ -28,7 +28,7 @@ def differing_env(plan: LaunchPlan) -> tuple[list[str], dict[str, str]]:
 def plan_renderables(plan: LaunchPlan, notes: dict[str, Any]) -> list[Any]:
     """Rich renderables describing a plan (``--dry-run``)."""
     varying, common = differing_env(plan)
-    common = mask_env(common)
+    common = mask_env(common, plan.secret_names)
     head = Text()
     head.append(f"backend: {backend_label(plan.backend)}", style="bold")
     for key, value in notes.items():
@@ -39,7 +39,7 @@ def plan_renderables(plan: LaunchPlan, notes: dict[str, Any]) -> list[Any]:
     for r in plan.ranks:
         proc = plan.worker(r.rank)
         cpus = ",".join(map(str, proc.cpus)) if proc.cpus else "-"
-        shown = mask_env({k: proc.env[k] for k in varying if k in proc.env})
+        shown = mask_env({k: proc.env[k] for k in varying if k in proc.env}, plan.secret_names)
         env = " ".join(f"{k}={v}" for k, v in shown.items())
         table.add_row(*cells(str(r.rank), str(r.local_rank), str(r.node_rank), r.host, str(r.device_id),
                       str(proc.threads), cpus, env))

@@ -25,7 +25,7 @@ from typing import Any
 from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, format_ids, \
     list_devices, parse_devices
 from cluster.errors import PlanError
-from cluster.hosts import HostSpec, forwarded_env, mark_secret_names, mask_env, \
+from cluster.hosts import HostSpec, forwarded_env, mask_env, \
     parse_env_assignments, parse_env_file, parse_hosts_flag, read_hostfile
 from cluster.plan import CONFIG_NAME, LaunchPlan, Node, PlanRequest, make_plan
 from cluster.hccl_env import hccl_timeout_env
@@ -174,9 +174,10 @@ def _check_same_maths(run_dir: Path, cfg: TrainConfig) -> None:
                           f"to continue with the new values anyway")
 
 
-def _launch_env(config: LaunchConfig) -> dict[str, str]:
+def _launch_env(config: LaunchConfig) -> tuple[dict[str, str], frozenset[str]]:
     """Environment the launch adds to every worker: allow-listed variables of this shell (for
-    remote hosts), then ``--env-file``, then ``--env`` (later wins)."""
+    remote hosts), then ``--env-file``, then ``--env`` (later wins); and the names whose values
+    are secret whatever they are called (every name of the env file)."""
     env = forwarded_env(os.environ) if config.multi_host else {}
     if config.env_file:
         try:
@@ -185,10 +186,9 @@ def _launch_env(config: LaunchConfig) -> dict[str, str]:
             raise LaunchError(f"--env-file {config.env_file}: cannot read it ({exc.strerror}); "
                               f"pass a file of NAME=VALUE lines") from None
         from_file = parse_env_file(text, config.env_file)
-        mark_secret_names(from_file)  # every value of an env file is masked wherever shown
         env.update(from_file)
     env.update(parse_env_assignments(config.env))
-    return env
+    return env, frozenset(from_file if config.env_file else ())
 
 
 def _resolve_backend(config: LaunchConfig, cfg: TrainConfig) -> tuple[str, str]:
@@ -286,7 +286,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         _check_same_maths(resume_dir, cfg)
     backend_name, how = _resolve_backend(config, cfg)
     cfg = cfg.replace(device_target=DEVICE_TARGET[backend_name])
-    env = _launch_env(config)
+    env, secret_names = _launch_env(config)
     specs = _host_specs(config, resume_dir)
 
     explicit = config.run_dir is not None or resume_dir is not None
@@ -328,7 +328,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         worker_cmd=tuple(worker_cmd), scheduler_cmd=scheduler_cmd,
         sched_port=port.port if port else None, threads_per_worker=config.threads_per_worker,
         bind_cores=config.bind_cores, verbose_mindspore=config.verbose_mindspore,
-        device_ips=ips, extra_env=extra_env, python=sys.executable,
+        device_ips=ips, extra_env=extra_env, python=sys.executable, secret_names=secret_names,
         rank_table=share[0] if share else None, table_server=share[1] if share else 0)
     prepared = Prepared(config, cfg, request, backend, run_dir, explicit, port, previous,
                         tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes})
@@ -346,7 +346,8 @@ def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,
              "grace": f"{sup.grace:g} s, stall warning {sup.stall_timeout:g} s, stall kill "
                       f"{sup.stall_kill:g} s, startup {sup.startup_timeout:g} s"}
     if prepared.hosts:
-        notes["env"] = ", ".join(f"{k}={v}" for k, v in mask_env(prepared.env).items()) or "-"
+        shown = mask_env(prepared.env, prepared.request.secret_names)
+        notes["env"] = ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
     if resume_dir is not None:
         notes["resume"] = f"continuing {resume_dir} from its newest valid checkpoint"
     if config.max_restarts:

@@ -231,9 +231,12 @@ class RunRecord:
 
 
 def masked_plan(plan: dict[str, Any]) -> dict[str, Any]:
-    """``plan.to_dict()`` with secret-looking environment values masked (for run.json)."""
+    """``plan.to_dict()`` with secret environment values masked (for run.json): secret-looking
+    names, and the plan's own ``secret_names``."""
     out = dict(plan)
-    out["processes"] = [{**p, "env": mask_env(p.get("env") or {})} for p in plan.get("processes", [])]
+    names = plan.get("secret_names") or ()
+    out["processes"] = [{**p, "env": mask_env(p.get("env") or {}, names)}
+                        for p in plan.get("processes", [])]
     return out
 
 

@@ -20,10 +20,7 @@ SECRETS = ("tok-SECRET-1", "pw-SECRET-2", "file-SECRET-3", "file-SECRET-4")
 def env_file(tmp_path):
     path = tmp_path / "secrets.env"
     path.write_text(f"PLAIN_LOOKING={SECRETS[2]}\nexport OTHER='{SECRETS[3]}'  # the second one\n")
-    yield path
-    from cluster import hosts
-
-    hosts.forget_secret_names()
+    return path
 
 
 def _args(tmp_path, env_file):
@@ -60,7 +57,7 @@ def test_rich_plan_view_and_run_record_show_no_secret(tmp_path, env_file):
         console.print(item)
     shown = console.export_text()
     assert "VISIBLE=plain-value" in shown
-    record = json.dumps([masked_plan(plan.to_dict()), mask_env(prepared.env), prepared.notes,
+    record = json.dumps([masked_plan(plan.to_dict()), mask_env(prepared.env, plan.secret_names), prepared.notes,
                          mask_command(prepared.config.command)])
     for secret in SECRETS:
         assert secret not in shown
