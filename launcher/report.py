@@ -229,7 +229,7 @@ def _panel(x: float, y: float, w: float, h: float, title: str, xlabel: str,
     markers) per series ``{"points", "color", "label", "markers"}``; the legend sits in the
     top or bottom right corner."""
     pts = [p for s in series for p in s["points"]]
-    out = [f'<g class="chart">', f'<text x="{x}" y="{y - 10}" font-size="15" font-weight="bold">'
+    out = ['<g class="chart">', f'<text x="{x}" y="{y - 10}" font-size="15" font-weight="bold">'
                                  f'{escape(title)}</text>',
            f'<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="#ffffff" stroke="#888888"/>']
     if not pts:

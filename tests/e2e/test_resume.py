@@ -11,7 +11,6 @@ import pytest
 
 from tests.support import REPO
 from tests.support.processes import worker_env
-from wrn import events
 
 pytestmark = pytest.mark.slow
 

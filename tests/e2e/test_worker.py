@@ -2,7 +2,6 @@
 standalone evaluation of its checkpoint, plus the worker's own error paths."""
 
 import json
-import os
 import subprocess
 import sys
 

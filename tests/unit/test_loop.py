@@ -75,7 +75,7 @@ def test_loop_resumes_mid_epoch_and_calls_hooks_in_order():
 
 def test_a_run_with_no_epoch_left_only_finishes():
     batches, rec = Batches(steps=3), Recorder()
-    state = run_loop(step, batches, LoopState(0, 2, 3, global_step=6, callbacks=[rec]), start_epoch=2)
+    run_loop(step, batches, LoopState(0, 2, 3, global_step=6, callbacks=[rec]), start_epoch=2)
     assert batches.calls == []
     assert rec.calls == [("finish", 0, 6)]
 
