@@ -93,7 +93,7 @@ def _create_run_dir(prepared: Prepared) -> None:
     """Create the run directory (a resume continues in its own) and write its inputs."""
     if prepared.config.resume is None:
         try:
-            run_dir = create_run_dir(prepared.run_dir, prepared.explicit_run_dir)
+            run_dir, prepared.lock = create_run_dir(prepared.run_dir, prepared.explicit_run_dir)
         except PlanError as exc:
             raise LaunchError(str(exc)) from None
         except OSError as exc:
@@ -147,7 +147,8 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
             files = RunFiles(run_dir)
             try:
                 result = Monitor(plan, files, ui, prepared.backend, config.supervisor, record,
-                                 RunRecordWriter(run_dir), prepared.notes, fetcher).run()
+                                 RunRecordWriter(run_dir, len(plan.processes)), prepared.notes,
+                                 fetcher).run()
             finally:
                 files.close()
             if result.state is not RunState.FAILED or restarts >= config.max_restarts:

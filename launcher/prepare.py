@@ -37,7 +37,7 @@ from launcher.backend import Backend, BackendError, LocalBackend, python_path
 from launcher.config import LaunchConfig, LaunchError
 from launcher.ports import PortReservation, reserve_port
 from launcher.record import RUN_JSON, RunRecord
-from launcher.rundir import check_run_dir, check_run_name, default_run_dir
+from launcher.rundir import RunDirBusy, RunDirLock, check_run_dir, check_run_name, default_run_dir
 from wrn.config import ConfigError, TrainConfig, load_config
 from wrn.hostname import host_name
 
@@ -75,6 +75,7 @@ class Prepared:
     env: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
+    lock: RunDirLock | None = None
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -120,9 +121,12 @@ class Prepared:
                 f"{self.port.port}); free ports of --port-range there or pass another --port")
 
     def close(self) -> None:
-        """Free the held port and close the backend's connections (the launch is over)."""
+        """Free the held port and the run directory, and close the backend's connections (the
+        launch is over)."""
         if self.port is not None:
             self.port.release()
+        if self.lock is not None:
+            self.lock.release()
         self.backend.close()
 
 
@@ -141,8 +145,10 @@ def _worker_args(config: LaunchConfig, first: bool) -> tuple[str, ...]:
 
 
 # -- inputs ------------------------------------------------------------------------------------------
-def _resume_source(config: LaunchConfig) -> tuple[Path | None, RunRecord | None]:
-    """The run directory to resume and its run record (None, None when not resuming)."""
+def _resume_source(config: LaunchConfig, holder: dict[str, Any]) -> tuple[Path | None, RunRecord | None]:
+    """The run directory to resume, locked for this launcher, and its run record (None, None
+    when not resuming). A run whose run.json still says "running" while no launcher holds its
+    lock lost its launcher (killed, or its machine rebooted): it is resumed like any other."""
     if config.resume is None:
         return None, None
     from launcher.runs import RunDirError, read_run_record
@@ -151,10 +157,15 @@ def _resume_source(config: LaunchConfig) -> tuple[Path | None, RunRecord | None]
         run_dir, previous = read_run_record(config.resume)
     except RunDirError as exc:
         raise LaunchError(f"--resume: {exc}") from None
+    try:
+        holder["lock"] = RunDirLock(run_dir).acquire()
+    except RunDirBusy as exc:
+        raise LaunchError(f"--resume {config.resume}: {exc}") from None
+    except OSError as exc:
+        raise LaunchError(f"--resume {config.resume}: cannot lock the run directory "
+                          f"({exc.strerror}); it must be writable by you") from None
     if previous.status == "running":
-        raise LaunchError(f"--resume {config.resume}: {RUN_JSON} says the run is still running; "
-                          f"stop it first (or, if its launcher was killed, check that none of the "
-                          f"pids in {RUN_JSON} is alive and set \"status\" to \"failed\")")
+        previous.status = "lost"  # its launcher is gone: the lock was free
     return run_dir.resolve(), previous
 
 
@@ -255,6 +266,8 @@ def prepare(config: LaunchConfig) -> Prepared:
     except BaseException as exc:
         if holder.get("port") is not None:
             holder["port"].release()
+        if holder.get("lock") is not None:
+            holder["lock"].release()
         if holder.get("backend") is not None:
             holder["backend"].close()
         if isinstance(exc, (PlanError, ConfigError)):
@@ -263,7 +276,7 @@ def prepare(config: LaunchConfig) -> Prepared:
 
 
 def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
-    resume_dir, previous = _resume_source(config)
+    resume_dir, previous = _resume_source(config, holder)
     for flag, path in (("--resume-ckpt", config.resume_ckpt), ("--pretrained", config.pretrained)):
         if path and not Path(path).is_file():
             raise LaunchError(f"{flag} {path}: no such checkpoint file; pass the path of a .ckpt "
@@ -331,7 +344,8 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         device_ips=ips, extra_env=extra_env, python=sys.executable, secret_names=secret_names,
         rank_table=share[0] if share else None, table_server=share[1] if share else 0)
     prepared = Prepared(config, cfg, request, backend, run_dir, explicit, port, previous,
-                        tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes})
+                        tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes},
+                        holder.get("lock"))
     plan = prepared.plan(0)  # every plan-level check runs now, before anything starts
     prepared.notes.update(_notes(prepared, plan, config_file, resume_dir))
     return prepared

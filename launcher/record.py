@@ -268,18 +268,26 @@ def record_json(record: RunRecord, plan_cache: dict[str, Any] | None = None) -> 
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
+#: The longest a change of run.json waits (plus one monitor loop turn) in the largest runs.
+MAX_WRITE_INTERVAL_S = 0.5
+#: Interval per process of the run: a write costs time in proportion to the processes listed,
+#: so small runs write at once and 1,000 processes at most twice a second.
+WRITE_INTERVAL_PER_PROCESS_S = 0.0005
+
+
 class RunRecordWriter:
     """The only code that writes run.json: atomically, so a reader never sees half of it.
 
-    ``due()`` says whether ``interval`` seconds have passed since the last write: a busy run's
-    monitor writes its record at most that often (a change waits at most ``interval`` plus one
-    loop turn), so a 1,000-process run costs a few writes a second, not one per process start
-    and exit. The first and the final record are written at once.
+    ``due()`` says whether ``interval`` seconds have passed since the last write: the monitor
+    writes its record at most that often (a change waits at most ``interval`` plus one loop
+    turn), so a 1,000-process run costs two writes a second, not one per process start and
+    exit. The interval grows with the number of processes (``processes``): 1 ms for two, the
+    maximum of 0.5 s from 1,000. The first and the final record are written at once.
     """
 
-    def __init__(self, run_dir: Path, interval: float = 0.5) -> None:
+    def __init__(self, run_dir: Path, processes: int = 1) -> None:
         self.path = Path(run_dir) / RUN_JSON
-        self.interval = interval
+        self.interval = min(MAX_WRITE_INTERVAL_S, WRITE_INTERVAL_PER_PROCESS_S * processes)
         self.writes = 0
         self._last = -float("inf")
         self._plan_cache: dict[str, Any] = {}

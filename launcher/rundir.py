@@ -18,6 +18,7 @@ file: pids appear as soon as a process starts, exit codes as soon as it ends.
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 import os
 import re
@@ -55,30 +56,101 @@ def default_run_dir(root: str | os.PathLike, name: str, now: _dt.datetime | None
     return Path(root).resolve() / f"{check_run_name(name)}-{utc_stamp(now)}"
 
 
+#: Held (flock) by the launcher running the run, for its whole lifetime; the kernel drops it
+#: when the launcher ends, however it ends.
+LOCK_NAME = ".wrn-launch.lock"
+
+
+class RunDirBusy(PlanError):
+    """Another launcher holds the run directory."""
+
+
+class RunDirLock:
+    """An exclusive lock on a run directory, held while this launcher runs it.
+
+    ``acquire`` takes it without waiting (``RunDirBusy`` if another launcher holds it) and
+    writes this process's pid into the lock file; ``release`` (or the process ending, even by
+    SIGKILL) frees it. ``is_held(path)`` tells a reader whether some launcher holds it now.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunDirLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            holder = _lock_holder(self.path)
+            raise RunDirBusy(f"run directory {self.path.parent} is in use by another wrn-launch "
+                             f"({holder}); wait for it to end, or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def is_held(run_dir: Path) -> bool:
+        """True when a launcher holds ``run_dir``'s lock now (False: none, or no lock file)."""
+        try:
+            fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        pid = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return "pid unknown"
+    return f"pid {pid}" if pid.isdigit() else "pid unknown"
+
+
 def check_run_dir(path: Path) -> None:
     """Refuse an existing non-empty directory (or a file) before anything is started."""
     if path.exists() and not path.is_dir():
         raise PlanError(f"run directory {path} exists and is not a directory; pass another "
                         f"--run-dir or remove that file")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()):
         raise PlanError(f"run directory {path} already exists and is not empty, and a run never "
                         f"writes over another; pass a new --run-dir, or use --name to get a fresh "
                         f"runs/<name>-<time> directory")
 
 
-def create_run_dir(path: Path, explicit: bool) -> Path:
-    """Create the run directory. A default name that is taken gets a ``-2``, ``-3``... suffix;
-    an explicit one must be new or empty."""
+def create_run_dir(path: Path, explicit: bool) -> tuple[Path, RunDirLock]:
+    """Create the run directory and lock it. A default name that is taken gets a ``-2``,
+    ``-3``... suffix; an explicit one must be new or empty, checked again once it is locked (so
+    two launchers given the same --run-dir at the same instant cannot both use it)."""
     if explicit:
         check_run_dir(path)
         path.mkdir(parents=True, exist_ok=True)
-        return path
+        lock = RunDirLock(path).acquire()
+        try:
+            check_run_dir(path)
+        except PlanError:
+            lock.release()
+            raise
+        return path, lock
     path.parent.mkdir(parents=True, exist_ok=True)
     candidate, n = path, 1
     while True:
         try:
             candidate.mkdir()
-            return candidate
+            return candidate, RunDirLock(candidate).acquire()
         except FileExistsError:
             n += 1
             candidate = path.with_name(f"{path.name}-{n}")

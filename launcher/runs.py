@@ -27,15 +27,16 @@ from rich.text import Text
 from launcher.formatting import cells
 from launcher.progress import RunProgress
 from launcher.record import RUN_JSON, RunRecord
-from launcher.rundir import METRICS
+from launcher.rundir import LOCK_NAME, METRICS, RunDirLock
 from wrn.events import number
 
 PROG = "wrn-launch"
 STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "bold red",
                 "interrupted": "yellow", "lost": "bold yellow"}
 #: Shown under the table when a run's status is "lost".
-LOST_NOTE = ("lost: run.json still says running, but none of the run's processes is alive on "
-             "this host (the launcher was killed before it could record the end)")
+LOST_NOTE = ("lost: run.json still says running, but the launcher was killed before it could record "
+             "the end (it no longer holds the run directory's lock, or none of the run's processes "
+             f"is alive on this host); `{PROG} --resume RUN_DIR` continues it")
 
 
 class RunDirError(Exception):
@@ -128,11 +129,14 @@ class LoadedRun:
 
     @property
     def status(self) -> str:
-        """run.json's status, except ``lost`` for a "running" run none of whose processes (or
-        launcher agents) is alive on this host."""
+        """run.json's status, except ``lost`` for a "running" run whose launcher is gone: no
+        launcher holds its lock (runs made before the lock existed: none of its processes or
+        agents is alive on this host)."""
         status = self.record.status
         if status != "running":
             return status
+        if (self.path / LOCK_NAME).exists():  # its launcher holds the lock while it lives
+            return "running" if RunDirLock.is_held(self.path) else "lost"
         pids = [p.pid for p in self.record.processes] + [a.pid for a in self.record.agents]
         pids = [p for p in pids if p is not None]
         if pids and not any(pid_alive(p) for p in pids):

@@ -91,7 +91,7 @@ def test_worker_exit_code_fails_fast_and_blames_it(runs):
 def test_sigkilled_worker_ends_the_run_within_5s(runs):
     run = runs(steps=10000, step_s=0.05)
     run.wait_event(lambda e: e["event"] == "step" and e["rank"] == 1)
-    victim = run.procs()["rank1"]["pid"]
+    victim = wait_for(lambda: run.procs()["rank1"]["pid"], 5)  # run.json: within its interval
     t0 = time.monotonic()
     os.kill(victim, signal.SIGKILL)
     code = run.wait()

@@ -21,7 +21,7 @@ from cluster.ranktable.table import (PLACEHOLDER_IP, TableDevice, TableServer, b
                                      rank_table_text)
 from launcher.ports import parse_port_range, reserve_port
 from launcher.progress import RunProgress
-from launcher.rundir import check_run_dir, create_run_dir, default_run_dir
+from launcher.rundir import RunDirLock, check_run_dir, create_run_dir, default_run_dir
 from launcher.backend import LocalBackend
 
 HCCN_CONF = "".join(f"address_{i}=192.98.92.{100 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
@@ -325,8 +325,14 @@ def test_run_dirs(tmp_path):
     when = dt.datetime(2024, 5, 1, 12, 30, 45, tzinfo=dt.timezone.utc)
     path = default_run_dir(tmp_path, "wrn-sample", when)
     assert path == tmp_path / "wrn-sample-20240501-123045"
-    assert create_run_dir(path, explicit=False) == path
-    assert create_run_dir(path, explicit=False) == tmp_path / "wrn-sample-20240501-123045-2"
+    first, lock = create_run_dir(path, explicit=False)
+    assert first == path
+    assert RunDirLock.is_held(path)
+    lock.release()
+    assert not RunDirLock.is_held(path)
+    second, lock = create_run_dir(path, explicit=False)
+    assert second == tmp_path / "wrn-sample-20240501-123045-2"
+    lock.release()
     (path / "run.json").write_text("{}")
     with pytest.raises(PlanError, match="already exists and is not empty"):
         check_run_dir(path)
@@ -334,7 +340,9 @@ def test_run_dirs(tmp_path):
         default_run_dir(tmp_path, "a/b")
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert create_run_dir(empty, explicit=True) == empty
+    made, lock = create_run_dir(empty, explicit=True)
+    assert made == empty
+    lock.release()
 
 
 def test_local_backend_command():

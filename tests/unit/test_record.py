@@ -47,7 +47,9 @@ def test_next_attempt_keeps_the_one_before():
 
 
 def test_the_writer_keeps_to_its_interval(tmp_path):
-    writer = RunRecordWriter(tmp_path, interval=0.2)
+    writer = RunRecordWriter(tmp_path, processes=400)  # 0.2 s
+    assert writer.interval == 0.2
+    assert RunRecordWriter(tmp_path, processes=4000).interval == 0.5
     assert writer.due()
     writer.write(_record())
     assert not writer.due()
