@@ -124,8 +124,6 @@ def _first_record(prepared: Prepared) -> RunRecord:
 def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPlan]:
     """Monitor attempts until one does not fail or the restarts are used up; the last
     attempt's result and plan."""
-    from launcher.multihost import output_fetcher, share_run_dir
-
     config, run_dir = prepared.config, prepared.run_dir
     record = _first_record(prepared)
     fetcher = None
@@ -136,6 +134,8 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
             if plan.rank_table:
                 write_atomic(run_dir / RANK_TABLE_NAME, plan.rank_table)
             if not prepared.backend.local and fetcher is None:
+                from launcher.multihost import output_fetcher, share_run_dir  # imports paramiko
+
                 shared = share_run_dir(run_dir, prepared.backend, prepared.nodes)
                 prepared.notes["run dir on hosts"] = ", ".join(f"{h}: {how}"
                                                                for h, how in shared.items())

@@ -22,7 +22,6 @@ from typing import Any, Mapping
 
 from cluster.ranktable.hccn import DEFAULT_HCCN_CONF
 from launcher.ports import DEFAULT_PORT_RANGE
-from launcher.ssh import SSHSettings
 
 #: Backend choices of ``--backend``.
 BACKEND_CHOICES = ("auto", "ascend", "gpu", "cpu")
@@ -40,6 +39,17 @@ def _check_seconds(flag: str, value: float, *, positive: bool) -> None:
     if value < 0 or (positive and value == 0):
         need = "more than 0" if positive else "0 or more"
         raise LaunchError(f"{flag} must be {need} seconds, got {value:g}")
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """How to reach other hosts: ssh config file, known_hosts file, trust policy, timeout (the
+    paramiko side is ``launcher.ssh``, imported only by multi-host launches)."""
+
+    config_path: str = "~/.ssh/config"
+    known_hosts: str | None = None
+    accept_new: bool = False
+    timeout: float = 10.0
 
 
 @dataclass(frozen=True)

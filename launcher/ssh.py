@@ -27,8 +27,8 @@ import paramiko
 
 from cluster.errors import PlanError
 from launcher.backend import Backend, BackendError
+from launcher.config import SSHSettings
 
-DEFAULT_SSH_TIMEOUT = 10.0
 KEEPALIVE_S = 2
 
 # paramiko's transport thread logs failed handshakes with a traceback; without a handler
@@ -38,16 +38,6 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 class SSHError(PlanError):
     """A host cannot be reached or used over SSH; ``str()`` is the one-paragraph message."""
-
-
-@dataclass(frozen=True)
-class SSHSettings:
-    """How to connect: ssh config file, known_hosts file, trust policy, timeout."""
-
-    config_path: str = "~/.ssh/config"
-    known_hosts: str | None = None
-    accept_new: bool = False
-    timeout: float = DEFAULT_SSH_TIMEOUT
 
 
 @dataclass(frozen=True)
