@@ -1,9 +1,11 @@
 """The launcher at many ranks, by simulation: wall time against the ideal, launcher CPU per rank.
 
-Each size N runs ``wrn-launch --devices N --backend cpu`` on this host with the stand-in worker
-``benchmarks/_sim_worker.py`` (``python -S``, ~10 MB each; ``--scheduler-cmd none``): every rank
-emits a start event, 10 step events 0.5 s apart and its finish, so the job's ideal wall time is
-5 s whatever N is. Measured per run:
+Each size N runs ``wrn-launch --devices N --backend cpu`` on this host with a stand-in worker
+(``--worker-cmd``, ``--scheduler-cmd none``): every rank emits a start event, 10 step events
+0.5 s apart and its finish, so the job's ideal wall time is 5 s whatever N is. The stand-in is
+``benchmarks/_sim_worker.c`` compiled with the system's cc (about 1 ms of CPU to start), else
+``benchmarks/_sim_worker.py`` under ``python -S`` (about 17 ms: 1,024 of them are 17 s of CPU,
+8.5 s of two cores, before the launcher does anything); ``--stand-in`` chooses. Measured per run:
 
 * ``wall``: the launcher process from spawn to exit;
 * ``launcher_cpu``: the launcher's own user+system CPU (``getrusage`` in the launcher process,
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,11 +51,25 @@ def _iso_seconds(text: str) -> float:
     return dt.datetime.fromisoformat(text).timestamp()
 
 
-def run_once(ranks: int, root: Path) -> dict:
-    """One simulated job of ``ranks`` ranks; its measurements."""
+def stand_in(kind: str, root: Path) -> str:
+    """The stand-in's command line: ``c`` (compiled here; None without a C compiler), ``python``,
+    or ``auto`` (c if it compiles)."""
+    if kind in ("c", "auto"):
+        cc = shutil.which("cc") or shutil.which("gcc")
+        binary = root / "sim_worker"
+        if cc and subprocess.run([cc, "-O2", "-o", str(binary), str(SIM.with_suffix(".c"))],
+                                 capture_output=True).returncode == 0:
+            return str(binary)
+        if kind == "c":
+            raise SystemExit("bench_scale: --stand-in c needs a C compiler (cc)")
+    return f"{sys.executable} -S {SIM}"
+
+
+def run_once(ranks: int, root: Path, worker: str) -> dict:
+    """One simulated job of ``ranks`` ranks with the stand-in ``worker``; its measurements."""
     run_dir = root / f"scale-{ranks}-{time.time_ns()}"
     argv = [common.PY, "-c", _WRAPPER, "--devices", str(ranks), "--backend", "cpu", "--run-dir",
-            str(run_dir), "--plain", "--grace", "1", "--worker-cmd", f"{sys.executable} -S {SIM}",
+            str(run_dir), "--plain", "--grace", "1", "--worker-cmd", worker,
             "--scheduler-cmd", "none"]
     env = common.env(SIM_STEPS=str(STEPS), SIM_STEP_S=str(STEP_S))
     t0 = time.time()
@@ -110,13 +127,17 @@ def main() -> None:
     parser = common.arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="16,64,128,256,512,1024",
                         help="rank counts to simulate (default 16,64,128,256,512,1024)")
+    parser.add_argument("--stand-in", choices=("auto", "c", "python"), default="auto",
+                        help="the stand-in worker (default auto: the compiled one if cc works)")
     args = parser.parse_args()
     sizes = [int(s) for s in ("16,64,128" if args.quick else args.sizes).split(",")]
     root = common.bench_tmp()
+    worker = stand_in(args.stand_in, root)
+    log(f"stand-in worker: {worker}")
     rows = []
     for ranks in sizes:
         for _ in range(args.runs):
-            row = run_once(ranks, root)
+            row = run_once(ranks, root, worker)
             log(f"{ranks} ranks: wall {row['wall']:.1f} s (ideal {IDEAL_S:g}), launcher CPU "
                 f"{row['launcher_cpu']:.2f} s ({row['cpu_per_rank_ms']:.2f} ms/rank), all started "
                 f"{row['all_started']:.1f} s, teardown {row['teardown']:.2f} s, complete {row['complete']}")
@@ -142,7 +163,7 @@ def main() -> None:
             met=lambda median, ratio: median <= 10.0))
     render = dashboard_render_s(top)
     log(f"dashboard render at {top} ranks: {render * 1000:.1f} ms")
-    common.emit("scale", results, steps=STEPS, step_s=STEP_S, ideal_s=IDEAL_S,
+    common.emit("scale", results, stand_in=worker.split()[0].rsplit("/", 1)[-1], steps=STEPS, step_s=STEP_S, ideal_s=IDEAL_S,
                 table=[{"ranks": r, "wall": round(med(r, "wall"), 2),
                         "launcher_cpu": round(med(r, "launcher_cpu"), 3),
                         "cpu_per_rank_ms": round(med(r, "cpu_per_rank_ms"), 3),
