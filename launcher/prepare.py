@@ -38,7 +38,7 @@ from launcher.config import LaunchConfig, LaunchError
 from launcher.ports import PortReservation, reserve_port
 from launcher.record import RunRecord
 from launcher.rundir import RunDirBusy, RunDirLock, check_run_dir, check_run_name, default_run_dir
-from wrn.config import ConfigError, TrainConfig, load_config
+from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
 from wrn.hostname import host_name
 
 #: The host list of a multi-host run, kept in its run directory for ``--resume``.
@@ -356,7 +356,7 @@ def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,
     """The lines the plan view shows besides the plan: run dir, config, timings, restarts."""
     config, sup = prepared.config, prepared.config.supervisor
     notes = {"run dir": str(prepared.run_dir) + ("" if prepared.explicit_run_dir else " (default)"),
-             "config": f"{config_file or 'configs/default.yaml'} -> {prepared.run_dir / CONFIG_NAME}",
+             "config": f"{config_file or DEFAULT_CONFIG} -> {prepared.run_dir / CONFIG_NAME}",
              "grace": f"{sup.grace:g} s, stall warning {sup.stall_timeout:g} s, stall kill "
                       f"{sup.stall_kill:g} s, startup {sup.startup_timeout:g} s"}
     if prepared.hosts:

@@ -20,6 +20,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -31,8 +32,9 @@ from wrn.fileio import write_atomic
 #: ``data_path`` is a directory holding ``train/`` and ``test/``.
 BUILTIN_DATA = "builtin:rp2k-sample"
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO_ROOT / "configs"
+#: The bundled configs: the package's resource folder ``wrn/configs``, a link to the repository's
+#: ``configs/`` in a checkout and a copy of its YAML files in an installed wheel.
+CONFIG_DIR = Path(os.fspath(resources.files("wrn") / "configs")).resolve()
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 
@@ -150,9 +152,8 @@ def _coerce(key: str, value: Any) -> Any:
 def _check_value(key: str, value: Any) -> str | None:
     """Range/choice check of one already-typed value; returns a problem text or None."""
     if key in _CHOICES and value not in _CHOICES[key]:
-        close = difflib.get_close_matches(str(value), _CHOICES[key], n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"'{key}' must be one of {', '.join(_CHOICES[key])}; got {value!r}{hint}"
+        return (f"'{key}' must be one of {', '.join(_CHOICES[key])}; got {value!r}"
+                f"{_did_you_mean(str(value), _CHOICES[key])}")
     positive = {"batch_size", "epoch_size", "num_classes", "image_size", "num_parallel_workers",
                 "keep_checkpoint_max", "log_interval", "save_checkpoint_epochs"}
     non_negative = {"lr", "lr_end", "warmup_epochs", "weight_decay", "momentum", "eval_interval",
@@ -179,10 +180,14 @@ def _check_value(key: str, value: Any) -> str | None:
     return None
 
 
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``known``, or ``""``."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _unknown_key(key: str) -> str:
-    close = difflib.get_close_matches(key, list(_FIELDS), n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown key '{key}'{hint}"
+    return f"unknown key '{key}'{_did_you_mean(key, _FIELDS)}"
 
 
 def _key_nodes(text: str) -> dict[str, tuple[int, Any]]:
@@ -224,7 +229,8 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; pass an existing file with --config "
-                          f"(bundled ones are in {CONFIG_DIR})") from None
+                          f"(wrn-launch config show NAME -o FILE copies a bundled one, see "
+                          f"wrn-launch config list)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     try:
@@ -344,6 +350,25 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
 def dump_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (keys in declaration order), atomically."""
     write_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def bundled_configs() -> dict[str, Any]:
+    """The bundled configs, name (file name without ``.yaml``) -> resource, sorted by name."""
+    folder = resources.files("wrn") / "configs"
+    found = {entry.name[:-len(".yaml")]: entry for entry in folder.iterdir()
+             if entry.name.endswith(".yaml") and entry.is_file()}
+    return dict(sorted(found.items()))
+
+
+def bundled_config_text(name: str) -> bytes:
+    """The bytes of bundled config ``name`` (``default`` or ``default.yaml``); ``ConfigError``
+    naming the bundled ones when there is no such config."""
+    configs = bundled_configs()
+    stem = name[:-len(".yaml")] if name.endswith(".yaml") else name
+    if stem not in configs:
+        raise ConfigError(f"no bundled config {name!r}{_did_you_mean(stem, configs)}; the bundled "
+                          f"configs are {', '.join(configs) or 'missing from this installation'}")
+    return configs[stem].read_bytes()
 
 
 def config_keys() -> list[str]:

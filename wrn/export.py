@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from wrn.config import ConfigError, TrainConfig, load_config
+from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
 
 #: Export formats and the file suffix MindSpore gives each.
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -103,7 +103,7 @@ def _load_cfg(ckpt: Path, config: str | None, overrides: Sequence[str]) -> tuple
     found = find_run_config(ckpt)
     if found is not None:
         return load_config(found, list(overrides)), str(found)
-    return load_config(None, list(overrides)), "configs/default.yaml"
+    return load_config(None, list(overrides)), str(DEFAULT_CONFIG)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -35,7 +35,7 @@ from wrn.loop import CheckpointSaver, Evaluator, LoopState, ProgressEvents, Summ
 def build_arg_parser(prog: str = "python -m wrn.train") -> argparse.ArgumentParser:
     """Command-line flags of the worker (config keys come as --set k=v or --key=value)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml)")
+    parser.add_argument("--config", default=None, help="YAML config (default: the bundled default.yaml)")
     parser.add_argument("--output-dir", default=None,
                         help="where checkpoints/, classes.json and eval.json go (default: ckpt_path)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
