@@ -8,6 +8,7 @@
     wrn-launch ranktable --devices 0-7 [--hccn-conf FILE] [--server-ip IP] [-o FILE]
     wrn-launch ranktable merge A.json B.json [-o C.json] | ranktable check FILE
     wrn-launch export CKPT --format MINDIR|ONNX|AIR [--config FILE] [-o OUT] [--verify]
+    wrn-launch --version
 
 One argparse parser: the launch flags in argument groups on the top level (their defaults come
 from ``launcher.config``, written once there), the other commands as subparsers. The flags
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "0 succeeded, 1 a process of the run failed, 2 bad input (nothing started), "
                 "130/143 interrupted by Ctrl-C/SIGTERM. Everything about a run is in its run "
                 "directory (run.json, logs/, metrics.jsonl).")
+    p.add_argument("--version", action=_VersionAction,
+                   help="print the version, where it is installed, python and MindSpore; exit")
     _add_launch_arguments(p)
     subs = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser,
                             title="other commands (wrn-launch COMMAND --help)")
@@ -244,6 +247,27 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return p
+
+
+def version_text() -> str:
+    """``wrn-launch 0.1.0 from FOLDER (installed|source; python X, mindspore Y)``."""
+    from wrn_launch import installation, versions
+
+    info, have = installation(), versions()
+    how = "installed" if info["installed"] else "source"
+    return (f"{PROG} {info['version']} from {info['location']} ({how}; python {have['python']}, "
+            f"mindspore {have['mindspore'] or 'not installed'})")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: ``version_text()`` as one unwrapped line, computed only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(version_text())
+        parser.exit(0)
 
 
 def launch_config(args: argparse.Namespace, overrides: Sequence[str], argv: Sequence[str]) -> LaunchConfig:

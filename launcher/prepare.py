@@ -13,10 +13,8 @@ connections, and the plan request. ``Prepared.plan(attempt)`` turns that into a 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import os
-import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,23 +38,12 @@ from launcher.record import RunRecord
 from launcher.rundir import RunDirBusy, RunDirLock, check_run_dir, check_run_name, default_run_dir
 from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
 from wrn.hostname import host_name
+from wrn_launch import versions
 
 #: The host list of a multi-host run, kept in its run directory for ``--resume``.
 HOSTFILE_NAME = "hostfile"
 #: How many ports a restart tries before it gives up on finding one free on the master host.
 PORT_TRIES = 20
-
-
-def versions() -> dict[str, str | None]:
-    """Python, MindSpore (read from package metadata; MindSpore is not imported) and wrn-launch."""
-    def dist(name: str) -> str | None:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-    import wrn
-    return {"python": platform.python_version(), "mindspore": dist("mindspore"),
-            "wrn-launch": dist("wrn-launch") or wrn.__version__}
 
 
 @dataclass
@@ -334,7 +321,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
     if config.start_scheduler:
         scheduler_cmd = config.scheduler_cmd or (sys.executable, "-m", "wrn.scheduler")
     extra_env = {**hccl_env, **env}
-    if specs is None:
+    if specs is None and python_path(os.environ.get("PYTHONPATH")):
         extra_env = {"PYTHONPATH": python_path(os.environ.get("PYTHONPATH")), **extra_env}
     request = PlanRequest(
         backend=backend_name, nodes=nodes, run_dir=str(run_dir), cwd=os.getcwd(),
