@@ -8,6 +8,7 @@
     wrn-launch ranktable --devices 0-7 [--hccn-conf FILE] [--server-ip IP] [-o FILE]
     wrn-launch ranktable merge A.json B.json [-o C.json] | ranktable check FILE
     wrn-launch export CKPT --format MINDIR|ONNX|AIR [--config FILE] [-o OUT] [--verify]
+    wrn-launch config list | config show NAME [-o FILE [--force]]
     wrn-launch --version
 
 One argparse parser: the launch flags in argument groups on the top level (their defaults come
@@ -92,7 +93,8 @@ def _add_launch_arguments(p: argparse.ArgumentParser) -> None:
 def _add_what_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to train")
     what.add_argument("--config", dest="config_file", metavar="FILE", default=SUPPRESS,
-                      help="training config YAML (default: configs/default.yaml)")
+                      help="training config YAML (default: the bundled default.yaml, see "
+                           "'wrn-launch config show default')")
     what.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=SUPPRESS,
                       help="override a config key (repeatable); ModelZoo style --key=value works too")
     what.add_argument("--resume", metavar="RUN_DIR", default=SUPPRESS, help="continue that run in place "
@@ -240,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_command(subs)
     _add_ranktable_command(subs)
     _add_export_command(subs)
+    _add_config_command(subs)
     for module, summary in ((runs, "list runs"), (report, "summary, curves and plot of a run"),
                             (logs, "print or follow a run's logs")):
         name = module.__name__.rsplit(".", 1)[1]
@@ -498,6 +501,80 @@ def _export_command(args: argparse.Namespace) -> int:
         return 2
     print("\n".join(describe(result)))
     return 0 if result.same_classes in (None, True) else 1
+
+
+def _add_config_command(subs: Any) -> None:
+    """``wrn-launch config list`` and ``config show NAME [-o FILE] [--force]``."""
+    p = subs.add_parser("config", help="list the bundled configs, print or copy one",
+                        description="The configs bundled with wrn-launch (the repository's "
+                        "configs/ folder). Copy one as the start of your own with "
+                        "'config show NAME -o my.yaml', then train with '--config my.yaml'.")
+    commands = p.add_subparsers(dest="config_command", metavar="list|show", parser_class=_Parser,
+                                required=True)
+    commands.add_parser("list", help="the bundled configs, one per line",
+                        description="The bundled configs: name and the first line of its "
+                        "comments.").set_defaults(run=_config_list)
+    show = commands.add_parser("show", help="print a bundled config or copy it to a file",
+                               description="Print a bundled config exactly as shipped, or with "
+                               "-o copy it to FILE.")
+    show.add_argument("name", metavar="NAME", help="a name from 'wrn-launch config list'")
+    show.add_argument("-o", "--output", metavar="FILE", help="write the config to FILE instead "
+                      "of printing it")
+    show.add_argument("--force", action="store_true", help="with -o: replace FILE if it exists")
+    show.set_defaults(run=_config_show)
+
+
+def _config_list(args: argparse.Namespace) -> int:
+    from wrn.config import bundled_configs
+
+    configs = bundled_configs()
+    width = max(map(len, configs), default=0)
+    for name, resource in configs.items():
+        comments = [line for line in resource.read_text(encoding="utf-8").splitlines()
+                    if line.startswith("#")]
+        about = comments[0].lstrip("# ").strip() if comments else ""
+        print(f"{name:<{width}}  {about}".rstrip())
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    import os
+
+    from wrn.config import ConfigError, bundled_config_text
+    from wrn.fileio import write_atomic
+
+    name = f"{PROG} config show"
+    try:
+        data = bundled_config_text(args.name)
+    except ConfigError as exc:
+        print(f"{name}: error: {exc} (see {PROG} config list)", file=sys.stderr)
+        return 2
+    if args.output is None:
+        sys.stdout.flush()
+        out = getattr(sys.stdout, "buffer", None)
+        if out is not None:
+            out.write(data)
+            out.flush()
+        else:
+            sys.stdout.write(data.decode("utf-8"))
+        return 0
+    if os.path.isdir(args.output):
+        print(f"{name}: error: {args.output} is a folder; give a file name with -o",
+              file=sys.stderr)
+        return 2
+    if os.path.lexists(args.output) and not args.force:
+        print(f"{name}: error: {args.output} exists; choose another file with -o or pass --force "
+              f"to replace it", file=sys.stderr)
+        return 2
+    try:
+        write_atomic(args.output, data)
+    except OSError as exc:
+        print(f"{name}: error: cannot write {args.output}: {exc.strerror or exc}; choose another "
+              f"path with -o", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}: a copy of the bundled {args.name.removesuffix('.yaml')}; train "
+          f"with it: {PROG} --config {args.output}")
+    return 0
 
 
 if __name__ == "__main__":
