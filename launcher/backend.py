@@ -20,6 +20,7 @@ more class with this interface.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -45,10 +46,23 @@ class BackendError(Exception):
         self.host = host
 
 
+@functools.lru_cache(maxsize=1)
+def source_root() -> str | None:
+    """``PROJECT_ROOT`` when it is a source folder (a checkout) that processes need on
+    PYTHONPATH; None when the project is installed into this interpreter's environment (a
+    wheel). Asked when a launch is prepared, so the node agent does not pay for the lookup."""
+    from wrn_launch import installation
+
+    return None if installation()["installed"] else PROJECT_ROOT
+
+
 def python_path(existing: str | None = None) -> str:
-    """PYTHONPATH that makes this project importable (``-m wrn.train``) from any directory."""
-    parts = [PROJECT_ROOT] + [p for p in (existing or "").split(os.pathsep) if p and p != PROJECT_ROOT]
-    return os.pathsep.join(parts)
+    """PYTHONPATH that makes this project importable (``-m wrn.train``) from any directory: the
+    source folder first (none when installed), then ``existing``; "" when nothing is needed."""
+    root = source_root()
+    first = [root] if root else []
+    return os.pathsep.join(first + [p for p in (existing or "").split(os.pathsep)
+                                    if p and p != root])
 
 
 class Backend:
@@ -115,6 +129,8 @@ class LocalBackend(Backend):
         """The agent's environment: the launcher's, with the project importable."""
         env = dict(os.environ)
         env["PYTHONPATH"] = python_path(env.get("PYTHONPATH"))
+        if not env["PYTHONPATH"]:
+            del env["PYTHONPATH"]
         env["PYTHONUNBUFFERED"] = "1"
         env[PARENT_ENV] = str(os.getpid())
         return env

@@ -28,7 +28,7 @@ from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node
 from cluster.ranktable.hccn import parse_hccn_conf
 from launcher.rundir import path_inside
 from launcher.preflight import HostCheck, print_table, raise_if_failed, run_preflight
-from launcher.backend import PROJECT_ROOT, Backend
+from launcher.backend import Backend, source_root
 from launcher.ssh import RemoteHost, SSHBackend, SSHSettings, resolve_target
 from wrn.config import PLAIN_NAME
 from wrn.fileio import write_atomic
@@ -49,9 +49,11 @@ class HostsPrepared:
 def remote_hosts(specs: Sequence[HostSpec], settings: SSHSettings, cwd: str,
                  run_dir: str | None = None) -> dict[str, RemoteHost]:
     """Each host's SSH target (after ~/.ssh/config), python, project path and launch dir;
-    ``run_dir`` is the run directory's path on the hosts (None: the same path as here)."""
+    ``run_dir`` is the run directory's path on the hosts (None: the same path as here). The
+    project path is ``workdir=``, else this launcher's source folder; None when this launcher is
+    installed (each host's python then imports its own installed wrn-launch)."""
     return {s.name: RemoteHost(s.name, resolve_target(s.name, settings, s.user, s.port),
-                               s.python or sys.executable, s.workdir or PROJECT_ROOT, cwd, run_dir)
+                               s.python or sys.executable, s.workdir or source_root(), cwd, run_dir)
             for s in specs}
 
 

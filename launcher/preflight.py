@@ -3,8 +3,11 @@
 Per host (one thread each, all within ``--ssh-timeout`` for the connection): SSH reachable and
 trusted, then one small probe run with the host's python in the launch directory that reports
 python and MindSpore versions (``importlib.metadata``), whether ``wrn``/``launcher`` import,
-whether the data path is there (``wrn.data.check_data_path``; the built-in dataset counts), the
-host's devices and cores, and, on the master, whether the scheduler port is free. The results
+which wrn-launch that is (its version, and whether it is the distribution installed for that
+python or a source folder such as ``workdir=`` on PYTHONPATH; ``wrn_launch.installation``)
+and whether its import names clash with other code there, whether the data path is there
+(``wrn.data.check_data_path``; the built-in dataset counts), the host's devices and cores,
+and, on the master, whether the scheduler port is free. The results
 make one table; any failure becomes one ``PlanError`` naming every failed host, and nothing has
 been started anywhere.
 """
@@ -12,6 +15,7 @@ been started anywhere.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +24,8 @@ from typing import Any, Mapping, Sequence
 
 from cluster.errors import PlanError
 from launcher.formatting import cells
-from launcher.ssh import RemoteHost, SSHError, SSHSettings, connect, run_command
+from launcher.ssh import RemoteHost, SSHError, SSHSettings, connect, python_command, run_command
+from wrn_launch import clash_message
 
 PROBE_TAG = "@wrn-preflight "
 
@@ -34,12 +39,17 @@ def ver(name):
     except Exception:
         return None
 out = {"python": platform.python_version(), "mindspore": ver("mindspore"), "import": None,
-       "data": None, "devices": None, "cpus": sorted(os.sched_getaffinity(0)), "port_free": None}
+       "clashes": None, "project": None, "data": None, "devices": None,
+       "cpus": sorted(os.sched_getaffinity(0)), "port_free": None}
 try:
-    import wrn, launcher, cluster
+    import wrn_launch
+    out["clashes"] = wrn_launch.clashes() or None
+    if out["clashes"] is None:
+        import wrn, launcher, cluster
+        out["project"] = wrn_launch.installation()
 except Exception as exc:
     out["import"] = f"{type(exc).__name__}: {exc}"
-else:
+if out["project"] is not None:
     try:
         from wrn.data import check_data_path
         check_data_path(args["data_path"])
@@ -63,6 +73,7 @@ class HostCheck:
     seconds: float = 0.0
     python: str | None = None
     mindspore: str | None = None
+    project: str | None = None  # "0.1.0 installed" / "0.1.0 workdir" / "0.1.0 source", location
     devices: list[int] | None = None
     cpus: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -79,9 +90,7 @@ def probe_command(host: RemoteHost, backend: str, data_path: str, port: int | No
     fields: dict[str, Any] = {"backend": backend, "data_path": data_path, "port": port}
     if dev_dir != "/dev":
         fields["dev_dir"] = dev_dir
-    q = shlex.quote
-    return (f"cd {q(host.cwd)} && exec env PYTHONPATH={q(host.workdir)} {q(host.python)} - "
-            f"{q(json.dumps(fields))}")
+    return python_command(host, f"- {shlex.quote(json.dumps(fields))}")
 
 
 def parse_probe(stdout: str) -> dict[str, Any] | None:
@@ -106,10 +115,7 @@ def judge(check: HostCheck, report: dict[str, Any], want: Mapping[str, str | Non
             check.problems.append(f"{name} {report.get(name) or 'missing'} at {host.python}, but the "
                                   f"launcher has {want.get(name)}; install the same version there or "
                                   f"point python= in the hostfile at a matching interpreter")
-    if report.get("import"):
-        check.problems.append(f"the project does not import there ({report['import']}) with "
-                              f"PYTHONPATH={host.workdir}; put a checkout at that path or set "
-                              f"workdir= in the hostfile")
+    _judge_project(check, report, want.get("wrn-launch"), host)
     if report.get("data"):
         check.problems.append(f"data: {report['data']}")
     have = report.get("devices")
@@ -123,6 +129,32 @@ def judge(check: HostCheck, report: dict[str, Any], want: Mapping[str, str | Non
                               f"--port")
     if not check.cpus:
         check.problems.append("no usable CPU cores reported")
+
+
+def _judge_project(check: HostCheck, report: dict[str, Any], want: str | None,
+                   host: RemoteHost) -> None:
+    """Which wrn-launch the probe found (``check.project``) and what is wrong with it: a clash
+    of import names, no import at all, or a version other than the launcher's (``want``)."""
+    project = report.get("project") or {}
+    version, where = project.get("version"), project.get("location")
+    if project:
+        kind = "installed" if project.get("installed") else "source"
+        if not project.get("installed") and host.workdir and \
+                where == os.path.normpath(host.workdir):
+            kind = "workdir"
+        check.project = f"{version} {kind}\n{where}"
+    fix = (f"install wrn-launch {want} for {host.python} there (pip install of the same wheel) or "
+           f"set workdir= in the hostfile to a checkout of it")
+    if report.get("clashes"):
+        check.problems.append(clash_message(report["clashes"], host.python))
+    elif report.get("import"):
+        source = (f"with PYTHONPATH={host.workdir}" if host.workdir
+                  else f"installed for {host.python}")
+        check.problems.append(f"the project does not import there ({report['import']}) {source}; "
+                              f"{fix}")
+    elif want is not None and version != want:
+        check.problems.append(f"wrn-launch {version or 'of unknown version'} from {where or '?'} "
+                              f"there, but the launcher is {want}; {fix}")
 
 
 def check_host(host: RemoteHost, settings: SSHSettings, want: Mapping[str, str | None],
@@ -191,11 +223,12 @@ def results_table(checks: Sequence[HostCheck]):
     from rich.table import Table
 
     table = Table(title="pre-flight", show_lines=False)
-    for col in ("host", "address", "python", "mindspore", "devices", "cores", "time", "result"):
+    for col in ("host", "address", "python", "mindspore", "wrn-launch", "devices", "cores", "time",
+                "result"):
         table.add_column(col)
     for c in checks:
         devices = "logical" if c.devices is None else ",".join(map(str, c.devices)) or "none"
-        table.add_row(*cells(c.host, c.address, c.python or "-", c.mindspore or "-",
+        table.add_row(*cells(c.host, c.address, c.python or "-", c.mindspore or "-", c.project or "-",
                       devices if c.python else "-", str(len(c.cpus)) if c.cpus else "-",
                       f"{c.seconds:.1f} s", "ok" if c.ok else "FAILED: " + "; ".join(c.problems)))
     return table

@@ -253,16 +253,22 @@ class RemoteHost:
     name: str
     target: SSHTarget
     python: str
-    workdir: str
+    workdir: str | None  # the project's folder there (PYTHONPATH); None: installed there
     cwd: str
     run_dir: str | None = None  # the run directory's path there; None: the same as here
 
 
+def python_command(host: RemoteHost, args: str, env: str = "") -> str:
+    """The shell command that runs ``python ARGS`` (already quoted) on ``host``: in the launch
+    directory, with the project's folder there on PYTHONPATH (if it has one) and ``env``."""
+    q = shlex.quote
+    path = f"PYTHONPATH={q(host.workdir)} " if host.workdir else ""
+    return f"cd {q(host.cwd)} && exec env {path}{env}{q(host.python)} {args}"
+
+
 def agent_command(host: RemoteHost) -> str:
     """The shell command that runs the node agent on ``host`` (no secrets in it, ever)."""
-    q = shlex.quote
-    return (f"cd {q(host.cwd)} && exec env PYTHONPATH={q(host.workdir)} PYTHONUNBUFFERED=1 "
-            f"{q(host.python)} -m launcher.agent")
+    return python_command(host, "-m launcher.agent", "PYTHONUNBUFFERED=1 ")
 
 
 class SSHBackend(Backend):
@@ -333,11 +339,8 @@ class SSHBackend(Backend):
 
     def port_free(self, host: str, port: int) -> bool:
         """Asks the host's python whether ``port`` can be bound there (the pre-flight's test)."""
-        info = self.hosts[host]
-        q = shlex.quote
         code = f"from launcher.ports import port_is_free; print(port_is_free({int(port)}))"
-        command = (f"cd {q(info.cwd)} && exec env PYTHONPATH={q(info.workdir)} {q(info.python)} "
-                   f"-c {q(code)}")
+        command = python_command(self.hosts[host], f"-c {shlex.quote(code)}")
         try:
             status, out, err = run_command(self.client(host), command, max(self.settings.timeout, 30.0))
         except (TimeoutError, OSError, paramiko.SSHException) as exc:

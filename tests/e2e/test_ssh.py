@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import wrn
 from tests.support.launches import FAKE_SCHEDULER_CMD, FAKE_WORKER_CMD, SSHRun
 from tests.support.processes import fake_env, free_port, run_processes, wait_for
 
@@ -54,6 +55,7 @@ def test_two_hosts_fake_run_logs_env_and_masking(runs, sshd):
     assert "hunter2" not in run.out + run.err
     assert "pre-flight" in run.err
     assert "ok" in run.err  # the results table
+    assert run.err.count(f"{wrn.__version__} workdir") == 2  # both import this checkout (PYTHONPATH)
     assert "replicas in sync" in run.out
     assert (run.dir / ".wrn-run-marker").exists()
     assert wait_for(run.all_gone, 5)

@@ -51,6 +51,13 @@ def test_commands_are_quoted_and_hold_no_secret():
     assert SSHBackend({"h1": host}, {}).agent_cmd("h1") == ["/py", "-m", "launcher.agent"]
 
 
+def test_commands_without_workdir_use_the_hosts_installed_copy():
+    installed = _host(workdir=None)
+    assert agent_command(installed) == ("cd '/launch dir' && exec env PYTHONUNBUFFERED=1 /py "
+                                        "-m launcher.agent")
+    assert probe_command(installed, "cpu", "BUILTIN", None).startswith("cd '/launch dir' && exec env /py - '")
+
+
 def test_parse_probe():
     assert parse_probe('noise\n@wrn-preflight {"python": "3.11.9"}\n') == {"python": "3.11.9"}
     assert parse_probe("@wrn-preflight {broken") is None
@@ -73,6 +80,49 @@ def test_judge_reports_every_problem():
     assert good.cpus == [0, 1]
 
 
+WANT_PROJECT = {**WANT, "wrn-launch": "0.1.0"}
+REPORT = {**WANT, "import": None, "data": None, "devices": None, "cpus": [0], "port_free": None}
+INSTALLED = {"version": "0.1.0", "location": "/opt/venv/lib/python3.11/site-packages", "installed": True}
+
+
+def test_judge_accepts_an_installed_wrn_launch_and_says_so():
+    check = HostCheck("h1")
+    judge(check, {**REPORT, "project": INSTALLED}, WANT_PROJECT, _host(workdir=None), None, None)
+    assert check.ok
+    assert check.project == "0.1.0 installed\n/opt/venv/lib/python3.11/site-packages"
+
+
+def test_judge_accepts_a_workdir_checkout_and_says_so():
+    check = HostCheck("h1")
+    judge(check, {**REPORT, "project": {"version": "0.1.0", "location": "/srv/wrn", "installed": False}},
+          WANT_PROJECT, _host(workdir="/srv/wrn/"), None, None)
+    assert check.ok
+    assert check.project == "0.1.0 workdir\n/srv/wrn"
+
+
+def test_judge_refuses_another_version():
+    check = HostCheck("h1")
+    judge(check, {**REPORT, "project": {**INSTALLED, "version": "0.0.9"}}, WANT_PROJECT,
+          _host(workdir=None), None, None)
+    assert not check.ok
+    assert "wrn-launch 0.0.9 from /opt/venv" in check.problems[0]
+    assert "but the launcher is 0.1.0; install wrn-launch 0.1.0 for /py there" in check.problems[0]
+
+
+def test_judge_refuses_a_missing_or_clashing_wrn_launch():
+    missing = HostCheck("h1")
+    judge(missing, {**REPORT, "import": "ModuleNotFoundError: No module named 'wrn_launch'"},
+          WANT_PROJECT, _host(workdir=None), None, None)
+    assert ("does not import there (ModuleNotFoundError: No module named 'wrn_launch') installed "
+            "for /py; install wrn-launch 0.1.0") in missing.problems[0]
+    clash = HostCheck("h1")
+    judge(clash, {**REPORT, "clashes": ["'cluster' is also installed by cluster 1.4.1"]},
+          WANT_PROJECT, _host(workdir=None), None, None)
+    assert len(clash.problems) == 1
+    assert "clash with other Python code for /py" in clash.problems[0]
+    assert "'cluster' is also installed by cluster 1.4.1" in clash.problems[0]
+
+
 def test_failure_message_table_and_raise():
     checks = [HostCheck("a", "u@a:22", python="3.11.9", cpus=[0]),
               HostCheck("b", "u@b:22", problems=["boom"])]
@@ -85,6 +135,7 @@ def test_failure_message_table_and_raise():
     print_table(checks, out)
     assert "pre-flight" in out.getvalue()
     assert "FAILED: boom" in out.getvalue()
+    assert "wrn-launch" in out.getvalue()
 
 
 def test_remote_hosts_and_complete_per_host_plans():
@@ -92,6 +143,8 @@ def test_remote_hosts_and_complete_per_host_plans():
     hosts = remote_hosts(specs, SSHSettings(config_path="/nonexistent"), "/cwd")
     assert hosts["a"].python == sys.executable
     assert hosts["b"].python == "/other/py"
+    assert hosts["a"].workdir == str(Path(__file__).resolve().parents[2])  # this checkout
+    assert hosts["b"].workdir == "/w"
     assert host_device_ids(specs[1]) == (2, 3)
     assert host_device_ids(specs[0]) == (0,)
     req = PlanRequest(backend="cpu", nodes=(Node("a", "10.0.0.1", (0,), (0,), python=sys.executable,
