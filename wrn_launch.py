@@ -113,13 +113,22 @@ def installation() -> dict[str, Any]:
     import wrn
 
     location = os.path.dirname(os.path.dirname(os.path.realpath(wrn.__file__)))
+    return {"version": wrn.__version__, "location": location,
+            "installed": _installed_file() == os.path.realpath(wrn.__file__)}
+
+
+def _installed_file() -> str | None:
+    """``wrn/__init__.py`` as installed by pip (listed in the RECORD of the first ``wrn-launch``
+    distribution on the path); None when there is none, or it is not such an installation (an
+    editable install, or the egg-info a build leaves in a source folder)."""
     try:
         dist = importlib.metadata.distribution(DIST_NAME)
-        installed_at = os.path.realpath(str(dist.locate_file("wrn/__init__.py")))
     except importlib.metadata.PackageNotFoundError:
-        installed_at = None
-    return {"version": wrn.__version__, "location": location,
-            "installed": installed_at == os.path.realpath(wrn.__file__)}
+        return None
+    record = dist.read_text("RECORD") or ""
+    if not any(line.startswith("wrn/__init__.py,") for line in record.splitlines()):
+        return None
+    return os.path.realpath(str(dist.locate_file("wrn/__init__.py")))
 
 
 def versions() -> dict[str, str | None]:

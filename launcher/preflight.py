@@ -225,7 +225,7 @@ def results_table(checks: Sequence[HostCheck]):
     table = Table(title="pre-flight", show_lines=False)
     for col in ("host", "address", "python", "mindspore", "wrn-launch", "devices", "cores", "time",
                 "result"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold" if col == "wrn-launch" else "ellipsis")
     for c in checks:
         devices = "logical" if c.devices is None else ",".join(map(str, c.devices)) or "none"
         table.add_row(*cells(c.host, c.address, c.python or "-", c.mindspore or "-", c.project or "-",
