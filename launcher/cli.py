@@ -454,14 +454,21 @@ def _ranktable_generate(args: argparse.Namespace) -> int:
                         f"device IPs from {source}")
 
 
-def _write_table(name: str, table, output: str, origin: str) -> int:
+def _write_output(name: str, output: str, data: str | bytes) -> Any:
+    """Write ``data`` to ``output`` (``-o``) atomically: its path, or None after one error line."""
     from wrn.fileio import write_atomic
 
     try:
-        path = write_atomic(output, table.text())
+        return write_atomic(output, data)
     except OSError as exc:
-        print(f"{name}: error: cannot write {output}: {exc.strerror}; choose another path with -o",
-              file=sys.stderr)
+        print(f"{name}: error: cannot write {output}: {exc.strerror or exc}; choose another path "
+              f"with -o", file=sys.stderr)
+        return None
+
+
+def _write_table(name: str, table, output: str, origin: str) -> int:
+    path = _write_output(name, output, table.text())
+    if path is None:
         return 2
     print(f"wrote {path}: {len(table.servers)} server(s), {table.world_size} rank(s) ({origin})")
     print("\n".join(f"  {line}" for line in table.describe().splitlines()))
@@ -541,7 +548,6 @@ def _config_show(args: argparse.Namespace) -> int:
     import os
 
     from wrn.config import ConfigError, bundled_config_text
-    from wrn.fileio import write_atomic
 
     name = f"{PROG} config show"
     try:
@@ -566,11 +572,7 @@ def _config_show(args: argparse.Namespace) -> int:
         print(f"{name}: error: {args.output} exists; choose another file with -o or pass --force "
               f"to replace it", file=sys.stderr)
         return 2
-    try:
-        write_atomic(args.output, data)
-    except OSError as exc:
-        print(f"{name}: error: cannot write {args.output}: {exc.strerror or exc}; choose another "
-              f"path with -o", file=sys.stderr)
+    if _write_output(name, args.output, data) is None:
         return 2
     print(f"wrote {args.output}: a copy of the bundled {args.name.removesuffix('.yaml')}; train "
           f"with it: {PROG} --config {args.output}")
