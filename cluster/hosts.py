@@ -10,7 +10,9 @@ Hostfile (DeepSpeed / MPI style), one host per line, ``#`` starts a comment::
 ``slots`` is the number of devices (workers) on that host; ``devices`` names them (CPU devices
 are logical, so ``slots`` alone is enough). ``user``/``port`` override ``~/.ssh/config``;
 ``python`` is the interpreter there (default: the launcher's own path); ``workdir`` is the
-project checkout there (default: the launcher's own). ``--hosts a:8,b:8`` is the short form.
+project checkout there, put on PYTHONPATH (default: the launcher's own checkout; none when the
+launcher is installed, so each host imports its installed wrn-launch). ``--hosts a:8,b:8`` is
+the short form.
 The first host is the master: it holds rank 0 and runs the scheduler.
 """
 
