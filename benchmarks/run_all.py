@@ -79,7 +79,7 @@ def main() -> int:
     if args.markdown:
         print(markdown(json.loads(LAST_RUN.read_text())["benchmarks"]))
         return 0
-    names = args.only or list(BENCHMARKS)
+    names = args.only or ([] if args.merge else list(BENCHMARKS))  # --merge alone runs nothing
     merged = []
     for path in args.merge:
         obj = json.loads(Path(path).read_text().strip().splitlines()[-1])
