@@ -1,5 +1,7 @@
-"""wrn-launch with the real worker (``python -m wrn.train``) and scheduler on CPU: the default
-config trained on 2 devices, and failures of real MindSpore processes. Minutes, not seconds."""
+"""wrn-launch with the real worker (``python -m wrn.train``) and scheduler on CPU: failures of
+real MindSpore processes, and two real runs at once. Minutes, not seconds. (The default config
+trained on 2 devices to its usual accuracy is checked once, from the installed wheel, in
+test_wheel.py.)"""
 
 from __future__ import annotations
 
@@ -46,27 +48,6 @@ def cleanup():
             popen.wait()
         for pid in run_processes(run_dir):
             os.kill(pid, signal.SIGKILL)
-
-
-def test_two_devices_default_config(tmp_path, cleanup):
-    popen, run_dir = start(tmp_path)
-    cleanup((popen, run_dir))
-    out, err = popen.communicate(timeout=900)
-    assert popen.returncode == 0, out[-3000:] + err[-3000:]
-    assert "replicas in sync" in out
-    assert "\x1b" not in out
-    record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "succeeded"
-    assert all(p["exit_code"] == 0 for p in record["processes"])  # scheduler included
-    assert record["summary"]["top1"] >= 0.90
-    assert json.loads((run_dir / "eval.json").read_text())["top1"] >= 0.90
-    assert list((run_dir / "checkpoints").glob("*.ckpt"))
-    assert (run_dir / "classes.json").exists()
-    assert (run_dir / "logs" / "scheduler.log").exists()
-    finishes = [e for e in events(run_dir) if e["event"] == "finish"]
-    assert len(finishes) == 2
-    assert finishes[0]["checksum"] == finishes[1]["checksum"]
-    assert all_gone(run_dir)
 
 
 def test_sigkill_real_worker_mid_training(tmp_path, cleanup):

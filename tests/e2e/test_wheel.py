@@ -23,7 +23,7 @@ import pytest
 
 import wrn
 from tests.support import REPO
-from tests.support.processes import fake_env
+from tests.support.processes import fake_env, run_processes, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -145,10 +145,12 @@ def test_installed_preflight_over_ssh(installed, sshd):
 
 
 def test_installed_default_job_two_devices(installed):
+    """The default job (what `make demo` runs), here from the installed wheel: the suite's one
+    full run of it, so it also checks what a default run leaves behind."""
     exe, _, _, elsewhere, _ = installed
     run_dir = elsewhere / "run"
     t0 = time.monotonic()
-    _run([exe, "--devices", "2", "--run-dir", run_dir, "--plain"], elsewhere, 900)
+    res = _run([exe, "--devices", "2", "--run-dir", run_dir, "--plain"], elsewhere, 900)
     record = json.loads((run_dir / "run.json").read_text())
     top1 = json.loads((run_dir / "eval.json").read_text())["top1"]
     print(f"default 2-device job from the installed wheel: {time.monotonic() - t0:.0f} s, top-1 {top1:.4f}")
@@ -156,3 +158,14 @@ def test_installed_default_job_two_devices(installed):
     assert record["versions"]["wrn-launch"] == wrn.__version__
     assert record["summary"]["top1"] >= 0.90
     assert top1 >= 0.90
+    assert "replicas in sync" in res.stdout
+    assert "\x1b" not in res.stdout
+    assert all(p["exit_code"] == 0 for p in record["processes"])  # scheduler included
+    assert list((run_dir / "checkpoints").glob("*.ckpt"))
+    assert (run_dir / "classes.json").exists()
+    assert (run_dir / "logs" / "scheduler.log").exists()
+    finishes = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    finishes = [e for e in finishes if e["event"] == "finish"]
+    assert len(finishes) == 2
+    assert finishes[0]["checksum"] == finishes[1]["checksum"]
+    assert wait_for(lambda: not run_processes(run_dir), 5)
