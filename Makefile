@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/wrn-launch --devices 2 --backend cpu
 
 # The whole test suite (real MindSpore processes, and the wheel installed into a fresh venv in a
-# temporary folder; ~16 minutes on 2 cores).
+# temporary folder; ~21 minutes on 2 cores).
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 

@@ -41,7 +41,7 @@ from launcher.config import SupervisorConfig
 from launcher.proc import kill_group, signal_name
 from launcher.progress import RootCause, RunProgress, RunSummary
 from launcher.record import AgentRecord, ProcessRecord, RunRecord, RunRecordWriter
-from launcher.formatting import exit_text
+from launcher.formatting import exit_text, who
 from launcher.renderers import Renderer
 from launcher.rundir import RunFiles, iso_time
 from wrn.events import number, parse as parse_event
@@ -302,6 +302,14 @@ class Monitor:
         if proc.error:
             proc.tail.append(proc.error)
         ok = proc.exit_code == 0
+        if not ok and self._finished(proc):
+            # MindSpore 2.10 has been seen to crash (SIGSEGV) in its own shutdown after a rank
+            # had reported "finish": the rank's work is complete, so the run is not failed
+            proc.error = (f"{exit_text(proc.exit_code, proc.signal)} after it had reported "
+                          f"finishing (its results are complete)")
+            self._ui("message", "warning", f"{who(proc.spec.name, proc.spec.rank)} on {host} "
+                                           f"{proc.error}; counted as succeeded")
+            ok = True
         self._set_proc_state(proc, ProcState.SUCCEEDED if ok else ProcState.FAILED)
         self._save(proc)
         self._ui("process_exited", proc.spec.name, proc.spec.rank, host, proc.exit_code, proc.signal,
@@ -316,6 +324,12 @@ class Monitor:
                     self.sched_deadline = time.monotonic() + self.opts.scheduler_wait
         elif not ok and self._ended_workers() < self._worker_count:
             self._fail(proc, exit_text(proc.exit_code, proc.signal) + " while workers were running")
+
+    def _finished(self, proc: Proc) -> bool:
+        """True when ``proc`` is a worker that reported ``finish`` with status ok."""
+        if proc.spec.role != "worker" or proc.spec.rank is None:
+            return False
+        return (self.progress.finish.get(proc.spec.rank) or {}).get("status") == "ok"
 
     def _succeeded_workers(self) -> int:
         return self._worker_states[ProcState.SUCCEEDED]
@@ -515,7 +529,7 @@ class Monitor:
                 f"by {signal_name(self.interrupted)}"
         elif self.root_cause is not None:
             state, code = RunState.FAILED, 1
-        elif workers and all(p.exit_code == 0 for p in workers):
+        elif workers and all(p.state is ProcState.SUCCEEDED for p in workers):
             state, code = RunState.SUCCEEDED, 0
         else:
             state, code, note = RunState.FAILED, 1, "not every worker succeeded"

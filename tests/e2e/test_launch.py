@@ -208,3 +208,20 @@ def test_pids_are_in_run_json_while_running(runs):
     assert all(pid_alive(p["pid"]) and p["exit_code"] is None for p in procs.values())
     run.popen.send_signal(signal.SIGTERM)
     assert run.wait() == 143
+
+
+def test_a_crash_after_finishing_does_not_fail_the_run(runs):
+    run = runs(steps=3, rank=1, crash_after_finish=1)
+    assert run.wait() == 0, run.out + run.err
+    assert run.record["status"] == "succeeded"
+    rank1 = run.procs()["rank1"]
+    assert rank1["signal"] == "SIGSEGV"
+    assert "after it had reported finishing" in rank1["error"]
+    assert "rank 1 on" in run.out
+    assert "counted as succeeded" in run.out
+
+
+def test_a_crash_before_finishing_still_fails_the_run(runs):
+    run = runs(steps=3, rank=1, kill_at=2)
+    assert run.wait() == 1
+    assert run.record["status"] == "failed"

@@ -16,6 +16,7 @@ apply only to the rank named by ``FAKE_RANK`` (default: every rank).
     FAKE_GRANDCHILD=1                     start a sleeping child process (same group)
     FAKE_DIVERGE=1                        (target) report a different parameter checksum
     FAKE_CONNECT=1                        register with the scheduler at MS_SCHED_HOST:PORT
+    FAKE_CRASH_AFTER_FINISH=1             (target) SIGSEGV itself after its finish event
 
 ``--resume-from DIR`` (a restart or ``--resume``) continues after the newest ``fake-e<N>.ckpt``
 in DIR (epoch N+1; its start event names the file in ``resumed_from``), and the faults above
@@ -172,6 +173,8 @@ def run_worker(output_dir: str | None, resume_from: str | None = None) -> int:
     emit("finish", rank, status="ok", checksum=checksum, seconds=epochs * steps * step_s, top1=0.95)
     if link is not None:
         link.close()
+    if me and os.environ.get("FAKE_CRASH_AFTER_FINISH"):
+        os.kill(os.getpid(), signal.SIGSEGV)  # as MindSpore's shutdown has been seen to do
     return 0
 
 
