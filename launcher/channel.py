@@ -32,13 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from launcher.backend import Backend
-from wrn.events import number, whole
+from wrn.events import number, text, whole
 
 TAIL_LINES = 20
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,7 @@ class Done:
 
 
 def _hello(m: Mapping[str, Any]) -> Hello:
-    return Hello(_str(m.get("host")), whole(m.get("pid")))
+    return Hello(text(m.get("host")), whole(m.get("pid")))
 
 
 def _started(m: Mapping[str, Any]) -> Started:
@@ -105,7 +101,7 @@ def _line(m: Mapping[str, Any]) -> Line:
 
 def _exited(m: Mapping[str, Any]) -> Exited:
     return Exited(str(m.get("name")), whole(m.get("rank")), whole(m.get("pid")),
-                  whole(m.get("exit_code")), _str(m.get("signal")), _str(m.get("error")),
+                  whole(m.get("exit_code")), text(m.get("signal")), text(m.get("error")),
                   number(m.get("time")))
 
 
@@ -115,7 +111,7 @@ MESSAGE_TYPES = {
     "started": _started,
     "line": _line,
     "exited": _exited,
-    "stopping": lambda m: Stopping(_str(m.get("reason")), number(m.get("grace"))),
+    "stopping": lambda m: Stopping(text(m.get("reason")), number(m.get("grace"))),
     "warning": lambda m: AgentWarning(str(m.get("message"))),
     "done": lambda m: Done(),
 }

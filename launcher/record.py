@@ -24,16 +24,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cluster.hosts import mask_env
-from wrn.events import number, whole
+from wrn.events import number, text, whole
 from wrn.fileio import write_atomic
 
 RUN_JSON = "run.json"
 FORMAT = 1
 STATUSES = ("running", "succeeded", "failed", "interrupted")
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _dict(value: Any) -> dict[str, Any] | None:
@@ -78,12 +74,12 @@ class ProcessRecord:
     def from_dict(cls, data: Any) -> "ProcessRecord | None":
         if not isinstance(data, dict):
             return None
-        return cls(name=_str(data.get("name")) or "?", role=_str(data.get("role")) or "worker",
-                   host=_str(data.get("host")) or "?", rank=whole(data.get("rank")),
+        return cls(name=text(data.get("name")) or "?", role=text(data.get("role")) or "worker",
+                   host=text(data.get("host")) or "?", rank=whole(data.get("rank")),
                    pid=whole(data.get("pid")), pgid=whole(data.get("pgid")),
-                   start_time=_str(data.get("start_time")), end_time=_str(data.get("end_time")),
-                   exit_code=whole(data.get("exit_code")), signal=_str(data.get("signal")),
-                   error=_str(data.get("error")), log=_str(data.get("log")))
+                   start_time=text(data.get("start_time")), end_time=text(data.get("end_time")),
+                   exit_code=whole(data.get("exit_code")), signal=text(data.get("signal")),
+                   error=text(data.get("error")), log=text(data.get("log")))
 
 
 @dataclass
@@ -100,7 +96,7 @@ class AgentRecord:
     def from_dict(cls, data: Any) -> "AgentRecord | None":
         if not isinstance(data, dict):
             return None
-        return cls(_str(data.get("host")) or "?", whole(data.get("pid")))
+        return cls(text(data.get("host")) or "?", whole(data.get("pid")))
 
 
 @dataclass
@@ -134,14 +130,14 @@ class AttemptRecord:
         if not isinstance(data, dict):
             return None
         number = whole(data.get("attempt")) or 0
-        return cls(attempt=number, outcome=_str(data.get("outcome")) or "ended",
-                   logs=_str(data.get("logs")) or f"logs/attempt-{number}",
-                   status=_str(data.get("status")), start_time=_str(data.get("start_time")),
-                   end_time=_str(data.get("end_time")), exit_code=whole(data.get("exit_code")),
+        return cls(attempt=number, outcome=text(data.get("outcome")) or "ended",
+                   logs=text(data.get("logs")) or f"logs/attempt-{number}",
+                   status=text(data.get("status")), start_time=text(data.get("start_time")),
+                   end_time=text(data.get("end_time")), exit_code=whole(data.get("exit_code")),
                    processes=[p for p in map(ProcessRecord.from_dict, _list(data.get("processes")))
                               if p is not None],
                    root_cause=_dict(data.get("root_cause")), summary=_dict(data.get("summary")),
-                   restart_reason=_str(data.get("restart_reason")))
+                   restart_reason=text(data.get("restart_reason")))
 
 
 @dataclass
@@ -195,22 +191,22 @@ class RunRecord:
         command = data.get("command")
         return cls(
             command=[str(c) for c in command] if isinstance(command, list) else None,
-            cwd=_str(data.get("cwd")), versions=_dict(data.get("versions")) or {},
-            backend=_str(data.get("backend")), plan=_dict(data.get("plan")) or {},
+            cwd=text(data.get("cwd")), versions=_dict(data.get("versions")) or {},
+            backend=text(data.get("backend")), plan=_dict(data.get("plan")) or {},
             env={str(k): str(v) for k, v in (_dict(data.get("env")) or {}).items()},
-            config=_str(data.get("config")), rank_table=_str(data.get("rank_table")),
+            config=text(data.get("config")), rank_table=text(data.get("rank_table")),
             attempt=whole(data.get("attempt")) or 1,
             attempts=[a for a in map(AttemptRecord.from_dict, _list(data.get("attempts")))
                       if a is not None],
             max_restarts=whole(data.get("max_restarts")) or 0,
-            status=_str(data.get("status")) or "unknown", start_time=_str(data.get("start_time")),
-            end_time=_str(data.get("end_time")), wall_s=number(data.get("wall_s")),
+            status=text(data.get("status")) or "unknown", start_time=text(data.get("start_time")),
+            end_time=text(data.get("end_time")), wall_s=number(data.get("wall_s")),
             exit_code=whole(data.get("exit_code")),
             processes=[p for p in map(ProcessRecord.from_dict, _list(data.get("processes")))
                        if p is not None],
             agents=[a for a in map(AgentRecord.from_dict, _list(data.get("agents"))) if a is not None],
             root_cause=_dict(data.get("root_cause")), summary=_dict(data.get("summary")),
-            launcher_error=_str(data.get("launcher_error")), format=whole(data.get("format")) or FORMAT)
+            launcher_error=text(data.get("launcher_error")), format=whole(data.get("format")) or FORMAT)
 
     def as_attempt(self, outcome: str, reason: str | None = None) -> AttemptRecord:
         """This record's current attempt as an entry of ``attempts`` (its logs are archived

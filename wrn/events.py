@@ -86,6 +86,11 @@ def whole(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def text(value: Any) -> str | None:
+    """A string event (or record) field; None for anything else. The one reader of text fields."""
+    return value if isinstance(value, str) else None
+
+
 def parse(line: str) -> dict[str, Any] | None:
     """Return the event dict of an event line, or None for plain log text.
 
