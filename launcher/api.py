@@ -147,7 +147,8 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
             files = RunFiles(run_dir)
             try:
                 result = Monitor(plan, files, ui, prepared.backend, config.supervisor, record,
-                                 RunRecordWriter(run_dir, len(plan.processes)), prepared.notes,
+                                 RunRecordWriter(run_dir, len(plan.processes), files.trouble),
+                                 prepared.notes,
                                  fetcher).run()
             finally:
                 files.close()

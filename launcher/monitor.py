@@ -229,6 +229,7 @@ class Monitor:
             self._check_stalls(now)
             self._check_deadlines(now)
             self._flush()
+            self._warn_write_trouble()
             if now - last_tick >= 1.0:
                 last_tick = now
                 self._ui("tick", self.progress)
@@ -512,7 +513,16 @@ class Monitor:
         self.record.processes = list(self._proc_records.values())
         self.record.agents = [AgentRecord(a.host, a.pid) for a in self.agents.values()]
         self.record.root_cause = self.root_cause.to_dict() if self.root_cause else None
-        self.writer.write(self.record)
+        if not self.writer.write(self.record):
+            self._dirty = True  # written again when due: the disk may have room by then
+        self._warn_write_trouble()
+
+    def _warn_write_trouble(self) -> None:
+        """Say once that the run directory cannot be written (a full disk)."""
+        for trouble in {id(t): t for t in (self.files.trouble, self.writer.trouble)}.values():
+            warning = trouble.take_warning()
+            if warning is not None:
+                self._ui("message", "warning", warning)
 
     def _fetch_outputs(self) -> None:
         """Wait for rank 0's outputs to be copied back (a host not sharing the run dir)."""
@@ -552,6 +562,10 @@ class Monitor:
         self.record.summary = summary.to_dict()
         self._dirty = True
         self._flush(force=True)
+        if self._dirty:
+            self._ui("message", "error", f"the final state ({state.value}) could not be written to "
+                                         f"{self.writer.path}: free space there, then "
+                                         f"`wrn-launch runs` shows it as lost")
         self._ui("finished", summary)
         failures = {p.spec.name: p.error or exit_text(p.exit_code, p.signal)
                     for p in self.procs.values() if p.state in (ProcState.FAILED, ProcState.LOST)}

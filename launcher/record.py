@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from cluster.hosts import mask_env
 from wrn.events import number, text, whole
+from launcher.rundir import WriteTrouble
 from wrn.fileio import write_atomic
 
 RUN_JSON = "run.json"
@@ -281,8 +282,10 @@ class RunRecordWriter:
     maximum of 0.5 s from 1,000. The first and the final record are written at once.
     """
 
-    def __init__(self, run_dir: Path, processes: int = 1) -> None:
+    def __init__(self, run_dir: Path, processes: int = 1,
+                 trouble: WriteTrouble | None = None) -> None:
         self.path = Path(run_dir) / RUN_JSON
+        self.trouble = trouble or WriteTrouble()
         self.interval = min(MAX_WRITE_INTERVAL_S, WRITE_INTERVAL_PER_PROCESS_S * processes)
         self.writes = 0
         self._last = -float("inf")
@@ -292,8 +295,14 @@ class RunRecordWriter:
         """True when a write now keeps to the interval."""
         return time.monotonic() - self._last >= self.interval
 
-    def write(self, record: RunRecord) -> None:
-        """Write ``record`` to run.json now."""
-        write_atomic(self.path, record_json(record, self._plan_cache))
+    def write(self, record: RunRecord) -> bool:
+        """Write ``record`` to run.json now; False when it could not be written (a full disk:
+        noted in ``trouble``, the old run.json stays whole and no temporary file is left)."""
         self._last = time.monotonic()
+        try:
+            write_atomic(self.path, record_json(record, self._plan_cache))
+        except OSError as exc:
+            self.trouble.failed(self.path, exc)
+            return False
         self.writes += 1
+        return True

@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -196,35 +197,107 @@ def _end_torn_line(path: Path) -> None:
             fh.write(b"\n")
 
 
-class RunFiles:
-    """Open files of a running run: per-process logs and metrics.jsonl (line buffered)."""
+def free_space(path: Path) -> str:
+    """The free space of the file system holding ``path``, for a message ("12.0 KiB")."""
+    try:
+        free = float(shutil.disk_usage(path).free)
+    except OSError:
+        return "unknown"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if free < 1024 or unit == "GiB":
+            return f"{free:.0f} B" if unit == "B" else f"{free:.1f} {unit}"
+        free /= 1024
+    return "unknown"  # not reached
 
-    def __init__(self, root: Path) -> None:
+
+class WriteTrouble:
+    """Writes into the run directory that failed (a full disk, a quota, an I/O error).
+
+    The launcher keeps supervising when it cannot write: the workers keep training, and a log
+    line, an event or a run.json update that cannot be written is lost (run.json is written
+    again at the next change). The first failure becomes one warning naming the file and the
+    free space (``take_warning``); ``lost`` counts every failed write.
+    """
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self._warning: str | None = None
+        self._warned = False
+
+    def failed(self, path: Path, exc: OSError) -> None:
+        """Note one failed write of ``path``."""
+        self.lost += 1
+        if self._warning is None and not self._warned:
+            self._warning = (f"cannot write {path} ({exc.strerror or exc}; {free_space(path.parent)} "
+                             f"free there): the run goes on, but log lines, events and run.json "
+                             f"updates are lost until space is freed")
+
+    def take_warning(self) -> str | None:
+        """The warning about the first failure, once; None before a failure and after."""
+        warning, self._warning = self._warning, None
+        if warning is not None:
+            self._warned = True
+        return warning
+
+
+class RunFiles:
+    """Open files of a running run: per-process logs and metrics.jsonl (line buffered).
+
+    A write that fails (``OSError``: a full disk) is noted in ``trouble`` and dropped; it never
+    stops supervision."""
+
+    def __init__(self, root: Path, trouble: WriteTrouble | None = None) -> None:
         self.root = Path(root)
-        (self.root / "logs").mkdir(parents=True, exist_ok=True)
-        self._logs: dict[str, TextIO] = {}
-        _end_torn_line(self.root / METRICS)
-        self._metrics: TextIO = open(self.root / METRICS, "a", encoding="utf-8", buffering=1)
+        self.trouble = trouble or WriteTrouble()
+        self._logs: dict[str, TextIO | None] = {}
+        self._metrics: TextIO | None = None
+        try:
+            (self.root / LOG_DIR).mkdir(parents=True, exist_ok=True)
+            _end_torn_line(self.root / METRICS)
+            self._metrics = open(self.root / METRICS, "a", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            self.trouble.failed(self.root / METRICS, exc)
 
     def log(self, rel: str, line: str) -> None:
         """Append one line to the log at ``rel`` (relative to the run directory)."""
-        self.open_log(rel).write(line + "\n")
+        self._write(self.open_log(rel), self.root / rel, line + "\n")
 
-    def open_log(self, rel: str) -> TextIO:
-        """The open log file at ``rel``, created on first use."""
-        fh = self._logs.get(rel)
-        if fh is None:
-            path = self.root / rel
+    def open_log(self, rel: str) -> TextIO | None:
+        """The open log file at ``rel``, created on first use (None if it cannot be)."""
+        if rel in self._logs:
+            return self._logs[rel]
+        path = self.root / rel
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fh = self._logs[rel] = open(path, "a", encoding="utf-8", errors="replace", buffering=1)
+            fh = open(path, "a", encoding="utf-8", errors="replace", buffering=1)
+        except OSError as exc:
+            self.trouble.failed(path, exc)
+            fh = None
+        self._logs[rel] = fh
         return fh
 
     def metric(self, record: dict[str, Any]) -> None:
         """Append one event to metrics.jsonl."""
-        self._metrics.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self._write(self._metrics, self.root / METRICS,
+                    json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    def _write(self, fh: TextIO | None, path: Path, text: str) -> None:
+        if fh is None:
+            self.trouble.lost += 1
+            return
+        try:
+            fh.write(text)
+        except OSError as exc:
+            self.trouble.failed(path, exc)
 
     def close(self) -> None:
-        for fh in self._logs.values():
-            fh.close()
+        for path, fh in [(self.root / rel, fh) for rel, fh in self._logs.items()] + \
+                [(self.root / METRICS, self._metrics)]:
+            if fh is None:
+                continue
+            try:
+                fh.close()
+            except OSError as exc:  # the last buffered line could not be written
+                self.trouble.failed(path, exc)
         self._logs.clear()
-        self._metrics.close()
+        self._metrics = None

@@ -26,6 +26,7 @@ Fixtures:
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -51,6 +52,26 @@ def sshd(tmp_path_factory):
             pytest.fail(message + " (CI=true: install openssh-server; .ci/run does)")
         pytest.skip(message)
     yield from serve(binary, tmp_path_factory.mktemp("sshd"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 KiB tmpfs mounted for the test (a disk that fills up). Mounting needs root: without
+    it the test skips, except under CI=true, where it fails (.ci/run runs as root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
+        capture_output=True).returncode == 0
+    if not made:
+        message = "mounting a small tmpfs needs root"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: run .ci/run as root)")
+        pytest.skip(message)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.fixture
