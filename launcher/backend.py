@@ -65,6 +65,13 @@ def python_path(existing: str | None = None) -> str:
                                     if p and p != root])
 
 
+def module_argv(python: str, module: str) -> list[str]:
+    """``python -P -m module``: ``-P`` keeps the working directory (and the script's folder)
+    off the module path, so files in a shared launch directory cannot shadow the project's or
+    the standard library's modules in the agents, workers and scheduler (Python >= 3.11)."""
+    return [python, "-P", "-m", module]
+
+
 class Backend:
     """Base class: where agents run, how they are started and how files reach them."""
 
@@ -123,7 +130,7 @@ class LocalBackend(Backend):
         self.python = python or sys.executable
 
     def agent_cmd(self, host: str) -> list[str]:
-        return [self.python, "-m", "launcher.agent"]
+        return module_argv(self.python, "launcher.agent")
 
     def agent_env(self, host: str) -> dict[str, str]:
         """The agent's environment: the launcher's, with the project importable."""

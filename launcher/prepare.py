@@ -31,7 +31,7 @@ from cluster.ranktable.check import read_table
 from cluster.ranktable.hccn import device_ips, read_hccn_conf
 from cluster.ranktable.host import find_local_server, local_ips, primary_ip
 from cluster.ranktable.table import RankTable
-from launcher.backend import Backend, BackendError, LocalBackend, python_path
+from launcher.backend import Backend, BackendError, LocalBackend, module_argv, python_path
 from launcher.config import LaunchConfig, LaunchError
 from launcher.ports import PortReservation, reserve_port
 from launcher.record import RunRecord
@@ -316,10 +316,10 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         nodes, ips, backend, port, share, notes = _local_nodes(config, cfg, backend_name, how,
                                                                warnings, holder)
         _check_data(cfg, config.dry_run, warnings, sum(len(n.device_ids) for n in nodes))
-    worker_cmd = config.worker_cmd or (sys.executable, "-m", "wrn.train")
+    worker_cmd = config.worker_cmd or module_argv(sys.executable, "wrn.train")
     scheduler_cmd = None
     if config.start_scheduler:
-        scheduler_cmd = config.scheduler_cmd or (sys.executable, "-m", "wrn.scheduler")
+        scheduler_cmd = config.scheduler_cmd or tuple(module_argv(sys.executable, "wrn.scheduler"))
     extra_env = {**hccl_env, **env}
     if specs is None and python_path(os.environ.get("PYTHONPATH")):
         extra_env = {"PYTHONPATH": python_path(os.environ.get("PYTHONPATH")), **extra_env}

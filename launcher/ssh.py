@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import paramiko
 
 from cluster.errors import PlanError
-from launcher.backend import Backend, BackendError
+from launcher.backend import Backend, BackendError, module_argv
 from launcher.config import SSHSettings
 
 KEEPALIVE_S = 2
@@ -260,15 +260,17 @@ class RemoteHost:
 
 def python_command(host: RemoteHost, args: str, env: str = "") -> str:
     """The shell command that runs ``python ARGS`` (already quoted) on ``host``: in the launch
-    directory, with the project's folder there on PYTHONPATH (if it has one) and ``env``."""
+    directory, with the project's folder there on PYTHONPATH (if it has one) and ``env``.
+    PYTHONSAFEPATH=1 keeps the launch directory off the module path (as ``-P`` does) and is
+    ignored by a Python older than 3.11, so the pre-flight can still report its version."""
     q = shlex.quote
     path = f"PYTHONPATH={q(host.workdir)} " if host.workdir else ""
-    return f"cd {q(host.cwd)} && exec env {path}{env}{q(host.python)} {args}"
+    return f"cd {q(host.cwd)} && exec env PYTHONSAFEPATH=1 {path}{env}{q(host.python)} {args}"
 
 
 def agent_command(host: RemoteHost) -> str:
     """The shell command that runs the node agent on ``host`` (no secrets in it, ever)."""
-    return python_command(host, "-m launcher.agent", "PYTHONUNBUFFERED=1 ")
+    return python_command(host, "-P -m launcher.agent", "PYTHONUNBUFFERED=1 ")
 
 
 class SSHBackend(Backend):
@@ -310,7 +312,7 @@ class SSHBackend(Backend):
 
     def agent_cmd(self, host: str) -> list[str]:
         """The agent's argv on ``host`` (run there through ``agent_command``)."""
-        return [self.hosts[host].python, "-m", "launcher.agent"]
+        return module_argv(self.hosts[host].python, "launcher.agent")
 
     def spawn_agent(self, host: str) -> ChannelProcess:
         """Start the agent of ``host`` in a new SSH channel."""

@@ -23,7 +23,7 @@ def launcher_argv(*args: str, scheduler: bool | str = False) -> list[str]:
     """``wrn-launch`` (as ``python -m launcher.cli``) running the fake worker, with the fake
     scheduler (True), none (False), or the scheduler command given."""
     sched = scheduler if isinstance(scheduler, str) else FAKE_SCHEDULER_CMD if scheduler else "none"
-    return [sys.executable, "-m", "launcher.cli", *args, "--worker-cmd", FAKE_WORKER_CMD,
+    return [sys.executable, "-P", "-m", "launcher.cli", *args, "--worker-cmd", FAKE_WORKER_CMD,
             "--scheduler-cmd", sched]
 
 
@@ -96,7 +96,7 @@ class SSHRun(Run):
                  fake: dict | None = None, scheduler: bool = True):
         self.dir = tmp_path / "run"
         fake_args = [a for k, v in (fake or {}).items() for a in ("--env", f"FAKE_{k.upper()}={v}")]
-        argv = [sys.executable, "-m", "launcher.cli", "--hostfile", str(hostfile(tmp_path, hosts)),
+        argv = [sys.executable, "-P", "-m", "launcher.cli", "--hostfile", str(hostfile(tmp_path, hosts)),
                 "--ssh-config", str(config or server.ssh_config), "--run-dir", str(self.dir),
                 "--grace", "1", "--plain", "--ssh-timeout", "3", "--worker-cmd", FAKE_WORKER_CMD,
                 "--scheduler-cmd", FAKE_SCHEDULER_CMD if scheduler else "none", *fake_args, *args]

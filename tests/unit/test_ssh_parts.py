@@ -43,19 +43,20 @@ def test_resolve_target_honours_ssh_config(tmp_path):
 
 def test_commands_are_quoted_and_hold_no_secret():
     host = _host()
-    assert agent_command(host) == ("cd '/launch dir' && exec env PYTHONPATH=/proj "
-                                   "PYTHONUNBUFFERED=1 /py -m launcher.agent")
+    assert agent_command(host) == ("cd '/launch dir' && exec env PYTHONSAFEPATH=1 PYTHONPATH=/proj "
+                                   "PYTHONUNBUFFERED=1 /py -P -m launcher.agent")
     cmd = probe_command(host, "cpu", "BUILTIN", 29501)
-    assert cmd.startswith("cd '/launch dir' && exec env PYTHONPATH=/proj /py - '")
+    assert cmd.startswith("cd '/launch dir' && exec env PYTHONSAFEPATH=1 PYTHONPATH=/proj /py - '")
     assert "29501" in cmd
-    assert SSHBackend({"h1": host}, {}).agent_cmd("h1") == ["/py", "-m", "launcher.agent"]
+    assert SSHBackend({"h1": host}, {}).agent_cmd("h1") == ["/py", "-P", "-m", "launcher.agent"]
 
 
 def test_commands_without_workdir_use_the_hosts_installed_copy():
     installed = _host(workdir=None)
-    assert agent_command(installed) == ("cd '/launch dir' && exec env PYTHONUNBUFFERED=1 /py "
-                                        "-m launcher.agent")
-    assert probe_command(installed, "cpu", "BUILTIN", None).startswith("cd '/launch dir' && exec env /py - '")
+    assert agent_command(installed) == ("cd '/launch dir' && exec env PYTHONSAFEPATH=1 "
+                                        "PYTHONUNBUFFERED=1 /py -P -m launcher.agent")
+    assert probe_command(installed, "cpu", "BUILTIN", None).startswith(
+        "cd '/launch dir' && exec env PYTHONSAFEPATH=1 /py - '")
 
 
 def test_parse_probe():
