@@ -54,19 +54,23 @@ class SSHSettings:
 
 @dataclass(frozen=True)
 class SupervisorConfig:
-    """Timing policy of a run: grace between SIGTERM and SIGKILL, stall limits, start-up limit."""
+    """Timing policy of a run: grace between SIGTERM and SIGKILL, stall limits, start-up limit,
+    and the heartbeat: a node agent that hears nothing from the launcher for
+    ``heartbeat_timeout`` seconds (launcher stopped, hung or cut off) stops its processes."""
 
     grace: float = 3.0
     stall_timeout: float = 300.0
     stall_kill: float | None = None          # None: 2 x stall_timeout
     startup_timeout: float = 600.0
     scheduler_wait: float = 15.0
+    heartbeat_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         _check_seconds("--grace", self.grace, positive=False)
         _check_seconds("--stall-timeout", self.stall_timeout, positive=True)
         _check_seconds("--startup-timeout", self.startup_timeout, positive=True)
         _check_seconds("scheduler_wait", self.scheduler_wait, positive=False)
+        _check_seconds("--heartbeat-timeout", self.heartbeat_timeout, positive=True)
         if self.stall_kill is None:
             object.__setattr__(self, "stall_kill", 2 * self.stall_timeout)
         _check_seconds("--stall-kill", self.stall_kill, positive=True)
@@ -74,6 +78,11 @@ class SupervisorConfig:
             raise LaunchError(f"--stall-kill ({self.stall_kill:g} s) must be longer than "
                               f"--stall-timeout ({self.stall_timeout:g} s): a stalled worker is "
                               f"reported first, killed later")
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """How often the launcher tells each agent it is alive: five times per timeout."""
+        return max(0.2, self.heartbeat_timeout / 5)
 
     @property
     def startup_kill(self) -> float:

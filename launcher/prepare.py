@@ -345,7 +345,8 @@ def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,
     notes = {"run dir": str(prepared.run_dir) + ("" if prepared.explicit_run_dir else " (default)"),
              "config": f"{config_file or DEFAULT_CONFIG} -> {prepared.run_dir / CONFIG_NAME}",
              "grace": f"{sup.grace:g} s, stall warning {sup.stall_timeout:g} s, stall kill "
-                      f"{sup.stall_kill:g} s, startup {sup.startup_timeout:g} s"}
+                      f"{sup.stall_kill:g} s, startup {sup.startup_timeout:g} s, heartbeat "
+                      f"{sup.heartbeat_timeout:g} s"}
     if prepared.hosts:
         shown = mask_env(prepared.env, prepared.request.secret_names)
         notes["env"] = ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
