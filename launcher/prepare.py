@@ -308,6 +308,9 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         if config.hccl_connect_timeout is not None or config.hccl_exec_timeout is not None:
             warnings.append(f"--hccl-connect-timeout / --hccl-exec-timeout only apply to Ascend; "
                             f"ignored on {backend_label(backend_name)}")
+        if config.hccl_rank_table or config.ascend_startup != "dynamic":
+            warnings.append(f"--hccl-rank-table / --ascend-startup only apply to Ascend; "
+                            f"ignored on {backend_label(backend_name)}")
     if specs is not None:
         nodes, ips, backend, port, share, notes = _remote_nodes(config, cfg, specs, backend_name,
                                                                 warnings, holder)
@@ -329,7 +332,8 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         sched_port=port.port if port else None, threads_per_worker=config.threads_per_worker,
         bind_cores=config.bind_cores, verbose_mindspore=config.verbose_mindspore,
         device_ips=ips, extra_env=extra_env, python=sys.executable, secret_names=secret_names,
-        rank_table=share[0] if share else None, table_server=share[1] if share else 0)
+        rank_table=share[0] if share else None, table_server=share[1] if share else 0,
+        ascend_startup=config.ascend_startup, hccl_rank_table=config.hccl_rank_table)
     prepared = Prepared(config, cfg, request, backend, run_dir, explicit, port, previous,
                         tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes},
                         holder.get("lock"))
@@ -401,21 +405,23 @@ def _local_nodes(config: LaunchConfig, cfg: TrainConfig, backend_name: str, how:
     host = host_name()
     ips: dict[str, dict[int, str]] = {}
     port = None
+    ranktable_startup = backend_name == "ascend" and config.ascend_startup == "ranktable"
     if backend_name == "ascend" and share is not None:
         server = share[0].servers[share[1]]
         ips[host] = {d.device_id: d.device_ip for d in server.devices}
-        address = server.server_id
-    elif backend_name == "ascend":
-        conf = read_hccn_conf(config.hccn_conf)
-        ips[host], ip_warnings = device_ips(device_ids, conf, config.hccn_conf, config.dry_run)
-        warnings += ip_warnings
-        address = primary_ip()
+    if share is not None and ranktable_startup:
+        address = share[0].servers[share[1]].server_id
     elif share is not None:
         port, address = _table_scheduler_port(config, *share)
     else:
-        if len(device_ids) > 1:  # a single CPU/GPU worker runs standalone, without a scheduler
-            port = reserve_port(config.port, config.port_range)
         address = "127.0.0.1"
+        if backend_name == "ascend" and (ranktable_startup or config.hccl_rank_table):
+            conf = read_hccn_conf(config.hccn_conf)
+            ips[host], ip_warnings = device_ips(device_ids, conf, config.hccn_conf, config.dry_run)
+            warnings += ip_warnings
+            address = primary_ip()  # the rank table's server_id
+        if len(device_ids) > 1 and not ranktable_startup:  # one worker runs standalone
+            port = reserve_port(config.port, config.port_range)
     holder["port"] = port
     cpus = _usable_cpus()
     notes = {"devices": f"{format_ids(device_ids)} ({len(device_ids)} worker(s))",
@@ -441,7 +447,8 @@ def _remote_nodes(config: LaunchConfig, cfg: TrainConfig, specs: list[HostSpec],
 
     world = sum(s.slots for s in specs)
     port = None
-    if world > 1 and backend_name != "ascend":
+    ranktable_startup = backend_name == "ascend" and config.ascend_startup == "ranktable"
+    if world > 1 and not ranktable_startup:
         holder["port"] = port = reserve_port(config.port, config.port_range)
     ready = prepare_hosts(specs, config.ssh, versions(), backend_name, cfg.data_path,
                           port.port if port else None, os.getcwd(),
@@ -449,7 +456,8 @@ def _remote_nodes(config: LaunchConfig, cfg: TrainConfig, specs: list[HostSpec],
     holder["backend"] = backend = ready.backend
     nodes = ready.nodes
     ips: dict[str, dict[int, str]] = {}
-    if backend_name == "ascend":  # every host's hccn.conf over SFTP -> one merged rank table
+    if backend_name == "ascend" and (ranktable_startup or config.hccl_rank_table):
+        # every host's hccn.conf over SFTP -> one merged rank table
         confs = {n.host: read_remote_hccn(backend, n.host, config.hccn_conf) for n in nodes}
         servers, _text, table_warnings = merged_rank_table(nodes, confs, config.hccn_conf,
                                                            config.dry_run)
@@ -494,8 +502,9 @@ def _table_scheduler_port(config: LaunchConfig, table: RankTable,
         return port, "127.0.0.1"
     if config.port is None:
         raise LaunchError(f"--rank-table {config.rank_table} lists {len(table.servers)} servers: "
-                          f"on CPU/GPU their workers meet at one scheduler on the server with "
-                          f"rank 0, so pass the same --port P to the launch on every server")
+                          f"in a dynamic cluster their workers meet at one scheduler on the "
+                          f"server with rank 0, so pass the same --port P to the launch on every "
+                          f"server (or --ascend-startup ranktable on Ascend)")
     if table.first_rank(index) == 0:
         return reserve_port(config.port, config.port_range), server.server_id
     return PortReservation(config.port), server.server_id  # the scheduler is elsewhere: hold nothing

@@ -35,27 +35,68 @@ def ascend_host(tmp_path):
 
 
 def test_dry_run_ascend_8_on_this_machine(tmp_path):
+    """``--devices 0-7 --backend ascend --dry-run``: the dynamic-cluster plan by default."""
     run_dir = tmp_path / "run"
-    res = cli("--dry-run", "--backend", "ascend", "--devices", "8", "--run-dir", str(run_dir), cwd=tmp_path)
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "0-7", "--run-dir", str(run_dir),
+              cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "backend: Ascend" in out
+    assert "startup: dynamic cluster (scheduler + MS_WORKER per device)" in out
     assert "\x1b" not in out
+    for k in range(8):
+        assert f"DEVICE_ID={k} LOCAL_RANK={k} MS_NODE_ID={k} RANK_ID={k}" in out
+    for line in ("MS_ROLE=MS_WORKER", "MS_SCHED_HOST=127.0.0.1", "MS_WORKER_NUM=8", "RANK_SIZE=8",
+                 "HCCL_CONNECT_TIMEOUT=120"):
+        assert f"  {line}\n" in out
+    assert "MS_SCHED_PORT=" in out
+    assert "scheduler: " in out and "-m wrn.scheduler" in out
+    assert "removed if set: RANK_TABLE_FILE MINDSPORE_HCCL_CONFIG_PATH" in out
+    assert "rank table (" not in out and "hccn.conf" not in out  # no device IPs needed
+    assert "this host has no Ascend devices" in out
+    assert not run_dir.exists()
+    assert not (tmp_path / "runs").exists()  # nothing created or started
+
+
+def test_dry_run_ascend_rank_table_startup(tmp_path):
+    """``--ascend-startup ranktable``: today's startup, RANK_TABLE_FILE and no scheduler."""
+    run_dir = tmp_path / "run"
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "0-7", "--ascend-startup",
+              "ranktable", "--run-dir", str(run_dir), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "startup: HCCL rank table (RANK_TABLE_FILE, no scheduler)" in out
     for k in range(8):
         assert f"DEVICE_ID={k} LOCAL_RANK={k} RANK_ID={k}" in out
     assert f"RANK_TABLE_FILE={run_dir}/rank_table.json" in out
     assert "RANK_SIZE=8" in out
-    assert "this host has no Ascend devices" in out
+    assert "MS_ROLE" not in out.split("removed if set:")[0]
+    assert "scheduler" not in out.split("commands:")[1].split("rank table (")[0]
+    assert "removed if set: MS_ROLE MS_SCHED_HOST MS_SCHED_PORT MS_WORKER_NUM MS_NODE_ID" in out
     assert "/etc/hccn.conf does not exist" in out
     assert '"device_ip": "0.0.0.0"' in out  # placeholder, with the warning above
     assert not run_dir.exists()
-    assert not (tmp_path / "runs").exists()  # nothing created or started
+
+
+def test_dry_run_ascend_dynamic_cluster_with_rank_table(tmp_path, ascend_host):
+    dev, conf = ascend_host
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "0-3", "--hccl-rank-table",
+              "--hccn-conf", str(conf), "--dev-dir", str(dev), "--run-dir", str(tmp_path / "r"),
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "startup: dynamic cluster (scheduler + MS_WORKER per device) + HCCL rank table" in out
+    assert "  MS_ROLE=MS_WORKER\n" in out
+    assert f"  RANK_TABLE_FILE={tmp_path}/r/rank_table.json\n" in out
+    assert '{"device_id": "3", "device_ip": "192.98.92.103", "rank_id": "3"}' in out
+    bad = cli("--dry-run", "--backend", "ascend", "--ascend-startup", "msrun", cwd=tmp_path)
+    assert bad.returncode == 2 and "invalid choice: 'msrun'" in bad.stderr
 
 
 def test_dry_run_ascend_with_fixture_devices(tmp_path, ascend_host):
     dev, conf = ascend_host
     res = cli("--dry-run", "--backend", "ascend", "--devices", "4-7", "--hccn-conf", str(conf),
-              "--dev-dir", str(dev), cwd=tmp_path)
+              "--dev-dir", str(dev), "--ascend-startup", "ranktable", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "DEVICE_ID=7 LOCAL_RANK=3 RANK_ID=3" in res.stdout
     assert '{"device_id": "7", "device_ip": "192.98.92.107", "rank_id": "3"}' in res.stdout
@@ -117,7 +158,7 @@ def test_bad_devices_on_a_fixture_ascend_host(tmp_path, ascend_host):
         assert words in res.stderr
         assert "\n" not in res.stderr.strip()
     res = cli("--backend", "ascend", "--devices", "2", "--dev-dir", str(dev), "--hccn-conf",
-              str(tmp_path / "none.conf"), cwd=tmp_path)
+              str(tmp_path / "none.conf"), "--ascend-startup", "ranktable", cwd=tmp_path)
     assert res.returncode == 2
     assert "none.conf does not exist" in res.stderr
 
