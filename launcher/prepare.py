@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, format_ids, \
-    list_devices, parse_devices
+    gpu_problem, list_devices, parse_devices
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec, forwarded_env, mask_env, \
     parse_env_assignments, parse_env_file, parse_hosts_flag, read_hostfile
@@ -190,7 +190,18 @@ def _launch_env(config: LaunchConfig) -> tuple[dict[str, str], frozenset[str]]:
 
 
 def _resolve_backend(config: LaunchConfig, cfg: TrainConfig) -> tuple[str, str]:
-    """(backend, how it was chosen)."""
+    """(backend, how it was chosen); a GPU only when the installed MindSpore can use one."""
+    backend, how = _chosen_backend(config, cfg)
+    if backend == "gpu":
+        problem = gpu_problem()
+        if problem is not None:
+            raise LaunchError(f"the GPU backend was chosen ({how}) but {problem}. Use --backend "
+                              f"cpu (or ascend on an Ascend host), or install a MindSpore build "
+                              f"with GPU support")
+    return backend, how
+
+
+def _chosen_backend(config: LaunchConfig, cfg: TrainConfig) -> tuple[str, str]:
     wanted = cfg.device_target
     if config.backend != "auto":
         if wanted != "auto" and wanted != DEVICE_TARGET[config.backend]:

@@ -162,9 +162,17 @@ def resolve_device_target(requested: str) -> str:
         return requested
     if any(name.startswith("davinci") and name[7:].isdigit() for name in _dev_entries()):
         return "Ascend"
-    if "nvidia0" in _dev_entries():
+    if "nvidia0" in _dev_entries() and mindspore_can_use_gpu():
         return "GPU"
     return "CPU"
+
+
+def mindspore_can_use_gpu() -> bool:
+    """True when this process's MindSpore loaded its GPU plugin (the pinned 2.10 does not:
+    its releases after 2.3 support CPU and Ascend only). Imports MindSpore."""
+    from mindspore import device_context
+
+    return bool(device_context.gpu.is_available())
 
 
 def _dev_entries() -> list[str]:

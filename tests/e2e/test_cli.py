@@ -115,17 +115,21 @@ def test_dry_run_cpu_and_gpu(tmp_path):
     assert "MS_WORKER_NUM=3" in cpu.stdout
     assert "OMP_NUM_THREADS=2" in cpu.stdout
     assert "-m wrn.scheduler" in cpu.stdout
+    # the pinned MindSpore cannot use a GPU: a clear error even for a dry run
     gpu = cli("--dry-run", "--backend", "gpu", "--devices", "2", cwd=tmp_path)
-    assert gpu.returncode == 0
-    assert "backend: GPU" in gpu.stdout
-    assert "no GPU devices" in gpu.stdout
+    assert gpu.returncode == 2
+    msg = gpu.stderr.strip()
+    assert msg.startswith("wrn-launch: error: the GPU backend was chosen (--backend) but the "
+                          "installed MindSpore 2.")
+    assert "cannot use a GPU" in msg and "Use --backend cpu" in msg and "\n" not in msg
+    assert gpu.stdout == ""
 
 
 @pytest.mark.parametrize("args, words", [
     (["--devices", "0"], "at least one device"),
     (["--devices", "3-1"], "runs backwards"),
     (["--devices", "two"], "neither a device id"),
-    (["--backend", "gpu", "--devices", "2"], "has no GPU devices"),
+    (["--backend", "gpu", "--devices", "2"], "cannot use a GPU"),
     (["--backend", "ascend", "--devices", "8"], "has no Ascend devices (looked for /dev/davinci<N>)"),
     (["--set", "lr=abc"], "'lr' must be a number"),
     (["--set", "lrr=0.1"], "did you mean 'lr'"),

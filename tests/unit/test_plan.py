@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from cluster.devices import (DeviceRequest, detect_backend, format_ids, list_devices,
-                             numbered_nodes, parse_devices, parse_nvidia_smi)
+from cluster.devices import (DeviceRequest, detect_backend, format_ids, gpu_problem,
+                             list_devices, numbered_nodes, parse_devices, parse_nvidia_smi)
 from cluster.errors import PlanError
 from cluster.plan import (LaunchPlan, Node, PlanRequest, ProcessSpec, RankInfo, assign_ranks,
                           core_sets, make_plan, thread_budget)
@@ -93,12 +93,37 @@ def test_detect_backend_from_device_nodes(tmp_path):
 
 def test_detect_gpu_and_cpu(tmp_path):
     gpu = fake_dev(tmp_path, "nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "nvidia-modeset")
-    assert detect_backend(gpu, use_nvidia_smi=False) == "gpu"
+    assert detect_backend(gpu, use_nvidia_smi=False, gpu_check=lambda: None) == "gpu"
+    # NVIDIA devices, but a MindSpore that cannot use them: never picked
+    assert detect_backend(gpu, use_nvidia_smi=False, gpu_check=lambda: "no plugin") == "cpu"
     assert list_devices("gpu", gpu, use_nvidia_smi=False) == [0, 1]
     empty = tmp_path / "empty"
     empty.mkdir()
     assert detect_backend(str(empty), use_nvidia_smi=False) == "cpu"
     assert numbered_nodes(["davinci10", "davinci2", "davinci", "xdavinci1"], "davinci") == [2, 10]
+
+
+def test_installed_mindspore_cannot_use_a_gpu():
+    """The pinned MindSpore 2.10 from PyPI: its GPU plugin does not load."""
+    problem = gpu_problem()
+    assert problem is not None and "cannot use a GPU" in problem
+    assert "MindSpore 2." in problem
+
+
+def test_gpu_probe_answers(tmp_path):
+    def interpreter(name, body):
+        path = tmp_path / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+        return str(path)
+
+    able = interpreter("able", "echo '{\"version\": \"2.2.14\", \"gpu\": true}'")
+    assert gpu_problem(able) is None
+    broken = interpreter("broken", "echo 'ModuleNotFoundError: No module named mindspore' >&2; exit 1")
+    assert gpu_problem(broken) == ("MindSpore could not be imported to ask whether it can use a "
+                                   "GPU (ModuleNotFoundError: No module named mindspore)")
+    assert "failed" in gpu_problem(str(tmp_path / "missing"))
+    assert "could not be imported" in gpu_problem(interpreter("noise", "echo hello"))
 
 
 def test_parse_nvidia_smi():
