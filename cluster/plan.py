@@ -24,7 +24,9 @@ Rules (each has a test):
   when a host runs several of them and their threads fit its cores: MindSpore's CPU runtime
   keeps every core busy whatever its thread setting, so unbound workers compete for all cores
   (measured: 2 workers on 2 cores, 279 images/s bound vs 272 unbound, medians of 5, and a
-  narrower spread; see BENCHMARKS.md).
+  narrower spread; see BENCHMARKS.md). Ascend workers whose devices' NUMA CPUs are known
+  (``device_cpus``) are bound to an even share of those (msrun's ``--bind_core``) unless
+  ``bind_cores`` is False.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any, Mapping, Sequence
 
 from cluster.devices import BACKENDS, backend_label, format_ids
 from cluster.errors import PlanError
+from cluster.numa import numa_core_sets
 from cluster.ranktable.table import RankTable, TableDevice, TableServer, build_rank_table, \
     rank_table_text
 
@@ -456,6 +459,20 @@ def _cluster_setup(req: PlanRequest, ranks: Sequence[RankInfo], views: Mapping[s
     return launch_env, keep_table, scheduler, process, text
 
 
+def _worker_cores(req: PlanRequest, node: Node, devices: Sequence[int],
+                  threads: int) -> list[tuple[int, ...] | None]:
+    """Each worker's cores on ``node`` (None: unbound). Ascend workers with a known topology
+    get a share of their device's NUMA CPUs unless ``bind_cores`` is False; otherwise
+    ``bind_cores`` (None: automatic, see the module doc) gives consecutive blocks."""
+    near = req.device_cpus.get(node.host) if req.backend == "ascend" else None
+    if near and req.bind_cores is not False:
+        return numa_core_sets(devices, near, node.cpus)
+    bind = req.bind_cores
+    if bind is None:
+        bind = req.backend == "cpu" and 1 < len(devices) and len(devices) * threads <= len(node.cpus)
+    return core_sets(node.cpus, len(devices), threads) if bind else [None] * len(devices)
+
+
 def make_plan(req: PlanRequest) -> LaunchPlan:
     """Compute the launch plan for ``req`` (pure: reads nothing, starts nothing). The plan is
     complete: every process carries its node's interpreter, PYTHONPATH and run directory."""
@@ -479,10 +496,7 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
         on_node = [r for r in ranks if r.host == node.host]
         threads = thread_budget(len(node.cpus), len(on_node), req.threads_per_worker)
         warnings += _oversubscription(node, threads, req.backend, req.threads_per_worker is not None)
-        bind = req.bind_cores
-        if bind is None:
-            bind = req.backend == "cpu" and 1 < len(on_node) and len(on_node) * threads <= len(node.cpus)
-        cores = core_sets(node.cpus, len(on_node), threads) if bind else [None] * len(on_node)
+        cores = _worker_cores(req, node, [r.device_id for r in on_node], threads)
         for r, cpus in zip(on_node, cores):
             env = {**node_env, **launch_env,
                    "RANK_ID": str(r.rank), "RANK_SIZE": str(world), "LOCAL_RANK": str(r.local_rank),

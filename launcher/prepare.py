@@ -27,6 +27,7 @@ from cluster.hosts import HostSpec, forwarded_env, mask_env, \
     parse_env_assignments, parse_env_file, parse_hosts_flag, read_hostfile
 from cluster.plan import CONFIG_NAME, LaunchPlan, Node, PlanRequest, make_plan
 from cluster.hccl_env import hccl_timeout_env
+from cluster.numa import read_topology
 from cluster.ranktable.check import read_table
 from cluster.ranktable.hccn import device_ips, read_hccn_conf
 from cluster.ranktable.host import find_local_server, local_ips, primary_ip
@@ -330,6 +331,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         nodes, ips, backend, port, share, notes = _local_nodes(config, cfg, backend_name, how,
                                                                warnings, holder)
         _check_data(cfg, config.dry_run, warnings, sum(len(n.device_ids) for n in nodes))
+    device_cpus = _device_cpus(config, backend_name, nodes, specs is not None, warnings, notes)
     worker_cmd = config.worker_cmd or module_argv(sys.executable, "wrn.train")
     scheduler_cmd = None
     if config.start_scheduler:
@@ -344,13 +346,42 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         bind_cores=config.bind_cores, verbose_mindspore=config.verbose_mindspore,
         device_ips=ips, extra_env=extra_env, python=sys.executable, secret_names=secret_names,
         rank_table=share[0] if share else None, table_server=share[1] if share else 0,
-        ascend_startup=config.ascend_startup, hccl_rank_table=config.hccl_rank_table)
+        ascend_startup=config.ascend_startup, hccl_rank_table=config.hccl_rank_table,
+        device_cpus=device_cpus)
     prepared = Prepared(config, cfg, request, backend, run_dir, explicit, port, previous,
                         tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes},
                         holder.get("lock"))
     plan = prepared.plan(0)  # every plan-level check runs now, before anything starts
     prepared.notes.update(_notes(prepared, plan, config_file, resume_dir))
     return prepared
+
+
+def _device_cpus(config: LaunchConfig, backend_name: str, nodes: tuple[Node, ...], remote: bool,
+                 warnings: list[str], notes: dict[str, str]) -> dict[str, dict[int, tuple[int, ...]]]:
+    """host -> device -> the CPUs near it, for binding Ascend workers (this host's topology;
+    none with --no-bind-cores, on other backends, or for hosts reached over SSH)."""
+    if backend_name != "ascend" or config.bind_cores is False:
+        return {}
+    if remote:
+        notes["core binding"] = "off: the NUMA topology of other hosts is not read"
+        return {}
+    try:
+        topology = read_topology(config.sys_dir)
+    except PlanError as exc:
+        if config.bind_cores:
+            raise LaunchError(f"--bind-cores: {exc}; fix that, or pass --no-bind-cores") from None
+        warnings.append(f"Ascend workers are not bound to cores: {exc}")
+        return {}
+    if topology is None:
+        how = "consecutive blocks of the usable cores" if config.bind_cores else "off"
+        notes["core binding"] = (f"{how}: no device-to-NUMA topology found (npu-smi info -t "
+                                 f"topo, {config.sys_dir}/bus/pci/devices)")
+        return {}
+    node = nodes[0]
+    missing = [d for d in node.device_ids if d not in topology.cpus]
+    notes["core binding"] = (f"each rank on its device's NUMA CPUs ({topology.source})"
+                             + (f"; unknown for device(s) {format_ids(missing)}" if missing else ""))
+    return {node.host: dict(topology.cpus)}
 
 
 def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,

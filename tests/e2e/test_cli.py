@@ -3,6 +3,7 @@ started), subcommands. Every test runs the real command line in a subprocess."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from launcher.cli import main
+from tests.support.ascend import fake_npu_smi, fake_sysfs
 from tests.support.launches import launcher_argv
 from tests.support.processes import fake_env
 
@@ -104,6 +106,43 @@ def test_dry_run_ascend_with_fixture_devices(tmp_path, ascend_host):
     auto = cli("--dry-run", "--devices", "2", "--hccn-conf", str(conf), "--dev-dir", str(dev), cwd=tmp_path)
     assert "backend: Ascend" in auto.stdout
     assert "chosen: detected" in auto.stdout
+
+
+def test_dry_run_binds_ascend_ranks_to_their_numa_cpus(tmp_path):
+    """A fake npu-smi on PATH (its topology: NPU0-1 near CPUs 0-23 ...), then a fake sysfs."""
+    bin_dir = tmp_path / "bin"
+    fake_npu_smi(bin_dir)
+    env = fake_env()
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    usable = sorted(os.sched_getaffinity(0))
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "0-7", cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "core binding: each rank on its device's NUMA CPUs (npu-smi info -t topo)" in res.stdout
+    near0 = [c for c in range(24) if c in usable]
+    if near0:  # this host's CPUs 0-23 that are usable, shared by ranks 0 and 1
+        size = max(1, len(near0) // 2)
+        assert f"WRN_BIND_CPUS={','.join(map(str, near0[:size]))}" in res.stdout
+    off = cli("--dry-run", "--backend", "ascend", "--devices", "0-7", "--no-bind-core",
+              cwd=tmp_path, env=env)
+    assert off.returncode == 0 and "WRN_BIND_CPUS" not in off.stdout
+    assert "core binding" not in off.stdout
+    # a broken answer: an error with --bind-cores, a warning (and no binding) without
+    fake_npu_smi(bin_dir, "  NPU0  CPU Affinity\nNPU0  X  0-zz\n")
+    bad = cli("--dry-run", "--backend", "ascend", "--devices", "2", "--bind-cores", cwd=tmp_path,
+              env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "wrn-launch: error: --bind-cores: npu-smi info -t topo: NPU0's CPU affinity: '0-zz' is "
+        "not a CPU list like 0-23,48-71; fix that, or pass --no-bind-cores")
+    lenient = cli("--dry-run", "--backend", "ascend", "--devices", "2", cwd=tmp_path, env=env)
+    assert lenient.returncode == 0 and "warning: Ascend workers are not bound to cores" in lenient.stdout
+    # no npu-smi: sysfs (--sys-dir stands in for /sys)
+    sys_dir = fake_sysfs(tmp_path / "sys", {0: 0, 1: 1}, {0: usable[0], 1: usable[-1]})
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "0-1", "--sys-dir", str(sys_dir),
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"core binding: each rank on its device's NUMA CPUs ({sys_dir}/bus/pci" in res.stdout
+    assert f"WRN_BIND_CPUS={usable[0]}" in res.stdout and f"WRN_BIND_CPUS={usable[-1]}" in res.stdout
 
 
 def test_dry_run_cpu_and_gpu(tmp_path):
