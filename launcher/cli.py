@@ -116,7 +116,8 @@ def _add_where_arguments(p: argparse.ArgumentParser) -> None:
                             "run's own count). CPU devices are logical")
     where.add_argument("--backend", choices=("auto", "ascend", "gpu", "cpu"), default=SUPPRESS,
                        help=f"default {default_of('backend')}: Ascend if /dev/davinci* exists, "
-                            f"then GPU, else CPU")
+                            f"then GPU if the installed MindSpore can use one (the pinned "
+                            f"2.10 cannot), else CPU")
     where.add_argument("--hostfile", metavar="FILE", default=SUPPRESS, help="run on several hosts over "
                        "SSH: lines 'host slots=N [devices=0-7 user=U port=P python=PY "
                        "workdir=DIR]' (# comments); the first host holds rank 0 and the scheduler")

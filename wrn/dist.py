@@ -4,10 +4,12 @@ A worker learns everything about its place in the job from environment variables
 MindSpore's own launchers set them, so the same worker runs under ``wrn-launch``, under
 ``msrun`` and by hand:
 
-* Ascend (HCCL rank table): ``RANK_TABLE_FILE``, ``RANK_SIZE``, ``RANK_ID``, ``DEVICE_ID``.
-* CPU/GPU (dynamic cluster): ``MS_ROLE`` (``MS_WORKER`` / ``MS_SCHED``), ``MS_SCHED_HOST``,
-  ``MS_SCHED_PORT``, ``MS_WORKER_NUM`` and optionally ``MS_NODE_ID``; the rank is assigned by
-  the scheduler and read back after ``init()``.
+* Dynamic cluster (every backend; what msrun starts): ``MS_ROLE`` (``MS_WORKER`` /
+  ``MS_SCHED``), ``MS_SCHED_HOST``, ``MS_SCHED_PORT``, ``MS_WORKER_NUM`` and optionally
+  ``MS_NODE_ID``; the rank is assigned by the scheduler and read back after ``init()``. On
+  Ascend, HCCL also reads ``RANK_TABLE_FILE`` when it is set.
+* Ascend rank-table startup (MindSpore before 2.4): ``RANK_TABLE_FILE``, ``RANK_SIZE``,
+  ``RANK_ID``, ``DEVICE_ID``.
 * Nothing of that: a standalone single process.
 
 ``WRN_NUM_THREADS`` (set by the launcher's thread budget) caps MindSpore's runtime threads and
@@ -156,7 +158,7 @@ def resolve_device_target(requested: str) -> str:
     """Map the config's ``device_target`` (auto|Ascend|GPU|CPU) to what MindSpore will use.
 
     ``auto`` picks Ascend when /dev/davinci* exists, GPU when /dev/nvidia0 exists and the
-    installed MindSpore was built with GPU support, else CPU.
+    installed MindSpore can use it (``mindspore_can_use_gpu``), else CPU.
     """
     if requested != "auto":
         return requested
