@@ -188,7 +188,8 @@ def test_rank_table_files(text):
 
 # -- config YAML and --set ------------------------------------------------------------------------
 KEYS = ["lr", "momentum", "loss_scale", "batch_size", "checkpoint_name", "data_path", "nesterov",
-        "lr_decay_epochs", "model", "amp_level", "dropout", "epoch_size", "image_size", "seed", "lrr"]
+        "lr_decay_epochs", "model", "amp_level", "dropout", "epoch_size", "image_size", "seed", "lrr",
+        "sink_size"]
 yaml_values = st.one_of(st.sampled_from(PIECES), st.sampled_from(
     ["0.1", "-1", "[30, 60]", "[a", "{a: 1}", "yes", "~", "'quoted'", "\"q\"", "1_000", "0o17",
      "2024-01-01", "&x 1", "*x", "!!binary aGk=", "|\n  text"]), st.text(max_size=8))
