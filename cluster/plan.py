@@ -25,7 +25,8 @@ Rules (each has a test):
   keeps every core busy whatever its thread setting, so unbound workers compete for all cores
   (measured: 2 workers on 2 cores, 279 images/s bound vs 272 unbound, medians of 5, and a
   narrower spread; see BENCHMARKS.md). Ascend workers whose devices' NUMA CPUs are known
-  (``device_cpus``) are bound to an even share of those (msrun's ``--bind_core``) unless
+  (``device_cpus``) are bound to an even share of those (msrun's ``--bind_core``), with no
+  more threads than that share has cores (unless ``threads_per_worker`` says), unless
   ``bind_cores`` is False.
 """
 
@@ -498,10 +499,13 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
         warnings += _oversubscription(node, threads, req.backend, req.threads_per_worker is not None)
         cores = _worker_cores(req, node, [r.device_id for r in on_node], threads)
         for r, cpus in zip(on_node, cores):
+            rank_threads = threads
+            if req.backend == "ascend" and cpus and req.threads_per_worker is None:
+                rank_threads = min(threads, len(cpus))  # no more threads than its NUMA share
             env = {**node_env, **launch_env,
                    "RANK_ID": str(r.rank), "RANK_SIZE": str(world), "LOCAL_RANK": str(r.local_rank),
-                   "DEVICE_ID": str(r.device_id), "OMP_NUM_THREADS": str(threads),
-                   "WRN_NUM_THREADS": str(threads)}
+                   "DEVICE_ID": str(r.device_id), "OMP_NUM_THREADS": str(rank_threads),
+                   "WRN_NUM_THREADS": str(rank_threads)}
             if scheduler is not None:
                 env.update({"MS_ROLE": "MS_WORKER", "MS_NODE_ID": str(r.rank)})
             if cpus is not None:  # the worker binds itself once it has joined the cluster
@@ -509,7 +513,7 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
             processes.append(ProcessSpec(
                 name=f"rank{r.rank}", role="worker", host=r.host, rank=r.rank, argv=worker_argv,
                 env=env, cwd=req.cwd, log=f"{LOG_DIR}/{r.host}-rank{r.rank}.log", cpus=cpus,
-                unset=unset, threads=threads))
+                unset=unset, threads=rank_threads))
 
     if table is not None and rank_table is None:
         rank_table = table.text()  # kept in the run directory as a record (workers do not read it)

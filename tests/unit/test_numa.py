@@ -4,6 +4,7 @@ NUMA node's CPUs, and what the plan does with it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -104,7 +105,11 @@ def test_plan_binds_ascend_ranks_near_their_devices():
     rank0, rank5 = plan.worker(0), plan.worker(5)
     assert rank0.cpus == tuple(range(12)) and rank0.env["WRN_BIND_CPUS"] == ",".join(map(str, range(12)))
     assert rank5.cpus == tuple(range(108, 120))
-    assert rank0.threads == 24  # the thread budget stays 192 // 8
+    # 192 cores // 8 workers = 24 threads, capped at the 12 cores of its NUMA share
+    assert rank0.threads == 12 and rank0.env["OMP_NUM_THREADS"] == "12"
+    assert make_plan(_request(near={0: range(0, 48)})).worker(0).threads == 24  # a big share
+    overridden = dataclasses.replace(_request(), threads_per_worker=20)
+    assert make_plan(overridden).worker(0).threads == 20  # --threads-per-worker is the user's
     for bind in (False,):  # --no-bind-cores: left to the OS
         assert all(p.cpus is None and "WRN_BIND_CPUS" not in p.env
                    for p in make_plan(_request(bind=bind)).processes)
