@@ -5,6 +5,7 @@ runs (an Ascend-path run on fixture devices, a two-server table on CPU)."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -233,6 +234,43 @@ def test_ascend_path_runs_on_fixture_devices(tmp_path, startup):
     (dev / "davinci5").unlink()
     one_line_error(cli("--rank-table", str(path), "--server-ip", "10.0.0.7", "--dev-dir", str(dev),
                        cwd=tmp_path), "server 10.0.0.7 lists Ascend device(s) 5, but this host has 4")
+
+
+def test_ascend_dynamic_cluster_launch_on_fixture_devices(tmp_path):
+    """The default Ascend startup for real: the launcher starts the scheduler, the workers
+    (fake, on fixture devices 2-3, bound by a fake npu-smi's topology) meet at it through
+    MS_SCHED_HOST/PORT; no hccn.conf and no rank table are involved."""
+    from tests.support.ascend import fake_npu_smi
+
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for name in ("davinci2", "davinci3", "davinci_manager"):
+        (dev / name).touch()
+    env = fake_env(steps=2, step_s=0.01, connect=1)
+    usable = sorted(os.sched_getaffinity(0))
+    near = ",".join(map(str, usable))  # both devices near every usable CPU of this host
+    fake_npu_smi(tmp_path / "bin", f"      NPU2   NPU3   CPU Affinity\nNPU2   X   HCCS   {near}\n"
+                                   f"NPU3   HCCS   X   {near}\n")
+    env["PATH"] = f"{tmp_path / 'bin'}:{env['PATH']}"
+    run_dir = tmp_path / "run"
+    res = cli("--backend", "ascend", "--devices", "2-3", "--dev-dir", str(dev), "--run-dir",
+              str(run_dir), "--plain", "--hccn-conf", str(tmp_path / "none.conf"),
+              "--worker-cmd", FAKE_WORKER_CMD, "--scheduler-cmd", FAKE_SCHEDULER_CMD,
+              cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    assert record["plan"]["startup"] == "dynamic cluster (scheduler + MS_WORKER per device)"
+    sched, *workers = record["plan"]["processes"]
+    assert sched["role"] == "scheduler" and sched["env"]["MS_ROLE"] == "MS_SCHED"
+    assert [(p["env"]["MS_NODE_ID"], p["env"]["DEVICE_ID"]) for p in workers] == [("0", "2"),
+                                                                                 ("1", "3")]
+    assert all(p["env"]["MS_SCHED_PORT"] == sched["env"]["MS_SCHED_PORT"] for p in workers)
+    assert all("RANK_TABLE_FILE" not in p["env"] for p in workers)
+    share = max(1, len(usable) // 2)
+    assert [p["env"]["WRN_BIND_CPUS"] for p in workers] == [
+        ",".join(map(str, usable[:share])), ",".join(map(str, usable[share:2 * share] or usable[:1]))]
+    assert not (run_dir / "rank_table.json").exists()
 
 
 def test_two_server_table_on_cpu(tmp_path):
