@@ -7,15 +7,21 @@ Pure functions over small inputs (a ``--devices`` string, a directory listing, t
   ids (ranges and single ids, comma separated). A single id is written ``3,`` or ``3-3``.
 * Ascend devices are the ``/dev/davinci<N>`` nodes, GPUs the ``/dev/nvidia<N>`` nodes or the
   ``GPU <N>:`` lines of ``nvidia-smi -L``. CPU devices are logical: any count is allowed.
+* A GPU is only usable when the installed MindSpore can drive one: MindSpore's releases after
+  2.3 are built for CPU and Ascend, and the pinned 2.10 from PyPI does not load its GPU plugin.
+  ``gpu_problem()`` asks that MindSpore (in a child process, as the workers would) and says why
+  not; auto-detection never picks a GPU it cannot use.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from cluster.errors import PlanError
 
@@ -172,9 +178,45 @@ def list_devices(backend: str, dev_dir: str = "/dev", use_nvidia_smi: bool = Tru
     raise PlanError(f"unknown backend {backend!r}; use one of auto, {', '.join(BACKENDS)}")
 
 
-def detect_backend(dev_dir: str = "/dev", use_nvidia_smi: bool = True) -> str:
-    """The backend this host offers: ``ascend`` if any /dev/davinci<N>, then ``gpu``, else ``cpu``."""
-    for backend in ("ascend", "gpu"):
-        if list_devices(backend, dev_dir, use_nvidia_smi):
-            return backend
+#: Run by ``gpu_problem`` in the workers' interpreter: MindSpore's version and whether its GPU
+#: plugin loaded (decided when ``mindspore`` is imported).
+_GPU_PROBE = ("import json, mindspore\n"
+              "from mindspore import device_context\n"
+              "print(json.dumps({'version': mindspore.__version__, "
+              "'gpu': bool(device_context.gpu.is_available())}))\n")
+
+
+def gpu_problem(python: str | None = None, timeout: float = 120.0) -> str | None:
+    """None when the MindSpore that ``python`` (default: this interpreter) imports can use a
+    GPU; otherwise why not, as the end of a sentence (``"the installed MindSpore 2.10.0 ..."``)."""
+    python = python or sys.executable
+    env = {**os.environ, "GLOG_v": "3"}
+    try:
+        out = subprocess.run([python, "-c", _GPU_PROBE], capture_output=True, text=True,
+                             timeout=timeout, env=env)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"asking MindSpore whether it can use a GPU failed ({exc})"
+    lines = out.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if out.returncode == 0 and lines else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"MindSpore could not be imported to ask whether it can use a GPU ({last})"
+    if answer.get("gpu"):
+        return None
+    return (f"the installed MindSpore {answer.get('version')} cannot use a GPU: its GPU "
+            f"plugin does not load (mindspore.device_context.gpu.is_available() is False). "
+            f"MindSpore's releases after 2.3 support CPU and Ascend only")
+
+
+def detect_backend(dev_dir: str = "/dev", use_nvidia_smi: bool = True,
+                   gpu_check: Callable[[], str | None] = gpu_problem) -> str:
+    """The backend this host offers: ``ascend`` if any /dev/davinci<N>, then ``gpu`` when
+    there are NVIDIA devices and ``gpu_check()`` finds MindSpore able to use them, else ``cpu``."""
+    if list_devices("ascend", dev_dir, use_nvidia_smi):
+        return "ascend"
+    if list_devices("gpu", dev_dir, use_nvidia_smi) and gpu_check() is None:
+        return "gpu"
     return "cpu"

@@ -10,17 +10,24 @@ Rules (each has a test):
 
 * Ranks are numbered 0..N-1 host by host in the order the hosts are given, so every host's
   ranks are contiguous (HCCL refuses interleaved servers); ``local_rank`` counts within a host.
-* CPU/GPU use MindSpore's dynamic cluster: one scheduler (``MS_ROLE=MS_SCHED``) on the first
-  host plus one ``MS_WORKER`` per device, all pointed at ``MS_SCHED_HOST:MS_SCHED_PORT``. A
-  single CPU/GPU worker runs standalone (no scheduler, no cluster variables, no ``init()``).
-  Ascend uses an HCCL rank table (``RANK_TABLE_FILE``) and no scheduler.
+* Every backend uses MindSpore's dynamic cluster by default: one scheduler
+  (``MS_ROLE=MS_SCHED``) on the first host plus one ``MS_WORKER`` per device, all pointed at
+  ``MS_SCHED_HOST:MS_SCHED_PORT`` (what msrun does). A single worker runs standalone (no
+  scheduler, no cluster variables, no ``init()``). On Ascend the HCCL rank table is also
+  written and handed over as ``RANK_TABLE_FILE`` when the launch gives one (``--rank-table``)
+  or asks for one (``hccl_rank_table``, msrun's ``--rank_table_file``).
+  ``ascend_startup="ranktable"`` is the older rank-table startup (MindSpore before 2.4, the
+  ModelZoo scripts): ``RANK_TABLE_FILE`` for every worker and no scheduler.
 * Thread budget: N workers on a host with C usable cores get ``max(1, C // N)`` threads each
   (``OMP_NUM_THREADS`` and ``WRN_NUM_THREADS``), unless overridden; ``bind_cores`` gives each
   worker its own disjoint set of cores. By default (``bind_cores=None``) CPU workers are bound
   when a host runs several of them and their threads fit its cores: MindSpore's CPU runtime
   keeps every core busy whatever its thread setting, so unbound workers compete for all cores
   (measured: 2 workers on 2 cores, 279 images/s bound vs 272 unbound, medians of 5, and a
-  narrower spread; see BENCHMARKS.md).
+  narrower spread; see BENCHMARKS.md). Ascend workers whose devices' NUMA CPUs are known
+  (``device_cpus``) are bound to an even share of those (msrun's ``--bind_core``), with no
+  more threads than that share has cores (unless ``threads_per_worker`` says), unless
+  ``bind_cores`` is False.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any, Mapping, Sequence
 
 from cluster.devices import BACKENDS, backend_label, format_ids
 from cluster.errors import PlanError
+from cluster.numa import numa_core_sets
 from cluster.ranktable.table import RankTable, TableDevice, TableServer, build_rank_table, \
     rank_table_text
 
@@ -39,6 +47,10 @@ from cluster.ranktable.table import RankTable, TableDevice, TableServer, build_r
 #: caller's shell (e.g. a leftover MS_ROLE from an msrun session): removed from its environment.
 DYNAMIC_CLUSTER_VARS = ("MS_ROLE", "MS_SCHED_HOST", "MS_SCHED_PORT", "MS_WORKER_NUM", "MS_NODE_ID")
 RANK_TABLE_VARS = ("RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH")
+
+#: How Ascend workers meet (``--ascend-startup``): MindSpore's dynamic cluster (a scheduler and
+#: MS_WORKER processes, as msrun starts them), or the HCCL rank table alone (MindSpore < 2.4).
+ASCEND_STARTUPS = ("dynamic", "ranktable")
 
 #: A worker's cores (see ``wrn.dist.bind_to_cores``); the agent does not bind such a process
 #: at exec time, because MindSpore's cluster start-up is 10x slower on one core.
@@ -152,9 +164,14 @@ class PlanRequest:
 
     ``rank_table`` (``--rank-table``): the launch runs this host's share of that table: the
     single node is server ``table_server`` of the table, its ranks and device ids are the
-    table's, and RANK_SIZE / MS_WORKER_NUM are the table's total. On CPU/GPU the scheduler runs
-    on the server holding rank 0 (its ``server_id``, or this host's address for a one-server
-    table) and is started only by that server's launch.
+    table's, and RANK_SIZE / MS_WORKER_NUM are the table's total. With a dynamic cluster the
+    scheduler runs on the server holding rank 0 (its ``server_id``, or this host's address for
+    a one-server table) and is started only by that server's launch.
+
+    ``ascend_startup`` (``ASCEND_STARTUPS``) says how Ascend workers meet; ``hccl_rank_table``
+    asks a dynamic-cluster Ascend launch to generate the rank table from ``device_ips`` and hand
+    it to HCCL too. ``device_cpus`` maps host -> device id -> the CPUs near that device (its
+    NUMA node's); Ascend workers are bound to a share of them (see ``numa_core_sets``).
     """
 
     backend: str
@@ -175,9 +192,15 @@ class PlanRequest:
     python: str | None = None
     resume: bool = False
     secret_names: frozenset[str] = frozenset()
+    ascend_startup: str = "dynamic"
+    hccl_rank_table: bool = False
+    device_cpus: Mapping[str, Mapping[int, tuple[int, ...]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "worker_args", tuple(self.worker_args))
+        if self.ascend_startup not in ASCEND_STARTUPS:
+            raise PlanError(f"--ascend-startup {self.ascend_startup!r}: use one of "
+                            f"{', '.join(ASCEND_STARTUPS)}")
         if self.rank_table is not None:
             servers = self.rank_table.servers
             if not 0 <= self.table_server < len(servers):
@@ -203,11 +226,11 @@ class PlanRequest:
             raise PlanError("the worker command is empty")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
             raise PlanError(f"--threads-per-worker must be 1 or more, got {self.threads_per_worker}")
-        if self.backend != "ascend" and self.sched_port is not None and not 0 < self.sched_port < 65536:
+        if self.sched_port is not None and not 0 < self.sched_port < 65536:
             raise PlanError(f"scheduler port {self.sched_port} is not a TCP port (1-65535)")
         if self.uses_scheduler and self.sched_port is None:
             raise PlanError(f"{backend_label(self.backend)} with several workers needs a scheduler port")
-        if self.backend == "ascend":
+        if self.hands_rank_table:
             for node in self.nodes:
                 ips = self.device_ips.get(node.host, {})
                 missing = [d for d in node.device_ids if d not in ips]
@@ -224,8 +247,31 @@ class PlanRequest:
 
     @property
     def uses_scheduler(self) -> bool:
-        """True for a CPU/GPU dynamic cluster, i.e. more than one CPU/GPU worker."""
-        return self.backend != "ascend" and self.world_size > 1
+        """True for a dynamic cluster: more than one worker, unless Ascend starts from a rank
+        table alone."""
+        return self.world_size > 1 and not self.rank_table_startup
+
+    @property
+    def rank_table_startup(self) -> bool:
+        """True for the older Ascend startup: HCCL rank table, no scheduler."""
+        return self.backend == "ascend" and self.ascend_startup == "ranktable"
+
+    @property
+    def hands_rank_table(self) -> bool:
+        """True when Ascend workers get RANK_TABLE_FILE: the rank-table startup, a given
+        ``--rank-table``, or a dynamic cluster that asked for one."""
+        return self.backend == "ascend" and (self.rank_table_startup or self.hccl_rank_table
+                                             or self.rank_table is not None)
+
+    @property
+    def startup(self) -> str:
+        """How the workers meet, in words (the plan view's ``startup:`` line)."""
+        if self.rank_table_startup:
+            return "HCCL rank table (RANK_TABLE_FILE, no scheduler)"
+        if not self.uses_scheduler:
+            return "standalone (one worker, no cluster)"
+        extra = " + HCCL rank table (RANK_TABLE_FILE)" if self.hands_rank_table else ""
+        return f"dynamic cluster (scheduler + MS_WORKER per device){extra}"
 
 
 @dataclass(frozen=True)
@@ -245,6 +291,7 @@ class LaunchPlan:
     warnings: tuple[str, ...] = ()
     total_ranks: int | None = None
     secret_names: frozenset[str] = frozenset()
+    startup: str = ""
 
     def __post_init__(self) -> None:
         first = self.ranks[0].rank if self.ranks and self.total_ranks is not None else 0
@@ -293,6 +340,7 @@ class LaunchPlan:
             "processes": [p.to_dict() for p in self.processes],
             "warnings": list(self.warnings),
             "secret_names": sorted(self.secret_names),
+            "startup": self.startup,
         }
 
 
@@ -371,21 +419,26 @@ class _NodeView:
         return env
 
 
+def _rank_table_text(req: PlanRequest, ranks: Sequence[RankInfo]) -> str:
+    """The HCCL rank table the Ascend workers read: the given one, else one generated from
+    every node's device IPs (its server ids are the nodes' addresses)."""
+    if req.rank_table is not None:
+        return req.rank_table.text()
+    servers = [TableServer(node.address, tuple(
+        TableDevice(r.device_id, req.device_ips[node.host][r.device_id], r.rank)
+        for r in ranks if r.host == node.host)) for node in req.nodes]
+    return rank_table_text(build_rank_table(servers))
+
+
 def _cluster_setup(req: PlanRequest, ranks: Sequence[RankInfo], views: Mapping[str, _NodeView]):
     """How the workers meet: (variables every worker gets, variables removed, the scheduler's
     (host, port) or None, the scheduler's process or None, the rank table's text or None)."""
     table = req.rank_table
-    if req.backend == "ascend":
-        if table is not None:
-            text = table.text()
-        else:
-            servers = [TableServer(node.address, tuple(
-                TableDevice(r.device_id, req.device_ips[node.host][r.device_id], r.rank)
-                for r in ranks if r.host == node.host)) for node in req.nodes]
-            text = rank_table_text(build_rank_table(servers))
-        return {}, DYNAMIC_CLUSTER_VARS, None, None, text  # RANK_TABLE_FILE: per node
-    if not req.uses_scheduler:
-        return {}, DYNAMIC_CLUSTER_VARS + RANK_TABLE_VARS, None, None, None
+    text = _rank_table_text(req, ranks) if req.hands_rank_table else None
+    # RANK_TABLE_FILE itself is set per node (its run directory there)
+    keep_table = ("MINDSPORE_HCCL_CONFIG_PATH",) if text is not None else RANK_TABLE_VARS
+    if not req.uses_scheduler:  # the rank-table startup, or a single worker
+        return {}, DYNAMIC_CLUSTER_VARS + keep_table, None, None, text
     sched_host, sched_here = req.nodes[0].address, True
     if table is not None and len(table.servers) > 1:
         # the scheduler lives with rank 0; only that server's launch starts it
@@ -404,7 +457,21 @@ def _cluster_setup(req: PlanRequest, ranks: Sequence[RankInfo], views: Mapping[s
             env={**first.env(req), **launch_env, "MS_ROLE": "MS_SCHED", "OMP_NUM_THREADS": "1",
                  "WRN_NUM_THREADS": "1"},
             unset=RANK_TABLE_VARS)
-    return launch_env, RANK_TABLE_VARS, scheduler, process, None
+    return launch_env, keep_table, scheduler, process, text
+
+
+def _worker_cores(req: PlanRequest, node: Node, devices: Sequence[int],
+                  threads: int) -> list[tuple[int, ...] | None]:
+    """Each worker's cores on ``node`` (None: unbound). Ascend workers with a known topology
+    get a share of their device's NUMA CPUs unless ``bind_cores`` is False; otherwise
+    ``bind_cores`` (None: automatic, see the module doc) gives consecutive blocks."""
+    near = req.device_cpus.get(node.host) if req.backend == "ascend" else None
+    if near and req.bind_cores is not False:
+        return numa_core_sets(devices, near, node.cpus)
+    bind = req.bind_cores
+    if bind is None:
+        bind = req.backend == "cpu" and 1 < len(devices) and len(devices) * threads <= len(node.cpus)
+    return core_sets(node.cpus, len(devices), threads) if bind else [None] * len(devices)
 
 
 def make_plan(req: PlanRequest) -> LaunchPlan:
@@ -424,21 +491,21 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
     for node in req.nodes:
         view = views[node.host]
         node_env = view.env(req)
-        if req.backend == "ascend":
+        if rank_table is not None:
             node_env["RANK_TABLE_FILE"] = os.path.join(view.run_dir, RANK_TABLE_NAME)
         worker_argv = view.worker_argv()
         on_node = [r for r in ranks if r.host == node.host]
         threads = thread_budget(len(node.cpus), len(on_node), req.threads_per_worker)
         warnings += _oversubscription(node, threads, req.backend, req.threads_per_worker is not None)
-        bind = req.bind_cores
-        if bind is None:
-            bind = req.backend == "cpu" and 1 < len(on_node) and len(on_node) * threads <= len(node.cpus)
-        cores = core_sets(node.cpus, len(on_node), threads) if bind else [None] * len(on_node)
+        cores = _worker_cores(req, node, [r.device_id for r in on_node], threads)
         for r, cpus in zip(on_node, cores):
+            rank_threads = threads
+            if req.backend == "ascend" and cpus and req.threads_per_worker is None:
+                rank_threads = min(threads, len(cpus))  # no more threads than its NUMA share
             env = {**node_env, **launch_env,
                    "RANK_ID": str(r.rank), "RANK_SIZE": str(world), "LOCAL_RANK": str(r.local_rank),
-                   "DEVICE_ID": str(r.device_id), "OMP_NUM_THREADS": str(threads),
-                   "WRN_NUM_THREADS": str(threads)}
+                   "DEVICE_ID": str(r.device_id), "OMP_NUM_THREADS": str(rank_threads),
+                   "WRN_NUM_THREADS": str(rank_threads)}
             if scheduler is not None:
                 env.update({"MS_ROLE": "MS_WORKER", "MS_NODE_ID": str(r.rank)})
             if cpus is not None:  # the worker binds itself once it has joined the cluster
@@ -446,7 +513,7 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
             processes.append(ProcessSpec(
                 name=f"rank{r.rank}", role="worker", host=r.host, rank=r.rank, argv=worker_argv,
                 env=env, cwd=req.cwd, log=f"{LOG_DIR}/{r.host}-rank{r.rank}.log", cpus=cpus,
-                unset=unset, threads=threads))
+                unset=unset, threads=rank_threads))
 
     if table is not None and rank_table is None:
         rank_table = table.text()  # kept in the run directory as a record (workers do not read it)
@@ -454,4 +521,4 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
                       processes=tuple(processes), scheduler=scheduler, rank_table=rank_table,
                       warnings=tuple(warnings),
                       total_ranks=world if table is not None else None,
-                      secret_names=frozenset(req.secret_names))
+                      secret_names=frozenset(req.secret_names), startup=req.startup)

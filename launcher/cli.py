@@ -116,7 +116,8 @@ def _add_where_arguments(p: argparse.ArgumentParser) -> None:
                             "run's own count). CPU devices are logical")
     where.add_argument("--backend", choices=("auto", "ascend", "gpu", "cpu"), default=SUPPRESS,
                        help=f"default {default_of('backend')}: Ascend if /dev/davinci* exists, "
-                            f"then GPU, else CPU")
+                            f"then GPU if the installed MindSpore can use one (the pinned "
+                            f"2.10 cannot), else CPU")
     where.add_argument("--hostfile", metavar="FILE", default=SUPPRESS, help="run on several hosts over "
                        "SSH: lines 'host slots=N [devices=0-7 user=U port=P python=PY "
                        "workdir=DIR]' (# comments); the first host holds rank 0 and the scheduler")
@@ -124,9 +125,11 @@ def _add_where_arguments(p: argparse.ArgumentParser) -> None:
                        help="short form of --hostfile: --hosts a:8,b:8")
     where.add_argument("--threads-per-worker", type=_positive_int, metavar="N", default=SUPPRESS,
                        help="threads per worker (default: usable cores // workers, at least 1)")
-    where.add_argument("--bind-cores", action=argparse.BooleanOptionalAction, default=SUPPRESS,
+    where.add_argument("--bind-cores", "--bind-core", action=argparse.BooleanOptionalAction,
+                       default=SUPPRESS,
                        help="pin each worker to its own cores (default: on for several CPU "
-                            "workers per host whose threads fit the cores)")
+                            "workers per host whose threads fit the cores, and for Ascend "
+                            "workers: cores of their device's NUMA node, as msrun --bind_core)")
     where.add_argument("--port", type=_tcp_port, metavar="P", default=SUPPRESS,
                        help="scheduler port (default: a free one)")
     lo, hi = default_of("port_range")
@@ -194,6 +197,15 @@ def _add_ascend_arguments(p: argparse.ArgumentParser) -> None:
     ascend.add_argument("--server-ip", metavar="IP", default=SUPPRESS, help="which server of "
                         "--rank-table this host is (default: matched by this host's addresses, "
                         "then by its hccn.conf device IPs)")
+    ascend.add_argument("--ascend-startup", choices=("dynamic", "ranktable"), default=SUPPRESS,
+                        help="how Ascend workers meet: 'dynamic' (default), MindSpore's dynamic "
+                             "cluster, a scheduler plus MS_WORKER processes, as msrun starts "
+                             "them; 'ranktable', the HCCL rank table alone (RANK_TABLE_FILE, no "
+                             "scheduler), for MindSpore before 2.4 and the ModelZoo scripts")
+    ascend.add_argument("--hccl-rank-table", action="store_true", default=SUPPRESS,
+                        help="with the dynamic cluster, also write the rank table from "
+                             "--hccn-conf and hand it to HCCL as RANK_TABLE_FILE (msrun "
+                             "--rank_table_file); implied by --rank-table")
     ascend.add_argument("--hccl-connect-timeout", type=_whole_seconds, metavar="S", default=SUPPRESS,
                         help="HCCL_CONNECT_TIMEOUT for Ascend workers, 120-7200 (default: the "
                              "environment's, else 120)")
@@ -218,11 +230,13 @@ def _add_ssh_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_testing_arguments(p: argparse.ArgumentParser) -> None:
     # Testing and simulation aids, deliberately not in --help: replace the worker / scheduler
-    # commands ("none": no scheduler), look for device nodes somewhere other than /dev, and the
-    # run directory's path on the other hosts (default: the same path as here).
+    # commands ("none": no scheduler), look for device nodes somewhere other than /dev (and
+    # sysfs other than /sys), and the run directory's path on the other hosts (default: the
+    # same path as here).
     p.add_argument("--worker-cmd", default=SUPPRESS, help=SUPPRESS)
     p.add_argument("--scheduler-cmd", default=SUPPRESS, help=SUPPRESS)
     p.add_argument("--dev-dir", default=SUPPRESS, help=SUPPRESS)
+    p.add_argument("--sys-dir", default=SUPPRESS, help=SUPPRESS)
     p.add_argument("--remote-run-dir", default=SUPPRESS, help=SUPPRESS)
 
 

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from cluster.plan import ASCEND_STARTUPS
 from cluster.ranktable.hccn import DEFAULT_HCCN_CONF
 from launcher.ports import DEFAULT_PORT_RANGE
 
@@ -132,6 +133,9 @@ class LaunchConfig:
     env: tuple[str, ...] = ()
     env_file: str | None = None
     remote_run_dir: str | None = None
+    ascend_startup: str = "dynamic"
+    hccl_rank_table: bool = False
+    sys_dir: str = "/sys"
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     ssh: SSHSettings = field(default_factory=SSHSettings)
 
@@ -142,6 +146,9 @@ class LaunchConfig:
                 object.__setattr__(self, name, tuple(value))
         if self.backend not in BACKEND_CHOICES:
             raise LaunchError(f"--backend {self.backend!r}: choose one of {', '.join(BACKEND_CHOICES)}")
+        if self.ascend_startup not in ASCEND_STARTUPS:
+            raise LaunchError(f"--ascend-startup {self.ascend_startup!r}: choose one of "
+                              f"{', '.join(ASCEND_STARTUPS)}")
         if self.port is not None and not 1 <= self.port <= 65535:
             raise LaunchError(f"--port {self.port}: a TCP port is 1-65535; pick a free one, or "
                               f"leave --port out to get one from --port-range")

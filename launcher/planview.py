@@ -31,6 +31,8 @@ def plan_renderables(plan: LaunchPlan, notes: dict[str, Any]) -> list[Any]:
     common = mask_env(common, plan.secret_names)
     head = Text()
     head.append(f"backend: {backend_label(plan.backend)}", style="bold")
+    if plan.startup:
+        head.append(f"\nstartup: {plan.startup}")
     for key, value in notes.items():
         head.append(f"\n{key}: {value}")
     table = Table(title="ranks", box=box.SIMPLE_HEAD, show_lines=False)

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, format_ids, \
-    list_devices, parse_devices
+    gpu_problem, list_devices, parse_devices
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec, forwarded_env, mask_env, \
     parse_env_assignments, parse_env_file, parse_hosts_flag, read_hostfile
 from cluster.plan import CONFIG_NAME, LaunchPlan, Node, PlanRequest, make_plan
 from cluster.hccl_env import hccl_timeout_env
+from cluster.numa import read_topology
 from cluster.ranktable.check import read_table
 from cluster.ranktable.hccn import device_ips, read_hccn_conf
 from cluster.ranktable.host import find_local_server, local_ips, primary_ip
@@ -190,7 +191,18 @@ def _launch_env(config: LaunchConfig) -> tuple[dict[str, str], frozenset[str]]:
 
 
 def _resolve_backend(config: LaunchConfig, cfg: TrainConfig) -> tuple[str, str]:
-    """(backend, how it was chosen)."""
+    """(backend, how it was chosen); a GPU only when the installed MindSpore can use one."""
+    backend, how = _chosen_backend(config, cfg)
+    if backend == "gpu":
+        problem = gpu_problem()
+        if problem is not None:
+            raise LaunchError(f"the GPU backend was chosen ({how}) but {problem}. Use --backend "
+                              f"cpu (or ascend on an Ascend host), or install a MindSpore build "
+                              f"with GPU support")
+    return backend, how
+
+
+def _chosen_backend(config: LaunchConfig, cfg: TrainConfig) -> tuple[str, str]:
     wanted = cfg.device_target
     if config.backend != "auto":
         if wanted != "auto" and wanted != DEVICE_TARGET[config.backend]:
@@ -308,6 +320,9 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         if config.hccl_connect_timeout is not None or config.hccl_exec_timeout is not None:
             warnings.append(f"--hccl-connect-timeout / --hccl-exec-timeout only apply to Ascend; "
                             f"ignored on {backend_label(backend_name)}")
+        if config.hccl_rank_table or config.ascend_startup != "dynamic":
+            warnings.append(f"--hccl-rank-table / --ascend-startup only apply to Ascend; "
+                            f"ignored on {backend_label(backend_name)}")
     if specs is not None:
         nodes, ips, backend, port, share, notes = _remote_nodes(config, cfg, specs, backend_name,
                                                                 warnings, holder, run_dir)
@@ -316,6 +331,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         nodes, ips, backend, port, share, notes = _local_nodes(config, cfg, backend_name, how,
                                                                warnings, holder)
         _check_data(cfg, config.dry_run, warnings, sum(len(n.device_ids) for n in nodes))
+    device_cpus = _device_cpus(config, backend_name, nodes, specs is not None, warnings, notes)
     worker_cmd = config.worker_cmd or module_argv(sys.executable, "wrn.train")
     scheduler_cmd = None
     if config.start_scheduler:
@@ -329,13 +345,43 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         sched_port=port.port if port else None, threads_per_worker=config.threads_per_worker,
         bind_cores=config.bind_cores, verbose_mindspore=config.verbose_mindspore,
         device_ips=ips, extra_env=extra_env, python=sys.executable, secret_names=secret_names,
-        rank_table=share[0] if share else None, table_server=share[1] if share else 0)
+        rank_table=share[0] if share else None, table_server=share[1] if share else 0,
+        ascend_startup=config.ascend_startup, hccl_rank_table=config.hccl_rank_table,
+        device_cpus=device_cpus)
     prepared = Prepared(config, cfg, request, backend, run_dir, explicit, port, previous,
                         tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes},
                         holder.get("lock"))
     plan = prepared.plan(0)  # every plan-level check runs now, before anything starts
     prepared.notes.update(_notes(prepared, plan, config_file, resume_dir))
     return prepared
+
+
+def _device_cpus(config: LaunchConfig, backend_name: str, nodes: tuple[Node, ...], remote: bool,
+                 warnings: list[str], notes: dict[str, str]) -> dict[str, dict[int, tuple[int, ...]]]:
+    """host -> device -> the CPUs near it, for binding Ascend workers (this host's topology;
+    none with --no-bind-cores, on other backends, or for hosts reached over SSH)."""
+    if backend_name != "ascend" or config.bind_cores is False:
+        return {}
+    if remote:
+        notes["core binding"] = "off: the NUMA topology of other hosts is not read"
+        return {}
+    try:
+        topology = read_topology(config.sys_dir)
+    except PlanError as exc:
+        if config.bind_cores:
+            raise LaunchError(f"--bind-cores: {exc}; fix that, or pass --no-bind-cores") from None
+        warnings.append(f"Ascend workers are not bound to cores: {exc}")
+        return {}
+    if topology is None:
+        how = "consecutive blocks of the usable cores" if config.bind_cores else "off"
+        notes["core binding"] = (f"{how}: no device-to-NUMA topology found (npu-smi info -t "
+                                 f"topo, {config.sys_dir}/bus/pci/devices)")
+        return {}
+    node = nodes[0]
+    missing = [d for d in node.device_ids if d not in topology.cpus]
+    notes["core binding"] = (f"each rank on its device's NUMA CPUs ({topology.source})"
+                             + (f"; unknown for device(s) {format_ids(missing)}" if missing else ""))
+    return {node.host: dict(topology.cpus)}
 
 
 def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,
@@ -402,21 +448,23 @@ def _local_nodes(config: LaunchConfig, cfg: TrainConfig, backend_name: str, how:
     host = host_name()
     ips: dict[str, dict[int, str]] = {}
     port = None
+    ranktable_startup = backend_name == "ascend" and config.ascend_startup == "ranktable"
     if backend_name == "ascend" and share is not None:
         server = share[0].servers[share[1]]
         ips[host] = {d.device_id: d.device_ip for d in server.devices}
-        address = server.server_id
-    elif backend_name == "ascend":
-        conf = read_hccn_conf(config.hccn_conf)
-        ips[host], ip_warnings = device_ips(device_ids, conf, config.hccn_conf, config.dry_run)
-        warnings += ip_warnings
-        address = primary_ip()
+    if share is not None and ranktable_startup:
+        address = share[0].servers[share[1]].server_id
     elif share is not None:
         port, address = _table_scheduler_port(config, *share)
     else:
-        if len(device_ids) > 1:  # a single CPU/GPU worker runs standalone, without a scheduler
-            port = reserve_port(config.port, config.port_range)
         address = "127.0.0.1"
+        if backend_name == "ascend" and (ranktable_startup or config.hccl_rank_table):
+            conf = read_hccn_conf(config.hccn_conf)
+            ips[host], ip_warnings = device_ips(device_ids, conf, config.hccn_conf, config.dry_run)
+            warnings += ip_warnings
+            address = primary_ip()  # the rank table's server_id
+        if len(device_ids) > 1 and not ranktable_startup:  # one worker runs standalone
+            port = reserve_port(config.port, config.port_range)
     holder["port"] = port
     cpus = _usable_cpus()
     notes = {"devices": f"{format_ids(device_ids)} ({len(device_ids)} worker(s))",
@@ -442,7 +490,8 @@ def _remote_nodes(config: LaunchConfig, cfg: TrainConfig, specs: list[HostSpec],
 
     world = sum(s.slots for s in specs)
     port = None
-    if world > 1 and backend_name != "ascend":
+    ranktable_startup = backend_name == "ascend" and config.ascend_startup == "ranktable"
+    if world > 1 and not ranktable_startup:
         holder["port"] = port = reserve_port(config.port, config.port_range)
     ready = prepare_hosts(specs, config.ssh, versions(), backend_name, cfg.data_path,
                           port.port if port else None, os.getcwd(),
@@ -451,7 +500,8 @@ def _remote_nodes(config: LaunchConfig, cfg: TrainConfig, specs: list[HostSpec],
     holder["backend"] = backend = ready.backend
     nodes = ready.nodes
     ips: dict[str, dict[int, str]] = {}
-    if backend_name == "ascend":  # every host's hccn.conf over SFTP -> one merged rank table
+    if backend_name == "ascend" and (ranktable_startup or config.hccl_rank_table):
+        # every host's hccn.conf over SFTP -> one merged rank table
         confs = {n.host: read_remote_hccn(backend, n.host, config.hccn_conf) for n in nodes}
         servers, _text, table_warnings = merged_rank_table(nodes, confs, config.hccn_conf,
                                                            config.dry_run)
@@ -496,8 +546,9 @@ def _table_scheduler_port(config: LaunchConfig, table: RankTable,
         return port, "127.0.0.1"
     if config.port is None:
         raise LaunchError(f"--rank-table {config.rank_table} lists {len(table.servers)} servers: "
-                          f"on CPU/GPU their workers meet at one scheduler on the server with "
-                          f"rank 0, so pass the same --port P to the launch on every server")
+                          f"in a dynamic cluster their workers meet at one scheduler on the "
+                          f"server with rank 0, so pass the same --port P to the launch on every "
+                          f"server (or --ascend-startup ranktable on Ascend)")
     if table.first_rank(index) == 0:
         return reserve_port(config.port, config.port_range), server.server_id
     return PortReservation(config.port), server.server_id  # the scheduler is elsewhere: hold nothing

@@ -100,6 +100,7 @@ class TrainConfig:
     seed: int = 1
     log_interval: int = 10
     mode: str = "graph"
+    sink_size: int = 0
 
     def __post_init__(self) -> None:
         problems = [p for p in (_check_value(f.name, getattr(self, f.name)) for f in fields(self)) if p]
@@ -157,7 +158,7 @@ def _check_value(key: str, value: Any) -> str | None:
     positive = {"batch_size", "epoch_size", "num_classes", "image_size", "num_parallel_workers",
                 "keep_checkpoint_max", "log_interval", "save_checkpoint_epochs"}
     non_negative = {"lr", "lr_end", "warmup_epochs", "weight_decay", "momentum", "eval_interval",
-                    "seed", "loss_scale", "save_checkpoint_steps"}
+                    "seed", "loss_scale", "save_checkpoint_steps", "sink_size"}
     if _TYPES.get(key) is float and isinstance(value, float) and not math.isfinite(value):
         return f"'{key}' must be a finite number; got {value!r}"
     if key == "checkpoint_name" and not (PLAIN_NAME.match(value) and ".." not in value):

@@ -4,10 +4,12 @@ A worker learns everything about its place in the job from environment variables
 MindSpore's own launchers set them, so the same worker runs under ``wrn-launch``, under
 ``msrun`` and by hand:
 
-* Ascend (HCCL rank table): ``RANK_TABLE_FILE``, ``RANK_SIZE``, ``RANK_ID``, ``DEVICE_ID``.
-* CPU/GPU (dynamic cluster): ``MS_ROLE`` (``MS_WORKER`` / ``MS_SCHED``), ``MS_SCHED_HOST``,
-  ``MS_SCHED_PORT``, ``MS_WORKER_NUM`` and optionally ``MS_NODE_ID``; the rank is assigned by
-  the scheduler and read back after ``init()``.
+* Dynamic cluster (every backend; what msrun starts): ``MS_ROLE`` (``MS_WORKER`` /
+  ``MS_SCHED``), ``MS_SCHED_HOST``, ``MS_SCHED_PORT``, ``MS_WORKER_NUM`` and optionally
+  ``MS_NODE_ID``; the rank is assigned by the scheduler and read back after ``init()``. On
+  Ascend, HCCL also reads ``RANK_TABLE_FILE`` when it is set.
+* Ascend rank-table startup (MindSpore before 2.4): ``RANK_TABLE_FILE``, ``RANK_SIZE``,
+  ``RANK_ID``, ``DEVICE_ID``.
 * Nothing of that: a standalone single process.
 
 ``WRN_NUM_THREADS`` (set by the launcher's thread budget) caps MindSpore's runtime threads and
@@ -156,15 +158,23 @@ def resolve_device_target(requested: str) -> str:
     """Map the config's ``device_target`` (auto|Ascend|GPU|CPU) to what MindSpore will use.
 
     ``auto`` picks Ascend when /dev/davinci* exists, GPU when /dev/nvidia0 exists and the
-    installed MindSpore was built with GPU support, else CPU.
+    installed MindSpore can use it (``mindspore_can_use_gpu``), else CPU.
     """
     if requested != "auto":
         return requested
     if any(name.startswith("davinci") and name[7:].isdigit() for name in _dev_entries()):
         return "Ascend"
-    if "nvidia0" in _dev_entries():
+    if "nvidia0" in _dev_entries() and mindspore_can_use_gpu():
         return "GPU"
     return "CPU"
+
+
+def mindspore_can_use_gpu() -> bool:
+    """True when this process's MindSpore loaded its GPU plugin (the pinned 2.10 does not:
+    its releases after 2.3 support CPU and Ascend only). Imports MindSpore."""
+    from mindspore import device_context
+
+    return bool(device_context.gpu.is_available())
 
 
 def _dev_entries() -> list[str]:

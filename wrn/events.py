@@ -12,9 +12,11 @@ writes or parses the format: the launcher imports ``parse`` from here, the worke
 Events and their fields (besides v, event, rank, time):
 
 ``start``       world_size, model, params (trainable parameter count), steps_per_epoch,
-                epochs, batch_size (per device), device_target, host, pid
+                epochs, batch_size (per device), device_target, host, pid, sink_size (steps
+                per data-sinking call; 0: one Python call per step)
 ``step``        epoch (1-based), step (1-based within the epoch), global_step, loss, lr,
-                imgs_per_s (this rank), data_wait_s (mean seconds per step waiting for data)
+                imgs_per_s (this rank), data_wait_s (mean seconds per step waiting for data;
+                0 with data sinking); with data sinking only at sink boundaries
 ``epoch_end``   epoch, loss (mean over the epoch), seconds, imgs_per_s, data_wait_s,
                 max_rss_mib (this process's peak resident memory so far)
 ``eval``        epoch, top1, correct, total, loss

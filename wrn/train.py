@@ -29,7 +29,7 @@ from wrn.dist import WorldInfo, prepare_process_env, resolve_device_target, setu
     thread_budget, world_from_env
 from wrn.hostname import host_name
 from wrn.loop import CheckpointSaver, Evaluator, LoopState, ProgressEvents, SummaryRecorder, \
-    peak_rss_mib, run_loop
+    choose_loop, peak_rss_mib, run_loop, run_sink_loop
 
 
 def build_arg_parser(prog: str = "python -m wrn.train") -> argparse.ArgumentParser:
@@ -131,6 +131,35 @@ def find_resume_checkpoint(directory: Path, cell, rank: int) -> tuple[dict[str, 
                       f"start a new run or pass an intact file with --resume-ckpt")
 
 
+class EpochSink:
+    """One epoch's pipeline sunk to the device (``mindspore.data_sink``): ``sink(n)`` trains the
+    next ``n`` batches from the device queue and returns the last loss; ``close()`` ends the
+    queue (its pipeline runs ahead into batches no step will take).
+
+    The sink function is made with ``sink_size=1`` and called ``n`` times: without a
+    ``jit_config`` that is what ``data_sink(..., sink_size=n)`` does inside, and one sink per
+    dataset is all MindSpore allows, while an epoch's last call may need fewer steps. The
+    skipped batches of a resumed epoch are replayed inside the pipeline (``set_init_step``),
+    which the device queue honours as an iterator does, so the resume stays exact."""
+
+    def __init__(self, step_cell: Any, dataset: Any) -> None:
+        import mindspore as ms
+
+        self.dataset = dataset
+        self._step = ms.data_sink(step_cell, dataset, sink_size=1)
+
+    def __call__(self, steps: int) -> Any:
+        loss = None
+        for _ in range(steps):
+            loss = self._step()
+        return loss
+
+    def close(self) -> None:
+        transfer = getattr(self.dataset, "__transfer_dataset__", None)
+        if transfer is not None:
+            transfer.release()
+
+
 @dataclass
 class Setup:
     """What ``setup`` builds once per process: this rank's place in the job, the data, the
@@ -167,6 +196,17 @@ class Setup:
                                         crop_min_scale=self.cfg.crop_min_scale, start_epoch=epoch - 1,
                                         skip_steps=skip, replay_skipped=True)
         return iter(dataset.create_tuple_iterator(num_epochs=1))
+
+    def sink_epoch(self, epoch: int, skip: int) -> "EpochSink":
+        """``train_batches`` for data sinking: the same pipeline on the device queue."""
+        from wrn import data
+
+        dataset, _ = data.train_dataset(self.train_split, rank=self.rank, world=self.world,
+                                        batch_size=self.cfg.batch_size, image_size=self.cfg.image_size,
+                                        seed=self.cfg.seed, num_workers=self.num_workers,
+                                        crop_min_scale=self.cfg.crop_min_scale, start_epoch=epoch - 1,
+                                        skip_steps=skip, replay_skipped=True)
+        return EpochSink(self.step_cell, dataset)
 
     def sync_batchnorm(self) -> None:
         """Average the BatchNorm statistics over the ranks (a collective: every rank calls it)."""
@@ -313,7 +353,8 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
           resume_from: str | None = None, pretrained: str | None = None, force: bool = False) -> int:
     """Run training + final evaluation for this rank; return the exit code.
 
-    The wiring: ``setup``, ``resume``, a ``start`` event, then ``wrn.loop.run_loop`` with its
+    The wiring: ``setup``, ``resume``, a ``start`` event, then ``wrn.loop.run_loop`` (on
+    Ascend ``run_sink_loop``, data sinking: ``wrn.loop.choose_loop``) with its
     callbacks (progress events, checkpoints, evaluation and ``eval.json``, the MindInsight
     summary), then a ``finish`` event. ``resume_ckpt``, ``resume_from`` and ``force``: see
     ``resume``; ``pretrained``: initialise weights only (transfer learning).
@@ -326,12 +367,14 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     run = setup(cfg, output_dir, info, resume_ckpt, pretrained)
     start = resume(run, resume_ckpt, resume_from, force)
     summary = open_summary(output_dir, cfg.summary_base_dir, run.rank)
+    loop = choose_loop(run.device_target, cfg.sink_size, cfg.log_interval, run.steps_per_epoch)
     events.emit("start", run.rank, world_size=run.world, model=cfg.model, params=count_trainable(run.net),
                 steps_per_epoch=run.steps_per_epoch, epochs=cfg.epoch_size, batch_size=cfg.batch_size,
                 device_target=run.device_target, amp_level=run.amp, host=host_name(), pid=os.getpid(),
                 train_images=len(run.train_split.files), test_images=len(run.test_split.files),
                 start_epoch=start.epochs_done, start_step=start.skip_steps, threads=run.threads,
-                resumed_from=start.source, setup_seconds=round(time.time() - t_start, 3))
+                resumed_from=start.source, setup_seconds=round(time.time() - t_start, 3),
+                sink_size=loop.sink_size)
     evaluator = Evaluator(run.evaluate, run.sync_batchnorm, interval=cfg.eval_interval,
                           result_path=output_dir / "eval.json",
                           result_fields={"split": "test", "classes": len(run.classes),
@@ -343,7 +386,10 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
                  evaluator, SummaryRecorder(summary)]
     state = LoopState(run.rank, cfg.epoch_size, run.steps_per_epoch, global_step=start.global_step,
                       callbacks=callbacks)
-    run_loop(run.step_cell, run.train_batches, state, start.epochs_done, start.skip_steps)
+    if loop.sinks:
+        run_sink_loop(run.sink_epoch, state, loop.sink_size, start.epochs_done, start.skip_steps)
+    else:
+        run_loop(run.step_cell, run.train_batches, state, start.epochs_done, start.skip_steps)
     events.emit("finish", run.rank, status="ok", checksum=param_checksum(run.net),
                 top1=evaluator.final["top1"], seconds=round(time.time() - t_start, 3),
                 global_step=state.global_step, max_rss_mib=peak_rss_mib())

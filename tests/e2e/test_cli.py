@@ -3,6 +3,7 @@ started), subcommands. Every test runs the real command line in a subprocess."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from launcher.cli import main
+from tests.support.ascend import fake_npu_smi, fake_sysfs
 from tests.support.launches import fake_args
 from tests.support.processes import fake_env
 
@@ -35,27 +37,67 @@ def ascend_host(tmp_path):
 
 
 def test_dry_run_ascend_8_on_this_machine(tmp_path):
+    """``--devices 0-7 --backend ascend --dry-run``: the dynamic-cluster plan by default."""
     run_dir = tmp_path / "run"
-    res = cli("--dry-run", "--backend", "ascend", "--devices", "8", "--run-dir", str(run_dir), cwd=tmp_path)
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "0-7", "--run-dir", str(run_dir),
+              cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "backend: Ascend" in out
+    assert "startup: dynamic cluster (scheduler + MS_WORKER per device)" in out
     assert "\x1b" not in out
+    for k in range(8):
+        assert f"DEVICE_ID={k} LOCAL_RANK={k} MS_NODE_ID={k} RANK_ID={k}" in out
+    for line in ("MS_ROLE=MS_WORKER", "MS_SCHED_HOST=127.0.0.1", "MS_WORKER_NUM=8", "RANK_SIZE=8"):
+        assert f"  {line}\n" in out
+    assert "  MS_SCHED_PORT=" in out and "  HCCL_CONNECT_TIMEOUT=" in out
+    assert "scheduler: " in out and "-m wrn.scheduler" in out
+    assert "removed if set: RANK_TABLE_FILE MINDSPORE_HCCL_CONFIG_PATH" in out
+    assert "rank table (" not in out and "hccn.conf" not in out  # no device IPs needed
+    assert "this host has no Ascend devices" in out
+    assert not run_dir.exists()
+    assert not (tmp_path / "runs").exists()  # nothing created or started
+
+
+def test_dry_run_ascend_rank_table_startup(tmp_path):
+    """``--ascend-startup ranktable``: today's startup, RANK_TABLE_FILE and no scheduler."""
+    run_dir = tmp_path / "run"
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "0-7", "--ascend-startup",
+              "ranktable", "--run-dir", str(run_dir), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "startup: HCCL rank table (RANK_TABLE_FILE, no scheduler)" in out
     for k in range(8):
         assert f"DEVICE_ID={k} LOCAL_RANK={k} RANK_ID={k}" in out
     assert f"RANK_TABLE_FILE={run_dir}/rank_table.json" in out
     assert "RANK_SIZE=8" in out
-    assert "this host has no Ascend devices" in out
+    assert "MS_ROLE" not in out.split("removed if set:")[0]
+    assert "scheduler" not in out.split("commands:")[1].split("rank table (")[0]
+    assert "removed if set: MS_ROLE MS_SCHED_HOST MS_SCHED_PORT MS_WORKER_NUM MS_NODE_ID" in out
     assert "/etc/hccn.conf does not exist" in out
     assert '"device_ip": "0.0.0.0"' in out  # placeholder, with the warning above
     assert not run_dir.exists()
-    assert not (tmp_path / "runs").exists()  # nothing created or started
+
+
+def test_dry_run_ascend_dynamic_cluster_with_rank_table(tmp_path, ascend_host):
+    dev, conf = ascend_host
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "0-3", "--hccl-rank-table",
+              "--hccn-conf", str(conf), "--dev-dir", str(dev), "--run-dir", str(tmp_path / "r"),
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "startup: dynamic cluster (scheduler + MS_WORKER per device) + HCCL rank table" in out
+    assert "  MS_ROLE=MS_WORKER\n" in out
+    assert f"  RANK_TABLE_FILE={tmp_path}/r/rank_table.json\n" in out
+    assert '{"device_id": "3", "device_ip": "192.98.92.103", "rank_id": "3"}' in out
+    bad = cli("--dry-run", "--backend", "ascend", "--ascend-startup", "msrun", cwd=tmp_path)
+    assert bad.returncode == 2 and "invalid choice: 'msrun'" in bad.stderr
 
 
 def test_dry_run_ascend_with_fixture_devices(tmp_path, ascend_host):
     dev, conf = ascend_host
     res = cli("--dry-run", "--backend", "ascend", "--devices", "4-7", "--hccn-conf", str(conf),
-              "--dev-dir", str(dev), cwd=tmp_path)
+              "--dev-dir", str(dev), "--ascend-startup", "ranktable", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "DEVICE_ID=7 LOCAL_RANK=3 RANK_ID=3" in res.stdout
     assert '{"device_id": "7", "device_ip": "192.98.92.107", "rank_id": "3"}' in res.stdout
@@ -63,6 +105,43 @@ def test_dry_run_ascend_with_fixture_devices(tmp_path, ascend_host):
     auto = cli("--dry-run", "--devices", "2", "--hccn-conf", str(conf), "--dev-dir", str(dev), cwd=tmp_path)
     assert "backend: Ascend" in auto.stdout
     assert "chosen: detected" in auto.stdout
+
+
+def test_dry_run_binds_ascend_ranks_to_their_numa_cpus(tmp_path):
+    """A fake npu-smi on PATH (its topology: NPU0-1 near CPUs 0-23 ...), then a fake sysfs."""
+    bin_dir = tmp_path / "bin"
+    fake_npu_smi(bin_dir)
+    env = fake_env()
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    usable = sorted(os.sched_getaffinity(0))
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "0-7", cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "core binding: each rank on its device's NUMA CPUs (npu-smi info -t topo)" in res.stdout
+    near0 = [c for c in range(24) if c in usable]
+    if near0:  # this host's CPUs 0-23 that are usable, shared by ranks 0 and 1
+        size = max(1, len(near0) // 2)
+        assert f"WRN_BIND_CPUS={','.join(map(str, near0[:size]))}" in res.stdout
+    off = cli("--dry-run", "--backend", "ascend", "--devices", "0-7", "--no-bind-core",
+              cwd=tmp_path, env=env)
+    assert off.returncode == 0 and "WRN_BIND_CPUS" not in off.stdout
+    assert "core binding" not in off.stdout
+    # a broken answer: an error with --bind-cores, a warning (and no binding) without
+    fake_npu_smi(bin_dir, "  NPU0  CPU Affinity\nNPU0  X  0-zz\n")
+    bad = cli("--dry-run", "--backend", "ascend", "--devices", "2", "--bind-cores", cwd=tmp_path,
+              env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "wrn-launch: error: --bind-cores: npu-smi info -t topo: NPU0's CPU affinity: '0-zz' is "
+        "not a CPU list like 0-23,48-71; fix that, or pass --no-bind-cores")
+    lenient = cli("--dry-run", "--backend", "ascend", "--devices", "2", cwd=tmp_path, env=env)
+    assert lenient.returncode == 0 and "warning: Ascend workers are not bound to cores" in lenient.stdout
+    # no npu-smi: sysfs (--sys-dir stands in for /sys)
+    sys_dir = fake_sysfs(tmp_path / "sys", {0: 0, 1: 1}, {0: usable[0], 1: usable[-1]})
+    res = cli("--dry-run", "--backend", "ascend", "--devices", "0-1", "--sys-dir", str(sys_dir),
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"core binding: each rank on its device's NUMA CPUs ({sys_dir}/bus/pci" in res.stdout
+    assert f"WRN_BIND_CPUS={usable[0]}" in res.stdout and f"WRN_BIND_CPUS={usable[-1]}" in res.stdout
 
 
 def test_dry_run_cpu_and_gpu(tmp_path):
@@ -74,17 +153,21 @@ def test_dry_run_cpu_and_gpu(tmp_path):
     assert "MS_WORKER_NUM=3" in cpu.stdout
     assert "OMP_NUM_THREADS=2" in cpu.stdout
     assert "-m wrn.scheduler" in cpu.stdout
+    # the pinned MindSpore cannot use a GPU: a clear error even for a dry run
     gpu = cli("--dry-run", "--backend", "gpu", "--devices", "2", cwd=tmp_path)
-    assert gpu.returncode == 0
-    assert "backend: GPU" in gpu.stdout
-    assert "no GPU devices" in gpu.stdout
+    assert gpu.returncode == 2
+    msg = gpu.stderr.strip()
+    assert msg.startswith("wrn-launch: error: the GPU backend was chosen (--backend) but the "
+                          "installed MindSpore 2.")
+    assert "cannot use a GPU" in msg and "Use --backend cpu" in msg and "\n" not in msg
+    assert gpu.stdout == ""
 
 
 @pytest.mark.parametrize("args, words", [
     (["--devices", "0"], "at least one device"),
     (["--devices", "3-1"], "runs backwards"),
     (["--devices", "two"], "neither a device id"),
-    (["--backend", "gpu", "--devices", "2"], "has no GPU devices"),
+    (["--backend", "gpu", "--devices", "2"], "cannot use a GPU"),
     (["--backend", "ascend", "--devices", "8"], "has no Ascend devices (looked for /dev/davinci<N>)"),
     (["--set", "lr=abc"], "'lr' must be a number"),
     (["--set", "lrr=0.1"], "did you mean 'lr'"),
@@ -117,7 +200,7 @@ def test_bad_devices_on_a_fixture_ascend_host(tmp_path, ascend_host):
         assert words in res.stderr
         assert "\n" not in res.stderr.strip()
     res = cli("--backend", "ascend", "--devices", "2", "--dev-dir", str(dev), "--hccn-conf",
-              str(tmp_path / "none.conf"), cwd=tmp_path)
+              str(tmp_path / "none.conf"), "--ascend-startup", "ranktable", cwd=tmp_path)
     assert res.returncode == 2
     assert "none.conf does not exist" in res.stderr
 

@@ -5,6 +5,7 @@ runs (an Ascend-path run on fixture devices, a two-server table on CPU)."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -132,7 +133,8 @@ def test_check_accepts_modelzoo_files_and_lists_problems(tmp_path):
 # -- wrn-launch --rank-table --------------------------------------------------------------------------
 def test_dry_run_second_server_of_a_table(tmp_path):
     res = cli("--rank-table", str(MERGE_HCCL_16P), "--server-ip", "10.155.111.141", "--dry-run",
-              "--hccl-connect-timeout", "600", "--plain", cwd=tmp_path)
+              "--hccl-connect-timeout", "600", "--plain", "--ascend-startup", "ranktable",
+              cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "backend: Ascend" in out
@@ -147,9 +149,29 @@ def test_dry_run_second_server_of_a_table(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_dry_run_second_server_of_a_table_as_a_dynamic_cluster(tmp_path):
+    """The default startup with a given table: the workers join the scheduler on the server
+    holding rank 0 (started by that server's launch) and HCCL also gets the table."""
+    res = cli("--rank-table", str(MERGE_HCCL_16P), "--server-ip", "10.155.111.141", "--dry-run",
+              "--plain", "--port", "29611", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "startup: dynamic cluster (scheduler + MS_WORKER per device) + HCCL rank table" in out
+    for k in range(8):
+        assert f"DEVICE_ID={k} LOCAL_RANK={k} MS_NODE_ID={8 + k} RANK_ID={8 + k}" in out
+    for line in ("MS_SCHED_HOST=10.155.111.140", "MS_SCHED_PORT=29611", "MS_WORKER_NUM=16",
+                 "RANK_SIZE=16", "MS_ROLE=MS_WORKER"):
+        assert f"  {line}\n" in out
+    assert "scheduler address: 10.155.111.140:29611 (not started)" in out
+    assert "RANK_TABLE_FILE=" in out
+    one_line_error(cli("--rank-table", str(MERGE_HCCL_16P), "--server-ip", "10.155.111.141",
+                       "--dry-run", cwd=tmp_path), "pass the same --port P to the launch on every "
+                                                  "server (or --ascend-startup ranktable on Ascend)")
+
+
 def test_this_host_found_by_its_hccn_conf(tmp_path):
     res = cli("--rank-table", str(MERGE_HCCL_16P), "--hccn-conf", str(HCCN_CONF), "--dry-run",
-              "--plain", cwd=tmp_path)
+              "--plain", "--ascend-startup", "ranktable", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "this host is server 10.155.111.140 (1 of 2), ranks 0-7 of 16" in res.stdout
 
@@ -181,9 +203,12 @@ def test_bad_table_is_one_message(tmp_path):
     assert "(2) server_list[0].device[1].device_id: device 0 is listed twice" in res.stderr
 
 
-def test_ascend_path_runs_on_fixture_devices(tmp_path):
+@pytest.mark.parametrize("startup", ["ranktable", "dynamic"])
+def test_ascend_path_runs_on_fixture_devices(tmp_path, startup):
     """The Ascend launch path for real (rank table in the run directory, RANK_TABLE_FILE,
-    RANK_ID/DEVICE_ID from the table), with fixture device nodes and the fake worker."""
+    RANK_ID/DEVICE_ID from the table), with fixture device nodes and the fake worker; in
+    both startups (the dynamic cluster's scheduler is not started: the fake workers need
+    none)."""
     dev = tmp_path / "dev"
     dev.mkdir()
     for name in ("davinci4", "davinci5", "davinci_manager"):
@@ -195,19 +220,57 @@ def test_ascend_path_runs_on_fixture_devices(tmp_path):
     run_dir = tmp_path / "run"
     res = cli("--rank-table", str(path), "--server-ip", "10.0.0.7", "--dev-dir", str(dev), "--run-dir",
               str(run_dir), "--plain", "--worker-cmd", FAKE_WORKER_CMD, "--scheduler-cmd", "none",
-              cwd=tmp_path, env=fake_env(steps=2, step_s=0.01))
+              "--ascend-startup", startup, cwd=tmp_path, env=fake_env(steps=2, step_s=0.01))
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads((run_dir / "rank_table.json").read_text()) == table
     record = json.loads((run_dir / "run.json").read_text())
     procs = record["plan"]["processes"]
     assert [(p["env"]["RANK_ID"], p["env"]["DEVICE_ID"]) for p in procs] == [("0", "4"), ("1", "5")]
     assert all(p["env"]["RANK_TABLE_FILE"] == str(run_dir / "rank_table.json") for p in procs)
+    assert all(("MS_ROLE" in p["env"]) == (startup == "dynamic") for p in procs)
     assert record["status"] == "succeeded"
     assert record["plan"]["world_size"] == 2
     # the table's devices must exist here
     (dev / "davinci5").unlink()
     one_line_error(cli("--rank-table", str(path), "--server-ip", "10.0.0.7", "--dev-dir", str(dev),
                        cwd=tmp_path), "server 10.0.0.7 lists Ascend device(s) 5, but this host has 4")
+
+
+def test_ascend_dynamic_cluster_launch_on_fixture_devices(tmp_path):
+    """The default Ascend startup for real: the launcher starts the scheduler, the workers
+    (fake, on fixture devices 2-3, bound by a fake npu-smi's topology) meet at it through
+    MS_SCHED_HOST/PORT; no hccn.conf and no rank table are involved."""
+    from tests.support.ascend import fake_npu_smi
+
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for name in ("davinci2", "davinci3", "davinci_manager"):
+        (dev / name).touch()
+    env = fake_env(steps=2, step_s=0.01, connect=1)
+    usable = sorted(os.sched_getaffinity(0))
+    near = ",".join(map(str, usable))  # both devices near every usable CPU of this host
+    fake_npu_smi(tmp_path / "bin", f"      NPU2   NPU3   CPU Affinity\nNPU2   X   HCCS   {near}\n"
+                                   f"NPU3   HCCS   X   {near}\n")
+    env["PATH"] = f"{tmp_path / 'bin'}:{env['PATH']}"
+    run_dir = tmp_path / "run"
+    res = cli("--backend", "ascend", "--devices", "2-3", "--dev-dir", str(dev), "--run-dir",
+              str(run_dir), "--plain", "--hccn-conf", str(tmp_path / "none.conf"),
+              "--worker-cmd", FAKE_WORKER_CMD, "--scheduler-cmd", FAKE_SCHEDULER_CMD,
+              cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    assert record["plan"]["startup"] == "dynamic cluster (scheduler + MS_WORKER per device)"
+    sched, *workers = record["plan"]["processes"]
+    assert sched["role"] == "scheduler" and sched["env"]["MS_ROLE"] == "MS_SCHED"
+    assert [(p["env"]["MS_NODE_ID"], p["env"]["DEVICE_ID"]) for p in workers] == [("0", "2"),
+                                                                                 ("1", "3")]
+    assert all(p["env"]["MS_SCHED_PORT"] == sched["env"]["MS_SCHED_PORT"] for p in workers)
+    assert all("RANK_TABLE_FILE" not in p["env"] for p in workers)
+    share = max(1, len(usable) // 2)
+    assert [p["env"]["WRN_BIND_CPUS"] for p in workers] == [
+        ",".join(map(str, usable[:share])), ",".join(map(str, usable[share:2 * share] or usable[:1]))]
+    assert not (run_dir / "rank_table.json").exists()
 
 
 def test_two_server_table_on_cpu(tmp_path):

@@ -83,7 +83,11 @@ def test_distribute_command_line(tmp_path, recorder):
     assert argv[3:10] == ["--rank-table", "/t.json", "--backend", "ascend", "--config", "/c.yaml", "--set"]
     assert "data_path=builtin:rp2k-sample" in argv
     assert "device_target=Ascend" in argv
+    assert argv[-2:] == ["--ascend-startup", "ranktable"]  # the ModelZoo scripts' startup
     assert "--resume-ckpt" not in argv
+    run_script(DISTRIBUTE, "/t.json", "d", "/c.yaml", cwd=tmp_path,
+               env=env | {"ASCEND_STARTUP": "dynamic"})
+    assert recorded()["argv"][-2:] == ["--ascend-startup", "dynamic"]
 
 
 def test_standalone_and_eval_command_lines(tmp_path, recorder):

@@ -218,8 +218,8 @@ def _check_merged_table(table: dict) -> None:
 
 def test_ascend_dry_run_over_ssh_shows_the_merged_rank_table(runs, sshd, tmp_path):
     dev, conf = _ascend_fixture(tmp_path)
-    run = runs(sshd, ASCEND_HOSTS, "--backend", "ascend", "--dry-run", "--dev-dir", str(dev),
-               "--hccn-conf", str(conf))
+    run = runs(sshd, ASCEND_HOSTS, "--backend", "ascend", "--hccl-rank-table", "--dry-run",
+               "--dev-dir", str(dev), "--hccn-conf", str(conf))
     assert run.wait() == 0, run.out + run.err
     assert "pre-flight" in run.err
     assert "FAILED" not in run.err
@@ -231,10 +231,23 @@ def test_ascend_dry_run_over_ssh_shows_the_merged_rank_table(runs, sshd, tmp_pat
     assert not run.dir.exists()  # a dry run creates nothing
 
 
-def test_ascend_dry_run_names_a_missing_hccn_conf(runs, sshd, tmp_path):
+def test_ascend_dry_run_over_ssh_is_a_dynamic_cluster_by_default(runs, sshd, tmp_path):
     dev, _conf = _ascend_fixture(tmp_path)
     run = runs(sshd, ASCEND_HOSTS, "--backend", "ascend", "--dry-run", "--dev-dir", str(dev),
-               "--hccn-conf", str(tmp_path / "missing.conf"))
+               "--hccn-conf", str(tmp_path / "missing.conf"))  # not needed without a table
+    assert run.wait() == 0, run.out + run.err
+    text = run.out
+    assert "startup: dynamic cluster (scheduler + MS_WORKER per device)\n" in text
+    assert f"  MS_SCHED_HOST={A}\n" in text and "  MS_WORKER_NUM=4\n" in text
+    assert f"scheduler address: {A}:" in text and "MS_ROLE=MS_SCHED" in text
+    assert "rank table (" not in text and "missing.conf" not in text + run.err
+    assert "core binding: off: the NUMA topology of other hosts is not read" in text
+
+
+def test_ascend_dry_run_names_a_missing_hccn_conf(runs, sshd, tmp_path):
+    dev, _conf = _ascend_fixture(tmp_path)
+    run = runs(sshd, ASCEND_HOSTS, "--backend", "ascend", "--hccl-rank-table", "--dry-run",
+               "--dev-dir", str(dev), "--hccn-conf", str(tmp_path / "missing.conf"))
     assert run.wait() == 0, run.out + run.err
     assert f"{A}:{tmp_path / 'missing.conf'} does not exist" in run.out + run.err
 
@@ -242,8 +255,9 @@ def test_ascend_dry_run_names_a_missing_hccn_conf(runs, sshd, tmp_path):
 def test_ascend_launch_places_the_merged_table_on_every_host(runs, sshd, tmp_path):
     dev, conf = _ascend_fixture(tmp_path)
     remote = tmp_path / "elsewhere" / "run"
-    run = runs(sshd, ASCEND_HOSTS, "--backend", "ascend", "--dev-dir", str(dev), "--hccn-conf",
-               str(conf), "--remote-run-dir", str(remote), fake={"steps": 2}, scheduler=False)
+    run = runs(sshd, ASCEND_HOSTS, "--backend", "ascend", "--hccl-rank-table", "--dev-dir",
+               str(dev), "--hccn-conf", str(conf), "--remote-run-dir", str(remote),
+               fake={"steps": 2}, scheduler=False)
     assert run.wait() == 0, run.out + run.err
     here = json.loads((run.dir / "rank_table.json").read_text())
     _check_merged_table(here)

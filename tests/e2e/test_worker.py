@@ -39,6 +39,7 @@ def test_worker_under_msrun_trains_in_sync(msrun_run):
         start = next(e for e in evs if e["event"] == "start")
         assert start["world_size"] == 2
         assert start["params"] > 0
+        assert start["sink_size"] == 0  # CPU: one Python call per step, no data sinking
         finish = next(e for e in evs if e["event"] == "finish")
         finishes[finish["rank"]] = finish
         # every rank ran the same number of steps

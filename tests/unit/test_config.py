@@ -82,6 +82,8 @@ def test_int_accepted_for_float_and_number_for_string():
     ("lr_decay_factor=2", ["'lr_decay_factor' must be in (0, 1]"]),
     ("image_size=4", ["'image_size' must be at least 8"]),
     ("crop_min_scale=0", ["'crop_min_scale' must be in (0, 1]"]),
+    ("sink_size=-1", ["'sink_size' must be 0 or more"]),
+    ("sink_size=all", ["'sink_size' must be an integer"]),
     ("novalue", ["expected key=value"]),
 ])
 def test_set_errors_name_flag_and_key(item, words):

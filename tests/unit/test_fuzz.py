@@ -1,6 +1,7 @@
 """Property-based tests over every parser of user input: hostfiles, ``--hosts``, ``--devices``,
 env files and ``--env``, rank tables, config YAML and ``--set``, run.json, metrics.jsonl,
-checkpoint files and names, class folders and class indexes.
+checkpoint files and names, class folders and class indexes, CPU lists and ``npu-smi info -t
+topo`` output (core binding), ``--ascend-startup``.
 
 The one property: a parser returns a valid value, or raises the project's own error type with a
 message that names the input (the file, line or flag); never another exception, never a
@@ -23,6 +24,8 @@ from hypothesis import strategies as st
 from cluster.devices import parse_devices
 from cluster.errors import PlanError
 from cluster.hosts import parse_env_assignments, parse_env_file, parse_hostfile, parse_hosts_flag
+from cluster.numa import MAX_CPU, numa_core_sets, parse_cpulist, parse_npu_smi_topo
+from launcher.config import LaunchConfig, LaunchError
 
 settings.register_profile("fuzz", max_examples=150, deadline=2000,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -97,6 +100,39 @@ def test_devices_flag(text):
 
 
 @FUZZ
+@example("0-\u0663")
+@example("1" * 5000)
+@example("3-1")
+@given(hostile)
+def test_cpu_lists(text):
+    cpus = _parsed(lambda t: parse_cpulist(t, "fuzz/cpulist"), text, PlanError, "fuzz/cpulist")
+    assert cpus is None or (cpus and list(cpus) == sorted(set(cpus)) and cpus[-1] <= MAX_CPU)
+
+
+NPU_PIECES = ["NPU0", "NPU1", "NPU\u0663", " CPU Affinity", "CPU Affinity\n", "X", "HCCS", "SYS",
+              "0-23", "24-47,96-119", "\n", "  ", "Legend:", "-", ",", "99999"]
+
+
+@FUZZ
+@example("  NPU0  CPU Affinity\nNPU\u0663  X  0-3\n")
+@given(st.lists(st.one_of(st.sampled_from(NPU_PIECES), st.sampled_from(PIECES)),
+                max_size=20).map("".join))
+def test_npu_smi_topology_output(text):
+    topo = _parsed(parse_npu_smi_topo, text, PlanError, "npu-smi info -t topo")
+    for device, cpus in (topo or {}).items():
+        assert device >= 0 and cpus
+        assert numa_core_sets([device], topo, cpus)[0]
+
+
+@FUZZ
+@given(st.text(max_size=12))
+def test_ascend_startup_values(text):
+    config = _parsed(lambda t: LaunchConfig(ascend_startup=t), text, LaunchError,
+                     "--ascend-startup")
+    assert config is None or config.ascend_startup in ("dynamic", "ranktable")
+
+
+@FUZZ
 @given(hostile)
 def test_env_file_and_env_flag(text):
     env = _parsed(lambda t: parse_env_file(t, "fuzz.env"), text, PlanError, "fuzz.env:")
@@ -152,7 +188,8 @@ def test_rank_table_files(text):
 
 # -- config YAML and --set ------------------------------------------------------------------------
 KEYS = ["lr", "momentum", "loss_scale", "batch_size", "checkpoint_name", "data_path", "nesterov",
-        "lr_decay_epochs", "model", "amp_level", "dropout", "epoch_size", "image_size", "seed", "lrr"]
+        "lr_decay_epochs", "model", "amp_level", "dropout", "epoch_size", "image_size", "seed", "lrr",
+        "sink_size"]
 yaml_values = st.one_of(st.sampled_from(PIECES), st.sampled_from(
     ["0.1", "-1", "[30, 60]", "[a", "{a: 1}", "yes", "~", "'quoted'", "\"q\"", "1_000", "0o17",
      "2024-01-01", "&x 1", "*x", "!!binary aGk=", "|\n  text"]), st.text(max_size=8))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from wrn import events
 from wrn.loop import (Callback, CheckpointSaver, Evaluator, LoopState, ProgressEvents, SummaryRecorder,
-                      run_loop)
+                      choose_loop, run_loop, run_sink_loop)
 
 
 class Loss:
@@ -161,3 +162,94 @@ def test_other_ranks_join_the_collectives_but_report_nothing_else(tmp_path, caps
     assert not any(entry[0] == "write" for entry in log)
     assert evaluator.final["top1"] == 0.75
     assert not (tmp_path / "eval.json").exists()
+
+
+# -- data sinking (Ascend) -------------------------------------------------------------------------
+class Sinks:
+    """``sink_epoch(epoch, skip)`` for ``run_sink_loop``: each sink trains the epoch's batches
+    (epoch, index) in order, ``n`` per call, into ``trained``; records calls and closes."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps, self.calls, self.sizes, self.closed, self.trained = steps, [], [], [], []
+
+    def __call__(self, epoch: int, skip: int):
+        self.calls.append((epoch, skip))
+        batches = iter([(epoch, i) for i in range(skip, self.steps)])
+        outer = self
+
+        class Sink:
+            def __call__(self, n):
+                outer.sizes.append(n)
+                for _ in range(n):
+                    e, i = next(batches)
+                    outer.trained.append((e, i))
+                return Loss(e + i / 10)
+
+            def close(self):
+                outer.closed.append(epoch)
+
+        return Sink()
+
+
+def test_the_loop_choice():
+    assert not choose_loop("CPU", 0, 10, 100).sinks  # the CPU loop stays per step
+    assert not choose_loop("GPU", 8, 10, 100).sinks
+    assert choose_loop("Ascend", 0, 10, 100).sink_size == 10  # events every log_interval steps
+    assert choose_loop("Ascend", 25, 10, 100).sink_size == 25
+    assert choose_loop("Ascend", 500, 10, 100).sink_size == 100  # at most an epoch
+    assert choose_loop("Ascend", 0, 10, 3).sink_size == 3
+
+
+def test_sink_loop_calls_hooks_at_sink_boundaries_and_closes_each_epoch():
+    sinks, rec = Sinks(steps=7), Recorder()
+    state = LoopState(rank=0, epochs=2, steps_per_epoch=7, callbacks=[rec])
+    run_sink_loop(sinks, state, sink_size=3)
+    assert sinks.sizes == [3, 3, 1, 3, 3, 1]  # the epoch's last call is shorter
+    assert sinks.closed == [1, 2]
+    assert sinks.trained == [(e, i) for e in (1, 2) for i in range(7)]  # every batch once
+    assert [c[:4] for c in rec.calls if c[0] in ("step", "end")] == [
+        ("step", 1, 3, 3), ("step", 1, 6, 6), ("step", 1, 7, 7), ("end", 1, 7, 7),
+        ("step", 2, 3, 10), ("step", 2, 6, 13), ("step", 2, 7, 14), ("end", 2, 7, 14)]
+
+
+def test_sink_loop_events_and_checkpoints_fall_on_sink_boundaries(tmp_path, capsys):
+    """log_interval 2 and checkpoints every 3 steps, sinking 3 steps per call (epochs of 4):
+    each fires at the first boundary at or after its multiple, naming the step reached."""
+    state, evaluator, summary, log = _wire(tmp_path, rank=0)
+    run_sink_loop(Sinks(steps=4), state, sink_size=3)
+    got = _events(capsys.readouterr().out)
+    assert [(e["event"], e["epoch"], e.get("step")) for e in got] == [
+        ("step", 1, 3), ("checkpoint", 1, 3), ("step", 1, 4), ("epoch_end", 1, None),
+        ("checkpoint", 1, 4), ("eval", 1, None),
+        ("step", 2, 3), ("checkpoint", 2, 3), ("step", 2, 4), ("epoch_end", 2, None),
+        ("checkpoint", 2, 4), ("eval", 2, None)]
+    assert got[0]["global_step"] == 3 and got[0]["loss"] == 1.2
+    assert got[3]["steps"] == 4 and got[3]["data_wait_s"] == 0
+    assert [entry for entry in log if entry[0] == "write"] == [
+        ("write", 1, 3, 3), ("write", 1, 4, 4), ("write", 2, 3, 7), ("write", 2, 4, 8)]
+
+
+def test_sink_loop_resume_from_its_checkpoint_trains_the_same_batches():
+    """Exact resume: stopped after a mid-epoch checkpoint written at a sink boundary, a new
+    loop from that checkpoint's (epoch, step, global_step) trains exactly the batches the
+    uninterrupted run trained after it."""
+    whole = Sinks(steps=10)
+    saved = []
+    saver = CheckpointSaver(lambda e, s, g: saved.append((e, s, g)) or f"e{e}-s{s}.ckpt",
+                            lambda: None, every_steps=4, every_epochs=1)
+    run_sink_loop(whole, LoopState(0, 3, 10, callbacks=[saver]), sink_size=3)
+    assert saved[:3] == [(1, 6, 6), (1, 9, 9), (1, 10, 10)]  # crossed 4 at 6, 8 at 9
+    for epoch, step_, global_step in saved:
+        if step_ == 10:
+            continue
+        again = Sinks(steps=10)
+        state = LoopState(0, 3, 10, global_step=global_step)
+        run_sink_loop(again, state, sink_size=3, start_epoch=epoch - 1, skip_steps=step_)
+        done = whole.trained.index((epoch, step_ - 1)) + 1
+        assert again.trained == whole.trained[done:]
+        assert state.global_step == 30
+
+
+def test_sink_size_must_be_positive():
+    with pytest.raises(ValueError, match="sink_size must be 1 or more"):
+        run_sink_loop(Sinks(3), LoopState(0, 1, 3), sink_size=0)

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from cluster.devices import (DeviceRequest, detect_backend, format_ids, list_devices,
-                             numbered_nodes, parse_devices, parse_nvidia_smi)
+from cluster.devices import (DeviceRequest, detect_backend, format_ids, gpu_problem,
+                             list_devices, numbered_nodes, parse_devices, parse_nvidia_smi)
 from cluster.errors import PlanError
 from cluster.plan import (LaunchPlan, Node, PlanRequest, ProcessSpec, RankInfo, assign_ranks,
                           core_sets, make_plan, thread_budget)
@@ -37,7 +37,7 @@ def fake_dev(tmp_path, *names):
 
 
 def request(backend="cpu", devices=(0, 1), cpus=(0, 1), **kw):
-    kw.setdefault("sched_port", 29500 if backend != "ascend" else None)
+    kw.setdefault("sched_port", None if kw.get("ascend_startup") == "ranktable" else 29500)
     if backend == "ascend":
         kw.setdefault("device_ips", {"h1": parse_hccn_conf(HCCN_CONF)})
     node = Node("h1", kw.pop("address", "10.0.0.1"), tuple(devices), tuple(cpus))
@@ -93,12 +93,37 @@ def test_detect_backend_from_device_nodes(tmp_path):
 
 def test_detect_gpu_and_cpu(tmp_path):
     gpu = fake_dev(tmp_path, "nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "nvidia-modeset")
-    assert detect_backend(gpu, use_nvidia_smi=False) == "gpu"
+    assert detect_backend(gpu, use_nvidia_smi=False, gpu_check=lambda: None) == "gpu"
+    # NVIDIA devices, but a MindSpore that cannot use them: never picked
+    assert detect_backend(gpu, use_nvidia_smi=False, gpu_check=lambda: "no plugin") == "cpu"
     assert list_devices("gpu", gpu, use_nvidia_smi=False) == [0, 1]
     empty = tmp_path / "empty"
     empty.mkdir()
     assert detect_backend(str(empty), use_nvidia_smi=False) == "cpu"
     assert numbered_nodes(["davinci10", "davinci2", "davinci", "xdavinci1"], "davinci") == [2, 10]
+
+
+def test_installed_mindspore_cannot_use_a_gpu():
+    """The pinned MindSpore 2.10 from PyPI: its GPU plugin does not load."""
+    problem = gpu_problem()
+    assert problem is not None and "cannot use a GPU" in problem
+    assert "MindSpore 2." in problem
+
+
+def test_gpu_probe_answers(tmp_path):
+    def interpreter(name, body):
+        path = tmp_path / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+        return str(path)
+
+    able = interpreter("able", "echo '{\"version\": \"2.2.14\", \"gpu\": true}'")
+    assert gpu_problem(able) is None
+    broken = interpreter("broken", "echo 'ModuleNotFoundError: No module named mindspore' >&2; exit 1")
+    assert gpu_problem(broken) == ("MindSpore could not be imported to ask whether it can use a "
+                                   "GPU (ModuleNotFoundError: No module named mindspore)")
+    assert "failed" in gpu_problem(str(tmp_path / "missing"))
+    assert "could not be imported" in gpu_problem(interpreter("noise", "echo hello"))
 
 
 def test_parse_nvidia_smi():
@@ -130,7 +155,7 @@ def test_plan_objects_validate_themselves():
     with pytest.raises(PlanError, match="scheduler port"):
         request(sched_port=None)
     with pytest.raises(PlanError, match="no device IP"):
-        request(backend="ascend", device_ips={})
+        request(backend="ascend", device_ips={}, ascend_startup="ranktable")
     plan = make_plan(request())
     with pytest.raises(PlanError, match="0..N-1"):
         LaunchPlan(plan.backend, RUN, plan.ranks[1:], plan.processes)
@@ -179,8 +204,10 @@ def test_verbose_mindspore_keeps_glog_and_no_scheduler_when_asked():
     assert plan.scheduler == ("10.0.0.1", 29500)  # the workers still know where it would be
 
 
-def test_ascend_plan_environment_and_rank_table():
-    plan = make_plan(request(backend="ascend", devices=tuple(range(8)), cpus=tuple(range(16))))
+def test_ascend_rank_table_startup_environment_and_rank_table():
+    plan = make_plan(request(backend="ascend", devices=tuple(range(8)), cpus=tuple(range(16)),
+                             ascend_startup="ranktable"))
+    assert plan.startup.startswith("HCCL rank table")
     assert plan.scheduler is None
     assert all(p.role == "worker" for p in plan.processes)
     for k, proc in enumerate(plan.processes):
@@ -200,13 +227,63 @@ def test_ascend_plan_environment_and_rank_table():
 
 
 def test_ascend_subset_of_devices():
-    plan = make_plan(request(backend="ascend", devices=(4, 5, 6, 7)))
+    plan = make_plan(request(backend="ascend", devices=(4, 5, 6, 7), ascend_startup="ranktable"))
     assert [(p.env["RANK_ID"], p.env["DEVICE_ID"]) for p in plan.processes] == [
         ("0", "4"), ("1", "5"), ("2", "6"), ("3", "7")]
     devices = json.loads(plan.rank_table)["server_list"][0]["device"]
     assert [(d["device_id"], d["rank_id"], d["device_ip"]) for d in devices] == [
         ("4", "0", "192.98.92.104"), ("5", "1", "192.98.92.105"), ("6", "2", "192.98.92.106"),
         ("7", "3", "192.98.92.107")]
+
+
+def test_ascend_dynamic_cluster_is_the_default():
+    plan = make_plan(request(backend="ascend", devices=tuple(range(8)), cpus=tuple(range(16))))
+    assert plan.startup == "dynamic cluster (scheduler + MS_WORKER per device)"
+    assert plan.scheduler == ("10.0.0.1", 29500)
+    sched, *workers = plan.processes
+    assert sched.role == "scheduler" and sched.argv[-2:] == ("-m", "wrn.scheduler")
+    assert sched.env["MS_ROLE"] == "MS_SCHED" and "RANK_TABLE_FILE" in sched.unset
+    assert len(workers) == 8
+    for k, proc in enumerate(workers):
+        env = proc.env
+        assert {key: env[key] for key in ("MS_ROLE", "MS_SCHED_HOST", "MS_SCHED_PORT",
+                                          "MS_WORKER_NUM", "MS_NODE_ID", "DEVICE_ID", "RANK_ID",
+                                          "RANK_SIZE", "LOCAL_RANK")} == {
+            "MS_ROLE": "MS_WORKER", "MS_SCHED_HOST": "10.0.0.1", "MS_SCHED_PORT": "29500",
+            "MS_WORKER_NUM": "8", "MS_NODE_ID": str(k), "DEVICE_ID": str(k), "RANK_ID": str(k),
+            "RANK_SIZE": "8", "LOCAL_RANK": str(k)}
+        assert "RANK_TABLE_FILE" not in env
+        assert {"RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH"} <= set(proc.unset)
+        assert "MS_ROLE" not in proc.unset
+    assert plan.rank_table is None
+    assert plan.to_dict()["startup"] == plan.startup
+    # no device IPs are needed without a rank table
+    assert make_plan(request(backend="ascend", devices=(0, 1), device_ips={})).rank_table is None
+
+
+def test_ascend_dynamic_cluster_with_a_rank_table_asked_for():
+    plan = make_plan(request(backend="ascend", devices=(4, 5, 6, 7), hccl_rank_table=True))
+    assert plan.startup.endswith("+ HCCL rank table (RANK_TABLE_FILE)")
+    workers = [p for p in plan.processes if p.role == "worker"]
+    assert all(p.env["RANK_TABLE_FILE"] == f"{RUN}/rank_table.json" for p in workers)
+    assert all(p.env["MS_ROLE"] == "MS_WORKER" for p in workers)
+    assert all("RANK_TABLE_FILE" not in p.unset and "MINDSPORE_HCCL_CONFIG_PATH" in p.unset
+               for p in workers)
+    devices = json.loads(plan.rank_table)["server_list"][0]["device"]
+    assert [(d["device_id"], d["rank_id"]) for d in devices] == [("4", "0"), ("5", "1"),
+                                                                 ("6", "2"), ("7", "3")]
+    with pytest.raises(PlanError, match="no device IP"):
+        request(backend="ascend", device_ips={}, hccl_rank_table=True)
+    with pytest.raises(PlanError, match="ascend-startup"):
+        request(backend="ascend", ascend_startup="msrun")
+
+
+def test_single_ascend_worker_runs_standalone():
+    plan = make_plan(request(backend="ascend", devices=(3,), sched_port=None))
+    assert plan.startup.startswith("standalone") and plan.scheduler is None
+    proc, = plan.processes
+    assert proc.env["DEVICE_ID"] == "3" and "MS_ROLE" not in proc.env
+    assert "MS_ROLE" in proc.unset and "RANK_TABLE_FILE" in proc.unset
 
 
 # -- thread budget ---------------------------------------------------------------------------------

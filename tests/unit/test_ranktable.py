@@ -415,7 +415,7 @@ RUN = "/runs/t1"
 def table_request(backend, server, table=None, **kw):
     table = table or read_table(MERGE_HCCL_16P)
     s = table.servers[server]
-    kw.setdefault("sched_port", 29500 if backend != "ascend" else None)
+    kw.setdefault("sched_port", None if kw.get("ascend_startup") == "ranktable" else 29500)
     ips = {"h": {d.device_id: d.device_ip for d in s.devices}} if backend == "ascend" else {}
     return PlanRequest(backend=backend, nodes=(Node("h", s.server_id, s.device_ids, (0, 1)),),
                        run_dir=RUN, cwd="/srv", worker_cmd=(sys.executable, "-m", "wrn.train"),
@@ -424,7 +424,7 @@ def table_request(backend, server, table=None, **kw):
 
 
 def test_ascend_plan_of_second_server():
-    plan = make_plan(table_request("ascend", 1))
+    plan = make_plan(table_request("ascend", 1, ascend_startup="ranktable"))
     assert plan.world_size == 16
     assert [r.rank for r in plan.ranks] == list(range(8, 16))
     assert {r.node_rank for r in plan.ranks} == {1}
@@ -436,6 +436,18 @@ def test_ascend_plan_of_second_server():
         assert proc.name == f"rank{8 + k}"
     assert json.loads(plan.rank_table) == read_table(MERGE_HCCL_16P).to_dict()
     assert plan.to_dict()["world_size"] == 16
+
+
+def test_ascend_dynamic_cluster_of_a_table_hands_hccl_the_table():
+    first, second = make_plan(table_request("ascend", 0)), make_plan(table_request("ascend", 1))
+    assert first.processes[0].role == "scheduler"  # with rank 0, as on CPU
+    assert all(p.role == "worker" for p in second.processes)
+    assert first.scheduler == second.scheduler == ("10.155.111.140", 29500)
+    env = second.worker(9).env
+    assert (env["MS_ROLE"], env["MS_WORKER_NUM"], env["MS_NODE_ID"], env["DEVICE_ID"]) == (
+        "MS_WORKER", "16", "9", "1")
+    assert env["RANK_TABLE_FILE"] == f"{RUN}/rank_table.json"
+    assert json.loads(second.rank_table) == read_table(MERGE_HCCL_16P).to_dict()
 
 
 def test_cpu_plan_of_a_table_scheduler_on_rank_0_server():
