@@ -423,7 +423,7 @@ def test_run_dirs(tmp_path):
 
 
 def test_local_backend_command():
-    assert LocalBackend().agent_cmd("h1") == [sys.executable, "-m", "launcher.agent"]
+    assert LocalBackend().agent_cmd("h1") == [sys.executable, "-P", "-m", "launcher.agent"]
     env = LocalBackend().agent_env("h1")
     assert env["PYTHONPATH"].split(os.pathsep)[0] == os.path.dirname(os.path.dirname(
         os.path.abspath(__import__("launcher").__file__)))
