@@ -122,6 +122,13 @@ def _add_where_arguments(p: argparse.ArgumentParser) -> None:
                        "workdir=DIR]' (# comments); the first host holds rank 0 and the scheduler")
     where.add_argument("--hosts", metavar="H:N,...", default=SUPPRESS,
                        help="short form of --hostfile: --hosts a:8,b:8")
+    where.add_argument("--launcher", choices=("auto", "local", "ssh", "slurm"), default=SUPPRESS,
+                       help="how processes start (default auto: slurm inside a Slurm allocation "
+                            "without --hostfile/--hosts/--devices, ssh with --hostfile/--hosts, "
+                            "else local)")
+    where.add_argument("--devices-per-node", type=_positive_int, metavar="K", default=SUPPRESS,
+                       help="Slurm: devices (workers) per node (default: the allocation's GPUs "
+                            "or tasks per node)")
     where.add_argument("--threads-per-worker", type=_positive_int, metavar="N", default=SUPPRESS,
                        help="threads per worker (default: usable cores // workers, at least 1)")
     where.add_argument("--bind-cores", action=argparse.BooleanOptionalAction, default=SUPPRESS,

@@ -311,6 +311,8 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
     if specs is not None:
         nodes, ips, backend, port, share, notes = _remote_nodes(config, cfg, specs, backend_name,
                                                                 warnings, holder)
+    elif config.slurm(os.environ):
+        nodes, ips, backend, port, share, notes = _slurm_nodes(config, cfg, backend_name, holder)
     else:
         config = _with_devices(config, previous)
         nodes, ips, backend, port, share, notes = _local_nodes(config, cfg, backend_name, how,
@@ -463,6 +465,34 @@ def _remote_nodes(config: LaunchConfig, cfg: TrainConfig, specs: list[HostSpec],
              "master": f"{nodes[0].host} (scheduler {nodes[0].address}:"
                        f"{port.port if port else '-'})"}
     return nodes, ips, backend, port, None, notes
+
+
+def _slurm_nodes(config: LaunchConfig, cfg: TrainConfig, backend_name: str,
+                 holder: dict[str, Any]):
+    """The nodes of the Slurm job this launcher runs in, pre-flighted in one step (versions,
+    imports, data, devices, the scheduler port on the first node)."""
+    from launcher.slurm import slurm_nodes
+
+    if backend_name == "ascend":
+        raise LaunchError("--launcher slurm runs CPU and GPU workers; an Ascend run inside an "
+                          "allocation needs a rank table per node: use --launcher local with "
+                          "--rank-table on each node (srun wrn-launch ...)")
+    port = None
+    ready = slurm_nodes(os.environ, versions(), backend_name, cfg.data_path, None,
+                        config.devices_per_node, config.dev_dir, config.supervisor.grace + 5.0)
+    holder["backend"] = ready.backend
+    if sum(len(n.device_ids) for n in ready.nodes) > 1:
+        holder["port"] = port = reserve_port(config.port, config.port_range)
+        if not ready.backend.port_free(ready.nodes[0].host, port.port):
+            raise LaunchError(f"scheduler port {port.port} is in use on the first node "
+                              f"{ready.nodes[0].host} of Slurm job {ready.job}; pass another "
+                              f"--port")
+    nodes = ready.nodes
+    notes = {"slurm": f"job {ready.job}, " + ", ".join(f"{n.host} {n.address} "
+                                                        f"({len(n.device_ids)})" for n in nodes),
+             "master": f"{nodes[0].host} (scheduler {nodes[0].address}:"
+                       f"{port.port if port else '-'})"}
+    return nodes, {}, ready.backend, port, None, notes
 
 
 def _rank_table_share(config: LaunchConfig) -> tuple[RankTable, int]:
