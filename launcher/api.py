@@ -31,6 +31,7 @@ from launcher.progress import RunSummary
 from launcher.record import RunRecord, RunRecordWriter, masked_plan
 from launcher.renderers import Renderer, make_renderer
 from launcher.rundir import RunFiles, archive_logs, create_run_dir
+from launcher.slurm import SlurmBackend, record_job
 from wrn.config import dump_config
 from wrn.fileio import write_atomic
 
@@ -102,6 +103,8 @@ def _create_run_dir(prepared: Prepared) -> None:
         if run_dir != prepared.run_dir:  # a default name that was taken got a suffix
             prepared.moved_to(run_dir)
     dump_config(prepared.train, prepared.run_dir / CONFIG_NAME)
+    if isinstance(prepared.backend, SlurmBackend):
+        record_job(prepared.run_dir, prepared.backend.job, prepared.nodes)
     if prepared.hosts:
         write_atomic(prepared.run_dir / HOSTFILE_NAME, format_hostfile(prepared.hosts))
 

@@ -36,8 +36,10 @@ from launcher.config import LaunchConfig, LaunchError
 from launcher.ports import PortReservation, reserve_port
 from launcher.record import RunRecord
 from launcher.rundir import RunDirBusy, RunDirLock, check_run_dir, check_run_name, default_run_dir
+from launcher.slurm import SlurmBackend
 from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
 from wrn.hostname import host_name
+from wrn.loop import STOP_ON_SIGNAL_ENV
 from wrn_launch import versions
 
 #: The host list of a multi-host run, kept in its run directory for ``--resume``.
@@ -323,6 +325,8 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
     if config.start_scheduler:
         scheduler_cmd = config.scheduler_cmd or tuple(module_argv(sys.executable, "wrn.scheduler"))
     extra_env = {**hccl_env, **env}
+    if isinstance(backend, SlurmBackend):  # preemption: finish the step, checkpoint, stop
+        extra_env[STOP_ON_SIGNAL_ENV] = "1"
     if specs is None and python_path(os.environ.get("PYTHONPATH")):
         extra_env = {"PYTHONPATH": python_path(os.environ.get("PYTHONPATH")), **extra_env}
     request = PlanRequest(

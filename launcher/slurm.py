@@ -28,11 +28,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cluster.errors import PlanError
 from cluster.plan import Node
 from launcher.backend import Backend, BackendError, module_argv, python_path, source_root
+from launcher.rundir import SLURM_JSON
 from wrn.fileio import write_atomic
 
 #: Seconds a Slurm query (scontrol, squeue, sacct) may take before it is given up.
@@ -367,3 +369,48 @@ def slurm_nodes(env: Mapping[str, str], want: Mapping[str, str | None], backend:
                   for i, name in enumerate(names))
     return SlurmPrepared(nodes, SlurmBackend(job, names, grace=grace), checks, job)
 
+
+# -- the job of a run directory ------------------------------------------------------------------
+def record_job(run_dir: Path, job: str, nodes: Sequence[Node]) -> None:
+    """Write ``slurm.json`` (job id, nodes) into the run directory, keeping what ``wrn-launch
+    sbatch`` wrote there at submission."""
+    path = Path(run_dir) / SLURM_JSON
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
+    info.update({"job_id": job, "nodes": [n.host for n in nodes]})
+    write_atomic(path, json.dumps(info) + "\n")
+
+
+def run_job_id(run_dir: Path) -> str | None:
+    """The Slurm job id recorded in a run directory's ``slurm.json`` (None: not a Slurm run)."""
+    try:
+        info = json.loads((Path(run_dir) / SLURM_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    job = info.get("job_id") if isinstance(info, dict) else None
+    return str(job) if isinstance(job, (str, int)) and str(job).strip() else None
+
+
+def job_states(jobs: Sequence[str]) -> dict[str, str]:
+    """Each job's state: ``squeue`` for the jobs Slurm still holds, ``sacct`` for the others
+    when accounting is there; jobs neither knows are missing. One call each, never raises."""
+    states: dict[str, str] = {}
+    wanted = sorted(set(jobs))
+    for argv in (["squeue", "-h", "-o", "%i %T", "-j", ",".join(wanted)],
+                 ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(wanted)]):
+        missing = [j for j in wanted if j not in states]
+        if not missing:
+            break
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        for line in done.stdout.splitlines():
+            parts = line.replace("|", " ").split()
+            if len(parts) >= 2 and parts[0] in missing:
+                states[parts[0]] = parts[1]
+    return states

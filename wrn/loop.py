@@ -17,6 +17,7 @@ train step, a checkpoint writer, an evaluation) as callables: this module import
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,8 +182,11 @@ class CheckpointSaver(Callback):
         if state.epoch % self.every_epochs == 0 or state.is_last_epoch:
             self.save(state, state.steps_per_epoch)
 
+    last_saved: tuple[int, int] | None = None
+
     def save(self, state: LoopState, step: int) -> None:
         """Save the state after ``step`` of the current epoch."""
+        self.last_saved = (state.epoch, step)
         self.sync()
         if state.rank != 0:
             return
@@ -234,3 +238,45 @@ class SummaryRecorder(Callback):
 
     def on_finish(self, state: LoopState) -> None:
         self.summary.close()
+
+
+#: Set to 1 in a worker's environment (Slurm launches set it): SIGTERM/SIGUSR1 then finish the
+#: current step, write a step checkpoint and stop (``StopOnSignal``); unset, they end the worker.
+STOP_ON_SIGNAL_ENV = "WRN_STOP_ON_SIGNAL"
+
+
+class Preempted(Exception):
+    """Raised out of ``run_loop`` once a stop signal was honoured (checkpoint written)."""
+
+    def __init__(self, epoch: int, step: int, global_step: int) -> None:
+        super().__init__(f"stopped by a signal after epoch {epoch} step {step} (global step "
+                         f"{global_step}); a step checkpoint was written")
+        self.epoch, self.step, self.global_step = epoch, step, global_step
+
+
+class StopOnSignal(Callback):
+    """Preemption: after SIGTERM or SIGUSR1 (Slurm's scancel, requeue, preemption, or the
+    ``--signal`` warning before a time limit) the current step finishes, every rank agrees to
+    stop after the same step, a checkpoint of that step is written (``saver``) unless one was
+    just written, and ``Preempted`` ends the loop. ``agree(flag)`` returns whether any rank
+    has the flag (a collective on several ranks, called after every step)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self, saver: CheckpointSaver, agree: Callable[[bool], bool]) -> None:
+        self.saver, self.agree = saver, agree
+        self.requested: int | None = None
+
+    def install(self) -> None:
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.requested = signum
+
+    def on_step_end(self, state: LoopState) -> None:
+        if not self.agree(self.requested is not None):
+            return
+        if self.saver.last_saved != (state.epoch, state.step):
+            self.saver.save(state, state.step)
+        raise Preempted(state.epoch, state.step, state.global_step)

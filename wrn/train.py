@@ -28,8 +28,8 @@ from wrn.config import ConfigError, TrainConfig, load_config, split_modelzoo_arg
 from wrn.dist import WorldInfo, prepare_process_env, resolve_device_target, setup_mindspore, \
     thread_budget, world_from_env
 from wrn.hostname import host_name
-from wrn.loop import CheckpointSaver, Evaluator, LoopState, ProgressEvents, SummaryRecorder, \
-    peak_rss_mib, run_loop
+from wrn.loop import STOP_ON_SIGNAL_ENV, CheckpointSaver, Evaluator, LoopState, Preempted, \
+    ProgressEvents, StopOnSignal, SummaryRecorder, peak_rss_mib, run_loop
 
 
 def build_arg_parser(prog: str = "python -m wrn.train") -> argparse.ArgumentParser:
@@ -309,6 +309,24 @@ def resume(run: Setup, resume_ckpt: str | None = None, resume_from: str | None =
     return start
 
 
+#: The exit status of a worker stopped by a signal after writing its step checkpoint
+#: (``STOP_ON_SIGNAL_ENV`` set): 128 + SIGTERM, as if the signal had ended it.
+PREEMPTED_EXIT = 143
+
+
+def _any_rank(world: int):
+    """``flag -> any rank's flag``: a sum over ranks (one small AllReduce), or the flag alone."""
+    if world <= 1:
+        return bool
+    import mindspore as ms
+    import numpy as np
+
+    from wrn.steps import AllReduceSum
+
+    reduce = AllReduceSum()
+    return lambda flag: float(reduce(ms.Tensor(np.array([float(flag)], np.float32))).asnumpy()[0]) > 0
+
+
 def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str | None = None,
           resume_from: str | None = None, pretrained: str | None = None, force: bool = False) -> int:
     """Run training + final evaluation for this rank; return the exit code.
@@ -336,14 +354,23 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
                           result_path=output_dir / "eval.json",
                           result_fields={"split": "test", "classes": len(run.classes),
                                          "model": cfg.model, "world_size": run.world})
-    callbacks = [ProgressEvents(cfg.batch_size, cfg.log_interval, run.lr),
-                 CheckpointSaver(run.save_checkpoint, run.sync_batchnorm,
-                                 every_steps=cfg.save_checkpoint_steps,
-                                 every_epochs=cfg.save_checkpoint_epochs),
+    saver = CheckpointSaver(run.save_checkpoint, run.sync_batchnorm,
+                            every_steps=cfg.save_checkpoint_steps,
+                            every_epochs=cfg.save_checkpoint_epochs)
+    callbacks = [ProgressEvents(cfg.batch_size, cfg.log_interval, run.lr), saver,
                  evaluator, SummaryRecorder(summary)]
+    if os.environ.get(STOP_ON_SIGNAL_ENV) == "1":
+        stopper = StopOnSignal(saver, _any_rank(run.world))
+        stopper.install()
+        callbacks.insert(2, stopper)  # after a regular checkpoint of the same step
     state = LoopState(run.rank, cfg.epoch_size, run.steps_per_epoch, global_step=start.global_step,
                       callbacks=callbacks)
-    run_loop(run.step_cell, run.train_batches, state, start.epochs_done, start.skip_steps)
+    try:
+        run_loop(run.step_cell, run.train_batches, state, start.epochs_done, start.skip_steps)
+    except Preempted as stop:
+        events.emit("warning", run.rank, message=f"preempted: {stop}", preempted=True,
+                    epoch=stop.epoch, step=stop.step, global_step=stop.global_step)
+        return PREEMPTED_EXIT
     events.emit("finish", run.rank, status="ok", checksum=param_checksum(run.net),
                 top1=evaluator.final["top1"], seconds=round(time.time() - t_start, 3),
                 global_step=state.global_step, max_rss_mib=peak_rss_mib())
