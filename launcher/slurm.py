@@ -86,11 +86,14 @@ def tasks_per_node(text: str, count: int) -> list[int]:
     """``SLURM_TASKS_PER_NODE`` (``2(x3),1``) as one number per node (``count`` nodes)."""
     out: list[int] = []
     for part in filter(None, text.split(",")):
-        m = re.fullmatch(r"(\d+)(?:\(x(\d+)\))?", part.strip())
+        m = re.fullmatch(r"([0-9]{1,6})(?:\(x([0-9]{1,6})\))?", part.strip())
         if not m:
             return []
-        out += [int(m.group(1))] * int(m.group(2) or 1)
-    return out if len(out) == count else []
+        repeat = int(m.group(2) or 1)
+        if len(out) + repeat > count:
+            return []
+        out += [int(m.group(1))] * repeat
+    return out if len(out) == count and all(out) else []
 
 
 def allocation_devices(env: Mapping[str, str], count: int, backend: str) -> list[int]:
