@@ -2,7 +2,7 @@
 
 ``serve`` writes a ``slurm.conf`` into a temporary folder (every path absolute, free ports, the
 nodes at their own loopback addresses 127.0.0.2 and 127.0.0.3, ``KillWait`` small so that a
-cancelled job's processes get SIGKILL within seconds), starts munged if none runs, then
+cancelled job's processes get SIGKILL within seconds, a requeued job held 20 s, not 120), starts munged if none runs, then
 slurmctld and the two slurmd, waits until ``sinfo`` shows both nodes idle, yields a ``Slurm``,
 and stops the daemons it started by the pids in their pid files. The ``slurm`` session fixture
 in ``tests/conftest.py`` runs it once per test session and decides what a machine without Slurm
@@ -27,6 +27,8 @@ from tests.support.processes import free_port, pid_alive, wait_for
 NODES = {"n1": "127.0.0.2", "n2": "127.0.0.3"}
 #: Seconds between SIGTERM and SIGKILL when a job ends or is requeued (Slurm's default is 30).
 KILL_WAIT = 5
+#: Seconds a requeued job waits before it may start again (``AuthInfo=cred_expire``).
+REQUEUE_WAIT = 20
 MUNGE_SOCKET = "/run/munge/munge.socket.2"
 BINARIES = ("slurmctld", "slurmd", "sbatch", "srun", "scontrol", "squeue", "munged")
 
@@ -92,6 +94,8 @@ def _conf_text(root: Path, host: str, ports: list[int]) -> str:
         "SelectTypeParameters=CR_Core", "ReturnToService=2", f"SlurmctldPort={ports[0]}",
         f"KillWait={KILL_WAIT}", "MinJobAge=600", "SchedulerParameters=sched_interval=2",
         "MpiDefault=none", "SlurmctldTimeout=30", "SlurmdTimeout=60",
+        # a requeued job waits the step-credential lifetime before it starts again (default 120 s)
+        f"AuthInfo=cred_expire={REQUEUE_WAIT}",
     ]
     for (name, addr), port in zip(NODES.items(), ports[1:]):
         lines.append(f"NodeName={name} NodeHostname={host} NodeAddr={addr} Port={port} "
