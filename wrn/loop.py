@@ -257,15 +257,20 @@ class Preempted(Exception):
 class StopOnSignal(Callback):
     """Preemption: after SIGTERM or SIGUSR1 (Slurm's scancel, requeue, preemption, or the
     ``--signal`` warning before a time limit) the current step finishes, every rank agrees to
-    stop after the same step, a checkpoint of that step is written (``saver``) unless one was
-    just written, and ``Preempted`` ends the loop. ``agree(flag)`` returns whether any rank
-    has the flag (a collective on several ranks, called after every step)."""
+    stop after the same step (``agree(flag)``: whether any rank has the flag, a collective
+    called after every step), ``keep_local(epoch, step)`` keeps each rank's own BatchNorm
+    statistics for that step (the checkpoint's are averaged over the ranks, which an
+    uninterrupted run would not do there), a checkpoint of the step is written (``saver``)
+    and ``Preempted`` ends the loop. At an epoch's last step the stop waits for the epoch's own
+    checkpoint and evaluation, so the epoch ends as it would have. Must be the last callback."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
-    def __init__(self, saver: CheckpointSaver, agree: Callable[[bool], bool]) -> None:
-        self.saver, self.agree = saver, agree
+    def __init__(self, saver: CheckpointSaver, agree: Callable[[bool], bool],
+                 keep_local: Callable[[int, int], None]) -> None:
+        self.saver, self.agree, self.keep_local = saver, agree, keep_local
         self.requested: int | None = None
+        self._at_epoch_end = False
 
     def install(self) -> None:
         for signum in self.SIGNALS:
@@ -277,6 +282,17 @@ class StopOnSignal(Callback):
     def on_step_end(self, state: LoopState) -> None:
         if not self.agree(self.requested is not None):
             return
-        if self.saver.last_saved != (state.epoch, state.step):
-            self.saver.save(state, state.step)
-        raise Preempted(state.epoch, state.step, state.global_step)
+        if state.step == state.steps_per_epoch:
+            self._at_epoch_end = True  # stop once the epoch's checkpoint and eval are done
+            return
+        self._stop(state, state.step)
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        if self._at_epoch_end:
+            self._stop(state, state.steps_per_epoch)
+
+    def _stop(self, state: LoopState, step: int) -> None:
+        if self.saver.last_saved != (state.epoch, step):
+            self.keep_local(state.epoch, step)
+            self.saver.save(state, step)
+        raise Preempted(state.epoch, step, state.global_step)

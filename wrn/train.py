@@ -180,6 +180,21 @@ class Setup:
 
         return evaluate(self.net, self.eval_ds, self.world)
 
+    def local_bn_path(self, epoch: int, step: int) -> Path:
+        """Where this rank keeps its own BatchNorm statistics of a preemption checkpoint."""
+        return self.output_dir / "checkpoints" / \
+            f".bn-local-{self.cfg.checkpoint_name}-e{epoch:04d}-s{step:06d}-rank{self.rank}.npy"
+
+    def keep_local_bn_stats(self, epoch: int, step: int) -> None:
+        """Before a preemption checkpoint averages them: keep this rank's BN statistics, so
+        that the resumed run continues with exactly the state an uninterrupted one has."""
+        from wrn.fileio import write_atomic
+        from wrn.steps import local_bn_stats
+
+        path = self.local_bn_path(epoch, step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, local_bn_stats(self.net), fsync=True)
+
     def save_checkpoint(self, epoch: int, step: int, global_step: int) -> Path:
         """Write the train step's state after ``step`` of ``epoch``; return the file."""
         from wrn import checkpoint
@@ -303,10 +318,28 @@ def resume(run: Setup, resume_ckpt: str | None = None, resume_from: str | None =
                           f"change the maths: {', '.join(checkpoint.MATH_FIELDS)}); resume with "
                           f"the run's own config.yaml, or add --force to continue anyway")
     start = start_point(meta, run.steps_per_epoch, run.world, str(path))
+    _restore_local_bn_stats(run, meta)
     run.optimizer.global_step.set_data(ms.Tensor(np.array([start.global_step], np.int32)))
     if start.note and run.rank == 0:
         events.emit("warning", run.rank, message=start.note)
     return start
+
+
+def _restore_local_bn_stats(run: Setup, meta: dict[str, Any]) -> None:
+    """After loading a preemption checkpoint of the same world size: this rank's own BatchNorm
+    statistics of that step (``Setup.keep_local_bn_stats``), if it kept them."""
+    from wrn.steps import restore_bn_stats
+
+    if int(meta.get("world_size", 0) or 0) != run.world:
+        return
+    try:
+        path = run.local_bn_path(int(meta.get("epoch", 0)), int(meta.get("step", 0)))
+        data = path.read_bytes()
+    except (OSError, ValueError, TypeError):
+        return
+    if not restore_bn_stats(run.net, data):
+        events.emit("warning", run.rank, message=f"{path.name} does not fit the network; the "
+                                                  f"checkpoint's averaged statistics are used")
 
 
 #: The exit status of a worker stopped by a signal after writing its step checkpoint
@@ -360,9 +393,9 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     callbacks = [ProgressEvents(cfg.batch_size, cfg.log_interval, run.lr), saver,
                  evaluator, SummaryRecorder(summary)]
     if os.environ.get(STOP_ON_SIGNAL_ENV) == "1":
-        stopper = StopOnSignal(saver, _any_rank(run.world))
+        stopper = StopOnSignal(saver, _any_rank(run.world), run.keep_local_bn_stats)
         stopper.install()
-        callbacks.insert(2, stopper)  # after a regular checkpoint of the same step
+        callbacks.append(stopper)  # after a regular checkpoint and the eval of the same step
     state = LoopState(run.rank, cfg.epoch_size, run.steps_per_epoch, global_step=start.global_step,
                       callbacks=callbacks)
     try:
