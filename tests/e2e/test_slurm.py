@@ -47,15 +47,17 @@ def _sbatch(slurm, tmp_path: Path, *args: str, env: dict | None = None) -> tuple
     return job, run_dir
 
 
-def job_processes(job: str) -> list[int]:
-    """Live processes of Slurm job ``job`` on this machine (both test nodes): every process of a
-    job's steps and batch script has ``SLURM_JOB_ID=<job>`` in its environment."""
-    marker = f"SLURM_JOB_ID={job}".encode() + b"\0"
+def job_processes(slurm, job: str) -> list[int]:
+    """Live processes of Slurm job ``job`` of the test cluster on this machine (both test
+    nodes): every process of a job's steps and batch script has ``SLURM_JOB_ID=<job>`` and the
+    cluster's ``SLURM_CONF`` in its environment."""
+    markers = [f"SLURM_JOB_ID={job}".encode() + b"\0", f"SLURM_CONF={slurm.conf}".encode() + b"\0"]
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if marker in (entry / "environ").read_bytes() + b"\0" and \
+                environ = (entry / "environ").read_bytes() + b"\0"
+                if all(m in environ for m in markers) and \
                         (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
                     found.append(int(entry.name))
             except OSError:
@@ -125,15 +127,30 @@ def test_scancel_leaves_no_process_on_either_node(slurm, tmp_path):
                            env=fake_env(STEPS=100000, STEP_S=0.05, GRANDCHILD=1))
     assert wait_for(lambda: {e.get("rank") for e in _events(run_dir) if e["event"] == "step"}
                     == {0, 1}, 90, 0.3), (run_dir / f"slurm-{job}.out").read_text()[-2000:]
-    assert run_processes(run_dir) and job_processes(job)
+    assert run_processes(run_dir) and job_processes(slurm, job)
     t0 = time.monotonic()
     slurm.run("scancel", job)
-    gone = wait_for(lambda: not run_processes(run_dir) and not job_processes(job),
+    gone = wait_for(lambda: not run_processes(run_dir) and not job_processes(slurm, job),
                     KILL_WAIT + 5, 0.1)
-    assert gone, f"left after {KILL_WAIT + 5} s: {run_processes(run_dir)} {job_processes(job)}"
+    assert gone, f"left after {KILL_WAIT + 5} s: {run_processes(run_dir)} {job_processes(slurm, job)}"
     print(f"scancel -> no process of the run: {time.monotonic() - t0:.2f} s")
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "preempted"
+    assert record["status"] == "preempted", (run_dir / f"slurm-{job}.out").read_text()[-2000:]
+
+
+def test_a_failing_rank_stops_both_nodes_and_leaves_nothing(slurm, tmp_path):
+    run_dir = tmp_path / "run"
+    done = subprocess.run(["salloc", "-N2", "--quiet", *LAUNCH, "--devices-per-node", "1",
+                           "--run-dir", str(run_dir), *FAKE],
+                          cwd=tmp_path, env=slurm.env(fake_env(STEPS=100000, RANK=1, EXIT_CODE=3,
+                                                              EXIT_AT=3, GRANDCHILD=1)),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and "rank 1" in done.stdout + done.stderr
+    assert not run_processes(run_dir)
+    job = json.loads((run_dir / "slurm.json").read_text())["job_id"]
+    assert wait_for(lambda: not job_processes(slurm, job), KILL_WAIT + 5, 0.1), job_processes(slurm, job)
 
 
 # -- real MindSpore ------------------------------------------------------------------------------
