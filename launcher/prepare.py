@@ -482,7 +482,7 @@ def _slurm_nodes(config: LaunchConfig, cfg: TrainConfig, backend_name: str,
                           "allocation needs a rank table per node: use --launcher local with "
                           "--rank-table on each node (srun wrn-launch ...)")
     port = None
-    ready = slurm_nodes(os.environ, versions(), backend_name, cfg.data_path, None,
+    ready = slurm_nodes(os.environ, versions(), backend_name, cfg.data_path,
                         config.devices_per_node, config.dev_dir, config.supervisor.grace + 5.0)
     holder["backend"] = ready.backend
     if sum(len(n.device_ids) for n in ready.nodes) > 1:

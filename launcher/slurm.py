@@ -298,10 +298,10 @@ class SlurmPrepared:
     job: str
 
 
-def probe_nodes(names: Sequence[str], backend: str, data_path: str, port: int | None,
+def probe_nodes(names: Sequence[str], backend: str, data_path: str,
                 dev_dir: str) -> list[dict[str, Any] | None]:
-    """Run the pre-flight probe on every node in one step (task i on node i); each node's
-    report (None when it gave none) and the step's stderr tail for the missing ones."""
+    """Run the pre-flight probe on every node in one step (task i on node i): each node's
+    report, None for a node that gave none (``PlanError`` when none did)."""
     from launcher.preflight import PROBE, PROBE_TAG
 
     fields: dict[str, Any] = {"backend": backend, "data_path": data_path, "port": None}
@@ -317,9 +317,6 @@ def probe_nodes(names: Sequence[str], backend: str, data_path: str, port: int | 
                 reports[int(index)] = json.loads(rest[len(PROBE_TAG):])
             except (ValueError, IndexError):
                 pass
-    if port is not None and reports[0] is not None:
-        status, out, _ = run_step(names[0], _PORT, [str(port)])
-        reports[0]["port_free"] = out.strip() == b"True" if status == 0 else None
     if not any(reports):
         raise PlanError(f"Slurm pre-flight: the probe step on {', '.join(names)} failed (srun "
                         f"exit {status}: {err.strip()[-400:] or 'no output'}); check that the "
@@ -328,10 +325,10 @@ def probe_nodes(names: Sequence[str], backend: str, data_path: str, port: int | 
 
 
 def slurm_nodes(env: Mapping[str, str], want: Mapping[str, str | None], backend: str,
-                data_path: str, port: int | None, devices_per_node: int | None,
-                dev_dir: str = "/dev", grace: float = 10.0,
-                table_stream: Any = None) -> SlurmPrepared:
-    """The job's nodes, pre-flighted in one step; ``PlanError`` if any node fails."""
+                data_path: str, devices_per_node: int | None, dev_dir: str = "/dev",
+                grace: float = 10.0, table_stream: Any = None) -> SlurmPrepared:
+    """The job's nodes, pre-flighted in one step; ``PlanError`` if any node fails. (The
+    scheduler port is checked on the first node afterwards: ``SlurmBackend.port_free``.)"""
     from launcher.preflight import HostCheck, judge, print_table, raise_if_failed
     from launcher.ssh import RemoteHost
 
@@ -352,7 +349,7 @@ def slurm_nodes(env: Mapping[str, str], want: Mapping[str, str | None], backend:
         f"{n} ({addresses[n]}, {c} device(s))" for n, c in zip(names, counts)), file=stream,
         flush=True)
     t0 = time.monotonic()
-    reports = probe_nodes(names, backend, data_path, port, dev_dir)
+    reports = probe_nodes(names, backend, data_path, dev_dir)
     seconds = time.monotonic() - t0
     checks = []
     for i, name in enumerate(names):
@@ -363,7 +360,7 @@ def slurm_nodes(env: Mapping[str, str], want: Mapping[str, str | None], backend:
             check.problems.append(f"node {name} gave no pre-flight report; check that "
                                   f"{sys.executable} runs there")
         else:
-            judge(check, reports[i], want, host, devices, port if i == 0 else None)
+            judge(check, reports[i], want, host, devices, None)
         checks.append(check)
     print_table(checks, stream)
     raise_if_failed(checks)
