@@ -2,11 +2,12 @@
 
 ``serve`` writes a ``slurm.conf`` into a temporary folder (every path absolute, free ports, the
 nodes at their own loopback addresses 127.0.0.2 and 127.0.0.3, ``KillWait`` small so that a
-cancelled job's processes get SIGKILL within seconds, a requeued job held 20 s, not 120), starts munged if none runs, then
-slurmctld and the two slurmd, waits until ``sinfo`` shows both nodes idle, yields a ``Slurm``,
-and stops the daemons it started by the pids in their pid files. The ``slurm`` session fixture
-in ``tests/conftest.py`` runs it once per test session and decides what a machine without Slurm
-means (skip; fail under CI=true).
+cancelled job's processes get SIGKILL within seconds, a requeued job held 20 s, not 120),
+starts munged if none runs, then slurmctld and the two slurmd, waits until ``sinfo`` shows both
+nodes idle, yields a ``Slurm``, and stops the daemons it started (munged too, if it started it)
+by the pids in their pid files. The ``slurm`` session fixture in ``tests/conftest.py`` runs it
+once per test session and decides what a machine without Slurm means (skip; fail under
+CI=true).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ KILL_WAIT = 5
 #: Seconds a requeued job waits before it may start again (``AuthInfo=cred_expire``).
 REQUEUE_WAIT = 20
 MUNGE_SOCKET = "/run/munge/munge.socket.2"
+MUNGE_PID_FILE = "/run/munge/munged.pid"
 BINARIES = ("slurmctld", "slurmd", "sbatch", "srun", "scontrol", "squeue", "munged")
 
 
@@ -105,13 +107,14 @@ def _conf_text(root: Path, host: str, ports: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _start_munge(bins: dict[str, str]) -> None:
-    """munged as the munge user, with a key, unless one already answers on its socket."""
+def _start_munge(bins: dict[str, str]) -> bool:
+    """munged as the munge user, with a key, unless one already answers on its socket; True
+    when it was started here (and is to be stopped after)."""
     if os.path.exists(MUNGE_SOCKET):
         with socket.socket(socket.AF_UNIX) as sock:
             try:
                 sock.connect(MUNGE_SOCKET)
-                return
+                return False
             except OSError:
                 pass
     for d in ("/etc/munge", "/run/munge", "/var/log/munge", "/var/lib/munge"):
@@ -123,6 +126,7 @@ def _start_munge(bins: dict[str, str]) -> None:
                     "/var/lib/munge"], check=True)
     key.chmod(0o400)
     subprocess.run(["su", "-s", "/bin/sh", "munge", "-c", bins["munged"]], check=True)
+    return True
 
 
 def _stop_by_pid_file(path: Path) -> None:
@@ -153,8 +157,9 @@ def serve(bins: dict[str, str], root: Path) -> Iterator[Slurm]:
     conf.write_text(_conf_text(root, host, [free_port() for _ in range(1 + len(NODES))]))
     cluster = Slurm(root, conf, bins)
     env = cluster.env()
-    _start_munge(bins)
     pid_files = [root / "slurmctld.pid", *(root / f"slurmd-{n}.pid" for n in NODES)]
+    if _start_munge(bins):
+        pid_files.insert(0, Path(MUNGE_PID_FILE))
     try:
         subprocess.run([bins["slurmctld"], "-f", str(conf)], env=env, check=True, timeout=30)
         for name in NODES:
