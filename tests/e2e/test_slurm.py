@@ -138,6 +138,22 @@ def test_scancel_leaves_no_process_on_either_node(slurm, tmp_path):
     assert record["status"] == "preempted", (run_dir / f"slurm-{job}.out").read_text()[-2000:]
 
 
+def test_the_warning_signal_to_the_batch_shell_stops_the_run_as_preempted(slurm, tmp_path):
+    """``--signal=B:USR1@S`` signals only the batch shell (the launcher): it stops the agents,
+    which stop their workers; nothing is left and run.json says preempted."""
+    job, run_dir = _sbatch(slurm, tmp_path, "--nodes", "2", "--devices-per-node", "1", "--",
+                           "--run-dir", str(tmp_path / "run"), *FAKE,
+                           env=fake_env(STEPS=100000, STEP_S=0.05))
+    assert wait_for(lambda: {e.get("rank") for e in _events(run_dir) if e["event"] == "step"}
+                    == {0, 1}, 90, 0.3), (run_dir / f"slurm-{job}.out").read_text()[-2000:]
+    assert slurm.run("scancel", "--batch", "--signal=USR1", job).returncode == 0
+    _wait_gone(slurm, job, 30)
+    assert wait_for(lambda: not run_processes(run_dir) and not job_processes(slurm, job), 10, 0.1)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "preempted", (run_dir / f"slurm-{job}.out").read_text()[-2000:]
+    assert "SIGUSR1 received" in (run_dir / f"slurm-{job}.out").read_text()
+
+
 def test_a_failing_rank_stops_both_nodes_and_leaves_nothing(slurm, tmp_path):
     run_dir = tmp_path / "run"
     done = subprocess.run(["salloc", "-N2", "--quiet", *LAUNCH, "--devices-per-node", "1",
