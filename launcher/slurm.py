@@ -83,7 +83,8 @@ def node_addresses(names: Sequence[str]) -> dict[str, str]:
 
 
 def tasks_per_node(text: str, count: int) -> list[int]:
-    """``SLURM_TASKS_PER_NODE`` (``2(x3),1``) as one number per node (``count`` nodes)."""
+    """``SLURM_TASKS_PER_NODE`` or ``SLURM_JOB_CPUS_PER_NODE`` (``2(x3),1``) as one number per
+    node (``count`` nodes); [] when it does not say that."""
     out: list[int] = []
     for part in filter(None, text.split(",")):
         m = re.fullmatch(r"([0-9]{1,6})(?:\(x([0-9]{1,6})\))?", part.strip())
@@ -107,12 +108,16 @@ def allocation_devices(env: Mapping[str, str], count: int, backend: str) -> list
 
 
 def srun_argv(node: str, command: Sequence[str], *, label: bool = False,
-              nodes: int = 1) -> list[str]:
-    """``srun`` running ``command`` as one task on ``node`` (or one task on each of ``nodes``
-    nodes when ``node`` is empty), alongside whatever the job runs already (``--overlap``),
-    unbuffered, on every CPU of the node (no binding)."""
+              nodes: int = 1, cpus: int | None = None) -> list[str]:
+    """``srun`` running ``command`` as one task on ``node`` (one task on each of ``nodes``
+    nodes when ``node`` names several), alongside whatever the job runs already
+    (``--overlap``), unbuffered, unbound, with ``cpus`` CPUs (the job's CPUs on that node, so
+    that the workers the task starts are not confined to one CPU where Slurm constrains
+    steps)."""
     argv = ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "--overlap",
             "--unbuffered", "--cpu-bind=none", "--kill-on-bad-exit=0", "--quiet"]
+    if cpus:
+        argv.append(f"--cpus-per-task={cpus}")
     if node:
         argv += ["-w", node]
     if label:
@@ -211,16 +216,18 @@ class SlurmBackend(Backend):
     local = False
 
     def __init__(self, job: str, nodes: Sequence[str], python: str | None = None,
-                 grace: float = 10.0) -> None:
+                 grace: float = 10.0, cpus: Mapping[str, int] | None = None) -> None:
         self.job = job
         self.nodes = list(nodes)
+        self.cpus = dict(cpus or {})  # node -> the job's CPUs there (None: Slurm's default)
         self.python = python or sys.executable
         self.grace = grace
         self._procs: list[SrunProcess] = []
         self._lock = threading.Lock()
 
     def agent_cmd(self, host: str) -> list[str]:
-        return srun_argv(host, module_argv(self.python, "launcher.agent"))
+        return srun_argv(host, module_argv(self.python, "launcher.agent"),
+                         cpus=self.cpus.get(host))
 
     def spawn_agent(self, host: str) -> SrunProcess:
         try:
@@ -367,7 +374,9 @@ def slurm_nodes(env: Mapping[str, str], want: Mapping[str, str | None], backend:
     nodes = tuple(Node(name, addresses[name], tuple(range(counts[i])), tuple(checks[i].cpus),
                        python=sys.executable, pythonpath=source_root())
                   for i, name in enumerate(names))
-    return SlurmPrepared(nodes, SlurmBackend(job, names, grace=grace), checks, job)
+    job_cpus = tasks_per_node(env.get("SLURM_JOB_CPUS_PER_NODE", ""), len(names))
+    backend_ = SlurmBackend(job, names, grace=grace, cpus=dict(zip(names, job_cpus)))
+    return SlurmPrepared(nodes, backend_, checks, job)
 
 
 # -- the job of a run directory ------------------------------------------------------------------
