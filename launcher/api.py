@@ -33,6 +33,7 @@ from launcher.progress import RunSummary
 from launcher.record import RunRecord, RunRecordWriter, masked_plan
 from launcher.renderers import Renderer, make_renderer
 from launcher.rundir import RunFiles, archive_logs, create_run_dir, iso_time
+from launcher.slurm import SlurmBackend, record_job
 from wrn.config import dump_config
 from wrn.fileio import write_atomic
 
@@ -104,6 +105,8 @@ def _create_run_dir(prepared: Prepared) -> None:
         if run_dir != prepared.run_dir:  # a default name that was taken got a suffix
             prepared.moved_to(run_dir)
     dump_config(prepared.train, prepared.run_dir / CONFIG_NAME)
+    if isinstance(prepared.backend, SlurmBackend):
+        record_job(prepared.run_dir, prepared.backend.job, prepared.nodes)
     if prepared.hosts:
         write_atomic(prepared.run_dir / HOSTFILE_NAME, format_hostfile(prepared.hosts))
 
@@ -150,7 +153,7 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
                                                                for h, how in shared.items())
                 fetcher = output_fetcher(plan, prepared.nodes, run_dir, prepared.backend, shared)
                 if fetcher is not None:
-                    how = prepared.backend.files(fetcher.host).how
+                    how = prepared.backend.files_via(fetcher.host)
                     prepared.notes["rank 0 outputs"] = f"copied back from {fetcher.host} over {how}"
             record.plan = masked_plan(plan.to_dict())
             record.rank_table = str(run_dir / RANK_TABLE_NAME) if plan.rank_table else None

@@ -109,6 +109,10 @@ class Backend:
         """True if a TCP server could bind ``port`` on ``host`` now."""
         raise NotImplementedError
 
+    def files_via(self, host: str) -> str:
+        """How files reach ``host`` (for the notes of the plan)."""
+        return "the file system"
+
     def stop_agents(self) -> None:
         """End the agents this backend started (called at the end of every attempt)."""
 

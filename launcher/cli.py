@@ -3,6 +3,7 @@
     wrn-launch --devices 8 [--config FILE] [--set k=v ...] [--key=value ...]
                [--backend auto|ascend|gpu|cpu] [--run-dir DIR | --name NAME] [--dry-run] ...
     wrn-launch model NAME [--num-classes N] [--image-size S]
+    wrn-launch sbatch --nodes N [--devices-per-node K] [--requeue] ... -- [launch args]
     wrn-launch runs [DIR] | report RUN_DIR | logs RUN_DIR [--rank K] [--follow]
     wrn-launch --rank-table FILE [--server-ip IP] [--hccl-connect-timeout S] ...
     wrn-launch ranktable --devices 0-7 [--hccn-conf FILE] [--server-ip IP] [-o FILE]
@@ -123,6 +124,13 @@ def _add_where_arguments(p: argparse.ArgumentParser) -> None:
                        "workdir=DIR]' (# comments); the first host holds rank 0 and the scheduler")
     where.add_argument("--hosts", metavar="H:N,...", default=SUPPRESS,
                        help="short form of --hostfile: --hosts a:8,b:8")
+    where.add_argument("--launcher", choices=("auto", "local", "ssh", "slurm"), default=SUPPRESS,
+                       help="how processes start (default auto: slurm inside a Slurm allocation "
+                            "without --hostfile/--hosts/--devices, ssh with --hostfile/--hosts, "
+                            "else local)")
+    where.add_argument("--devices-per-node", type=_positive_int, metavar="K", default=SUPPRESS,
+                       help="Slurm: devices (workers) per node (default: the allocation's GPUs "
+                            "or tasks per node)")
     where.add_argument("--threads-per-worker", type=_positive_int, metavar="N", default=SUPPRESS,
                        help="threads per worker (default: usable cores // workers, at least 1)")
     where.add_argument("--bind-cores", "--bind-core", action=argparse.BooleanOptionalAction,
@@ -243,7 +251,7 @@ def _add_testing_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: the launch flags on the top level, the other commands as
     subcommands (each sets ``args.run`` to its handler)."""
-    from launcher import logs, report, runs
+    from launcher import logs, report, runs, sbatch
 
     p = _Parser(prog=PROG, description="Train a Wide ResNet data-parallel on N devices of this "
                 "host or of several hosts: plan, start and supervise one MindSpore worker per "
@@ -261,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ranktable_command(subs)
     _add_export_command(subs)
     _add_config_command(subs)
+    sbatch_cmd = subs.add_parser("sbatch", help="run as a Slurm batch job",
+                                 description=sbatch.DESCRIPTION)
+    sbatch.add_arguments(sbatch_cmd)
+    sbatch_cmd.set_defaults(run=sbatch.run)
     for module, summary in ((runs, "list runs"), (report, "summary, curves and plot of a run"),
                             (logs, "print or follow a run's logs")):
         name = module.__name__.rsplit(".", 1)[1]

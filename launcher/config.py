@@ -26,6 +26,9 @@ from launcher.ports import DEFAULT_PORT_RANGE
 
 #: Backend choices of ``--backend``.
 BACKEND_CHOICES = ("auto", "ascend", "gpu", "cpu")
+#: How processes are started (``--launcher``): auto is slurm inside an allocation without
+#: --hostfile/--hosts/--devices/--rank-table, ssh with --hostfile/--hosts, else local.
+LAUNCHER_CHOICES = ("auto", "local", "ssh", "slurm")
 
 
 class LaunchError(Exception):
@@ -136,6 +139,8 @@ class LaunchConfig:
     ascend_startup: str = "dynamic"
     hccl_rank_table: bool = False
     sys_dir: str = "/sys"
+    launcher: str = "auto"
+    devices_per_node: int | None = None
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     ssh: SSHSettings = field(default_factory=SSHSettings)
 
@@ -173,10 +178,45 @@ class LaunchConfig:
         if self.rank_table is not None and self.devices is not None:
             raise LaunchError(f"--rank-table {self.rank_table} already says which devices this "
                               f"host runs; drop --devices {self.devices}")
+        self._check_launcher()
         timeout = self.ssh.timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
                 or not math.isfinite(timeout) or timeout <= 0:
             raise LaunchError(f"--ssh-timeout must be more than 0 seconds, got {timeout}")
+
+    def _check_launcher(self) -> None:
+        """--launcher against the flags that say where the run goes."""
+        if self.launcher not in LAUNCHER_CHOICES:
+            raise LaunchError(f"--launcher {self.launcher!r}: choose one of "
+                              f"{', '.join(LAUNCHER_CHOICES)}")
+        if self.multi_host and self.launcher in ("local", "slurm"):
+            raise LaunchError(f"--launcher {self.launcher} contradicts --hostfile/--hosts (hosts "
+                              f"reached over SSH); drop one of them")
+        if self.launcher == "ssh" and not self.multi_host and self.resume is None:
+            raise LaunchError("--launcher ssh needs the hosts: add --hostfile FILE or --hosts "
+                              "a:N,b:N")
+        if self.launcher == "slurm" and (self.devices is not None or self.rank_table):
+            raise LaunchError("with --launcher slurm each node's devices come from the Slurm "
+                              "allocation; drop --devices/--rank-table, or give "
+                              "--devices-per-node K")
+        if self.devices_per_node is not None:
+            if isinstance(self.devices_per_node, bool) or not isinstance(self.devices_per_node, int) \
+                    or self.devices_per_node < 1:
+                raise LaunchError(f"--devices-per-node must be a whole number of 1 or more, got "
+                                  f"{self.devices_per_node!r}")
+            if self.launcher in ("local", "ssh") or self.multi_host or self.devices is not None:
+                raise LaunchError("--devices-per-node sets the devices of each Slurm node; "
+                                  "use it inside a Slurm allocation (--launcher slurm), or "
+                                  "--devices N for this host / slots= for SSH hosts")
+
+    def slurm(self, env: Mapping[str, str]) -> bool:
+        """True when this launch runs through Slurm: ``--launcher slurm``, or auto inside an
+        allocation (``SLURM_JOB_ID`` in ``env``) with no flag that names the hosts or devices
+        of a local or SSH launch."""
+        if self.launcher != "auto":
+            return self.launcher == "slurm"
+        return bool(env.get("SLURM_JOB_ID")) and not self.multi_host and self.devices is None \
+            and self.rank_table is None
 
     @property
     def multi_host(self) -> bool:

@@ -14,7 +14,8 @@ everything that happens:
   run, a worker stalled past its allowance, or an agent lost or not startable -> that is the
   root cause; every other process is stopped (SIGTERM to its process group, ``grace`` seconds,
   SIGKILL) and what fails afterwards is not blamed;
-* SIGINT/SIGTERM/SIGHUP -> the same clean stop, state INTERRUPTED, exit 128+signal; a second
+* SIGINT/SIGTERM/SIGHUP/SIGUSR1 -> the same clean stop, state INTERRUPTED (PREEMPTED for
+  SIGTERM/SIGUSR1 inside a Slurm job), exit 128+signal; a second
   SIGINT skips the grace period.
 
 Exit status of an attempt: 0 succeeded, 1 failed, 128+N interrupted by signal N.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import collections
 import enum
 import json
+import os
 import queue
 import signal
 import threading
@@ -60,6 +62,15 @@ class RunState(enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    PREEMPTED = "preempted"      # SIGTERM or SIGUSR1 inside a Slurm job (scancel, requeue, time limit)
+
+
+def _interrupted_state(signum: int) -> RunState:
+    """PREEMPTED for SIGTERM/SIGUSR1 inside a Slurm job (the workers then write a step
+    checkpoint: ``wrn.loop.StopOnSignal``), else INTERRUPTED."""
+    if signum in (signal.SIGTERM, signal.SIGUSR1) and os.environ.get("SLURM_JOB_ID"):
+        return RunState.PREEMPTED
+    return RunState.INTERRUPTED
 
 
 class ProcState(enum.Enum):
@@ -406,7 +417,7 @@ class Monitor:
         if threading.current_thread() is not threading.main_thread():
             return {}
         old = {}
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
             old[signum] = signal.signal(signum, self._on_signal)
         return old
 
@@ -420,7 +431,7 @@ class Monitor:
         name = signal_name(signum)
         if self.stopping_since is None:
             self.interrupted = signum
-            self._set_state(RunState.INTERRUPTED)
+            self._set_state(_interrupted_state(signum))
             self._ui("message", "warning", f"{name} received: stopping the run (grace "
                                            f"{self.opts.grace:g} s; press Ctrl-C again to kill at once)")
             self._stop(self.opts.grace, f"launcher received {name}")
@@ -541,7 +552,7 @@ class Monitor:
         workers = [p for p in self.procs.values() if p.spec.role == "worker"]
         note = None
         if self.interrupted is not None:
-            state, code, note = RunState.INTERRUPTED, 128 + self.interrupted, \
+            state, code, note = _interrupted_state(self.interrupted), 128 + self.interrupted, \
                 f"by {signal_name(self.interrupted)}"
         elif self.root_cause is not None:
             state, code = RunState.FAILED, 1

@@ -37,8 +37,10 @@ from launcher.config import LaunchConfig, LaunchError
 from launcher.ports import PortReservation, reserve_port
 from launcher.record import RunRecord
 from launcher.rundir import RunDirBusy, RunDirLock, check_run_dir, check_run_name, default_run_dir
+from launcher.slurm import SlurmBackend
 from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
 from wrn.hostname import host_name
+from wrn.loop import STOP_ON_SIGNAL_ENV
 from wrn_launch import versions
 
 #: The host list of a multi-host run, kept in its run directory for ``--resume``.
@@ -326,6 +328,8 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
     if specs is not None:
         nodes, ips, backend, port, share, notes = _remote_nodes(config, cfg, specs, backend_name,
                                                                 warnings, holder, run_dir)
+    elif config.slurm(os.environ):
+        nodes, ips, backend, port, share, notes = _slurm_nodes(config, cfg, backend_name, holder)
     else:
         config = _with_devices(config, previous)
         nodes, ips, backend, port, share, notes = _local_nodes(config, cfg, backend_name, how,
@@ -337,6 +341,8 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
     if config.start_scheduler:
         scheduler_cmd = config.scheduler_cmd or tuple(module_argv(sys.executable, "wrn.scheduler"))
     extra_env = {**hccl_env, **env}
+    if isinstance(backend, SlurmBackend):  # preemption: finish the step, checkpoint, stop
+        extra_env[STOP_ON_SIGNAL_ENV] = "1"
     if specs is None and python_path(os.environ.get("PYTHONPATH")):
         extra_env = {"PYTHONPATH": python_path(os.environ.get("PYTHONPATH")), **extra_env}
     request = PlanRequest(
@@ -515,6 +521,34 @@ def _remote_nodes(config: LaunchConfig, cfg: TrainConfig, specs: list[HostSpec],
              "master": f"{nodes[0].host} (scheduler {nodes[0].address}:"
                        f"{port.port if port else '-'})"}
     return nodes, ips, backend, port, None, notes
+
+
+def _slurm_nodes(config: LaunchConfig, cfg: TrainConfig, backend_name: str,
+                 holder: dict[str, Any]):
+    """The nodes of the Slurm job this launcher runs in, pre-flighted in one step (versions,
+    imports, data, devices, the scheduler port on the first node)."""
+    from launcher.slurm import slurm_nodes
+
+    if backend_name == "ascend":
+        raise LaunchError("--launcher slurm runs CPU and GPU workers; an Ascend run inside an "
+                          "allocation needs a rank table per node: use --launcher local with "
+                          "--rank-table on each node (srun wrn-launch ...)")
+    port = None
+    ready = slurm_nodes(os.environ, versions(), backend_name, cfg.data_path,
+                        config.devices_per_node, config.dev_dir, config.supervisor.grace + 5.0)
+    holder["backend"] = ready.backend
+    if sum(len(n.device_ids) for n in ready.nodes) > 1:
+        holder["port"] = port = reserve_port(config.port, config.port_range)
+        if not ready.backend.port_free(ready.nodes[0].host, port.port):
+            raise LaunchError(f"scheduler port {port.port} is in use on the first node "
+                              f"{ready.nodes[0].host} of Slurm job {ready.job}; pass another "
+                              f"--port")
+    nodes = ready.nodes
+    notes = {"slurm": f"job {ready.job}, " + ", ".join(f"{n.host} {n.address} "
+                                                        f"({len(n.device_ids)})" for n in nodes),
+             "master": f"{nodes[0].host} (scheduler {nodes[0].address}:"
+                       f"{port.port if port else '-'})"}
+    return nodes, {}, ready.backend, port, None, notes
 
 
 def _rank_table_share(config: LaunchConfig) -> tuple[RankTable, int]:

@@ -9,7 +9,7 @@ Layout of run.json (``"format": 1``)::
 
     format, command, cwd, versions, backend, plan, env, config, rank_table,
     attempt (this attempt's number, 1-based), attempts (earlier attempts), max_restarts,
-    status ("running", "succeeded", "failed", "interrupted"), start_time, end_time, wall_s,
+    status ("running", "succeeded", "failed", "interrupted", "preempted"), start_time, end_time, wall_s,
     exit_code, processes [{name, role, host, rank, pid, pgid, start_time, end_time, exit_code,
     signal, error, log}], agents [{host, pid}], root_cause, summary, launcher_error
 """
@@ -30,7 +30,7 @@ from wrn.fileio import write_atomic
 
 RUN_JSON = "run.json"
 FORMAT = 1
-STATUSES = ("running", "succeeded", "failed", "interrupted")
+STATUSES = ("running", "succeeded", "failed", "interrupted", "preempted")
 
 
 def _dict(value: Any) -> dict[str, Any] | None:

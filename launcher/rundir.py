@@ -121,12 +121,27 @@ def _lock_holder(path: Path) -> str:
     return f"pid {pid}" if pid.isdigit() else "pid unknown"
 
 
+#: A batch job's script and its Slurm job id, written into the run directory by
+#: ``wrn-launch sbatch`` before the run starts (with config.yaml and the job's slurm-<id>.out).
+BATCH_SCRIPT = "job.sbatch"
+SLURM_JSON = "slurm.json"
+
+
+def _before_run(path: Path) -> set[str]:
+    """Names a run directory may hold before its run starts: the lock; with a batch script,
+    also what ``wrn-launch sbatch`` and Slurm wrote there."""
+    if not (path / BATCH_SCRIPT).is_file():
+        return {LOCK_NAME}
+    return {LOCK_NAME, BATCH_SCRIPT, SLURM_JSON, "config.yaml"} | \
+        {p.name for p in path.glob("slurm-*.out")}
+
+
 def check_run_dir(path: Path) -> None:
     """Refuse an existing non-empty directory (or a file) before anything is started."""
     if path.exists() and not path.is_dir():
         raise PlanError(f"run directory {path} exists and is not a directory; pass another "
                         f"--run-dir or remove that file")
-    if path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()):
+    if path.is_dir() and any(p.name not in _before_run(path) for p in path.iterdir()):
         raise PlanError(f"run directory {path} already exists and is not empty, and a run never "
                         f"writes over another; pass a new --run-dir, or use --name to get a fresh "
                         f"runs/<name>-<time> directory")

@@ -32,7 +32,7 @@ from wrn.events import number
 
 PROG = "wrn-launch"
 STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "bold red",
-                "interrupted": "yellow", "lost": "bold yellow"}
+                "interrupted": "yellow", "preempted": "yellow", "lost": "bold yellow"}
 #: Shown under the table when a run's status is "lost".
 LOST_NOTE = ("lost: run.json still says running, but the launcher was killed before it could record "
              "the end (it no longer holds the run directory's lock, or none of the run's processes "
@@ -356,11 +356,26 @@ def runs_table(records: Sequence[LoadedRun]) -> Table:
                           ("duration", "right"), ("devices", "left"), ("final loss", "right"),
                           ("accuracy", "right")):
         table.add_column(name, justify=justify, no_wrap=name != "name", overflow="fold")
+    jobs = _slurm_jobs(records)
+    if jobs:
+        table.add_column("slurm job", no_wrap=True)
     for r in records:
         status = r.status
-        table.add_row(*cells(r.name, Text(status, style=STATUS_STYLE.get(status, "")), fmt_when(r.start),
-                      fmt_duration(r.duration_s), r.devices, fmt_loss(r.final_loss), fmt_acc(r.top1)))
+        row = cells(r.name, Text(status, style=STATUS_STYLE.get(status, "")), fmt_when(r.start),
+                    fmt_duration(r.duration_s), r.devices, fmt_loss(r.final_loss), fmt_acc(r.top1))
+        table.add_row(*row, *([jobs.get(r.name, "-")] if jobs else []))
     return table
+
+
+def _slurm_jobs(records: Sequence[LoadedRun]) -> dict[str, str]:
+    """Run name -> "JOB STATE" for the runs made inside Slurm jobs (one squeue call for all)."""
+    from launcher.slurm import job_states, run_job_id
+
+    ids = {r.name: job for r in records if (job := run_job_id(r.path))}
+    if not ids:
+        return {}
+    states = job_states(list(ids.values()))
+    return {name: f"{job} {states.get(job, 'ended')}" for name, job in ids.items()}
 
 
 def output_console(stream: TextIO | None = None) -> Console:

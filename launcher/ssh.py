@@ -335,6 +335,9 @@ class SSHBackend(Backend):
             return SFTPFiles(client)
         return ExecFiles(client, self.hosts[host].python, max(self.settings.timeout, 30.0))
 
+    def files_via(self, host: str) -> str:
+        return self.files(host).how
+
     def put(self, host: str, remote_dir: str, files: Mapping[str, str]) -> None:
         self._on(host, f"copy into {remote_dir}", lambda f: f.put_files(remote_dir, files))
 

@@ -16,6 +16,9 @@ Fixtures:
 - ``sshd`` (session): a real OpenSSH server on 127.0.0.1 and 127.0.0.2
   (``tests.support.sshd.SSHD``). Every test that uses it, directly or through another fixture,
   is marked ``ssh``, so ``-m "not ssh"`` leaves them all out.
+- ``slurm`` (session): a real two-node Slurm cluster (munged, slurmctld, slurmd n1 and n2 on
+  127.0.0.2 and 127.0.0.3; ``tests.support.slurm.Slurm``). Every test that uses it is marked
+  ``slurm``, so ``-m "not slurm"`` leaves them out.
 - ``runs``: starts ``wrn-launch`` subprocesses with fake workers (``tests.support.launches.Run``).
 - ``ssh_runs``: the same over SSH with a hostfile (``SSHRun``). Both run fixtures kill whatever
   a run left behind when the test ends, whatever its outcome.
@@ -31,6 +34,7 @@ import subprocess
 import pytest
 
 from tests.support.launches import Run, SSHRun, launches
+from tests.support import slurm as slurm_support
 from tests.support.sshd import serve, sshd_binary
 
 
@@ -39,6 +43,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "sshd" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ssh)
+        if "slurm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +64,19 @@ def sshd(tmp_path_factory):
 def sshd_without_sftp(sshd, tmp_path_factory):
     """A second test sshd without the SFTP subsystem (a hardened server)."""
     yield from serve(sshd_binary(), tmp_path_factory.mktemp("sshd-nosftp"), sftp=False)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """The test Slurm cluster. Without slurm-wlm and munge on this machine the tests that need
+    it skip, except under CI=true, where they fail."""
+    bins = slurm_support.slurm_binaries()
+    if bins is None:
+        message = "Slurm (slurmctld, slurmd, srun, sbatch) and munge are needed for the Slurm tests"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: install slurm-wlm and munge; .ci/run does)")
+        pytest.skip(message)
+    yield from slurm_support.serve(bins, tmp_path_factory.mktemp("slurm"))
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ train step, a checkpoint writer, an evaluation) as callables: this module import
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,8 +253,11 @@ class CheckpointSaver(Callback):
         if state.epoch % self.every_epochs == 0 or state.is_last_epoch:
             self.save(state, state.steps_per_epoch)
 
+    last_saved: tuple[int, int] | None = None
+
     def save(self, state: LoopState, step: int) -> None:
         """Save the state after ``step`` of the current epoch."""
+        self.last_saved = (state.epoch, step)
         self.sync()
         if state.rank != 0:
             return
@@ -305,3 +309,61 @@ class SummaryRecorder(Callback):
 
     def on_finish(self, state: LoopState) -> None:
         self.summary.close()
+
+
+#: Set to 1 in a worker's environment (Slurm launches set it): SIGTERM/SIGUSR1 then finish the
+#: current step, write a step checkpoint and stop (``StopOnSignal``); unset, they end the worker.
+STOP_ON_SIGNAL_ENV = "WRN_STOP_ON_SIGNAL"
+
+
+class Preempted(Exception):
+    """Raised out of ``run_loop`` once a stop signal was honoured (checkpoint written)."""
+
+    def __init__(self, epoch: int, step: int, global_step: int) -> None:
+        super().__init__(f"stopped by a signal after epoch {epoch} step {step} (global step "
+                         f"{global_step}); a step checkpoint was written")
+        self.epoch, self.step, self.global_step = epoch, step, global_step
+
+
+class StopOnSignal(Callback):
+    """Preemption: after SIGTERM or SIGUSR1 (Slurm's scancel, requeue, preemption, or the
+    ``--signal`` warning before a time limit) the current step finishes, every rank agrees to
+    stop after the same step (``agree(flag)``: whether any rank has the flag, a collective
+    called after every step), ``keep_local(epoch, step)`` keeps each rank's own BatchNorm
+    statistics for that step (the checkpoint's are averaged over the ranks, which an
+    uninterrupted run would not do there), a checkpoint of the step is written (``saver``)
+    and ``Preempted`` ends the loop. At an epoch's last step the stop waits for the epoch's own
+    checkpoint and evaluation, so the epoch ends as it would have. Must be the last callback."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self, saver: CheckpointSaver, agree: Callable[[bool], bool],
+                 keep_local: Callable[[int, int], None]) -> None:
+        self.saver, self.agree, self.keep_local = saver, agree, keep_local
+        self.requested: int | None = None
+        self._at_epoch_end = False
+
+    def install(self) -> None:
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.requested = signum
+
+    def on_step_end(self, state: LoopState) -> None:
+        if not self.agree(self.requested is not None):
+            return
+        if state.step == state.steps_per_epoch:
+            self._at_epoch_end = True  # stop once the epoch's checkpoint and eval are done
+            return
+        self._stop(state, state.step)
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        if self._at_epoch_end:
+            self._stop(state, state.steps_per_epoch)
+
+    def _stop(self, state: LoopState, step: int) -> None:
+        if self.saver.last_saved != (state.epoch, step):
+            self.keep_local(state.epoch, step)
+            self.saver.save(state, step)
+        raise Preempted(state.epoch, step, state.global_step)

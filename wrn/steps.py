@@ -143,6 +143,39 @@ def sync_batchnorm_stats(net: nn.Cell, world_size: int) -> None:
         offset += size
 
 
+def local_bn_stats(net: nn.Cell) -> bytes:
+    """This rank's own BatchNorm moving statistics (before any averaging), as ``.npy`` bytes
+    of one float32 vector in parameter-name order: what ``restore_bn_stats`` puts back."""
+    import io
+
+    stats = sorted((p for p in net.get_parameters() if _is_bn_stat(p)), key=lambda p: p.name)
+    buf = io.BytesIO()
+    np.save(buf, np.concatenate([p.asnumpy().astype(np.float32).ravel() for p in stats])
+            if stats else np.zeros(0, np.float32))
+    return buf.getvalue()
+
+
+def restore_bn_stats(net: nn.Cell, data: bytes) -> bool:
+    """Put back statistics saved by ``local_bn_stats``; False (nothing changed) when they do
+    not fit this network."""
+    import io
+
+    stats = sorted((p for p in net.get_parameters() if _is_bn_stat(p)), key=lambda p: p.name)
+    try:
+        flat = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError):
+        return False
+    if flat.dtype != np.float32 or flat.ndim != 1 or \
+            flat.size != sum(int(np.prod(p.shape)) for p in stats):
+        return False
+    offset = 0
+    for p in stats:
+        size = int(np.prod(p.shape))
+        p.set_data(ms.Tensor(flat[offset:offset + size].reshape(p.shape).astype(p.asnumpy().dtype)))
+        offset += size
+    return True
+
+
 def param_checksum(net: nn.Cell) -> str:
     """SHA-256 (16 hex digits) over the network's parameters in name order, BN moving
     statistics included (they are averaged before every eval and checkpoint); equal

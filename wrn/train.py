@@ -28,8 +28,8 @@ from wrn.config import ConfigError, TrainConfig, load_config, split_modelzoo_arg
 from wrn.dist import WorldInfo, prepare_process_env, resolve_device_target, setup_mindspore, \
     thread_budget, world_from_env
 from wrn.hostname import host_name
-from wrn.loop import CheckpointSaver, Evaluator, LoopState, ProgressEvents, SummaryRecorder, \
-    choose_loop, peak_rss_mib, run_loop, run_sink_loop
+from wrn.loop import STOP_ON_SIGNAL_ENV, CheckpointSaver, Evaluator, LoopState, Preempted, \
+    ProgressEvents, StopOnSignal, SummaryRecorder, choose_loop, peak_rss_mib, run_loop, run_sink_loop
 
 
 def build_arg_parser(prog: str = "python -m wrn.train") -> argparse.ArgumentParser:
@@ -220,6 +220,21 @@ class Setup:
 
         return evaluate(self.net, self.eval_ds, self.world)
 
+    def local_bn_path(self, epoch: int, step: int) -> Path:
+        """Where this rank keeps its own BatchNorm statistics of a preemption checkpoint."""
+        return self.output_dir / "checkpoints" / \
+            f".bn-local-{self.cfg.checkpoint_name}-e{epoch:04d}-s{step:06d}-rank{self.rank}.npy"
+
+    def keep_local_bn_stats(self, epoch: int, step: int) -> None:
+        """Before a preemption checkpoint averages them: keep this rank's BN statistics, so
+        that the resumed run continues with exactly the state an uninterrupted one has."""
+        from wrn.fileio import write_atomic
+        from wrn.steps import local_bn_stats
+
+        path = self.local_bn_path(epoch, step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, local_bn_stats(self.net), fsync=True)
+
     def save_checkpoint(self, epoch: int, step: int, global_step: int) -> Path:
         """Write the train step's state after ``step`` of ``epoch``; return the file."""
         from wrn import checkpoint
@@ -343,10 +358,46 @@ def resume(run: Setup, resume_ckpt: str | None = None, resume_from: str | None =
                           f"change the maths: {', '.join(checkpoint.MATH_FIELDS)}); resume with "
                           f"the run's own config.yaml, or add --force to continue anyway")
     start = start_point(meta, run.steps_per_epoch, run.world, str(path))
+    _restore_local_bn_stats(run, meta)
     run.optimizer.global_step.set_data(ms.Tensor(np.array([start.global_step], np.int32)))
     if start.note and run.rank == 0:
         events.emit("warning", run.rank, message=start.note)
     return start
+
+
+def _restore_local_bn_stats(run: Setup, meta: dict[str, Any]) -> None:
+    """After loading a preemption checkpoint of the same world size: this rank's own BatchNorm
+    statistics of that step (``Setup.keep_local_bn_stats``), if it kept them."""
+    from wrn.steps import restore_bn_stats
+
+    if int(meta.get("world_size", 0) or 0) != run.world:
+        return
+    try:
+        path = run.local_bn_path(int(meta.get("epoch", 0)), int(meta.get("step", 0)))
+        data = path.read_bytes()
+    except (OSError, ValueError, TypeError):
+        return
+    if not restore_bn_stats(run.net, data):
+        events.emit("warning", run.rank, message=f"{path.name} does not fit the network; the "
+                                                  f"checkpoint's averaged statistics are used")
+
+
+#: The exit status of a worker stopped by a signal after writing its step checkpoint
+#: (``STOP_ON_SIGNAL_ENV`` set): 128 + SIGTERM, as if the signal had ended it.
+PREEMPTED_EXIT = 143
+
+
+def _any_rank(world: int):
+    """``flag -> any rank's flag``: a sum over ranks (one small AllReduce), or the flag alone."""
+    if world <= 1:
+        return bool
+    import mindspore as ms
+    import numpy as np
+
+    from wrn.steps import AllReduceSum
+
+    reduce = AllReduceSum()
+    return lambda flag: float(reduce(ms.Tensor(np.array([float(flag)], np.float32))).asnumpy()[0]) > 0
 
 
 def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str | None = None,
@@ -379,17 +430,26 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
                           result_path=output_dir / "eval.json",
                           result_fields={"split": "test", "classes": len(run.classes),
                                          "model": cfg.model, "world_size": run.world})
-    callbacks = [ProgressEvents(cfg.batch_size, cfg.log_interval, run.lr),
-                 CheckpointSaver(run.save_checkpoint, run.sync_batchnorm,
-                                 every_steps=cfg.save_checkpoint_steps,
-                                 every_epochs=cfg.save_checkpoint_epochs),
+    saver = CheckpointSaver(run.save_checkpoint, run.sync_batchnorm,
+                            every_steps=cfg.save_checkpoint_steps,
+                            every_epochs=cfg.save_checkpoint_epochs)
+    callbacks = [ProgressEvents(cfg.batch_size, cfg.log_interval, run.lr), saver,
                  evaluator, SummaryRecorder(summary)]
+    if os.environ.get(STOP_ON_SIGNAL_ENV) == "1":
+        stopper = StopOnSignal(saver, _any_rank(run.world), run.keep_local_bn_stats)
+        stopper.install()
+        callbacks.append(stopper)  # after a regular checkpoint and the eval of the same step
     state = LoopState(run.rank, cfg.epoch_size, run.steps_per_epoch, global_step=start.global_step,
                       callbacks=callbacks)
-    if loop.sinks:
-        run_sink_loop(run.sink_epoch, state, loop.sink_size, start.epochs_done, start.skip_steps)
-    else:
-        run_loop(run.step_cell, run.train_batches, state, start.epochs_done, start.skip_steps)
+    try:
+        if loop.sinks:
+            run_sink_loop(run.sink_epoch, state, loop.sink_size, start.epochs_done, start.skip_steps)
+        else:
+            run_loop(run.step_cell, run.train_batches, state, start.epochs_done, start.skip_steps)
+    except Preempted as stop:
+        events.emit("warning", run.rank, message=f"preempted: {stop}", preempted=True,
+                    epoch=stop.epoch, step=stop.step, global_step=stop.global_step)
+        return PREEMPTED_EXIT
     events.emit("finish", run.rank, status="ok", checksum=param_checksum(run.net),
                 top1=evaluator.final["top1"], seconds=round(time.time() - t_start, 3),
                 global_step=state.global_step, max_rss_mib=peak_rss_mib())

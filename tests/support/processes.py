@@ -23,9 +23,10 @@ def free_port() -> int:
 
 
 def _without_cluster_variables(*prefixes: str) -> dict[str, str]:
-    """This process's environment less what a launcher or msrun set for a rank (and ``prefixes``)."""
+    """This process's environment less what a launcher, msrun or an enclosing Slurm job set
+    (a test run inside an allocation would otherwise launch through Slurm) (and ``prefixes``)."""
     return {k: v for k, v in os.environ.items()
-            if not k.startswith(("MS_", "RANK_", "WRN_", *prefixes)) and k not in ("DEVICE_ID", "LOCAL_RANK")}
+            if not k.startswith(("MS_", "RANK_", "WRN_", "SLURM_", *prefixes)) and k not in ("DEVICE_ID", "LOCAL_RANK")}
 
 
 def fake_env(**fake: object) -> dict[str, str]:

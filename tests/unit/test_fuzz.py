@@ -396,3 +396,40 @@ def test_launch_flags_with_values(flag, value):
         launch_config(args, (), ())
     except LaunchError as exc:
         _names_input(exc, flag)
+
+
+@FUZZ
+@example("2(x3),1", 4)
+@example("1(x" + "9" * 40 + ")", 2)
+@example("\u0663", 1)
+@given(hostile, st.integers(1, 64))
+def test_slurm_tasks_per_node(text, count):
+    from launcher.slurm import tasks_per_node
+
+    found = tasks_per_node(text, count)
+    assert found == [] or (len(found) == count and all(isinstance(n, int) and n > 0 for n in found))
+
+
+@FUZZ
+@given(st.one_of(hostile, json_values.map(json.dumps)))
+def test_slurm_json_of_a_run_dir(text):
+    from launcher.slurm import run_job_id
+
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "slurm.json").write_text(text, encoding="utf-8", errors="surrogateescape")
+        job = run_job_id(Path(tmp))
+    assert job is None or (isinstance(job, str) and job.strip())
+
+
+@FUZZ
+@example("slurm", 0)
+@example("ssh", 2)
+@given(st.one_of(st.sampled_from(["auto", "local", "ssh", "slurm"]), hostile),
+       st.one_of(st.none(), st.integers(-3, 10**12), st.booleans(), hostile))
+def test_launcher_and_devices_per_node(launcher, per_node):
+    from launcher.config import LaunchConfig, LaunchError
+
+    try:
+        LaunchConfig(launcher=launcher, devices_per_node=per_node)
+    except LaunchError as exc:
+        _names_input(exc, "--launcher", "--devices-per-node")
