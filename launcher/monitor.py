@@ -14,6 +14,10 @@ everything that happens:
   run, a worker stalled past its allowance, or an agent lost or not startable -> that is the
   root cause; every other process is stopped (SIGTERM to its process group, ``grace`` seconds,
   SIGKILL) and what fails afterwards is not blamed;
+* a stall, before that stop: every agent is asked for its workers' Python stacks (for at most
+  ``STACKS_TIMEOUT_S`` + ``STACKS_SLACK_S``), they are written to
+  ``diagnostics/attempt-<n>/``, and ``launcher.diagnosis`` names the rank that is not where
+  the others are: the root cause, with where every rank was;
 * SIGINT/SIGTERM/SIGHUP -> the same clean stop, state INTERRUPTED, exit 128+signal; a second
   SIGINT skips the grace period.
 
@@ -36,8 +40,9 @@ from typing import Any, Callable
 from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.backend import Backend, BackendError
 from launcher.channel import TAIL_LINES, AgentHandle, AgentWarning, Exited, Hello, Inbound, Line, \
-    Started, Stopping, Done
+    Stacks, StacksDone, Started, Stopping, Done
 from launcher.config import SupervisorConfig
+from launcher.diagnosis import DIAGNOSTICS_DIR, RankStacks, diagnose, stacks_file_text, stacks_path
 from launcher.proc import kill_group, signal_name
 from launcher.progress import RootCause, RunProgress, RunSummary
 from launcher.record import AgentRecord, ProcessRecord, RunRecord, RunRecordWriter
@@ -45,6 +50,7 @@ from launcher.formatting import exit_text, who
 from launcher.renderers import Renderer
 from launcher.rundir import RunFiles, iso_time
 from wrn.events import number, parse as parse_event
+from wrn.fileio import write_atomic
 
 #: Extra seconds an agent gets beyond the grace period to report that its processes ended,
 #: before the launcher kills the recorded process groups itself (local hosts only).
@@ -52,6 +58,10 @@ AGENT_STOP_SLACK_S = 5.0
 LOOP_S = 0.1
 #: How often silent workers are looked for.
 STALL_CHECK_S = 0.5
+#: How long an agent waits for its workers' stacks, and how much longer the launcher waits
+#: for the agents' answers before it stops the run without the missing ones.
+STACKS_TIMEOUT_S = 2.0
+STACKS_SLACK_S = 3.0
 
 
 class RunState(enum.Enum):
@@ -109,6 +119,17 @@ class Proc:
                              log=s.log)
 
 
+@dataclass
+class _StallDiagnosis:
+    """A stall being diagnosed: the stacks asked for and the answers so far."""
+
+    proc: "Proc"
+    reason: str
+    deadline: float
+    waiting: set[str]
+    answers: list[RankStacks] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What one attempt came to: its state and exit code, the summary shown at the end, every
@@ -158,6 +179,7 @@ class Monitor:
         self._starting: dict[str, None] = {}
         self._active: dict[str, None] = {}
         self._next_stall_check = 0.0
+        self._diagnosis: _StallDiagnosis | None = None
         self._worker_count = sum(1 for p in plan.processes if p.role == "worker")
         # each process's entry in run.json, rebuilt only when that process changed
         self._proc_records = {name: proc.record() for name, proc in self.procs.items()}
@@ -166,6 +188,7 @@ class Monitor:
         self._handlers: dict[type, Callable[[str, Any], None]] = {
             Hello: self._on_hello, Started: self._on_started, Line: self._on_line,
             Exited: self._on_exited, AgentWarning: self._on_warning,
+            Stacks: self._on_stacks, StacksDone: self._on_stacks_done,
             Stopping: lambda host, msg: None, Done: lambda host, msg: None}
 
     # -- public ----------------------------------------------------------------------------------
@@ -227,6 +250,7 @@ class Monitor:
             now = time.monotonic()
             self._check_signal()
             self._check_stalls(now)
+            self._check_diagnosis(now)
             self._check_deadlines(now)
             self._flush()
             self._warn_write_trouble()
@@ -426,7 +450,8 @@ class Monitor:
         """Warn about, then fail, workers silent for too long. Runs at most every
         ``STALL_CHECK_S``; the workers are kept in order of their last sign of life (start, then
         events), so a check looks only at the quiet ones and the first one that is not."""
-        if self.stopping_since is not None or now < self._next_stall_check:
+        if self.stopping_since is not None or self._diagnosis is not None \
+                or now < self._next_stall_check:
             return
         self._next_stall_check = now + STALL_CHECK_S
         for order, warn, kill, what in (
@@ -438,13 +463,74 @@ class Monitor:
                 if quiet < warn:
                     break  # every later one was heard from more recently
                 if quiet >= kill:
-                    self._fail(proc, f"stalled: no event for {quiet:.0f} s {what} (limit {kill:g} s)")
+                    self._diagnose(proc, f"stalled: no event for {quiet:.0f} s {what} (limit "
+                                         f"{kill:g} s)")
                     return
                 if not proc.stall_warned:
                     proc.stall_warned = True
                     self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} looks "
                                                    f"stalled: no event for {quiet:.0f} s {what}; it "
                                                    f"is treated as failed after {kill:g} s")
+
+    # -- stall diagnosis ---------------------------------------------------------------------------
+    def _diagnose(self, proc: Proc, reason: str) -> None:
+        """``proc`` stalled past its limit: ask every agent for its workers' stacks; the run is
+        failed when they are in (``_finish_diagnosis``)."""
+        hosts = {p.spec.host for p in self.procs.values() if p.running and p.spec.role == "worker"}
+        hosts = {h for h in hosts if self.agents[h].alive}
+        self._diagnosis = _StallDiagnosis(proc, reason, time.monotonic() + STACKS_TIMEOUT_S
+                                          + STACKS_SLACK_S, hosts)
+        self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} {reason}; "
+                                       f"collecting every rank's stacks")
+        for host in hosts:
+            self.agents[host].send({"cmd": "stacks", "timeout": STACKS_TIMEOUT_S})
+        self._check_diagnosis(time.monotonic())
+
+    def _on_stacks(self, host: str, msg: Stacks) -> None:
+        proc = self.procs.get(msg.name)
+        if self._diagnosis is None or proc is None or proc.spec.rank is None:
+            return
+        item = RankStacks(rank=proc.spec.rank, host=host, name=msg.name, position=msg.position,
+                          stacks=msg.stacks, process=msg.process, error=msg.error, pid=msg.pid)
+        self._diagnosis.answers.append(item)
+        path = stacks_path(self.files.root, self.record.attempt, proc.spec.log)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, stacks_file_text(item, self.record.attempt, self._diagnosis.reason))
+        except OSError as exc:
+            self._ui("message", "warning", f"cannot write {path}: {exc.strerror}")
+
+    def _on_stacks_done(self, host: str, msg: StacksDone) -> None:
+        if self._diagnosis is not None:
+            self._diagnosis.waiting.discard(host)
+            self._check_diagnosis(time.monotonic())
+
+    def _check_diagnosis(self, now: float) -> None:
+        """Fail the stalled run once every agent answered (or the wait is over)."""
+        pending = self._diagnosis
+        if pending is None or (pending.waiting and now < pending.deadline):
+            return
+        self._diagnosis = None
+        if self.stopping_since is not None:
+            return  # something else failed meanwhile, and is the root cause
+        found = diagnose(pending.answers)
+        blamed = pending.proc
+        if found.odd_rank is not None:
+            blamed = next((p for p in self.procs.values() if p.spec.rank == found.odd_rank
+                           and p.spec.role == "worker"), blamed)
+        where = found.lines + [f"no answer from the agent on {h}" for h in sorted(pending.waiting)]
+        folder = f"{DIAGNOSTICS_DIR}/attempt-{self.record.attempt}" if pending.answers else None
+        reason = pending.reason
+        if blamed is not pending.proc:
+            reason += f" (rank {pending.proc.spec.rank} was the first found silent)"
+        err = self.progress.errors.get(blamed.spec.rank)
+        self._fail_with(RootCause(
+            name=blamed.spec.name, host=blamed.spec.host, rank=blamed.spec.rank, reason=reason,
+            log=blamed.spec.log, log_tail=list(blamed.tail),
+            error=f"{err.get('kind') or 'error'}: {err.get('message')}" if err else None,
+            where=where, diagnostics=folder))
 
     def _heard_from(self, proc: Proc) -> None:
         """``proc`` (a worker) emitted an event: it moves to the end of the quiet order."""

@@ -38,6 +38,7 @@ from launcher.record import RunRecord
 from launcher.rundir import RunDirBusy, RunDirLock, check_run_dir, check_run_name, default_run_dir
 from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
 from wrn.hostname import host_name
+from wrn.faults import ATTEMPT_ENV
 from wrn_launch import versions
 
 #: The host list of a multi-host run, kept in its run directory for ``--resume``.
@@ -72,8 +73,10 @@ class Prepared:
         """The complete plan of attempt ``attempt`` (0: the first). Every attempt after the
         first (and every attempt of ``--resume``) continues from the run's newest valid
         checkpoint; the first one starts from ``--resume-ckpt``/``--pretrained`` if given."""
+        first = self.previous.attempt + 1 if self.previous is not None else 1
         request = dataclasses.replace(
             self.request, run_dir=str(self.run_dir),
+            extra_env={**self.request.extra_env, ATTEMPT_ENV: str(first + attempt)},
             sched_port=self.port.port if self.port else None,
             resume=attempt > 0 or self.config.resume is not None,
             worker_args=_worker_args(self.config, first=attempt == 0))

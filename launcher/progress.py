@@ -25,15 +25,20 @@ class RootCause:
     log: str | None = None
     log_tail: list[str] = field(default_factory=list)
     error: str | None = None
+    where: list[str] = field(default_factory=list)     # a stall: where every rank was
+    diagnostics: str | None = None                      # ... and the folder of their stacks
 
     @property
     def who(self) -> str:
         return f"rank {self.rank}" if self.rank is not None else self.name
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "host": self.host, "rank": self.rank, "reason": self.reason,
-                "exit_code": self.exit_code, "signal": self.signal, "log": self.log,
-                "error": self.error, "log_tail": list(self.log_tail)}
+        out = {"name": self.name, "host": self.host, "rank": self.rank, "reason": self.reason,
+               "exit_code": self.exit_code, "signal": self.signal, "log": self.log,
+               "error": self.error, "log_tail": list(self.log_tail)}
+        if self.where or self.diagnostics:
+            out.update(where=list(self.where), diagnostics=self.diagnostics)
+        return out
 
 
 @dataclass

@@ -34,6 +34,11 @@ def root_cause_lines(cause: RootCause, run_dir: str) -> tuple[str, list[str]]:
     body = []
     if cause.error:
         body.append(f"error: {cause.error}")
+    if cause.where:
+        body.append("where each rank was:")
+        body.extend("  " + line for line in cause.where)
+    if cause.diagnostics:
+        body.append(f"stacks of every rank: {os.path.join(run_dir, cause.diagnostics)}")
     if cause.log:
         path = os.path.join(run_dir, cause.log)
         if cause.log_tail:

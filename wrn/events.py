@@ -14,7 +14,9 @@ Events and their fields (besides v, event, rank, time):
 ``start``       world_size, model, params (trainable parameter count), steps_per_epoch,
                 epochs, batch_size (per device), device_target, host, pid
 ``step``        epoch (1-based), step (1-based within the epoch), global_step, loss, lr,
-                imgs_per_s (this rank), data_wait_s (mean seconds per step waiting for data)
+                imgs_per_s (this rank), data_wait_s (mean seconds per step waiting for data),
+                step_s (mean seconds per step inside the train step: computation plus the
+                wait for the other ranks in the gradient AllReduce)
 ``epoch_end``   epoch, loss (mean over the epoch), seconds, imgs_per_s, data_wait_s,
                 max_rss_mib (this process's peak resident memory so far)
 ``eval``        epoch, top1, correct, total, loss

@@ -59,7 +59,8 @@ class LoopState:
     """What the loop shares with its callbacks. ``step`` counts the epoch's batches done,
     resumed ones included (``first_step`` of them were done before this process started);
     ``global_step`` is the LR-schedule position; ``data_wait`` is the seconds the last step
-    waited for its batch; ``loss`` is the last step's loss tensor."""
+    waited for its batch; ``step_seconds`` the seconds of its train-step call (computation and
+    the waits for other ranks inside it); ``loss`` is the last step's loss tensor."""
 
     rank: int
     epochs: int
@@ -70,6 +71,7 @@ class LoopState:
     step: int = 0
     loss: Any = None
     data_wait: float = 0.0
+    step_seconds: float = 0.0
     callbacks: Sequence[Callback] = ()
 
     @property
@@ -109,8 +111,10 @@ def run_loop(step: Callable[[Any, Any], Any], batches: Callable[[int, int], Iter
                 images, labels = next(it)
             except StopIteration:
                 break
-            state.data_wait = time.time() - t_fetch
+            t_step = time.time()
+            state.data_wait = t_step - t_fetch
             state.loss = step(images, labels)
+            state.step_seconds = time.time() - t_step
             state.step += 1
             state.global_step += 1
             state.notify("on_step_end")
@@ -122,7 +126,8 @@ def run_loop(step: Callable[[Any, Any], Any], batches: Callable[[int, int], Iter
 class ProgressEvents(Callback):
     """``step`` events every ``log_interval`` steps (and at an epoch's last step) with the loss,
     the LR (``lr``: the per-step schedule), this rank's images per second and the mean data
-    wait since the previous one; an ``epoch_end`` event with the epoch's mean loss, seconds,
+    wait and train-step seconds (``step_s``) since the previous one; an ``epoch_end`` event
+    with the epoch's mean loss, seconds,
     throughput, data wait and peak memory."""
 
     def __init__(self, batch_size: int, log_interval: int, lr: Sequence[float]) -> None:
@@ -131,7 +136,7 @@ class ProgressEvents(Callback):
 
     def _begin(self, now: float) -> None:
         self.t_epoch = self.t_window = now
-        self.wait = self.window_wait = 0.0
+        self.wait = self.window_wait = self.window_step_s = 0.0
         self.window_steps = 0
         self.losses: list[Any] = []
 
@@ -141,6 +146,7 @@ class ProgressEvents(Callback):
     def on_step_end(self, state: LoopState) -> None:
         self.wait += state.data_wait
         self.window_wait += state.data_wait
+        self.window_step_s += state.step_seconds
         self.window_steps += 1
         self.losses.append(state.loss)
         if state.step % self.log_interval and state.step != state.steps_per_epoch:
@@ -150,8 +156,9 @@ class ProgressEvents(Callback):
                      global_step=state.global_step, loss=round(float(state.loss.asnumpy()), 6),
                      lr=float(self.lr[min(state.global_step - 1, len(self.lr) - 1)]),
                      imgs_per_s=round(self.window_steps * self.batch_size / max(now - self.t_window, 1e-9), 2),
-                     data_wait_s=round(self.window_wait / max(self.window_steps, 1), 5))
-        self.t_window, self.window_wait, self.window_steps = now, 0.0, 0
+                     data_wait_s=round(self.window_wait / max(self.window_steps, 1), 5),
+                     step_s=round(self.window_step_s / max(self.window_steps, 1), 5))
+        self.t_window, self.window_wait, self.window_step_s, self.window_steps = now, 0.0, 0.0, 0
 
     def on_epoch_end(self, state: LoopState) -> None:
         seconds = time.time() - self.t_epoch
