@@ -54,7 +54,7 @@ class Frame:
             if marker in self.file:
                 top = self.file.rsplit(marker, 1)[1].split("/", 1)[0]
                 return None if top == "wrn" else top
-        if re.search(r"/lib/python3\.\d+/", self.file):
+        if self.file.startswith("<frozen ") or re.search(r"/lib/python3\.\d+/", self.file):
             return "python"
         return None
 

@@ -31,6 +31,7 @@ import enum
 import json
 import queue
 import signal
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.backend import Backend, BackendError
 from launcher.channel import TAIL_LINES, AgentHandle, AgentWarning, Exited, Hello, Inbound, Line, \
     Stacks, StacksDone, Started, Stopping, Done
-from launcher.config import SupervisorConfig
+from launcher.config import ADAPTIVE_FLOOR_S, ADAPTIVE_MULTIPLE, SupervisorConfig
 from launcher.diagnosis import DIAGNOSTICS_DIR, RankStacks, diagnose, stacks_file_text, stacks_path
 from launcher.proc import kill_group, signal_name
 from launcher.progress import RootCause, RunProgress, RunSummary
@@ -97,6 +98,10 @@ class Proc:
     error: str | None = None
     started_at: float | None = None          # monotonic
     last_event_at: float | None = None       # monotonic
+    last_step_at: float | None = None        # monotonic, its latest step event
+    last_step_epoch: Any = None
+    step_intervals: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
+    allowance: float = 0.0                   # extra stall seconds after an epoch's end
     stall_warned: bool = False
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
 
@@ -180,6 +185,9 @@ class Monitor:
         self._active: dict[str, None] = {}
         self._next_stall_check = 0.0
         self._diagnosis: _StallDiagnosis | None = None
+        self._longest_gap = 0.0
+        self._limits_due = 0.0
+        self._limits = (ADAPTIVE_FLOOR_S, 2 * ADAPTIVE_FLOOR_S)
         self._worker_count = sum(1 for p in plan.processes if p.role == "worker")
         # each process's entry in run.json, rebuilt only when that process changed
         self._proc_records = {name: proc.record() for name, proc in self.procs.items()}
@@ -301,6 +309,8 @@ class Monitor:
         if record is None:
             self.files.log(proc.spec.log, msg.line)
             proc.tail.append(msg.line)
+            if proc.spec.rank is not None:
+                self._ui("log_line", proc.spec.rank, host, msg.line)
             return
         self.files.metric({**record, "host": host})
         if proc.spec.role != "worker":
@@ -308,13 +318,18 @@ class Monitor:
         if self.fetcher is not None and proc.spec.rank == 0 and record.get("event") == "checkpoint" \
                 and record.get("path"):
             self.fetcher.fetch(record["path"])  # queued; copied by the fetcher's thread
-        proc.last_event_at = time.monotonic()
-        self._heard_from(proc)
+        self._heard_from(proc, record, time.monotonic())
         if proc.stall_warned:
             proc.stall_warned = False
             self._ui("message", "info", f"rank {proc.spec.rank} is emitting events again")
         self.progress.update(record, time.time())
         self._ui("event", host, record, self.progress)
+        for straggler in self.progress.stragglers.take_new():
+            self._ui("message", "warning", f"{straggler.text()} on "
+                                           f"{self._worker_host(straggler.rank)}")
+
+    def _worker_host(self, rank: int) -> str:
+        return next((p.spec.host for p in self.procs.values() if p.spec.rank == rank), "?")
 
     def _on_exited(self, host: str, msg: Exited) -> None:
         proc = self.procs.get(msg.name)
@@ -449,28 +464,53 @@ class Monitor:
     def _check_stalls(self, now: float) -> None:
         """Warn about, then fail, workers silent for too long. Runs at most every
         ``STALL_CHECK_S``; the workers are kept in order of their last sign of life (start, then
-        events), so a check looks only at the quiet ones and the first one that is not."""
+        events), so a check looks only at the quiet ones and the first one that is not. A
+        worker is starting until its first step event (import, cluster start-up, graph
+        compile) and measured from its start meanwhile."""
         if self.stopping_since is not None or self._diagnosis is not None \
                 or now < self._next_stall_check:
             return
         self._next_stall_check = now + STALL_CHECK_S
+        warn, kill = self._stall_limits(now)
         for order, warn, kill, what in (
                 (self._starting, self.opts.startup_timeout, self.opts.startup_kill, "since it started"),
-                (self._active, self.opts.stall_timeout, self.opts.stall_kill, "since its last event")):
+                (self._active, warn, kill, "since its last event")):
             for name in list(order):
                 proc = self.procs[name]
-                quiet = now - (proc.last_event_at if proc.last_event_at is not None else proc.started_at)
+                since = proc.started_at if order is self._starting else proc.last_event_at
+                quiet = now - since
                 if quiet < warn:
+                    self._next_stall_check = min(self._next_stall_check, since + warn)
                     break  # every later one was heard from more recently
-                if quiet >= kill:
+                extra = proc.allowance if order is self._active else 0.0
+                if quiet < warn + extra:
+                    continue  # between epochs: checkpoint, evaluation, a new pipeline
+                if quiet >= kill + extra:
                     self._diagnose(proc, f"stalled: no event for {quiet:.0f} s {what} (limit "
-                                         f"{kill:g} s)")
+                                         f"{kill + extra:g} s)")
                     return
+                self._next_stall_check = min(self._next_stall_check, since + kill + extra)
                 if not proc.stall_warned:
                     proc.stall_warned = True
                     self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} looks "
                                                    f"stalled: no event for {quiet:.0f} s {what}; it "
-                                                   f"is treated as failed after {kill:g} s")
+                                                   f"is treated as failed after {kill + extra:.0f} s")
+
+    def _stall_limits(self, now: float) -> tuple[float, float]:
+        """(warn, kill) seconds of silence for a training worker: the explicit --stall-timeout
+        and --stall-kill, else adaptive (``launcher.config.ADAPTIVE_*``): a multiple of the
+        slowest rank's median time between step events, and twice the longest silence seen so
+        far in this attempt, at least the floor; recomputed every few seconds."""
+        if not self.opts.adaptive:
+            return self.opts.stall_timeout, self.opts.stall_kill
+        if now >= self._limits_due:
+            self._limits_due = now + 5.0
+            medians = [statistics.median(p.step_intervals) for p in self.procs.values()
+                       if p.step_intervals and p.running]
+            warn = max(ADAPTIVE_FLOOR_S, ADAPTIVE_MULTIPLE * max(medians, default=0.0),
+                       2 * self._longest_gap)
+            self._limits = (warn, 2 * warn)
+        return self._limits
 
     # -- stall diagnosis ---------------------------------------------------------------------------
     def _diagnose(self, proc: Proc, reason: str) -> None:
@@ -532,11 +572,23 @@ class Monitor:
             error=f"{err.get('kind') or 'error'}: {err.get('message')}" if err else None,
             where=where, diagnostics=folder))
 
-    def _heard_from(self, proc: Proc) -> None:
-        """``proc`` (a worker) emitted an event: it moves to the end of the quiet order."""
-        self._starting.pop(proc.spec.name, None)
-        self._active.pop(proc.spec.name, None)
-        self._active[proc.spec.name] = None
+    def _heard_from(self, proc: Proc, record: dict[str, Any], now: float) -> None:
+        """``proc`` (a worker) emitted an event: once it has stepped, it moves to the end of
+        the quiet order; its step times feed the adaptive stall limit."""
+        kind = record.get("event")
+        if proc.last_event_at is not None and proc.spec.name in self._active:
+            self._longest_gap = max(self._longest_gap, now - proc.last_event_at)
+        proc.last_event_at = now
+        if kind == "step":
+            if proc.last_step_at is not None and record.get("epoch") == proc.last_step_epoch:
+                proc.step_intervals.append(now - proc.last_step_at)
+            proc.last_step_at, proc.last_step_epoch, proc.allowance = now, record.get("epoch"), 0.0
+        elif kind == "epoch_end":
+            proc.allowance = number(record.get("seconds")) or 0.0  # evaluation takes less
+        if kind == "step" or proc.spec.name in self._active:
+            self._starting.pop(proc.spec.name, None)
+            self._active.pop(proc.spec.name, None)
+            self._active[proc.spec.name] = None
 
     def _set_proc_state(self, proc: Proc, state: ProcState) -> None:
         """Move ``proc`` to ``state``, keeping the per-state worker counts (so no event needs a
@@ -641,7 +693,7 @@ class Monitor:
             best_checkpoint=self.progress.best_checkpoint(),
             replicas_in_sync=self.progress.replicas_in_sync(),
             checksums={r: f.get("checksum") for r, f in sorted(self.progress.finish.items())},
-            root_cause=self.root_cause, note=note)
+            root_cause=self.root_cause, note=note, stragglers=self.progress.stragglers.to_list())
         self.record.end_time = iso_time(end)
         self.record.wall_s = round(end - self.start_wall, 3)
         self.record.exit_code = code

@@ -24,6 +24,9 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("accuracy (top-1)", fmt_top1(summary.top1)),
         ("best checkpoint", summary.best_checkpoint or "-"),
         ("replicas", replicas),
+        *([("stragglers", "; ".join(f"rank {s.get('rank')} ({s.get('ratio')}x the others' "
+                                    f"time per step from step {s.get('since_step')})"
+                                    for s in summary.stragglers))] if summary.stragglers else []),
         ("run dir", summary.run_dir),
     ]
 

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from wrn import events
 from wrn.config import ConfigError
 
 #: The environment variable read by the worker.
@@ -137,7 +138,7 @@ def from_env(rank: int, environ: Any = None) -> "FaultInjector | None":
         return None
     faults = parse_faults(text)
     attempt_text = environ.get(ATTEMPT_ENV, "1")
-    attempt = int(attempt_text) if attempt_text.isdigit() else 1
+    attempt = int(attempt_text) if attempt_text.isascii() and attempt_text.isdigit() else 1
     mine = tuple(f for f in faults if f.rank == rank and f.attempt in (None, attempt))
     return FaultInjector(rank, mine) if mine else None
 
@@ -158,12 +159,22 @@ class FaultInjector:
         slow = [f.factor for f in faults if f.kind == "slow"]
         self.factor = max(slow) if slow else None
         self.step_times: list[float] = []
+        self.announced = False
 
     def describe(self) -> str:
         faults = list(self.at_step.values())
         return ", ".join(map(str, faults)) + (f" slow x{self.factor:g}" if self.factor else "")
 
+    def announce(self) -> None:
+        """A ``warning`` event saying which faults are armed (once, when training begins: an
+        event earlier would end the launcher's start-up allowance for this rank)."""
+        if not self.announced:
+            self.announced = True
+            events.emit("warning", self.rank, message=f"fault injection ({FAULT_ENV}): "
+                                                      f"{self.describe()}")
+
     def on_epoch_begin(self, state: Any) -> None:
+        self.announce()
         self.before_step(state.global_step + 1)
 
     def on_epoch_end(self, state: Any) -> None:

@@ -124,7 +124,8 @@ def run_loop(step: Callable[[Any, Any], Any], batches: Callable[[int, int], Iter
 
 
 class ProgressEvents(Callback):
-    """``step`` events every ``log_interval`` steps (and at an epoch's last step) with the loss,
+    """``step`` events every ``log_interval`` steps (and at an epoch's last step, and after the
+    process's first step) with the loss,
     the LR (``lr``: the per-step schedule), this rank's images per second and the mean data
     wait and train-step seconds (``step_s``) since the previous one; an ``epoch_end`` event
     with the epoch's mean loss, seconds,
@@ -132,6 +133,7 @@ class ProgressEvents(Callback):
 
     def __init__(self, batch_size: int, log_interval: int, lr: Sequence[float]) -> None:
         self.batch_size, self.log_interval, self.lr = batch_size, log_interval, lr
+        self.stepped = False
         self._begin(time.time())
 
     def _begin(self, now: float) -> None:
@@ -149,8 +151,9 @@ class ProgressEvents(Callback):
         self.window_step_s += state.step_seconds
         self.window_steps += 1
         self.losses.append(state.loss)
-        if state.step % self.log_interval and state.step != state.steps_per_epoch:
-            return
+        if state.step % self.log_interval and state.step != state.steps_per_epoch and self.stepped:
+            return  # (the process's first step is reported: start-up, compile included, is over)
+        self.stepped = True
         now = time.time()
         state.report("step", epoch=state.epoch, step=state.step, steps_per_epoch=state.steps_per_epoch,
                      global_step=state.global_step, loss=round(float(state.loss.asnumpy()), 6),

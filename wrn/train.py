@@ -366,9 +366,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         injector = faults.from_env(rank)
         args, cfg = parse_args(argv)
         output_dir = Path(args.output_dir or cfg.ckpt_path)
-        if injector is not None:
-            events.emit("warning", rank, message=f"fault injection ({faults.FAULT_ENV}): "
-                                                 f"{injector.describe()}")
         extra = [c for c in (position, injector) if c is not None]
         return train(cfg, output_dir, info, resume_ckpt=args.resume_ckpt,
                      resume_from=args.resume_from, pretrained=args.pretrained, force=args.force,
