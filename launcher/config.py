@@ -132,6 +132,16 @@ class SupervisorConfig:
             return 2 * self.startup_timeout
         return self.startup_timeout * self.stall_kill / self.stall_timeout
 
+    def stall_limits(self, slowest_median: float = 0.0, longest_gap: float = 0.0) -> tuple[float, float]:
+        """(warn, kill) seconds of silence for a training worker: the explicit limits, else
+        adaptive: ``ADAPTIVE_MULTIPLE`` x the slowest rank's median time between step events
+        and twice the longest silence seen so far, at least ``ADAPTIVE_FLOOR_S``; kill at
+        twice the warning."""
+        if not self.adaptive:
+            return self.stall_timeout, self.stall_kill
+        warn = max(ADAPTIVE_FLOOR_S, ADAPTIVE_MULTIPLE * slowest_median, 2 * longest_gap)
+        return warn, 2 * warn
+
     def stall_text(self) -> str:
         """How stalls are judged, for the plan view."""
         if self.adaptive:

@@ -42,7 +42,7 @@ from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.backend import Backend, BackendError
 from launcher.channel import TAIL_LINES, AgentHandle, AgentWarning, Exited, Hello, Inbound, Line, \
     Stacks, StacksDone, Started, Stopping, Done
-from launcher.config import ADAPTIVE_FLOOR_S, ADAPTIVE_MULTIPLE, SupervisorConfig
+from launcher.config import SupervisorConfig
 from launcher.diagnosis import DIAGNOSTICS_DIR, RankStacks, diagnose, stacks_file_text, stacks_path
 from launcher.proc import kill_group, signal_name
 from launcher.progress import RootCause, RunProgress, RunSummary
@@ -187,7 +187,7 @@ class Monitor:
         self._diagnosis: _StallDiagnosis | None = None
         self._longest_gap = 0.0
         self._limits_due = 0.0
-        self._limits = (ADAPTIVE_FLOOR_S, 2 * ADAPTIVE_FLOOR_S)
+        self._limits = options.stall_limits()
         self._worker_count = sum(1 for p in plan.processes if p.role == "worker")
         # each process's entry in run.json, rebuilt only when that process changed
         self._proc_records = {name: proc.record() for name, proc in self.procs.items()}
@@ -482,7 +482,7 @@ class Monitor:
                 if quiet < warn:
                     self._next_stall_check = min(self._next_stall_check, since + warn)
                     break  # every later one was heard from more recently
-                extra = proc.allowance if order is self._active else 0.0
+                extra = proc.allowance if order is self._active and self.opts.adaptive else 0.0
                 if quiet < warn + extra:
                     continue  # between epochs: checkpoint, evaluation, a new pipeline
                 if quiet >= kill + extra:
@@ -497,19 +497,15 @@ class Monitor:
                                                    f"is treated as failed after {kill + extra:.0f} s")
 
     def _stall_limits(self, now: float) -> tuple[float, float]:
-        """(warn, kill) seconds of silence for a training worker: the explicit --stall-timeout
-        and --stall-kill, else adaptive (``launcher.config.ADAPTIVE_*``): a multiple of the
-        slowest rank's median time between step events, and twice the longest silence seen so
-        far in this attempt, at least the floor; recomputed every few seconds."""
+        """(warn, kill) for a training worker (``SupervisorConfig.stall_limits``): adaptive
+        ones are recomputed every few seconds from the running workers' step intervals."""
         if not self.opts.adaptive:
-            return self.opts.stall_timeout, self.opts.stall_kill
+            return self.opts.stall_limits()
         if now >= self._limits_due:
             self._limits_due = now + 5.0
             medians = [statistics.median(p.step_intervals) for p in self.procs.values()
                        if p.step_intervals and p.running]
-            warn = max(ADAPTIVE_FLOOR_S, ADAPTIVE_MULTIPLE * max(medians, default=0.0),
-                       2 * self._longest_gap)
-            self._limits = (warn, 2 * warn)
+            self._limits = self.opts.stall_limits(max(medians, default=0.0), self._longest_gap)
         return self._limits
 
     # -- stall diagnosis ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from launcher.diagnosis import RankStacks, describe_position, diagnose
-from launcher.stragglers import StragglerCheck
+from launcher.stragglers import Straggler, StragglerCheck
 from wrn.config import ConfigError
 from wrn.faults import Fault, check_ranks, from_env, parse_faults
 
@@ -119,3 +119,28 @@ def test_equal_ranks_have_no_straggler():
     _steps(check, 0, times, 0.09)
     _steps(check, 1, times, 0.1)
     assert not check.named
+
+
+def test_stall_limits_adapt_unless_given():
+    from launcher.config import ADAPTIVE_FLOOR_S, SupervisorConfig
+
+    auto = SupervisorConfig()
+    assert auto.adaptive and auto.startup_kill == 2 * auto.startup_timeout
+    assert auto.stall_limits() == (ADAPTIVE_FLOOR_S, 2 * ADAPTIVE_FLOOR_S)  # the floor
+    assert auto.stall_limits(slowest_median=6.0) == (60.0, 120.0)            # 10 x the step interval
+    assert auto.stall_limits(slowest_median=0.1, longest_gap=40.0) == (80.0, 160.0)
+    given = SupervisorConfig(stall_timeout=10, stall_kill=20)
+    assert not given.adaptive and given.stall_limits(slowest_median=100.0) == (10, 20)
+    assert SupervisorConfig(stall_kill=20).stall_limits() == (10, 20)
+    assert SupervisorConfig(stall_timeout=7).stall_limits() == (7, 14)
+
+
+def test_a_named_straggler_shows_as_slow_on_the_dashboard():
+    from launcher.progress import LiveState
+
+    state = LiveState("r", "cpu", [(0, "h", 0), (1, "h", 1)], stall_after=30.0, t0=100.0)
+    for rank in (0, 1):
+        state.event("h", {"event": "start", "rank": rank, "steps_per_epoch": 9}, 100.0)
+    state.progress.stragglers.named[1] = Straggler(1, 3.0, 2)  # as StragglerCheck names it
+    assert state.problem(state.ranks[1], 101.0) == "slow"
+    assert state.problem(state.ranks[0], 101.0) is None
