@@ -143,6 +143,8 @@ class Location:
     def text(self) -> str:
         if not self.answered:
             return f"no stacks: {self.why}"
+        if self.own is None and self.inner is None and self.why:
+            return self.why
         parts = []
         if self.own is not None:
             parts.append(f"in {self.own}")
@@ -175,14 +177,18 @@ class Diagnosis:
     odd_host: str | None = None
 
 
-def diagnose(items: list[RankStacks]) -> Diagnosis:
-    """Group the ranks by location and name the one that is not where the others are."""
-    if not items:
-        return Diagnosis(["no stacks came back from any rank"])
+def diagnose(items: list[RankStacks], failed: dict[int, RankStacks] | None = None) -> Diagnosis:
+    """Group the ranks by location and name the one that is not where the others are.
+    ``failed``: ranks that already failed inside a collective (``error`` says how): they count
+    as waiting there."""
     located = {it.rank: (it, locate(it)) for it in items}
+    for rank, it in (failed or {}).items():
+        located[rank] = (it, Location(None, None, "a collective", why=f"failed in a collective: {it.error}"))
+    if not located:
+        return Diagnosis(["no stacks came back from any rank"])
     groups: dict[tuple, list[int]] = {}
     for rank, (_, loc) in sorted(located.items()):
-        groups.setdefault(loc.key, []).append(rank)
+        groups.setdefault(loc.key if loc.own or loc.inner or not loc.why else ("failed",), []).append(rank)
 
     def behind(ranks: list[int]) -> int:
         steps = [position_fields(located[r][0].position).get("global_step", "") for r in ranks]
@@ -205,7 +211,7 @@ def diagnose(items: list[RankStacks]) -> Diagnosis:
         item, loc = located[ranks[0]]
         label = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {fmt_span(ranks).replace(',', ', ')}"
         where = describe_position(item.position)
-        waiting = odd is not None and ranks is not odd and loc.library is not None
+        waiting = odd is not None and ranks is not odd and loc.library is not None and loc.own is not None
         text = f"{label}: " + (f"{where}, " if where else "") + \
             ("waiting " if waiting else "") + loc.text()
         if len(ranks) == 1 and item.host:
@@ -216,8 +222,8 @@ def diagnose(items: list[RankStacks]) -> Diagnosis:
         others = [r for r in located if r != rank]
         if others and all(located[r][1].library is not None for r in others):
             lines.append(f"rank {rank} is not where the others are: they wait inside "
-                         f"{located[others[0]][1].library} (a collective such as the gradient "
-                         f"AllReduce needs every rank)")
+                         f"{located[others[0]][1].library} (or gave up there), and a collective "
+                         f"such as the gradient AllReduce needs every rank")
         else:
             lines.append(f"rank {rank} is not where the others are")
         return Diagnosis(lines, rank, located[rank][0].host)

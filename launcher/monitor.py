@@ -63,6 +63,9 @@ STALL_CHECK_S = 0.5
 #: for the agents' answers before it stops the run without the missing ones.
 STACKS_TIMEOUT_S = 2.0
 STACKS_SLACK_S = 3.0
+#: Names in a worker's error that mean it failed inside a collective (MindSpore's CPU
+#: AllReduce gives up after waiting about 30 s for a rank that does not come).
+COLLECTIVE_OPS = ("AllReduce", "AllGather", "ReduceScatter", "Broadcast", "collective")
 
 
 class RunState(enum.Enum):
@@ -132,6 +135,7 @@ class _StallDiagnosis:
     reason: str
     deadline: float
     waiting: set[str]
+    failed: bool = False          # proc already failed (in a collective), rather than stalled
     answers: list[RankStacks] = field(default_factory=list)
 
 
@@ -357,13 +361,27 @@ class Monitor:
         if self.stopping_since is not None:
             return
         if proc.spec.role == "worker":
-            if not ok:
+            if not ok and self._in_collective(proc):
+                # a rank timed out waiting for the others: a symptom; find who they waited for
+                if self._diagnosis is None:
+                    self._diagnose(proc, exit_text(proc.exit_code, proc.signal) + " in a collective",
+                                   failed=True)
+            elif not ok:
                 self._fail(proc, exit_text(proc.exit_code, proc.signal))
             elif self._succeeded_workers() == self._worker_count:
                 if any(p.spec.role == "scheduler" and not p.ended for p in self.procs.values()):
                     self.sched_deadline = time.monotonic() + self.opts.scheduler_wait
         elif not ok and self._ended_workers() < self._worker_count:
             self._fail(proc, exit_text(proc.exit_code, proc.signal) + " while workers were running")
+
+    def _in_collective(self, proc: Proc) -> bool:
+        """``proc`` failed inside a collective (its error or last lines name one) while other
+        workers still run: it may only have waited too long for one of them."""
+        if not any(p.running and p.spec.role == "worker" for p in self.procs.values()):
+            return False
+        err = self.progress.errors.get(proc.spec.rank) or {}
+        text = " ".join([str(err.get("message", "")), *proc.tail])
+        return any(op in text for op in COLLECTIVE_OPS)
 
     def _finished(self, proc: Proc) -> bool:
         """True when ``proc`` is a worker that reported ``finish`` with status ok."""
@@ -509,15 +527,15 @@ class Monitor:
         return self._limits
 
     # -- stall diagnosis ---------------------------------------------------------------------------
-    def _diagnose(self, proc: Proc, reason: str) -> None:
-        """``proc`` stalled past its limit: ask every agent for its workers' stacks; the run is
-        failed when they are in (``_finish_diagnosis``)."""
+    def _diagnose(self, proc: Proc, reason: str, failed: bool = False) -> None:
+        """``proc`` stalled past its limit (or ``failed`` in a collective): ask every agent for
+        its workers' stacks; the run is failed when they are in (``_check_diagnosis``)."""
         hosts = {p.spec.host for p in self.procs.values() if p.running and p.spec.role == "worker"}
         hosts = {h for h in hosts if self.agents[h].alive}
         self._diagnosis = _StallDiagnosis(proc, reason, time.monotonic() + STACKS_TIMEOUT_S
-                                          + STACKS_SLACK_S, hosts)
+                                          + STACKS_SLACK_S, hosts, failed)
         self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} {reason}; "
-                                       f"collecting every rank's stacks")
+                                       f"collecting every running rank's stacks")
         for host in hosts:
             self.agents[host].send({"cmd": "stacks", "timeout": STACKS_TIMEOUT_S})
         self._check_diagnosis(time.monotonic())
@@ -551,7 +569,13 @@ class Monitor:
         self._diagnosis = None
         if self.stopping_since is not None:
             return  # something else failed meanwhile, and is the root cause
-        found = diagnose(pending.answers)
+        failed = {}
+        if pending.failed:
+            proc = pending.proc
+            failed[proc.spec.rank] = RankStacks(
+                rank=proc.spec.rank, host=proc.spec.host, name=proc.spec.name,
+                position=self._position_of(proc), error=exit_text(proc.exit_code, proc.signal))
+        found = diagnose(pending.answers, failed)
         blamed = pending.proc
         if found.odd_rank is not None:
             blamed = next((p for p in self.procs.values() if p.spec.rank == found.odd_rank
@@ -559,7 +583,15 @@ class Monitor:
         where = found.lines + [f"no answer from the agent on {h}" for h in sorted(pending.waiting)]
         folder = f"{DIAGNOSTICS_DIR}/attempt-{self.record.attempt}" if pending.answers else None
         reason = pending.reason
-        if blamed is not pending.proc:
+        if pending.failed and blamed is pending.proc:
+            self._fail(pending.proc, reason)  # no other rank stands out: the failure is the cause
+            if self.root_cause is not None:
+                self.root_cause.where, self.root_cause.diagnostics = where, folder
+            return
+        if pending.failed:
+            reason = (f"did not reach the collective: rank {pending.proc.spec.rank} "
+                      f"{pending.reason} waiting for it")
+        elif blamed is not pending.proc:
             reason += f" (rank {pending.proc.spec.rank} was the first found silent)"
         err = self.progress.errors.get(blamed.spec.rank)
         self._fail_with(RootCause(
@@ -567,6 +599,16 @@ class Monitor:
             log=blamed.spec.log, log_tail=list(blamed.tail),
             error=f"{err.get('kind') or 'error'}: {err.get('message')}" if err else None,
             where=where, diagnostics=folder))
+
+    def _position_of(self, proc: Proc) -> str:
+        """A position line (as ``wrn.stacks`` writes it) from the rank's last step event."""
+        step = self.progress.last_step.get(proc.spec.rank) or {}
+        if not isinstance(step.get("global_step"), int):
+            return ""
+        per_epoch = step.get("steps_per_epoch") or (self.progress.start.get(proc.spec.rank) or {}).get(
+            "steps_per_epoch", "?")
+        return (f"epoch={step.get('epoch')} step={step.get('step')} global_step={step['global_step']} "
+                f"steps_per_epoch={per_epoch}")
 
     def _heard_from(self, proc: Proc, record: dict[str, Any], now: float) -> None:
         """``proc`` (a worker) emitted an event: once it has stepped, it moves to the end of

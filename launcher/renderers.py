@@ -301,7 +301,7 @@ class JsonRenderer(Renderer):
     """``--json``: one JSON object per line, for other tools. Worker events appear exactly as
     in metrics.jsonl (the event plus ``host``); the launcher's own records carry
     ``"source": "launcher"`` and an ``event`` of ``plan``, ``run_started``, ``process_started``,
-    ``process_exited``, ``message`` or ``summary``."""
+    ``process_exited``, ``message``, ``log_line`` (--tail-ranks) or ``summary``."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout

@@ -5,6 +5,8 @@ workers is in ``test_faults_e2e.py``."""
 
 from __future__ import annotations
 
+import re
+
 from tests.e2e.test_launch import HOST, assert_all_gone
 from tests.support.processes import wait_for
 
@@ -84,3 +86,17 @@ def test_stacks_come_back_over_ssh(ssh_runs, sshd):
     assert sorted(p.name for p in folder.iterdir()) == ["127.0.0.1-rank0.txt", "127.0.0.2-rank1.txt"]
     assert "in hang_forever" in (folder / "127.0.0.2-rank1.txt").read_text()
     assert wait_for(run.all_gone, 5)
+
+
+def test_a_rank_giving_up_in_the_allreduce_is_not_blamed_for_the_hung_one(runs):
+    # MindSpore's CPU AllReduce gives up after about 30 s; here rank 0 does so at once
+    run = runs("--env", "WRN_FAULT=hang:rank=1:step=3", rank=0, exit_at=6, steps=1000,
+               error="Launch kernel failed: Default/grad_reducer-DistributedGradReducer/AllReduce-op0")
+    assert run.wait() == 1, run.out + run.err
+    cause = run.record["root_cause"]
+    assert cause["rank"] == 1 and cause["reason"].startswith("did not reach the collective: rank 0 ")
+    assert cause["where"][0].startswith("rank 1: step 3 (epoch 1, 3/1000), in hang_forever")
+    assert re.match(r"rank 0: step \d+ \(epoch 1, \d+/1000\), failed in a collective: exited with code 3",
+                    cause["where"][1]), cause["where"]
+    assert (run.dir / "diagnostics" / "attempt-1" / f"{HOST}-rank1.txt").exists()
+    assert_all_gone(run)

@@ -51,7 +51,9 @@ def test_hang_on_the_default_job_stops_within_20_s_and_names_rank_1(tmp_path, cl
 
 
 def test_hang_with_a_restart_left_restarts_and_succeeds(tmp_path, cleanup):
-    popen, run_dir = start(tmp_path, *HANG, "--max-restarts", "1", "--set", "epoch_size=1")
+    # an event every step: on a loaded machine 10 steps can take longer than the 20 s limit
+    popen, run_dir = start(tmp_path, *HANG, "--max-restarts", "1", "--set", "epoch_size=1",
+                           "--set", "log_interval=1")
     cleanup((popen, run_dir))
     out, err = popen.communicate(timeout=900)
     assert popen.returncode == 0, out + err

@@ -10,6 +10,7 @@ apply only to the rank named by ``FAKE_RANK`` (default: every rank).
     FAKE_PLAIN=1          plain log lines per step
     FAKE_RANK=k           the rank the behaviours below apply to
     FAKE_EXIT_CODE=3 + FAKE_EXIT_AT=2     (target) print an error event and exit 3 at step 2
+    FAKE_ERROR=text                       that error event's message (default "fake failure")
     FAKE_HANG_AT=2                        (target) stop emitting events at step 2 (sleep)
     FAKE_KILL_AT=2                        (target) SIGKILL itself at step 2
     FAKE_IGNORE_TERM=1                    ignore SIGTERM (the launcher must SIGKILL)
@@ -156,7 +157,8 @@ def run_worker(output_dir: str | None, resume_from: str | None = None) -> int:
                 injector.before_step(global_step)
             if me and _env_int("FAKE_EXIT_AT") == global_step:
                 print(f"rank {rank}: failing on purpose at step {global_step}", flush=True)
-                emit("error", rank, message="fake failure", kind="RuntimeError")
+                emit("error", rank, message=os.environ.get("FAKE_ERROR", "fake failure"),
+                     kind="RuntimeError")
                 return _env_int("FAKE_EXIT_CODE", 3)
             if me and _env_int("FAKE_KILL_AT") == global_step:
                 print(f"rank {rank}: killing myself at step {global_step}", flush=True)

@@ -144,3 +144,11 @@ def test_a_named_straggler_shows_as_slow_on_the_dashboard():
     state.progress.stragglers.named[1] = Straggler(1, 3.0, 2)  # as StragglerCheck names it
     assert state.problem(state.ranks[1], 101.0) == "slow"
     assert state.problem(state.ranks[0], 101.0) is None
+
+
+def test_a_rank_that_gave_up_in_the_allreduce_is_not_blamed_for_the_one_it_waited_for():
+    gave_up = RankStacks(0, "a", "rank0", "", error="exited with code 1")
+    found = diagnose([RankStacks(1, "a", "rank1", AT_5, HUNG)], failed={0: gave_up})
+    assert found.odd_rank == 1
+    assert found.lines[0].startswith("rank 1: step 5 (epoch 1, 5/18), in hang_forever")
+    assert found.lines[1] == "rank 0: failed in a collective: exited with code 1 [a]"
