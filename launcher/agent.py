@@ -14,6 +14,7 @@ stdin, later lines: commands ::
 
     {"cmd": "stop", "grace": 3}      stop every process (SIGTERM to its group, then SIGKILL)
     {"cmd": "stacks", "timeout": 2}  every running worker's Python stacks (``wrn.stacks``)
+    {"cmd": "beat"}                  the launcher is alive (sent every ``heartbeat`` / 5 s)
 
 stdout: messages ::
 
@@ -47,6 +48,9 @@ Lifetime rules:
   the exit is reaped, so no grandchild lingers; the group id cannot be reused before reaping.
 * stdin closing (the launcher is gone), SIGTERM or SIGHUP: stop everything (SIGTERM to each
   group, ``grace`` seconds, then SIGKILL) and exit. SIGINT is ignored: the launcher decides.
+* No line from the launcher for the spec's ``heartbeat`` seconds (a stopped or hung launcher,
+  a network partition that TCP has not noticed): the channel is abandoned (nothing more is
+  written to it, so a full pipe cannot block the agent) and everything is stopped as above.
 * Only the recorded process groups are ever signalled, never processes found by name.
 * The agent exits 0 after ``done`` once all its processes have ended.
 """
@@ -90,6 +94,8 @@ class _Out:
         self.broken = False
 
     def send(self, message: dict[str, Any]) -> None:
+        if self.broken:  # checked before the lock: a writer blocked on a full pipe holds it
+            return
         data = (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "replace")
         with self._lock:
             if self.broken:
@@ -149,6 +155,8 @@ class Agent:
         self.kill_at: float | None = None
         self._signal: int | None = None
         self.stacks_dir: str | None = None
+        self.heartbeat = float(spec.get("heartbeat") or 0)  # 0: none
+        self.last_heard = time.monotonic()
 
     # -- starting -----------------------------------------------------------------------------
     def start_all(self) -> None:
@@ -265,7 +273,9 @@ class Agent:
     # -- commands and signals -----------------------------------------------------------------
     def read_commands(self, stream: BinaryIO) -> None:
         """stdin reader thread: queue each command; EOF means the launcher is gone."""
+        self.last_heard = time.monotonic()  # the start-up of many processes is not silence
         for raw in iter(stream.readline, b""):
+            self.last_heard = time.monotonic()
             try:
                 cmd = json.loads(raw)
             except ValueError:
@@ -305,6 +315,9 @@ class Agent:
                 self.stop(self.grace, f"agent received {name}")
             if self.out.broken:
                 self.stop(self.grace, "launcher connection closed (stdout)")
+            elif self.heartbeat and time.monotonic() - self.last_heard > self.heartbeat:
+                self.out.broken = True  # the launcher does not read either: write nothing more
+                self.stop(self.grace, f"no heartbeat from the launcher for {self.heartbeat:g} s")
             self._reap()
             if self.kill_at is not None and time.monotonic() >= self.kill_at:
                 for child in self.children:
@@ -314,6 +327,8 @@ class Agent:
         return 0
 
     def _handle(self, cmd: dict[str, Any]) -> None:
+        if cmd.get("cmd") == "beat":
+            return
         if cmd.get("cmd") == "stop":
             grace = cmd.get("grace", self.grace)
             self.stop(float(grace), cmd.get("reason", "stop requested by the launcher"))

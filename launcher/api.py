@@ -18,19 +18,21 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from cluster.errors import PlanError
 from cluster.hosts import format_hostfile, mask_command, mask_env
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan
+from launcher.backend import BackendError
 from launcher.config import LaunchConfig, LaunchError
 from launcher.monitor import Monitor, RunResult, RunState
 from launcher.prepare import HOSTFILE_NAME, Prepared, prepare, versions
 from launcher.progress import RunSummary
 from launcher.record import RunRecord, RunRecordWriter, masked_plan
 from launcher.renderers import Renderer, make_renderer
-from launcher.rundir import RunFiles, archive_logs, create_run_dir
+from launcher.rundir import RunFiles, archive_logs, create_run_dir, iso_time
 from wrn.config import dump_config
 from wrn.fileio import write_atomic
 
@@ -136,12 +138,20 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
             if not prepared.backend.local and fetcher is None:
                 from launcher.multihost import output_fetcher, share_run_dir  # imports paramiko
 
-                shared = share_run_dir(run_dir, prepared.backend, prepared.nodes)
+                try:
+                    shared = share_run_dir(run_dir, prepared.backend, prepared.nodes)
+                except BackendError as exc:  # the pre-flight checked the path; a race, a quota
+                    record.status, record.launcher_error = "failed", str(exc)
+                    record.end_time = iso_time(time.time())
+                    RunRecordWriter(run_dir).write(record)
+                    raise LaunchError(f"{exc}; nothing was started (the run directory {run_dir} "
+                                      f"records this)") from None
                 prepared.notes["run dir on hosts"] = ", ".join(f"{h}: {how}"
                                                                for h, how in shared.items())
                 fetcher = output_fetcher(plan, prepared.nodes, run_dir, prepared.backend, shared)
                 if fetcher is not None:
-                    prepared.notes["rank 0 outputs"] = f"copied back from {fetcher.host} over SFTP"
+                    how = prepared.backend.files(fetcher.host).how
+                    prepared.notes["rank 0 outputs"] = f"copied back from {fetcher.host} over {how}"
             record.plan = masked_plan(plan.to_dict())
             record.rank_table = str(run_dir / RANK_TABLE_NAME) if plan.rank_table else None
             files = RunFiles(run_dir)

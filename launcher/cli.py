@@ -176,6 +176,10 @@ def _add_supervision_arguments(p: argparse.ArgumentParser) -> None:
     sup.add_argument("--startup-timeout", type=_seconds, metavar="S", default=SUPPRESS,
                      help=f"--stall-timeout before a worker's first step (import, start-up, "
                           f"graph compile; default {default_of('startup_timeout'):g})")
+    sup.add_argument("--heartbeat-timeout", type=_seconds, metavar="S", default=SUPPRESS,
+                     help="a host's agent stops its workers when it has heard nothing from the "
+                          "launcher for S seconds (launcher stopped, hung or cut off by the "
+                          f"network; default {default_of('heartbeat_timeout'):g})")
 
 
 def _add_output_arguments(p: argparse.ArgumentParser) -> None:

@@ -90,7 +90,9 @@ ADAPTIVE_MULTIPLE = 10.0
 
 @dataclass(frozen=True)
 class SupervisorConfig:
-    """Timing policy of a run: grace between SIGTERM and SIGKILL, stall limits, start-up limit.
+    """Timing policy of a run: grace between SIGTERM and SIGKILL, stall limits, start-up limit,
+    and the heartbeat: a node agent that hears nothing from the launcher for
+    ``heartbeat_timeout`` seconds (launcher stopped, hung or cut off) stops its processes.
 
     ``stall_timeout``/``stall_kill`` both None: the adaptive limit (``ADAPTIVE_*``, applied by
     the monitor); one given: the other follows (kill = 2 x timeout). A rank is starting until
@@ -101,11 +103,13 @@ class SupervisorConfig:
     stall_kill: float | None = None          # None: 2 x stall_timeout
     startup_timeout: float = 600.0
     scheduler_wait: float = 15.0
+    heartbeat_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         _check_seconds("--grace", self.grace, positive=False)
         _check_seconds("--startup-timeout", self.startup_timeout, positive=True)
         _check_seconds("scheduler_wait", self.scheduler_wait, positive=False)
+        _check_seconds("--heartbeat-timeout", self.heartbeat_timeout, positive=True)
         if self.adaptive:
             return
         if self.stall_timeout is None:
@@ -119,6 +123,11 @@ class SupervisorConfig:
             raise LaunchError(f"--stall-kill ({self.stall_kill:g} s) must be longer than "
                               f"--stall-timeout ({self.stall_timeout:g} s): a stalled worker is "
                               f"reported first, killed later")
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """How often the launcher tells each agent it is alive: five times per timeout."""
+        return max(0.2, self.heartbeat_timeout / 5)
 
     @property
     def adaptive(self) -> bool:

@@ -215,6 +215,7 @@ class Monitor:
                 self.files.open_log(p.log)
             for host in self.plan.hosts:
                 spec = {"version": 1, "host": host, "grace": self.opts.grace,
+                        "heartbeat": self.opts.heartbeat_timeout,
                         "processes": [p.to_dict() for p in self.plan.processes_on(host)]}
                 self.agents[host] = AgentHandle(host, self.backend, spec, self.inbox)
             self._spawn_agents()
@@ -251,7 +252,7 @@ class Monitor:
 
     # -- main loop -------------------------------------------------------------------------------
     def _loop(self) -> None:
-        last_tick = 0.0
+        last_tick = last_beat = 0.0
         while any(a.alive for a in self.agents.values()):
             try:
                 item = self.inbox.get(timeout=LOOP_S)
@@ -266,6 +267,11 @@ class Monitor:
             self._check_deadlines(now)
             self._flush()
             self._warn_write_trouble()
+            if now - last_beat >= self.opts.heartbeat_interval:
+                last_beat = now
+                for agent in self.agents.values():
+                    if agent.alive:
+                        agent.send({"cmd": "beat"})
             if now - last_tick >= 1.0:
                 last_tick = now
                 self._ui("tick", self.progress)

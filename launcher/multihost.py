@@ -11,6 +11,7 @@ back over SFTP when rank 0 runs on a host that does not share the run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import queue
 import secrets
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence, TextIO
 
-import paramiko
 
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec
@@ -28,7 +28,7 @@ from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node
 from cluster.ranktable.hccn import parse_hccn_conf
 from launcher.rundir import path_inside
 from launcher.preflight import HostCheck, print_table, raise_if_failed, run_preflight
-from launcher.backend import Backend, source_root
+from launcher.backend import Backend, BackendError, source_root
 from launcher.ssh import RemoteHost, SSHBackend, SSHSettings, resolve_target
 from wrn.config import PLAIN_NAME
 from wrn.fileio import write_atomic
@@ -65,13 +65,16 @@ def host_device_ids(spec: HostSpec) -> tuple[int, ...]:
 def prepare_hosts(specs: Sequence[HostSpec], settings: SSHSettings, want: Mapping[str, str | None],
                   backend: str, data_path: str, port: int | None, cwd: str,
                   table_stream: TextIO | None = None,
-                  remote_run_dir: str | None = None, dev_dir: str = "/dev") -> HostsPrepared:
+                  remote_run_dir: str | None = None, dev_dir: str = "/dev",
+                  run_dir: str | None = None, resume: bool = False) -> HostsPrepared:
     """Pre-flight every host in parallel and build the plan nodes; ``PlanError`` if any fails
-    (every connection is closed then, and nothing was started anywhere)."""
+    (every connection is closed then, and nothing was started anywhere). The run directory's
+    path on each host (``remote_run_dir``, else ``run_dir``, the local one) is checked there."""
     hosts = remote_hosts(specs, settings, cwd, remote_run_dir)
     devices = {s.name: (None if backend == "cpu" else host_device_ids(s)) for s in specs}
-    checks, clients = run_preflight(list(hosts.values()), settings, want, backend, data_path,
-                                    devices, port, dev_dir)
+    checked = [dataclasses.replace(h, run_dir=h.run_dir or run_dir) for h in hosts.values()]
+    checks, clients = run_preflight(checked, settings, want, backend, data_path, devices, port,
+                                    dev_dir, resume)
     print_table(checks, table_stream or sys.stderr)
     try:
         raise_if_failed(checks)
@@ -84,17 +87,17 @@ def prepare_hosts(specs: Sequence[HostSpec], settings: SSHSettings, want: Mappin
                        tuple(by_name[s.name].cpus), python=hosts[s.name].python,
                        pythonpath=hosts[s.name].workdir, run_dir=hosts[s.name].run_dir)
                   for s in specs)
-    return HostsPrepared(nodes, SSHBackend(hosts, clients, settings), checks)
+    sftp = {c.host: c.sftp for c in checks}
+    return HostsPrepared(nodes, SSHBackend(hosts, clients, settings, sftp), checks)
 
 
 def read_remote_hccn(backend: SSHBackend, host: str, path: str) -> dict[int, str] | None:
-    """Parse ``path`` (an hccn.conf) on ``host`` over SFTP: device id -> IP; None if missing."""
+    """Parse ``path`` (an hccn.conf) on ``host``: device id -> IP; None if missing."""
     try:
-        with backend.client(host).open_sftp() as sftp, sftp.open(path, "r") as fh:
-            text = fh.read().decode("utf-8", "replace")
+        text = backend.read_text(host, path)
     except FileNotFoundError:
         return None
-    except (OSError, paramiko.SSHException) as exc:
+    except BackendError as exc:
         raise PlanError(f"{host}:{path}: cannot read the hccn.conf ({exc}); check --hccn-conf "
                         f"and the file's permissions there") from None
     return parse_hccn_conf(text, f"{host}:{path}")

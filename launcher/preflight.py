@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from cluster.errors import PlanError
 from launcher.formatting import cells
+from launcher.remotefiles import sftp_available
 from launcher.ssh import RemoteHost, SSHError, SSHSettings, connect, python_command, run_command
 from wrn_launch import clash_message
 
@@ -60,6 +61,20 @@ if out["project"] is not None:
     if args.get("port"):
         from launcher.ports import port_is_free
         out["port_free"] = port_is_free(args["port"])
+where = args.get("run_dir")
+if where:
+    rd = out["run_dir"] = {"exists": os.path.lexists(where), "dir": os.path.isdir(where)}
+    try:
+        if rd["dir"]:
+            names = sorted(os.listdir(where))
+            rd.update(count=len(names), names=names[:4], writable=os.access(where, os.W_OK | os.X_OK))
+        elif not rd["exists"]:
+            up = os.path.dirname(os.path.abspath(where))
+            while not os.path.lexists(up):
+                up = os.path.dirname(up)
+            rd.update(ancestor=up, writable=os.path.isdir(up) and os.access(up, os.W_OK | os.X_OK))
+    except OSError as exc:
+        rd["error"] = f"{type(exc).__name__}: {exc.strerror or exc}"
 print("@wrn-preflight " + json.dumps(out), flush=True)
 '''
 
@@ -76,6 +91,7 @@ class HostCheck:
     project: str | None = None  # "0.1.0 installed" / "0.1.0 workdir" / "0.1.0 source", location
     devices: list[int] | None = None
     cpus: list[int] = field(default_factory=list)
+    sftp: bool = True  # whether its sshd serves SFTP (else files go over exec channels)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -85,11 +101,14 @@ class HostCheck:
 
 
 def probe_command(host: RemoteHost, backend: str, data_path: str, port: int | None,
-                  dev_dir: str = "/dev") -> str:
-    """The shell command that runs ``PROBE`` (read from stdin) on ``host``."""
+                  dev_dir: str = "/dev", run_dir: str | None = None) -> str:
+    """The shell command that runs ``PROBE`` (read from stdin) on ``host``; ``run_dir`` is the
+    run directory's path there, checked when given."""
     fields: dict[str, Any] = {"backend": backend, "data_path": data_path, "port": port}
     if dev_dir != "/dev":
         fields["dev_dir"] = dev_dir
+    if run_dir:
+        fields["run_dir"] = run_dir
     return python_command(host, f"- {shlex.quote(json.dumps(fields))}")
 
 
@@ -106,7 +125,8 @@ def parse_probe(stdout: str) -> dict[str, Any] | None:
 
 
 def judge(check: HostCheck, report: dict[str, Any], want: Mapping[str, str | None],
-          host: RemoteHost, devices: Sequence[int] | None, port: int | None) -> None:
+          host: RemoteHost, devices: Sequence[int] | None, port: int | None,
+          resume: bool = False) -> None:
     """Compare one probe report with the launcher's expectations; add problems to ``check``."""
     check.python, check.mindspore = report.get("python"), report.get("mindspore")
     check.devices, check.cpus = report.get("devices"), list(report.get("cpus") or [])
@@ -129,6 +149,36 @@ def judge(check: HostCheck, report: dict[str, Any], want: Mapping[str, str | Non
                               f"--port")
     if not check.cpus:
         check.problems.append("no usable CPU cores reported")
+    if report.get("run_dir") is not None:
+        problem = run_dir_problem(report["run_dir"], host.run_dir, resume)
+        if problem:
+            check.problems.append(problem)
+
+
+def run_dir_problem(found: Mapping[str, Any], path: str | None, resume: bool) -> str | None:
+    """What is wrong with the run directory's path on a host (the probe's ``found``), or None.
+    It must be a writable folder or creatable there, and empty unless the run is resumed: an
+    old run's checkpoints there would be copied back or resumed from."""
+    where = f"the run directory {path} there" if path else "the run directory's path there"
+    fix = "pass --remote-run-dir with another path (or --run-dir)"
+    if found.get("error"):
+        return f"{where} cannot be checked ({found['error']}); {fix}"
+    if found.get("exists") and not found.get("dir"):
+        return f"{where} exists and is not a folder; {fix}"
+    if not found.get("exists"):
+        if not found.get("writable"):
+            return (f"cannot create {where}: {found.get('ancestor', '?')} is not a writable "
+                    f"folder; {fix}")
+        return None
+    if not found.get("writable"):
+        return f"{where} is not writable; {fix}, or fix its permissions"
+    if found.get("count") and not resume:
+        names = ", ".join(found.get("names") or [])
+        more = ", ..." if found["count"] > len(found.get("names") or []) else ""
+        return (f"{where} is not empty ({found['count']} entries: {names}{more}): another run's "
+                f"checkpoints there would be copied back or resumed from; remove it, {fix}, or "
+                f"--resume that run")
+    return None
 
 
 def _judge_project(check: HostCheck, report: dict[str, Any], want: str | None,
@@ -159,16 +209,18 @@ def _judge_project(check: HostCheck, report: dict[str, Any], want: str | None,
 
 def check_host(host: RemoteHost, settings: SSHSettings, want: Mapping[str, str | None],
                backend: str, data_path: str, devices: Sequence[int] | None,
-               port: int | None, dev_dir: str = "/dev") -> tuple[HostCheck, Any]:
-    """Pre-flight of one host: (its ``HostCheck``, its open SSH client or None)."""
+               port: int | None, dev_dir: str = "/dev", resume: bool = False) -> tuple[HostCheck, Any]:
+    """Pre-flight of one host: (its ``HostCheck``, its open SSH client or None). The run
+    directory's path there (``host.run_dir``) is checked when set, and whether its sshd serves
+    SFTP (files then go over exec channels instead)."""
     t0 = time.monotonic()
     check = HostCheck(host.name, host.target.label)
     client = None
     try:
         client = connect(host.target, settings)
         budget = max(settings.timeout, 30.0)  # python + imports may take a few seconds
-        code, out, err = run_command(client, probe_command(host, backend, data_path, port, dev_dir), budget,
-                                     PROBE.encode())
+        code, out, err = run_command(client, probe_command(host, backend, data_path, port, dev_dir,
+                                                           host.run_dir), budget, PROBE.encode())
         report = parse_probe(out)
         if report is None:
             tail = (err or out).strip().splitlines()[-3:]
@@ -176,7 +228,8 @@ def check_host(host: RemoteHost, settings: SSHSettings, want: Mapping[str, str |
                                   f"{code}: {' | '.join(tail) or 'no output'}); check python= and "
                                   f"that the launch directory exists there")
         else:
-            judge(check, report, want, host, devices, port)
+            judge(check, report, want, host, devices, port, resume)
+            check.sftp = sftp_available(client)
     except SSHError as exc:
         check.problems.append(str(exc))
     except (TimeoutError, OSError, EOFError) as exc:
@@ -193,14 +246,14 @@ def check_host(host: RemoteHost, settings: SSHSettings, want: Mapping[str, str |
 def run_preflight(hosts: Sequence[RemoteHost], settings: SSHSettings,
                   want: Mapping[str, str | None], backend: str, data_path: str,
                   devices: Mapping[str, Sequence[int] | None], port: int | None,
-                  dev_dir: str = "/dev") -> tuple[list[HostCheck], dict[str, Any]]:
+                  dev_dir: str = "/dev", resume: bool = False) -> tuple[list[HostCheck], dict[str, Any]]:
     """Check every host in parallel; (checks in host order, open clients of the good hosts).
 
     ``port`` is checked on the first host (the master) only.
     """
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         futures = [pool.submit(check_host, h, settings, want, backend, data_path,
-                               devices.get(h.name), port if i == 0 else None, dev_dir)
+                               devices.get(h.name), port if i == 0 else None, dev_dir, resume)
                    for i, h in enumerate(hosts)]
         results = [f.result() for f in futures]
     checks = [c for c, _ in results]
@@ -223,14 +276,14 @@ def results_table(checks: Sequence[HostCheck]):
     from rich.table import Table
 
     table = Table(title="pre-flight", show_lines=False)
-    for col in ("host", "address", "python", "mindspore", "wrn-launch", "devices", "cores", "time",
-                "result"):
+    for col in ("host", "address", "python", "mindspore", "wrn-launch", "devices", "cores", "files",
+                "time", "result"):
         table.add_column(col, overflow="fold" if col == "wrn-launch" else "ellipsis")
     for c in checks:
         devices = "logical" if c.devices is None else ",".join(map(str, c.devices)) or "none"
         table.add_row(*cells(c.host, c.address, c.python or "-", c.mindspore or "-", c.project or "-",
                       devices if c.python else "-", str(len(c.cpus)) if c.cpus else "-",
-                      f"{c.seconds:.1f} s", "ok" if c.ok else "FAILED: " + "; ".join(c.problems)))
+                      ("sftp" if c.sftp else "exec") if c.python else "-", f"{c.seconds:.1f} s", "ok" if c.ok else "FAILED: " + "; ".join(c.problems)))
     return table
 
 

@@ -329,7 +329,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
                             f"ignored on {backend_label(backend_name)}")
     if specs is not None:
         nodes, ips, backend, port, share, notes = _remote_nodes(config, cfg, specs, backend_name,
-                                                                warnings, holder)
+                                                                warnings, holder, run_dir)
     else:
         config = _with_devices(config, previous)
         nodes, ips, backend, port, share, notes = _local_nodes(config, cfg, backend_name, how,
@@ -364,7 +364,8 @@ def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,
     config, sup = prepared.config, prepared.config.supervisor
     notes = {"run dir": str(prepared.run_dir) + ("" if prepared.explicit_run_dir else " (default)"),
              "config": f"{config_file or DEFAULT_CONFIG} -> {prepared.run_dir / CONFIG_NAME}",
-             "grace": f"{sup.grace:g} s, {sup.stall_text()}, startup {sup.startup_timeout:g} s"}
+             "grace": f"{sup.grace:g} s, {sup.stall_text()}, startup {sup.startup_timeout:g} s, "
+                      f"heartbeat {sup.heartbeat_timeout:g} s"}
     if prepared.hosts:
         shown = mask_env(prepared.env, prepared.request.secret_names)
         notes["env"] = ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
@@ -451,7 +452,7 @@ def _local_nodes(config: LaunchConfig, cfg: TrainConfig, backend_name: str, how:
 
 
 def _remote_nodes(config: LaunchConfig, cfg: TrainConfig, specs: list[HostSpec],
-                  backend_name: str, warnings: list[str], holder: dict[str, Any]):
+                  backend_name: str, warnings: list[str], holder: dict[str, Any], run_dir: Path):
     """The hosts of ``--hostfile``/``--hosts``, pre-flighted over SSH in parallel (versions,
     imports, data, devices, the scheduler port on the master); Ascend: one merged rank table's
     device IPs from every host's hccn.conf."""
@@ -464,7 +465,8 @@ def _remote_nodes(config: LaunchConfig, cfg: TrainConfig, specs: list[HostSpec],
         holder["port"] = port = reserve_port(config.port, config.port_range)
     ready = prepare_hosts(specs, config.ssh, versions(), backend_name, cfg.data_path,
                           port.port if port else None, os.getcwd(),
-                          remote_run_dir=config.remote_run_dir, dev_dir=config.dev_dir)
+                          remote_run_dir=config.remote_run_dir, dev_dir=config.dev_dir,
+                          run_dir=str(run_dir), resume=config.resume is not None)
     holder["backend"] = backend = ready.backend
     nodes = ready.nodes
     ips: dict[str, dict[int, str]] = {}

@@ -1,4 +1,5 @@
-"""Reaching other hosts over SSH (paramiko): connections, the remote node agent, SFTP.
+"""Reaching other hosts over SSH (paramiko): connections, the remote node agent, files (over
+SFTP, or exec channels where a host has no SFTP server: ``launcher.remotefiles``).
 
 * ``~/.ssh/config`` (``HostName``, ``User``, ``Port``, ``IdentityFile``, ``IdentitiesOnly``,
   ``UserKnownHostsFile``), the ssh-agent and the default keys are honoured; the launcher never
@@ -18,7 +19,6 @@ import logging
 import os
 import shlex
 import socket
-import stat
 import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -27,6 +27,7 @@ import paramiko
 
 from cluster.errors import PlanError
 from launcher.backend import Backend, BackendError, module_argv
+from launcher.remotefiles import ExecFiles, SFTPFiles
 from launcher.config import SSHSettings
 
 KEEPALIVE_S = 2
@@ -285,9 +286,10 @@ class SSHBackend(Backend):
     local = False
 
     def __init__(self, hosts: dict[str, RemoteHost], clients: dict[str, paramiko.SSHClient],
-                 settings: SSHSettings | None = None) -> None:
+                 settings: SSHSettings | None = None, sftp: Mapping[str, bool] | None = None) -> None:
         self.hosts = hosts
         self.clients = clients
+        self.sftp = dict(sftp or {})  # host -> whether its sshd serves SFTP (default: yes)
         self.settings = settings or SSHSettings()
         self._procs: list[ChannelProcess] = []
         self._lock = threading.Lock()
@@ -325,19 +327,52 @@ class SSHBackend(Backend):
         self._procs.append(proc)
         return proc
 
+    def files(self, host: str) -> "SFTPFiles | ExecFiles":
+        """File operations on ``host``: over SFTP, or exec channels where the pre-flight found
+        no SFTP server there."""
+        client = self.client(host)
+        if self.sftp.get(host, True):
+            return SFTPFiles(client)
+        return ExecFiles(client, self.hosts[host].python, max(self.settings.timeout, 30.0))
+
     def put(self, host: str, remote_dir: str, files: Mapping[str, str]) -> None:
-        sftp_put_files(self.client(host), remote_dir, dict(files))
+        self._on(host, f"copy into {remote_dir}", lambda f: f.put_files(remote_dir, files))
 
     def get(self, host: str, remote: str, local: str) -> None:
-        sftp_get(self.client(host), remote, local)
+        """Copy ``remote`` to ``local`` atomically (temporary name, then rename);
+        ``FileNotFoundError`` when ``remote`` does not exist."""
+        tmp = f"{local}.{os.getpid()}.part"
+        try:
+            self._on(host, f"copy {remote}", lambda f: f.get(remote, tmp))
+            os.replace(tmp, local)
+        finally:
+            if os.path.exists(tmp):  # a failed copy leaves no partial file behind
+                os.unlink(tmp)
 
     def list_dir(self, host: str, path: str) -> list[tuple[str, int, bool]]:
-        with self.client(host).open_sftp() as sftp:
-            return [(e.filename, e.st_size or 0, stat.S_ISREG(e.st_mode or 0))
-                    for e in sftp.listdir_attr(path)]
+        return self._on(host, f"list {path}", lambda f: f.list_dir(path))
+
+    def read_text(self, host: str, path: str) -> str:
+        """The text of ``path`` on ``host``; ``FileNotFoundError`` if it is missing."""
+        return self._on(host, f"read {path}", lambda f: f.read_text(path))
 
     def same_file(self, host: str, path: str, content: str) -> bool:
-        return sftp_same_file(self.client(host), path, content)
+        try:
+            return self.read_text(host, path) == content
+        except (FileNotFoundError, BackendError):
+            return False
+
+    def _on(self, host: str, what: str, action):
+        """``action(files of host)``; a missing file stays ``FileNotFoundError``, any other
+        failure becomes ``BackendError`` naming the host, the operation and the cause."""
+        files = self.files(host)
+        try:
+            return action(files)
+        except FileNotFoundError:
+            raise
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise BackendError(host, f"cannot {what} on {host} over {files.how} "
+                                     f"({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})") from None
 
     def port_free(self, host: str, port: int) -> bool:
         """Asks the host's python whether ``port`` can be bound there (the pre-flight's test)."""
@@ -363,38 +398,3 @@ class SSHBackend(Backend):
         self.stop_agents()
         for client in self.clients.values():
             client.close()
-
-
-def sftp_same_file(client: paramiko.SSHClient, path: str, content: str) -> bool:
-    """True when ``path`` exists on the host with exactly ``content`` (a shared directory)."""
-    try:
-        with client.open_sftp() as sftp, sftp.open(path, "r") as fh:
-            return fh.read().decode("utf-8", "replace") == content
-    except (OSError, paramiko.SSHException):
-        return False
-
-
-def sftp_put_files(client: paramiko.SSHClient, remote_dir: str, files: dict[str, str]) -> None:
-    """Create ``remote_dir`` (and parents) on the host and copy local ``files`` (name -> path)."""
-    with client.open_sftp() as sftp:
-        parts, path = remote_dir.strip("/").split("/"), ""
-        for part in parts:
-            path += "/" + part
-            try:
-                sftp.stat(path)
-            except OSError:
-                sftp.mkdir(path)
-        for name, local in files.items():
-            sftp.put(local, f"{remote_dir.rstrip('/')}/{name}")
-
-
-def sftp_get(client: paramiko.SSHClient, remote: str, local: str) -> None:
-    """Copy ``remote`` from the host to ``local`` atomically (temporary name, then rename)."""
-    tmp = f"{local}.{os.getpid()}.part"
-    try:
-        with client.open_sftp() as sftp:
-            sftp.get(remote, tmp)
-        os.replace(tmp, local)
-    finally:
-        if os.path.exists(tmp):  # a failed copy leaves no partial file behind
-            os.unlink(tmp)

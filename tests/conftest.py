@@ -54,6 +54,12 @@ def sshd(tmp_path_factory):
     yield from serve(binary, tmp_path_factory.mktemp("sshd"))
 
 
+@pytest.fixture(scope="session")
+def sshd_without_sftp(sshd, tmp_path_factory):
+    """A second test sshd without the SFTP subsystem (a hardened server)."""
+    yield from serve(sshd_binary(), tmp_path_factory.mktemp("sshd-nosftp"), sftp=False)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 512 KiB tmpfs mounted for the test (a disk that fills up). Mounting needs root: without

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from launcher.cli import main
-from tests.support.launches import launcher_argv
+from tests.support.launches import fake_args
 from tests.support.processes import fake_env
 
 HCCN = "".join(f"address_{i}=192.98.92.{100 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
@@ -96,7 +96,7 @@ def test_dry_run_cpu_and_gpu(tmp_path):
     (["--devices", "2", "--grace", "-1"], "seconds cannot be negative"),
 ])
 def test_bad_input_is_one_message_and_exit_2(tmp_path, args, words):
-    res = cli(*launcher_argv(*args, "--name", "bad")[3:], cwd=tmp_path)
+    res = cli(*fake_args(*args, "--name", "bad"), cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr
     assert words in res.stderr
     msg = res.stderr.strip()
@@ -129,7 +129,7 @@ def test_port_in_use_and_range_exhausted(tmp_path):
         port = sock.getsockname()[1]
         for args, words in ((["--port", str(port)], "that port is in use"),
                             (["--port-range", f"{port}-{port}"], "no free TCP port")):
-            res = cli(*launcher_argv("--devices", "2", "--name", "p", *args)[3:], cwd=tmp_path)
+            res = cli(*fake_args("--devices", "2", "--name", "p", *args), cwd=tmp_path)
             assert res.returncode == 2, res.stderr
             assert words in res.stderr, res.stderr
             assert not (tmp_path / "runs").exists()
@@ -139,14 +139,14 @@ def test_run_dir_not_empty(tmp_path):
     run_dir = tmp_path / "old"
     run_dir.mkdir()
     (run_dir / "run.json").write_text("{}")
-    res = cli(*launcher_argv("--devices", "2", "--run-dir", str(run_dir))[3:], cwd=tmp_path)
+    res = cli(*fake_args("--devices", "2", "--run-dir", str(run_dir)), cwd=tmp_path)
     assert res.returncode == 2
     assert "already exists and is not empty" in res.stderr
     assert sorted(p.name for p in run_dir.iterdir()) == ["run.json"]
 
 
 def test_default_run_dir_and_modelzoo_overrides(tmp_path):
-    res = cli(*launcher_argv("--devices", "1", "--checkpoint_name=zoo", "--epoch_size", "2")[3:],
+    res = cli(*fake_args("--devices", "1", "--checkpoint_name=zoo", "--epoch_size", "2"),
               cwd=tmp_path, env=fake_env(steps=2))
     assert res.returncode == 0, res.stdout + res.stderr
     run_dir, = (tmp_path / "runs").iterdir()

@@ -13,8 +13,9 @@ from cluster.hosts import HostSpec
 from cluster.plan import Node
 from launcher.multihost import OutputFetcher, remote_hosts, share_run_dir
 from launcher.preflight import run_preflight
+from launcher.remotefiles import ExecFiles, SFTPFiles
 from launcher.ssh import (RemoteHost, SSHError, SSHSettings, SSHTarget, SSHBackend, connect,
-                          resolve_target, run_command, sftp_get, sftp_put_files, sftp_same_file)
+                          resolve_target, run_command)
 
 WANT = {"python": "3.11.9", "mindspore": "2.10.0"}
 
@@ -23,7 +24,7 @@ def _host(name="h1", python="/py", workdir="/proj", cwd="/launch dir") -> Remote
     return RemoteHost(name, SSHTarget(name, name, 22, "u"), python, workdir, cwd)
 
 
-def test_connect_run_command_and_sftp(sshd, tmp_path):
+def test_connect_and_run_command(sshd):
     settings = SSHSettings(config_path=str(sshd.ssh_config), timeout=5)
     client = connect(resolve_target("127.0.0.2", settings), settings)
     try:
@@ -31,16 +32,37 @@ def test_connect_run_command_and_sftp(sshd, tmp_path):
         assert run_command(client, "cat", 5, b"piped") == (0, "piped", "")
         with pytest.raises(TimeoutError):
             run_command(client, "sleep 5", 0.5)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("kind", ["sftp", "exec"])
+def test_remote_files_over_sftp_and_exec_channels(sshd, tmp_path, kind):
+    settings = SSHSettings(config_path=str(sshd.ssh_config), timeout=5)
+    client = connect(resolve_target("127.0.0.2", settings), settings)
+    files = SFTPFiles(client) if kind == "sftp" else ExecFiles(client, sys.executable, 5)
+    try:
         local = tmp_path / "src"
         local.mkdir()
         (local / "config.yaml").write_text("a: 1\n")
-        remote = tmp_path / "elsewhere" / "deep"
-        sftp_put_files(client, str(remote), {"config.yaml": str(local / "config.yaml")})
+        (local / "weights.ckpt").write_bytes(bytes(range(256)) * 1000)  # binary, 256 kB
+        remote = tmp_path / "elsewhere" / "deep dir"
+        files.put_files(str(remote), {"config.yaml": str(local / "config.yaml"),
+                                      "weights.ckpt": str(local / "weights.ckpt")})
         assert (remote / "config.yaml").read_text() == "a: 1\n"
-        assert sftp_same_file(client, str(remote / "config.yaml"), "a: 1\n")
-        assert not sftp_same_file(client, str(remote / "nope"), "")
-        sftp_get(client, str(remote / "config.yaml"), str(tmp_path / "back.yaml"))
-        assert (tmp_path / "back.yaml").read_text() == "a: 1\n"
+        assert files.read_text(str(remote / "config.yaml")) == "a: 1\n"
+        files.get(str(remote / "weights.ckpt"), str(tmp_path / "back.ckpt"))
+        assert (tmp_path / "back.ckpt").read_bytes() == (local / "weights.ckpt").read_bytes()
+        assert sorted(files.list_dir(str(remote))) == [("config.yaml", 5, True),
+                                                       ("weights.ckpt", 256000, True)]
+        for missing in (lambda: files.read_text(str(remote / "nope")),
+                        lambda: files.list_dir(str(remote / "nope")),
+                        lambda: files.get(str(remote / "nope"), str(tmp_path / "x"))):
+            with pytest.raises(FileNotFoundError):
+                missing()
+        (tmp_path / "a-file").write_text("")
+        with pytest.raises(OSError):  # a parent that is a file
+            files.put_files(str(tmp_path / "a-file" / "run"), {"config.yaml": str(local / "config.yaml")})
     finally:
         client.close()
 

@@ -19,12 +19,21 @@ FAKE_WORKER_CMD = f"{sys.executable} {FAKE_WORKER}"
 FAKE_SCHEDULER_CMD = f"{FAKE_WORKER_CMD} --scheduler"
 
 
-def launcher_argv(*args: str, scheduler: bool | str = False) -> list[str]:
-    """``wrn-launch`` (as ``python -m launcher.cli``) running the fake worker, with the fake
-    scheduler (True), none (False), or the scheduler command given."""
+#: ``wrn-launch`` as a module; -P as for the console script (the launch directory is not on the
+#: module path).
+LAUNCHER = [sys.executable, "-P", "-m", "launcher.cli"]
+
+
+def fake_args(*args: str, scheduler: bool | str = False) -> list[str]:
+    """Launch flags ``args`` plus those running the fake worker, with the fake scheduler
+    (True), none (False), or the scheduler command given."""
     sched = scheduler if isinstance(scheduler, str) else FAKE_SCHEDULER_CMD if scheduler else "none"
-    return [sys.executable, "-P", "-m", "launcher.cli", *args, "--worker-cmd", FAKE_WORKER_CMD,
-            "--scheduler-cmd", sched]
+    return [*args, "--worker-cmd", FAKE_WORKER_CMD, "--scheduler-cmd", sched]
+
+
+def launcher_argv(*args: str, scheduler: bool | str = False) -> list[str]:
+    """``wrn-launch`` (as ``python -m launcher.cli``) running the fake worker (``fake_args``)."""
+    return [*LAUNCHER, *fake_args(*args, scheduler=scheduler)]
 
 
 class Run:
@@ -96,7 +105,7 @@ class SSHRun(Run):
                  fake: dict | None = None, scheduler: bool = True):
         self.dir = tmp_path / "run"
         fake_args = [a for k, v in (fake or {}).items() for a in ("--env", f"FAKE_{k.upper()}={v}")]
-        argv = [sys.executable, "-P", "-m", "launcher.cli", "--hostfile", str(hostfile(tmp_path, hosts)),
+        argv = [*LAUNCHER, "--hostfile", str(hostfile(tmp_path, hosts)),
                 "--ssh-config", str(config or server.ssh_config), "--run-dir", str(self.dir),
                 "--grace", "1", "--plain", "--ssh-timeout", "3", "--worker-cmd", FAKE_WORKER_CMD,
                 "--scheduler-cmd", FAKE_SCHEDULER_CMD if scheduler else "none", *fake_args, *args]

@@ -77,9 +77,10 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-def serve(binary: str, root: Path) -> Iterator[SSHD]:
+def serve(binary: str, root: Path, sftp: bool = True) -> Iterator[SSHD]:
     """A fixture body (``yield from serve(...)``): starts sshd (``binary``) with its keys and
-    configuration in ``root``, yields it, and stops it when resumed. Fails if it does not start."""
+    configuration in ``root``, yields it, and stops it when resumed. Fails if it does not start.
+    ``sftp=False`` leaves out the SFTP subsystem, as hardened servers do."""
     os.chmod(root, 0o700)
     _keygen(root / "host_key")
     _keygen(root / "user_key")
@@ -93,7 +94,7 @@ def serve(binary: str, root: Path) -> Iterator[SSHD]:
         f"AuthorizedKeysFile {root / 'authorized_keys'}", "UsePAM no", "StrictModes no",
         "PermitRootLogin yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
         "PubkeyAuthentication yes", "MaxStartups 100", "MaxSessions 100", "LogLevel ERROR",
-        "Subsystem sftp internal-sftp", ""]))
+        *(["Subsystem sftp internal-sftp"] if sftp else []), ""]))
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
     log = open(root / "sshd.log", "w")
     popen = subprocess.Popen([binary, "-D", "-f", str(config), "-e"], stdout=log,

@@ -363,3 +363,36 @@ def test_tail_ranks_flag(text):
     ranks = _parsed(parse_rank_list, text, LaunchError, "--tail-ranks")
     if ranks is not None:
         assert ranks and list(ranks) == sorted(set(ranks)) and ranks[0] >= 0
+
+
+# -- launch flags with values --------------------------------------------------------------------
+VALUE_FLAGS = ["--grace", "--stall-timeout", "--stall-kill", "--startup-timeout",
+               "--heartbeat-timeout", "--ssh-timeout", "--port", "--port-range", "--max-restarts",
+               "--threads-per-worker", "--hccl-connect-timeout", "--hccl-exec-timeout", "--tail-ranks"]
+NUMBERS = ["0", "1", "2.5", "-1", "nan", "inf", "-inf", "1e309", "0x10", "\u00b2", "\u0663", "",
+           " ", "3 ", "1_000", "70000", "29500-29400", "29500-29600"]
+
+
+@FUZZ
+@given(st.sampled_from(VALUE_FLAGS), st.one_of(st.sampled_from(NUMBERS), hostile))
+def test_launch_flags_with_values(flag, value):
+    """A value flag gives a config, or exit 2 naming the flag (argparse), or ``LaunchError``
+    naming it; nothing else."""
+    import contextlib
+    import io
+
+    from launcher.cli import build_parser, launch_config
+    from launcher.config import LaunchError
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = build_parser().parse_args([f"{flag}={value}", "--dry-run"])
+    except SystemExit as exc:
+        assert exc.code == 2
+        assert flag in err.getvalue(), err.getvalue()
+        return
+    try:
+        launch_config(args, (), ())
+    except LaunchError as exc:
+        _names_input(exc, flag)

@@ -179,3 +179,15 @@ def test_a_run_dir_elsewhere_on_the_hosts():
     assert worker.argv[-2:] == ("--resume-from", "/there/checkpoints")
     assert "/r/config.yaml" in plan.worker(0).argv
     assert output_fetcher(plan, req.nodes, Path("/r"), None, {"a": "shared"}) is None
+
+
+def test_the_run_dir_check_accepts_a_non_empty_folder_only_when_resuming():
+    from launcher.preflight import run_dir_problem
+
+    old = {"exists": True, "dir": True, "count": 7, "names": ["a", "b", "c", "d"], "writable": True}
+    assert "is not empty (7 entries: a, b, c, d, ...)" in run_dir_problem(old, "/r", resume=False)
+    assert run_dir_problem(old, "/r", resume=True) is None
+    assert run_dir_problem({"exists": True, "dir": True, "count": 0, "writable": True}, "/r", False) is None
+    assert run_dir_problem({"exists": False, "dir": False, "ancestor": "/", "writable": True}, "/r", False) is None
+    assert "not writable" in run_dir_problem({**old, "writable": False}, "/r", resume=True)
+    assert "cannot be checked" in run_dir_problem({"error": "PermissionError: denied"}, "/r", False)
