@@ -333,10 +333,11 @@ class Agent:
             grace = cmd.get("grace", self.grace)
             self.stop(float(grace), cmd.get("reason", "stop requested by the launcher"))
         elif cmd.get("cmd") == "stacks":
-            timeout = cmd.get("timeout", 2.0)
-            timeout = float(timeout) if isinstance(timeout, (int, float)) else 2.0
-            threading.Thread(target=self.dump_stacks, args=(min(max(timeout, 0.1), 30.0),),
-                             daemon=True).start()
+            timeout = cmd.get("timeout")
+            ok = isinstance(timeout, (int, float)) and not isinstance(timeout, bool) \
+                and 0 < timeout < 3600
+            seconds = min(max(timeout, 0.1), 30.0) if ok else 2.0
+            threading.Thread(target=self.dump_stacks, args=(seconds,), daemon=True).start()
         else:
             self.out.send({"type": "warning", "message": f"unknown command ignored: {cmd}"})
 

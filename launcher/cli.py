@@ -172,7 +172,8 @@ def _add_supervision_arguments(p: argparse.ArgumentParser) -> None:
                           f"events, at least {ADAPTIVE_FLOOR_S:g} s); its stacks and every "
                           f"other rank's go to RUN/diagnostics/ when it is failed")
     sup.add_argument("--stall-kill", type=_seconds, metavar="S", default=SUPPRESS, help="treat a silent "
-                     "worker as failed after S seconds (default 2x --stall-timeout)")
+                     "worker as failed after S seconds (default 2x --stall-timeout; after an "
+                     "epoch's end both grow by that epoch's duration, for evaluation)")
     sup.add_argument("--startup-timeout", type=_seconds, metavar="S", default=SUPPRESS,
                      help=f"--stall-timeout before a worker's first step (import, start-up, "
                           f"graph compile; default {default_of('startup_timeout'):g})")

@@ -506,7 +506,7 @@ class Monitor:
                 if quiet < warn:
                     self._next_stall_check = min(self._next_stall_check, since + warn)
                     break  # every later one was heard from more recently
-                extra = proc.allowance if order is self._active and self.opts.adaptive else 0.0
+                extra = proc.allowance if order is self._active else 0.0
                 if quiet < warn + extra:
                     continue  # between epochs: checkpoint, evaluation, a new pipeline
                 if quiet >= kill + extra:
