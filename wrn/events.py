@@ -13,7 +13,9 @@ Events and their fields (besides v, event, rank, time):
 
 ``start``       world_size, model, params (trainable parameter count), steps_per_epoch,
                 epochs, batch_size (per device), device_target, host, pid
-``step``        epoch (1-based), step (1-based within the epoch), global_step, loss, lr,
+``step``        (every log_interval steps, an epoch's last step, and the process's first
+                step, which ends its start-up for the launcher's stall check)
+                epoch (1-based), step (1-based within the epoch), global_step, loss, lr,
                 imgs_per_s (this rank), data_wait_s (mean seconds per step waiting for data),
                 step_s (mean seconds per step inside the train step: computation plus the
                 wait for the other ranks in the gradient AllReduce)
