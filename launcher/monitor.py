@@ -63,6 +63,9 @@ STALL_CHECK_S = 0.5
 #: for the agents' answers before it stops the run without the missing ones.
 STACKS_TIMEOUT_S = 2.0
 STACKS_SLACK_S = 3.0
+#: The stacks are asked for this long before a stall reaches its limit (at most a quarter of
+#: the limit), so that the run is stopped at the limit, not after the collection.
+STACKS_LEAD_S = 1.0
 #: Names in a worker's error that mean it failed inside a collective (MindSpore's CPU
 #: AllReduce gives up after waiting about 30 s for a rank that does not come).
 COLLECTIVE_OPS = ("AllReduce", "AllGather", "ReduceScatter", "Broadcast", "collective")
@@ -136,6 +139,8 @@ class _StallDiagnosis:
     deadline: float
     waiting: set[str]
     failed: bool = False          # proc already failed (in a collective), rather than stalled
+    stop_at: float = 0.0          # monotonic: when the stall reaches its limit
+    since: float | None = None    # proc's last sign of life when the stacks were asked for
     answers: list[RankStacks] = field(default_factory=list)
 
 
@@ -509,11 +514,14 @@ class Monitor:
                 extra = proc.allowance if order is self._active else 0.0
                 if quiet < warn + extra:
                     continue  # between epochs: checkpoint, evaluation, a new pipeline
-                if quiet >= kill + extra:
-                    self._diagnose(proc, f"stalled: no event for {quiet:.0f} s {what} (limit "
-                                         f"{kill + extra:g} s)")
+                limit = kill + extra
+                lead = min(STACKS_LEAD_S, limit / 4)
+                if quiet >= limit - lead:
+                    self._diagnose(proc, f"stalled: no event for {limit:.0f} s {what} (limit "
+                                         f"{limit:g} s)", stop_at=since + limit,
+                                   since=proc.last_event_at)
                     return
-                self._next_stall_check = min(self._next_stall_check, since + kill + extra)
+                self._next_stall_check = min(self._next_stall_check, since + limit - lead)
                 if not proc.stall_warned:
                     proc.stall_warned = True
                     self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} looks "
@@ -533,15 +541,19 @@ class Monitor:
         return self._limits
 
     # -- stall diagnosis ---------------------------------------------------------------------------
-    def _diagnose(self, proc: Proc, reason: str, failed: bool = False) -> None:
-        """``proc`` stalled past its limit (or ``failed`` in a collective): ask every agent for
-        its workers' stacks; the run is failed when they are in (``_check_diagnosis``)."""
+    def _diagnose(self, proc: Proc, reason: str, failed: bool = False,
+                  stop_at: float = 0.0, since: float | None = None) -> None:
+        """``proc`` stalls until ``stop_at`` (or ``failed`` in a collective): ask every agent
+        for its workers' stacks; the run is failed when they are in and the limit is reached
+        (``_check_diagnosis``), unless ``proc`` is heard from meanwhile."""
         hosts = {p.spec.host for p in self.procs.values() if p.running and p.spec.role == "worker"}
         hosts = {h for h in hosts if self.agents[h].alive}
-        self._diagnosis = _StallDiagnosis(proc, reason, time.monotonic() + STACKS_TIMEOUT_S
-                                          + STACKS_SLACK_S, hosts, failed)
-        self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} {reason}; "
-                                       f"collecting every running rank's stacks")
+        now = time.monotonic()
+        self._diagnosis = _StallDiagnosis(proc, reason, max(now + STACKS_TIMEOUT_S + STACKS_SLACK_S,
+                                                            stop_at), hosts, failed, stop_at, since)
+        if failed:
+            self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} {reason}; "
+                                           f"collecting every running rank's stacks")
         for host in hosts:
             self.agents[host].send({"cmd": "stacks", "timeout": STACKS_TIMEOUT_S})
         self._check_diagnosis(time.monotonic())
@@ -553,14 +565,18 @@ class Monitor:
         item = RankStacks(rank=proc.spec.rank, host=host, name=msg.name, position=msg.position,
                           stacks=msg.stacks, process=msg.process, error=msg.error, pid=msg.pid)
         self._diagnosis.answers.append(item)
-        path = stacks_path(self.files.root, self.record.attempt, proc.spec.log)
-        if path is None:
-            return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, stacks_file_text(item, self.record.attempt, self._diagnosis.reason))
-        except OSError as exc:
-            self._ui("message", "warning", f"cannot write {path}: {exc.strerror}")
+
+    def _write_stacks(self, pending: _StallDiagnosis) -> None:
+        """Each answer to ``diagnostics/attempt-<n>/<host>-rank<k>.txt``."""
+        for item in pending.answers:
+            path = stacks_path(self.files.root, self.record.attempt, self.procs[item.name].spec.log)
+            if path is None:
+                continue
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, stacks_file_text(item, self.record.attempt, pending.reason))
+            except OSError as exc:
+                self._ui("message", "warning", f"cannot write {path}: {exc.strerror}")
 
     def _on_stacks_done(self, host: str, msg: StacksDone) -> None:
         if self._diagnosis is not None:
@@ -570,11 +586,19 @@ class Monitor:
     def _check_diagnosis(self, now: float) -> None:
         """Fail the stalled run once every agent answered (or the wait is over)."""
         pending = self._diagnosis
-        if pending is None or (pending.waiting and now < pending.deadline):
+        if pending is None:
+            return
+        if not pending.failed and (pending.proc.last_event_at != pending.since
+                                   or not pending.proc.running):
+            self._diagnosis = None  # heard from (or ended) before its limit: no stall after all
+            self._next_stall_check = now
+            return
+        if (pending.waiting and now < pending.deadline) or now < pending.stop_at:
             return
         self._diagnosis = None
         if self.stopping_since is not None:
             return  # something else failed meanwhile, and is the root cause
+        self._write_stacks(pending)
         failed = {}
         if pending.failed:
             proc = pending.proc
