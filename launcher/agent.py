@@ -13,6 +13,7 @@ stdin, first line: the spec ::
 stdin, later lines: commands ::
 
     {"cmd": "stop", "grace": 3}      stop every process (SIGTERM to its group, then SIGKILL)
+    {"cmd": "stacks", "timeout": 2}  every running worker's Python stacks (``wrn.stacks``)
     {"cmd": "beat"}                  the launcher is alive (sent every ``heartbeat`` / 5 s)
 
 stdout: messages ::
@@ -25,7 +26,17 @@ stdout: messages ::
     {"type": "exited", ..., "pid": null, "exit_code": 127, "error": "..."}  could not start
     {"type": "stopping", "reason": "...", "grace": 3.0}
     {"type": "warning", "message": "..."}
+    {"type": "stacks", "name": "rank0", "rank": 0, "pid": 124, "position": "...",
+     "stacks": "...", "process": "state S (sleeping), wchan ...", "error": null}  one per worker
+    {"type": "stacks_done", "count": 2}                               after the last of them
     {"type": "done"}                                                  last message
+
+Stacks: each worker gets ``WRN_STACKS_FILE``, a file of its own in a private temporary folder
+(removed when the agent ends), where ``wrn.stacks`` keeps its position and appends its stacks
+on ``STACKS_SIGNAL``. On ``stacks`` the agent signals every running worker whose file shows the
+handler in place, waits up to ``timeout`` seconds for what each appends, and sends it with the
+worker's process state from /proc (a worker in uninterruptible sleep answers nothing, and the
+state says so). This runs in a thread of its own: supervision goes on meanwhile.
 
 Lifetime rules:
 
@@ -53,19 +64,25 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from launcher.proc import child_preexec, describe_exit, has_exited, kill_group, pdeathsig_prefix, \
     set_pdeathsig
 from launcher.backend import PARENT_ENV
 from wrn.hostname import host_name
+from wrn.stacks import HEADER_BYTES, MAGIC, STACKS_ENV, STACKS_SIGNAL
 
 PROTOCOL_VERSION = 1
 POLL_S = 0.05
 MAX_LINE = 64 * 1024
 DRAIN_S = 2.0
+#: A dump is complete once a worker's file has not grown for this long.
+STACKS_SETTLE_S = 0.15
+MAX_STACKS_BYTES = 256 * 1024
 
 
 class _Out:
@@ -99,6 +116,7 @@ class _Child:
         self.pgid = popen.pid  # setpgid(0, 0) in the child makes it the group leader
         self.reader: threading.Thread | None = None
         self.done = False
+        self.stacks_file: str | None = None
 
 
 def _spawn(proc: dict[str, Any], env: dict[str, str]) -> subprocess.Popen:
@@ -136,6 +154,7 @@ class Agent:
         self.commands: "queue.Queue[dict[str, Any]]" = queue.Queue()
         self.kill_at: float | None = None
         self._signal: int | None = None
+        self.stacks_dir: str | None = None
         self.heartbeat = float(spec.get("heartbeat") or 0)  # 0: none
         self.last_heard = time.monotonic()
 
@@ -158,6 +177,9 @@ class Agent:
             env.pop(key, None)
         env.update(proc.get("env", {}))
         base = {"name": proc["name"], "rank": proc.get("rank")}
+        stacks_file = self._stacks_file(proc)
+        if stacks_file:
+            env[STACKS_ENV] = stacks_file
         try:
             popen = _spawn(proc, env)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -166,9 +188,73 @@ class Agent:
                            "time": time.time()})
             return None
         child = _Child(proc, popen)
+        child.stacks_file = stacks_file
         self.out.send({"type": "started", **base, "pid": popen.pid, "pgid": child.pgid,
                        "time": time.time()})
         return child
+
+    def _stacks_file(self, proc: dict[str, Any]) -> str | None:
+        """A new empty diagnostics file for a worker (None for the scheduler, or if the
+        temporary folder cannot be made: the worker then just has none)."""
+        if proc.get("role", "worker") != "worker":
+            return None
+        try:
+            if self.stacks_dir is None:
+                self.stacks_dir = tempfile.mkdtemp(prefix="wrn-agent-stacks-")
+            path = os.path.join(self.stacks_dir, f"{proc['name']}.txt")
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+        except (OSError, KeyError, TypeError):
+            return None
+        return path
+
+    def remove_stacks_dir(self) -> None:
+        if self.stacks_dir is not None:
+            shutil.rmtree(self.stacks_dir, ignore_errors=True)
+
+    def dump_stacks(self, timeout: float) -> None:
+        """Send every running worker's stacks (see the module docstring), then ``stacks_done``."""
+        sent, pending = 0, {}
+        for child in self.children:
+            if child.done or child.spec.get("role", "worker") != "worker":
+                continue
+            header, size = _read_header(child.stacks_file)
+            if header is None:
+                self._send_stacks(child, "", "", "no stacks handler in this process (it has none, "
+                                                 "or it has not registered one yet)")
+                sent += 1
+                continue
+            try:
+                os.kill(child.popen.pid, STACKS_SIGNAL)
+            except OSError as exc:
+                self._send_stacks(child, header, "", f"cannot signal it: {exc.strerror}")
+                sent += 1
+                continue
+            pending[child.spec["name"]] = (child, header, size)
+        deadline = time.monotonic() + timeout
+        sizes: dict[str, tuple[int, float]] = {}
+        while pending:
+            now = time.monotonic()
+            for name, (child, header, start) in list(pending.items()):
+                size = _size(child.stacks_file)
+                last = sizes.get(name)
+                if size != (last[0] if last else start):
+                    sizes[name] = (size, now)
+                    continue
+                settled = last is not None and now - last[1] >= STACKS_SETTLE_S
+                if settled or now >= deadline:
+                    del pending[name]
+                    text = _read_from(child.stacks_file, start)
+                    self._send_stacks(child, header, text, None if text else
+                                      f"no stacks within {timeout:g} s (the process did not run "
+                                      f"its signal handler; see its state)")
+                    sent += 1
+            time.sleep(0.02)
+        self.out.send({"type": "stacks_done", "count": sent})
+
+    def _send_stacks(self, child: _Child, header: str, stacks: str, error: str | None) -> None:
+        self.out.send({"type": "stacks", "name": child.spec["name"], "rank": child.spec.get("rank"),
+                       "pid": child.popen.pid, "position": header, "stacks": stacks,
+                       "process": _proc_state(child.popen.pid), "error": error})
 
     def _read(self, child: _Child) -> None:
         child.reader = threading.Thread(target=self._forward, args=(child,), daemon=True)
@@ -246,6 +332,12 @@ class Agent:
         if cmd.get("cmd") == "stop":
             grace = cmd.get("grace", self.grace)
             self.stop(float(grace), cmd.get("reason", "stop requested by the launcher"))
+        elif cmd.get("cmd") == "stacks":
+            timeout = cmd.get("timeout")
+            ok = isinstance(timeout, (int, float)) and not isinstance(timeout, bool) \
+                and 0 < timeout < 3600
+            seconds = min(max(timeout, 0.1), 30.0) if ok else 2.0
+            threading.Thread(target=self.dump_stacks, args=(seconds,), daemon=True).start()
         else:
             self.out.send({"type": "warning", "message": f"unknown command ignored: {cmd}"})
 
@@ -263,6 +355,52 @@ class Agent:
             self.out.send({"type": "exited", "name": child.spec["name"],
                            "rank": child.spec.get("rank"), "pid": child.popen.pid,
                            "exit_code": code, "signal": sig, "time": time.time()})
+
+
+def _size(path: str | None) -> int:
+    try:
+        return os.stat(path).st_size if path else 0
+    except OSError:
+        return 0
+
+
+def _read_header(path: str | None) -> tuple[str | None, int]:
+    """(the position line, the file's size) when the worker's stacks handler is in place."""
+    try:
+        with open(path or "", "rb") as fh:
+            head = fh.read(HEADER_BYTES)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return None, 0
+    if not head.startswith(MAGIC):
+        return None, size
+    return head[len(MAGIC):].decode("utf-8", "replace").strip(), size
+
+
+def _read_from(path: str | None, offset: int) -> str:
+    try:
+        with open(path or "", "rb") as fh:
+            fh.seek(offset)
+            return fh.read(MAX_STACKS_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _proc_state(pid: int) -> str:
+    """``state S (sleeping), wchan do_epoll_wait`` from /proc (empty where unreadable)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        state = stat[stat.rindex(")") + 2:].split()[0]
+    except (OSError, ValueError, IndexError):
+        return ""
+    names = {"R": "running", "S": "sleeping", "D": "uninterruptible sleep (often I/O or a "
+             "file system)", "T": "stopped", "t": "traced", "Z": "zombie"}
+    text = f"state {state} ({names.get(state, '?')})"
+    try:
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip()
+    except OSError:
+        wchan = ""
+    return text + (f", wchan {wchan}" if wchan and wchan != "0" else "")
 
 
 def main() -> int:
@@ -297,7 +435,10 @@ def main() -> int:
         signal.signal(signum, agent.on_signal)
     agent.start_all()
     threading.Thread(target=agent.read_commands, args=(stdin,), daemon=True).start()
-    return agent.run()
+    try:
+        return agent.run()
+    finally:
+        agent.remove_stacks_dir()
 
 
 if __name__ == "__main__":

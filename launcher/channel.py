@@ -17,9 +17,12 @@ Message types (agent -> launcher)::
     exited   {name, rank, pid, exit_code, signal, error, time}
     stopping {reason, grace}                    the agent is stopping its processes
     warning  {message}
+    stacks   {name, rank, pid, position, stacks, process, error}   one worker's stacks
+    stacks_done {count}                         every running worker's stacks were sent
     done     {}                                 the agent's last message
 
-Commands (launcher -> agent): the spec as the first line, then ``{"cmd": "stop", "grace": G}``.
+Commands (launcher -> agent): the spec as the first line, then ``{"cmd": "stop", "grace": G}``
+and ``{"cmd": "stacks", "timeout": T}`` (see ``launcher.agent``).
 """
 
 from __future__ import annotations
@@ -86,6 +89,31 @@ class Done:
     pass
 
 
+@dataclass(frozen=True)
+class Stacks:
+    """One worker's answer to ``stacks``: its position line (``wrn.stacks``), the Python
+    stacks it wrote, its process state, or why there are none (``error``)."""
+
+    name: str
+    rank: int | None
+    pid: int | None
+    position: str
+    stacks: str
+    process: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StacksDone:
+    count: int | None
+
+
+def _stacks(m: Mapping[str, Any]) -> Stacks:
+    return Stacks(str(m.get("name")), whole(m.get("rank")), whole(m.get("pid")),
+                  text(m.get("position")) or "", text(m.get("stacks")) or "",
+                  text(m.get("process")) or "", text(m.get("error")))
+
+
 def _hello(m: Mapping[str, Any]) -> Hello:
     return Hello(text(m.get("host")), whole(m.get("pid")))
 
@@ -114,6 +142,8 @@ MESSAGE_TYPES = {
     "stopping": lambda m: Stopping(text(m.get("reason")), number(m.get("grace"))),
     "warning": lambda m: AgentWarning(str(m.get("message"))),
     "done": lambda m: Done(),
+    "stacks": _stacks,
+    "stacks_done": lambda m: StacksDone(whole(m.get("count"))),
 }
 
 

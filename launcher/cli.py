@@ -27,7 +27,7 @@ import shlex
 import sys
 from typing import Any, Sequence
 
-from launcher.config import LaunchConfig, default_of
+from launcher.config import ADAPTIVE_FLOOR_S, ADAPTIVE_MULTIPLE, LaunchConfig, default_of
 
 #: Launch flags not given stay out of the namespace, so the config's own defaults apply.
 SUPPRESS = argparse.SUPPRESS
@@ -65,6 +65,14 @@ _positive_int = _number_type(int, 1, "a whole number", "must be 1 or more")
 _count = _number_type(int, 0, "a whole number", "must be 0 or more")
 _tcp_port = _number_type(int, 1, "a TCP port number", "a TCP port is 1-65535", 65535,
                          "a TCP port is 1-65535")
+
+
+def _rank_list(text: str) -> tuple[int, ...]:
+    from launcher.config import LaunchError, parse_rank_list
+    try:
+        return parse_rank_list(text)
+    except LaunchError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("--tail-ranks ", "")) from None
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -170,13 +178,16 @@ def _add_supervision_arguments(p: argparse.ArgumentParser) -> None:
     sup.add_argument("--grace", type=_seconds, metavar="S", default=SUPPRESS, help="seconds between "
                      f"SIGTERM and SIGKILL when stopping (default {default_of('grace'):g})")
     sup.add_argument("--stall-timeout", type=_seconds, metavar="S", default=SUPPRESS,
-                     help=f"warn when a worker emits no event for S seconds (default "
-                          f"{default_of('stall_timeout'):g})")
+                     help="warn when a worker emits no event for S seconds (default: adaptive, "
+                          f"{ADAPTIVE_MULTIPLE:g}x the slowest rank's median time between step "
+                          f"events, at least {ADAPTIVE_FLOOR_S:g} s); its stacks and every "
+                          f"other rank's go to RUN/diagnostics/ when it is failed")
     sup.add_argument("--stall-kill", type=_seconds, metavar="S", default=SUPPRESS, help="treat a silent "
-                     "worker as failed after S seconds (default 2x --stall-timeout)")
+                     "worker as failed after S seconds (default 2x --stall-timeout; after an "
+                     "epoch's end both grow by that epoch's duration, for evaluation)")
     sup.add_argument("--startup-timeout", type=_seconds, metavar="S", default=SUPPRESS,
-                     help=f"--stall-timeout before a worker's first event (default "
-                          f"{default_of('startup_timeout'):g})")
+                     help=f"--stall-timeout before a worker's first step (import, start-up, "
+                          f"graph compile; default {default_of('startup_timeout'):g})")
     sup.add_argument("--heartbeat-timeout", type=_seconds, metavar="S", default=SUPPRESS,
                      help="a host's agent stops its workers when it has heard nothing from the "
                           "launcher for S seconds (launcher stopped, hung or cut off by the "
@@ -189,6 +200,9 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--json", action="store_true", help="stream every event as one JSON object "
                      "per line on stdout (worker events as in metrics.jsonl; the launcher's own "
                      "records have \"source\": \"launcher\")")
+    out.add_argument("--tail-ranks", type=_rank_list, metavar="RANKS", default=SUPPRESS,
+                     help="also show these ranks' log lines on the console, e.g. 0,3 or 0-3 "
+                          "(default none; every rank's lines are always in logs/)")
     out.add_argument("--verbose-mindspore", action="store_true", default=SUPPRESS,
                      help="keep MindSpore's WARNING logs (default GLOG_v=3 silences them)")
 
@@ -329,7 +343,8 @@ def _launch(args: argparse.Namespace, overrides: Sequence[str], argv: Sequence[s
     try:
         config = launch_config(args, overrides, argv)
         renderer = make_renderer(sys.stdout, plain=args.plain, json_lines=args.json,
-                                 stall_after=config.supervisor.stall_timeout)
+                                 stall_after=config.supervisor.stall_timeout or ADAPTIVE_FLOOR_S,
+                                 tail_ranks=config.tail_ranks)
         result = launch(config, renderer=renderer)
     except (LaunchError, PlanError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -45,6 +46,34 @@ def _check_seconds(flag: str, value: float, *, positive: bool) -> None:
         raise LaunchError(f"{flag} must be {need} seconds, got {value:g}")
 
 
+def parse_rank_list(text: str, flag: str = "--tail-ranks") -> tuple[int, ...]:
+    """``"0,3"`` / ``"0-3,6"`` -> sorted distinct ranks; ``LaunchError`` for anything else."""
+    ranks: set[int] = set()
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo_text, dash, hi_text = part.partition("-")
+        if not _DIGITS.fullmatch(lo_text.strip()) or (dash and not _DIGITS.fullmatch(hi_text.strip())):
+            raise LaunchError(f"{flag} {text!r}: {part!r} is neither a rank nor a range like "
+                              f"0-3; give ranks such as {flag} 0,3")
+        lo = int(lo_text)
+        hi = int(hi_text) if dash else lo
+        if hi < lo:
+            raise LaunchError(f"{flag} {text!r}: range {part!r} runs backwards; write {hi}-{lo}")
+        if hi >= MAX_RANK:
+            raise LaunchError(f"{flag} {text!r}: rank {hi} is too large (ranks are below {MAX_RANK})")
+        ranks.update(range(lo, hi + 1))
+    if not ranks:
+        raise LaunchError(f"{flag} {text!r} names no rank; give ranks such as {flag} 0,3")
+    return tuple(sorted(ranks))
+
+
+#: No run has this many ranks (a bound for rank lists).
+MAX_RANK = 1 << 20
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
 @dataclass(frozen=True)
 class SSHSettings:
     """How to reach other hosts: ssh config file, known_hosts file, trust policy, timeout (the
@@ -56,14 +85,25 @@ class SSHSettings:
     timeout: float = 10.0
 
 
+#: The adaptive stall limit (no --stall-timeout/--stall-kill): a rank is warned about after
+#: ADAPTIVE_MULTIPLE x the slowest rank's median time between step events (and twice the longest
+#: silence seen so far in the run), at least ADAPTIVE_FLOOR_S; failed after twice that.
+ADAPTIVE_FLOOR_S = 30.0
+ADAPTIVE_MULTIPLE = 10.0
+
+
 @dataclass(frozen=True)
 class SupervisorConfig:
     """Timing policy of a run: grace between SIGTERM and SIGKILL, stall limits, start-up limit,
     and the heartbeat: a node agent that hears nothing from the launcher for
-    ``heartbeat_timeout`` seconds (launcher stopped, hung or cut off) stops its processes."""
+    ``heartbeat_timeout`` seconds (launcher stopped, hung or cut off) stops its processes.
+
+    ``stall_timeout``/``stall_kill`` both None: the adaptive limit (``ADAPTIVE_*``, applied by
+    the monitor); one given: the other follows (kill = 2 x timeout). A rank is starting until
+    its first ``step`` event (import, cluster start-up, graph compile), under ``startup_timeout``."""
 
     grace: float = 3.0
-    stall_timeout: float = 300.0
+    stall_timeout: float | None = None       # None (with stall_kill None): adaptive
     stall_kill: float | None = None          # None: 2 x stall_timeout
     startup_timeout: float = 600.0
     scheduler_wait: float = 15.0
@@ -71,10 +111,15 @@ class SupervisorConfig:
 
     def __post_init__(self) -> None:
         _check_seconds("--grace", self.grace, positive=False)
-        _check_seconds("--stall-timeout", self.stall_timeout, positive=True)
         _check_seconds("--startup-timeout", self.startup_timeout, positive=True)
         _check_seconds("scheduler_wait", self.scheduler_wait, positive=False)
         _check_seconds("--heartbeat-timeout", self.heartbeat_timeout, positive=True)
+        if self.adaptive:
+            return
+        if self.stall_timeout is None:
+            _check_seconds("--stall-kill", self.stall_kill, positive=True)
+            object.__setattr__(self, "stall_timeout", self.stall_kill / 2)
+        _check_seconds("--stall-timeout", self.stall_timeout, positive=True)
         if self.stall_kill is None:
             object.__setattr__(self, "stall_kill", 2 * self.stall_timeout)
         _check_seconds("--stall-kill", self.stall_kill, positive=True)
@@ -89,9 +134,33 @@ class SupervisorConfig:
         return max(0.2, self.heartbeat_timeout / 5)
 
     @property
+    def adaptive(self) -> bool:
+        """No explicit stall limit: the monitor adapts it to the job's step times."""
+        return self.stall_timeout is None and self.stall_kill is None
+
+    @property
     def startup_kill(self) -> float:
-        """Before its first event a worker is killed after the same factor as later stalls."""
+        """Before its first step a worker is killed after the same factor as later stalls."""
+        if self.adaptive:
+            return 2 * self.startup_timeout
         return self.startup_timeout * self.stall_kill / self.stall_timeout
+
+    def stall_limits(self, slowest_median: float = 0.0, longest_gap: float = 0.0) -> tuple[float, float]:
+        """(warn, kill) seconds of silence for a training worker: the explicit limits, else
+        adaptive: ``ADAPTIVE_MULTIPLE`` x the slowest rank's median time between step events
+        and twice the longest silence seen so far, at least ``ADAPTIVE_FLOOR_S``; kill at
+        twice the warning."""
+        if not self.adaptive:
+            return self.stall_timeout, self.stall_kill
+        warn = max(ADAPTIVE_FLOOR_S, ADAPTIVE_MULTIPLE * slowest_median, 2 * longest_gap)
+        return warn, 2 * warn
+
+    def stall_text(self) -> str:
+        """How stalls are judged, for the plan view."""
+        if self.adaptive:
+            return (f"stall warning adaptive ({ADAPTIVE_MULTIPLE:g}x the slowest rank's median "
+                    f"step-event interval, at least {ADAPTIVE_FLOOR_S:g} s), kill 2x that")
+        return f"stall warning {self.stall_timeout:g} s, stall kill {self.stall_kill:g} s"
 
 
 @dataclass(frozen=True)
@@ -141,11 +210,13 @@ class LaunchConfig:
     sys_dir: str = "/sys"
     launcher: str = "auto"
     devices_per_node: int | None = None
+    tail_ranks: tuple[int, ...] = ()         # ranks whose log lines also go to the console
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     ssh: SSHSettings = field(default_factory=SSHSettings)
 
     def __post_init__(self) -> None:
-        for name in ("overrides", "worker_cmd", "scheduler_cmd", "command", "port_range", "env"):
+        for name in ("overrides", "worker_cmd", "scheduler_cmd", "command", "port_range", "env",
+                     "tail_ranks"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -179,6 +250,8 @@ class LaunchConfig:
             raise LaunchError(f"--rank-table {self.rank_table} already says which devices this "
                               f"host runs; drop --devices {self.devices}")
         self._check_launcher()
+        if any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in self.tail_ranks):
+            raise LaunchError(f"--tail-ranks {self.tail_ranks}: ranks are whole numbers 0 or more")
         timeout = self.ssh.timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
                 or not math.isfinite(timeout) or timeout <= 0:

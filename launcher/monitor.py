@@ -14,6 +14,10 @@ everything that happens:
   run, a worker stalled past its allowance, or an agent lost or not startable -> that is the
   root cause; every other process is stopped (SIGTERM to its process group, ``grace`` seconds,
   SIGKILL) and what fails afterwards is not blamed;
+* a stall, before that stop: every agent is asked for its workers' Python stacks (for at most
+  ``STACKS_TIMEOUT_S`` + ``STACKS_SLACK_S``), they are written to
+  ``diagnostics/attempt-<n>/``, and ``launcher.diagnosis`` names the rank that is not where
+  the others are: the root cause, with where every rank was;
 * SIGINT/SIGTERM/SIGHUP/SIGUSR1 -> the same clean stop, state INTERRUPTED (PREEMPTED for
   SIGTERM/SIGUSR1 inside a Slurm job), exit 128+signal; a second
   SIGINT skips the grace period.
@@ -29,6 +33,7 @@ import json
 import os
 import queue
 import signal
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,8 +43,9 @@ from typing import Any, Callable
 from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.backend import Backend, BackendError
 from launcher.channel import TAIL_LINES, AgentHandle, AgentWarning, Exited, Hello, Inbound, Line, \
-    Started, Stopping, Done
+    Stacks, StacksDone, Started, Stopping, Done
 from launcher.config import SupervisorConfig
+from launcher.diagnosis import DIAGNOSTICS_DIR, RankStacks, diagnose, stacks_file_text, stacks_path
 from launcher.proc import kill_group, signal_name
 from launcher.progress import RootCause, RunProgress, RunSummary
 from launcher.record import AgentRecord, ProcessRecord, RunRecord, RunRecordWriter
@@ -47,6 +53,7 @@ from launcher.formatting import exit_text, who
 from launcher.renderers import Renderer
 from launcher.rundir import RunFiles, iso_time
 from wrn.events import number, parse as parse_event
+from wrn.fileio import write_atomic
 
 #: Extra seconds an agent gets beyond the grace period to report that its processes ended,
 #: before the launcher kills the recorded process groups itself (local hosts only).
@@ -54,6 +61,16 @@ AGENT_STOP_SLACK_S = 5.0
 LOOP_S = 0.1
 #: How often silent workers are looked for.
 STALL_CHECK_S = 0.5
+#: How long an agent waits for its workers' stacks, and how much longer the launcher waits
+#: for the agents' answers before it stops the run without the missing ones.
+STACKS_TIMEOUT_S = 2.0
+STACKS_SLACK_S = 3.0
+#: The stacks are asked for this long before a stall reaches its limit (at most a quarter of
+#: the limit), so that the run is stopped at the limit, not after the collection.
+STACKS_LEAD_S = 1.0
+#: Names in a worker's error that mean it failed inside a collective (MindSpore's CPU
+#: AllReduce gives up after waiting about 30 s for a rank that does not come).
+COLLECTIVE_OPS = ("AllReduce", "AllGather", "ReduceScatter", "Broadcast", "collective")
 
 
 class RunState(enum.Enum):
@@ -98,6 +115,10 @@ class Proc:
     error: str | None = None
     started_at: float | None = None          # monotonic
     last_event_at: float | None = None       # monotonic
+    last_step_at: float | None = None        # monotonic, its latest step event
+    last_step_epoch: Any = None
+    step_intervals: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
+    allowance: float = 0.0                   # extra stall seconds after an epoch's end
     stall_warned: bool = False
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
 
@@ -118,6 +139,20 @@ class Proc:
                              end_time=iso_time(self.end_time) if self.end_time else None,
                              exit_code=self.exit_code, signal=self.signal, error=self.error,
                              log=s.log)
+
+
+@dataclass
+class _StallDiagnosis:
+    """A stall being diagnosed: the stacks asked for and the answers so far."""
+
+    proc: "Proc"
+    reason: str
+    deadline: float
+    waiting: set[str]
+    failed: bool = False          # proc already failed (in a collective), rather than stalled
+    stop_at: float = 0.0          # monotonic: when the stall reaches its limit
+    since: float | None = None    # proc's last sign of life when the stacks were asked for
+    answers: list[RankStacks] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -169,6 +204,10 @@ class Monitor:
         self._starting: dict[str, None] = {}
         self._active: dict[str, None] = {}
         self._next_stall_check = 0.0
+        self._diagnosis: _StallDiagnosis | None = None
+        self._longest_gap = 0.0
+        self._limits_due = 0.0
+        self._limits = options.stall_limits()
         self._worker_count = sum(1 for p in plan.processes if p.role == "worker")
         # each process's entry in run.json, rebuilt only when that process changed
         self._proc_records = {name: proc.record() for name, proc in self.procs.items()}
@@ -177,6 +216,7 @@ class Monitor:
         self._handlers: dict[type, Callable[[str, Any], None]] = {
             Hello: self._on_hello, Started: self._on_started, Line: self._on_line,
             Exited: self._on_exited, AgentWarning: self._on_warning,
+            Stacks: self._on_stacks, StacksDone: self._on_stacks_done,
             Stopping: lambda host, msg: None, Done: lambda host, msg: None}
 
     # -- public ----------------------------------------------------------------------------------
@@ -239,6 +279,7 @@ class Monitor:
             now = time.monotonic()
             self._check_signal()
             self._check_stalls(now)
+            self._check_diagnosis(now)
             self._check_deadlines(now)
             self._flush()
             self._warn_write_trouble()
@@ -294,6 +335,8 @@ class Monitor:
         if record is None:
             self.files.log(proc.spec.log, msg.line)
             proc.tail.append(msg.line)
+            if proc.spec.rank is not None:
+                self._ui("log_line", proc.spec.rank, host, msg.line)
             return
         self.files.metric({**record, "host": host})
         if proc.spec.role != "worker":
@@ -301,13 +344,18 @@ class Monitor:
         if self.fetcher is not None and proc.spec.rank == 0 and record.get("event") == "checkpoint" \
                 and record.get("path"):
             self.fetcher.fetch(record["path"])  # queued; copied by the fetcher's thread
-        proc.last_event_at = time.monotonic()
-        self._heard_from(proc)
+        self._heard_from(proc, record, time.monotonic())
         if proc.stall_warned:
             proc.stall_warned = False
             self._ui("message", "info", f"rank {proc.spec.rank} is emitting events again")
         self.progress.update(record, time.time())
         self._ui("event", host, record, self.progress)
+        for straggler in self.progress.stragglers.take_new():
+            self._ui("message", "warning", f"{straggler.text()} on "
+                                           f"{self._worker_host(straggler.rank)}")
+
+    def _worker_host(self, rank: int) -> str:
+        return next((p.spec.host for p in self.procs.values() if p.spec.rank == rank), "?")
 
     def _on_exited(self, host: str, msg: Exited) -> None:
         proc = self.procs.get(msg.name)
@@ -335,13 +383,27 @@ class Monitor:
         if self.stopping_since is not None:
             return
         if proc.spec.role == "worker":
-            if not ok:
+            if not ok and self._in_collective(proc):
+                # a rank timed out waiting for the others: a symptom; find who they waited for
+                if self._diagnosis is None:
+                    self._diagnose(proc, exit_text(proc.exit_code, proc.signal) + " in a collective",
+                                   failed=True)
+            elif not ok:
                 self._fail(proc, exit_text(proc.exit_code, proc.signal))
             elif self._succeeded_workers() == self._worker_count:
                 if any(p.spec.role == "scheduler" and not p.ended for p in self.procs.values()):
                     self.sched_deadline = time.monotonic() + self.opts.scheduler_wait
         elif not ok and self._ended_workers() < self._worker_count:
             self._fail(proc, exit_text(proc.exit_code, proc.signal) + " while workers were running")
+
+    def _in_collective(self, proc: Proc) -> bool:
+        """``proc`` failed inside a collective (its error or last lines name one) while other
+        workers still run: it may only have waited too long for one of them."""
+        if not any(p.running and p.spec.role == "worker" for p in self.procs.values()):
+            return False
+        err = self.progress.errors.get(proc.spec.rank) or {}
+        text = " ".join([str(err.get("message", "")), *proc.tail])
+        return any(op in text for op in COLLECTIVE_OPS)
 
     def _finished(self, proc: Proc) -> bool:
         """True when ``proc`` is a worker that reported ``finish`` with status ok."""
@@ -442,32 +504,170 @@ class Monitor:
     def _check_stalls(self, now: float) -> None:
         """Warn about, then fail, workers silent for too long. Runs at most every
         ``STALL_CHECK_S``; the workers are kept in order of their last sign of life (start, then
-        events), so a check looks only at the quiet ones and the first one that is not."""
-        if self.stopping_since is not None or now < self._next_stall_check:
+        events), so a check looks only at the quiet ones and the first one that is not. A
+        worker is starting until its first step event (import, cluster start-up, graph
+        compile) and measured from its start meanwhile."""
+        if self.stopping_since is not None or self._diagnosis is not None \
+                or now < self._next_stall_check:
             return
         self._next_stall_check = now + STALL_CHECK_S
+        warn, kill = self._stall_limits(now)
         for order, warn, kill, what in (
                 (self._starting, self.opts.startup_timeout, self.opts.startup_kill, "since it started"),
-                (self._active, self.opts.stall_timeout, self.opts.stall_kill, "since its last event")):
+                (self._active, warn, kill, "since its last event")):
             for name in list(order):
                 proc = self.procs[name]
-                quiet = now - (proc.last_event_at if proc.last_event_at is not None else proc.started_at)
+                since = proc.started_at if order is self._starting else proc.last_event_at
+                quiet = now - since
                 if quiet < warn:
+                    self._next_stall_check = min(self._next_stall_check, since + warn)
                     break  # every later one was heard from more recently
-                if quiet >= kill:
-                    self._fail(proc, f"stalled: no event for {quiet:.0f} s {what} (limit {kill:g} s)")
+                extra = proc.allowance if order is self._active else 0.0
+                if quiet < warn + extra:
+                    continue  # between epochs: checkpoint, evaluation, a new pipeline
+                limit = kill + extra
+                lead = min(STACKS_LEAD_S, limit / 4)
+                if quiet >= limit - lead:
+                    self._diagnose(proc, f"stalled: no event for {limit:.0f} s {what} (limit "
+                                         f"{limit:g} s)", stop_at=since + limit,
+                                   since=proc.last_event_at)
                     return
+                self._next_stall_check = min(self._next_stall_check, since + limit - lead)
                 if not proc.stall_warned:
                     proc.stall_warned = True
                     self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} looks "
                                                    f"stalled: no event for {quiet:.0f} s {what}; it "
-                                                   f"is treated as failed after {kill:g} s")
+                                                   f"is treated as failed after {kill + extra:.0f} s")
 
-    def _heard_from(self, proc: Proc) -> None:
-        """``proc`` (a worker) emitted an event: it moves to the end of the quiet order."""
-        self._starting.pop(proc.spec.name, None)
-        self._active.pop(proc.spec.name, None)
-        self._active[proc.spec.name] = None
+    def _stall_limits(self, now: float) -> tuple[float, float]:
+        """(warn, kill) for a training worker (``SupervisorConfig.stall_limits``): adaptive
+        ones are recomputed every few seconds from the running workers' step intervals."""
+        if not self.opts.adaptive:
+            return self.opts.stall_limits()
+        if now >= self._limits_due:
+            self._limits_due = now + 5.0
+            medians = [statistics.median(p.step_intervals) for p in self.procs.values()
+                       if p.step_intervals and p.running]
+            self._limits = self.opts.stall_limits(max(medians, default=0.0), self._longest_gap)
+        return self._limits
+
+    # -- stall diagnosis ---------------------------------------------------------------------------
+    def _diagnose(self, proc: Proc, reason: str, failed: bool = False,
+                  stop_at: float = 0.0, since: float | None = None) -> None:
+        """``proc`` stalls until ``stop_at`` (or ``failed`` in a collective): ask every agent
+        for its workers' stacks; the run is failed when they are in and the limit is reached
+        (``_check_diagnosis``), unless ``proc`` is heard from meanwhile."""
+        hosts = {p.spec.host for p in self.procs.values() if p.running and p.spec.role == "worker"}
+        hosts = {h for h in hosts if self.agents[h].alive}
+        now = time.monotonic()
+        self._diagnosis = _StallDiagnosis(proc, reason, max(now + STACKS_TIMEOUT_S + STACKS_SLACK_S,
+                                                            stop_at), hosts, failed, stop_at, since)
+        if failed:
+            self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} {reason}; "
+                                           f"collecting every running rank's stacks")
+        for host in hosts:
+            self.agents[host].send({"cmd": "stacks", "timeout": STACKS_TIMEOUT_S})
+        self._check_diagnosis(time.monotonic())
+
+    def _on_stacks(self, host: str, msg: Stacks) -> None:
+        proc = self.procs.get(msg.name)
+        if self._diagnosis is None or proc is None or proc.spec.rank is None:
+            return
+        item = RankStacks(rank=proc.spec.rank, host=host, name=msg.name, position=msg.position,
+                          stacks=msg.stacks, process=msg.process, error=msg.error, pid=msg.pid)
+        self._diagnosis.answers.append(item)
+
+    def _write_stacks(self, pending: _StallDiagnosis) -> None:
+        """Each answer to ``diagnostics/attempt-<n>/<host>-rank<k>.txt``."""
+        for item in pending.answers:
+            path = stacks_path(self.files.root, self.record.attempt, self.procs[item.name].spec.log)
+            if path is None:
+                continue
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, stacks_file_text(item, self.record.attempt, pending.reason))
+            except OSError as exc:
+                self._ui("message", "warning", f"cannot write {path}: {exc.strerror}")
+
+    def _on_stacks_done(self, host: str, msg: StacksDone) -> None:
+        if self._diagnosis is not None:
+            self._diagnosis.waiting.discard(host)
+            self._check_diagnosis(time.monotonic())
+
+    def _check_diagnosis(self, now: float) -> None:
+        """Fail the stalled run once every agent answered (or the wait is over)."""
+        pending = self._diagnosis
+        if pending is None:
+            return
+        if not pending.failed and (pending.proc.last_event_at != pending.since
+                                   or not pending.proc.running):
+            self._diagnosis = None  # heard from (or ended) before its limit: no stall after all
+            self._next_stall_check = now
+            return
+        if (pending.waiting and now < pending.deadline) or now < pending.stop_at:
+            return
+        self._diagnosis = None
+        if self.stopping_since is not None:
+            return  # something else failed meanwhile, and is the root cause
+        self._write_stacks(pending)
+        failed = {}
+        if pending.failed:
+            proc = pending.proc
+            failed[proc.spec.rank] = RankStacks(
+                rank=proc.spec.rank, host=proc.spec.host, name=proc.spec.name,
+                position=self._position_of(proc), error=exit_text(proc.exit_code, proc.signal))
+        found = diagnose(pending.answers, failed)
+        blamed = pending.proc
+        if found.odd_rank is not None:
+            blamed = next((p for p in self.procs.values() if p.spec.rank == found.odd_rank
+                           and p.spec.role == "worker"), blamed)
+        where = found.lines + [f"no answer from the agent on {h}" for h in sorted(pending.waiting)]
+        folder = f"{DIAGNOSTICS_DIR}/attempt-{self.record.attempt}" if pending.answers else None
+        reason = pending.reason
+        if pending.failed and blamed is pending.proc:
+            self._fail(pending.proc, reason)  # no other rank stands out: the failure is the cause
+            if self.root_cause is not None:
+                self.root_cause.where, self.root_cause.diagnostics = where, folder
+            return
+        if pending.failed:
+            reason = (f"did not reach the collective: rank {pending.proc.spec.rank} "
+                      f"{pending.reason} waiting for it")
+        elif blamed is not pending.proc:
+            reason += f" (rank {pending.proc.spec.rank} was the first found silent)"
+        err = self.progress.errors.get(blamed.spec.rank)
+        self._fail_with(RootCause(
+            name=blamed.spec.name, host=blamed.spec.host, rank=blamed.spec.rank, reason=reason,
+            log=blamed.spec.log, log_tail=list(blamed.tail),
+            error=f"{err.get('kind') or 'error'}: {err.get('message')}" if err else None,
+            where=where, diagnostics=folder))
+
+    def _position_of(self, proc: Proc) -> str:
+        """A position line (as ``wrn.stacks`` writes it) from the rank's last step event."""
+        step = self.progress.last_step.get(proc.spec.rank) or {}
+        if not isinstance(step.get("global_step"), int):
+            return ""
+        per_epoch = step.get("steps_per_epoch") or (self.progress.start.get(proc.spec.rank) or {}).get(
+            "steps_per_epoch", "?")
+        return (f"epoch={step.get('epoch')} step={step.get('step')} global_step={step['global_step']} "
+                f"steps_per_epoch={per_epoch}")
+
+    def _heard_from(self, proc: Proc, record: dict[str, Any], now: float) -> None:
+        """``proc`` (a worker) emitted an event: once it has stepped, it moves to the end of
+        the quiet order; its step times feed the adaptive stall limit."""
+        kind = record.get("event")
+        if proc.last_event_at is not None and proc.spec.name in self._active:
+            self._longest_gap = max(self._longest_gap, now - proc.last_event_at)
+        proc.last_event_at = now
+        if kind == "step":
+            if proc.last_step_at is not None and record.get("epoch") == proc.last_step_epoch:
+                proc.step_intervals.append(now - proc.last_step_at)
+            proc.last_step_at, proc.last_step_epoch, proc.allowance = now, record.get("epoch"), 0.0
+        elif kind == "epoch_end":
+            proc.allowance = number(record.get("seconds")) or 0.0  # evaluation takes less
+        if kind == "step" or proc.spec.name in self._active:
+            self._starting.pop(proc.spec.name, None)
+            self._active.pop(proc.spec.name, None)
+            self._active[proc.spec.name] = None
 
     def _set_proc_state(self, proc: Proc, state: ProcState) -> None:
         """Move ``proc`` to ``state``, keeping the per-state worker counts (so no event needs a
@@ -572,7 +772,7 @@ class Monitor:
             best_checkpoint=self.progress.best_checkpoint(),
             replicas_in_sync=self.progress.replicas_in_sync(),
             checksums={r: f.get("checksum") for r, f in sorted(self.progress.finish.items())},
-            root_cause=self.root_cause, note=note)
+            root_cause=self.root_cause, note=note, stragglers=self.progress.stragglers.to_list())
         self.record.end_time = iso_time(end)
         self.record.wall_s = round(end - self.start_wall, 3)
         self.record.exit_code = code

@@ -41,6 +41,7 @@ from launcher.slurm import SlurmBackend
 from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
 from wrn.hostname import host_name
 from wrn.loop import STOP_ON_SIGNAL_ENV
+from wrn.faults import ATTEMPT_ENV, FAULT_ENV, check_ranks, parse_faults
 from wrn_launch import versions
 
 #: The host list of a multi-host run, kept in its run directory for ``--resume``.
@@ -75,8 +76,10 @@ class Prepared:
         """The complete plan of attempt ``attempt`` (0: the first). Every attempt after the
         first (and every attempt of ``--resume``) continues from the run's newest valid
         checkpoint; the first one starts from ``--resume-ckpt``/``--pretrained`` if given."""
+        first = self.previous.attempt + 1 if self.previous is not None else 1
         request = dataclasses.replace(
             self.request, run_dir=str(self.run_dir),
+            extra_env={**self.request.extra_env, ATTEMPT_ENV: str(first + attempt)},
             sched_port=self.port.port if self.port else None,
             resume=attempt > 0 or self.config.resume is not None,
             worker_args=_worker_args(self.config, first=attempt == 0))
@@ -173,6 +176,22 @@ def _check_same_maths(run_dir: Path, cfg: TrainConfig) -> None:
                           f"were trained with in fields that change the maths (any of "
                           f"{', '.join(MATH_FIELDS)}); drop those --set overrides, or add --force "
                           f"to continue with the new values anyway")
+
+
+def _check_named_ranks(config: LaunchConfig, env: dict[str, str], world: int) -> None:
+    """--tail-ranks and ``WRN_FAULT`` (from --env/--env-file, or this environment for a local
+    run, whose workers inherit it) name ranks of this run, and the fault text is well formed."""
+    if config.tail_ranks and config.tail_ranks[-1] >= world:
+        raise LaunchError(f"--tail-ranks names rank {config.tail_ranks[-1]}, but this run has "
+                          f"{world} rank(s) (0-{world - 1}); pick ranks from those")
+    source, text = f"{FAULT_ENV} (--env/--env-file)", env.get(FAULT_ENV)
+    if text is None and not config.multi_host:
+        source, text = f"{FAULT_ENV} (in the environment)", os.environ.get(FAULT_ENV)
+    if text:
+        try:
+            check_ranks(parse_faults(text, source), world, source)
+        except ConfigError as exc:
+            raise LaunchError(str(exc)) from None
 
 
 def _launch_env(config: LaunchConfig) -> tuple[dict[str, str], frozenset[str]]:
@@ -358,6 +377,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
                         tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes},
                         holder.get("lock"))
     plan = prepared.plan(0)  # every plan-level check runs now, before anything starts
+    _check_named_ranks(config, env, plan.world_size)
     prepared.notes.update(_notes(prepared, plan, config_file, resume_dir))
     return prepared
 
@@ -396,9 +416,8 @@ def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,
     config, sup = prepared.config, prepared.config.supervisor
     notes = {"run dir": str(prepared.run_dir) + ("" if prepared.explicit_run_dir else " (default)"),
              "config": f"{config_file or DEFAULT_CONFIG} -> {prepared.run_dir / CONFIG_NAME}",
-             "grace": f"{sup.grace:g} s, stall warning {sup.stall_timeout:g} s, stall kill "
-                      f"{sup.stall_kill:g} s, startup {sup.startup_timeout:g} s, heartbeat "
-                      f"{sup.heartbeat_timeout:g} s"}
+             "grace": f"{sup.grace:g} s, {sup.stall_text()}, startup {sup.startup_timeout:g} s, "
+                      f"heartbeat {sup.heartbeat_timeout:g} s"}
     if prepared.hosts:
         shown = mask_env(prepared.env, prepared.request.secret_names)
         notes["env"] = ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"

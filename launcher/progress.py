@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from launcher.stragglers import StragglerCheck
 from wrn.events import number
 
 
@@ -25,15 +26,20 @@ class RootCause:
     log: str | None = None
     log_tail: list[str] = field(default_factory=list)
     error: str | None = None
+    where: list[str] = field(default_factory=list)     # a stall: where every rank was
+    diagnostics: str | None = None                      # ... and the folder of their stacks
 
     @property
     def who(self) -> str:
         return f"rank {self.rank}" if self.rank is not None else self.name
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "host": self.host, "rank": self.rank, "reason": self.reason,
-                "exit_code": self.exit_code, "signal": self.signal, "log": self.log,
-                "error": self.error, "log_tail": list(self.log_tail)}
+        out = {"name": self.name, "host": self.host, "rank": self.rank, "reason": self.reason,
+               "exit_code": self.exit_code, "signal": self.signal, "log": self.log,
+               "error": self.error, "log_tail": list(self.log_tail)}
+        if self.where or self.diagnostics:
+            out.update(where=list(self.where), diagnostics=self.diagnostics)
+        return out
 
 
 @dataclass
@@ -52,6 +58,7 @@ class RunSummary:
     checksums: dict[int, Any] = field(default_factory=dict)
     root_cause: RootCause | None = None
     note: str | None = None
+    stragglers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in vars(self).items() if k not in ("root_cause", "checksums")}
@@ -73,6 +80,7 @@ class RunProgress:
         self.errors: dict[int, dict] = {}
         self._first_step: tuple[float, int] | None = None
         self._last_step_at: tuple[float, int] | None = None
+        self.stragglers = StragglerCheck(world_size)
 
     # -- feeding ------------------------------------------------------------------------------
     def update(self, record: dict[str, Any], now: float) -> None:
@@ -84,6 +92,7 @@ class RunProgress:
             self.start[rank] = record
         elif kind == "step":
             self.last_step[rank] = record
+            self.stragglers.add(record)
             g = record.get("global_step")
             if isinstance(g, int):
                 if self._first_step is None:
@@ -441,12 +450,15 @@ class LiveState:
         return self._derived_value
 
     def is_slow(self, view: RankView, now: float | None = None) -> bool:
-        """A training rank whose throughput is below SLOW_FRACTION of the training ranks' median."""
+        """A training rank named a straggler (``launcher.stragglers``), or whose throughput is
+        below SLOW_FRACTION of the training ranks' median."""
         if now is None:
             median, reporting = self.median_imgs_per_s(), sum(
                 1 for v in self.ranks.values() if v.imgs_per_s is not None)
         else:
             _, median, reporting = self._derived(now)
+        if view.rank in self.progress.stragglers.named and view.state == "training":
+            return True
         return (median is not None and view.imgs_per_s is not None and view.state == "training"
                 and reporting > 1 and view.imgs_per_s < SLOW_FRACTION * median)
 

@@ -43,7 +43,10 @@ from wrn.hostname import local_names
 
 class Renderer:
     """Receives what happens during a run. Every method may be called from the supervisor's
-    main thread only; the default implementation shows nothing."""
+    main thread only; the default implementation shows nothing. ``tail_ranks`` (--tail-ranks):
+    the ranks whose log lines ``log_line`` shows."""
+
+    tail_ranks: frozenset[int] = frozenset()
 
     def show_plan(self, plan: LaunchPlan, notes: dict[str, Any]) -> None:
         """A dry run's plan."""
@@ -63,6 +66,9 @@ class Renderer:
 
     def message(self, level: str, text: str) -> None:
         """A note from the launcher itself: level is ``info``, ``warning`` or ``error``."""
+
+    def log_line(self, rank: int | None, host: str, line: str) -> None:
+        """A plain output line of a worker (shown only for ``tail_ranks``)."""
 
     def tick(self, progress: RunProgress) -> None:
         """Called about every second while running (for clocks and ETAs)."""
@@ -112,6 +118,10 @@ class PlainRenderer(Renderer):
 
     def message(self, level: str, text: str) -> None:
         self._say(text if level == "info" else f"{level.upper()}: {text}")
+
+    def log_line(self, rank: int | None, host: str, line: str) -> None:
+        if rank in self.tail_ranks:
+            self._say(f"[rank {rank}] {line}")
 
     def finished(self, summary: RunSummary) -> None:
         self._say("summary:")
@@ -240,6 +250,11 @@ class RichRenderer(Renderer):
                 self._print(Text(line, style=style))
         self._refresh()
 
+    def log_line(self, rank: int | None, host: str, line: str) -> None:
+        if rank in self.tail_ranks:
+            self._print(Text(f"[rank {rank}] {line}"))
+            self._refresh()
+
     def tick(self, progress: RunProgress) -> None:
         if self.state is None:
             return
@@ -286,7 +301,7 @@ class JsonRenderer(Renderer):
     """``--json``: one JSON object per line, for other tools. Worker events appear exactly as
     in metrics.jsonl (the event plus ``host``); the launcher's own records carry
     ``"source": "launcher"`` and an ``event`` of ``plan``, ``run_started``, ``process_started``,
-    ``process_exited``, ``message`` or ``summary``."""
+    ``process_exited``, ``message``, ``log_line`` (--tail-ranks) or ``summary``."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -318,20 +333,29 @@ class JsonRenderer(Renderer):
     def message(self, level: str, text: str) -> None:
         self._launcher("message", level=level, text=text)
 
+    def log_line(self, rank: int | None, host: str, line: str) -> None:
+        if rank in self.tail_ranks:
+            self._launcher("log_line", rank=rank, host=host, line=line)
+
     def finished(self, summary: RunSummary) -> None:
         self._launcher("summary", **summary.to_dict(),
                        root_cause=summary.root_cause.to_dict() if summary.root_cause else None)
 
 
 def make_renderer(stream: TextIO | None = None, *, plain: bool = False, json_lines: bool = False,
-                  stall_after: float = 300.0) -> Renderer:
+                  stall_after: float = 300.0, tail_ranks: Any = ()) -> Renderer:
     """The renderer for ``stream``: ``JsonRenderer`` with ``json_lines``; else the live
     ``RichRenderer`` when ``stream`` is a terminal (and TERM is not dumb) and not ``plain``;
-    else ``PlainRenderer``. ``stall_after`` is --stall-timeout (when the dashboard says stalled)."""
+    else ``PlainRenderer``. ``stall_after`` is --stall-timeout (when the dashboard says
+    stalled); ``tail_ranks`` the ranks whose log lines are shown (--tail-ranks)."""
     stream = stream or sys.stdout
+    renderer: Renderer
     if json_lines:
-        return JsonRenderer(stream)
-    is_tty = hasattr(stream, "isatty") and stream.isatty()
-    if is_tty and not plain and os.environ.get("TERM") != "dumb":
-        return RichRenderer(Console(file=stream), stall_after=stall_after)
-    return PlainRenderer(stream)
+        renderer = JsonRenderer(stream)
+    elif hasattr(stream, "isatty") and stream.isatty() and not plain \
+            and os.environ.get("TERM") != "dumb":
+        renderer = RichRenderer(Console(file=stream), stall_after=stall_after)
+    else:
+        renderer = PlainRenderer(stream)
+    renderer.tail_ranks = frozenset(tail_ranks)
+    return renderer

@@ -24,6 +24,9 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("accuracy (top-1)", fmt_top1(summary.top1)),
         ("best checkpoint", summary.best_checkpoint or "-"),
         ("replicas", replicas),
+        *([("stragglers", "; ".join(f"rank {s.get('rank')} ({s.get('ratio')}x the others' "
+                                    f"time per step from step {s.get('since_step')})"
+                                    for s in summary.stragglers))] if summary.stragglers else []),
         ("run dir", summary.run_dir),
     ]
 
@@ -34,6 +37,11 @@ def root_cause_lines(cause: RootCause, run_dir: str) -> tuple[str, list[str]]:
     body = []
     if cause.error:
         body.append(f"error: {cause.error}")
+    if cause.where:
+        body.append("where each rank was:")
+        body.extend("  " + line for line in cause.where)
+    if cause.diagnostics:
+        body.append(f"stacks of every rank: {os.path.join(run_dir, cause.diagnostics)}")
     if cause.log:
         path = os.path.join(run_dir, cause.log)
         if cause.log_tail:

@@ -14,9 +14,13 @@ Events and their fields (besides v, event, rank, time):
 ``start``       world_size, model, params (trainable parameter count), steps_per_epoch,
                 epochs, batch_size (per device), device_target, host, pid, sink_size (steps
                 per data-sinking call; 0: one Python call per step)
-``step``        epoch (1-based), step (1-based within the epoch), global_step, loss, lr,
+``step``        (every log_interval steps, an epoch's last step, and the process's first
+                step, which ends its start-up for the launcher's stall check; with data
+                sinking at the first sink boundary at or after each)
+                epoch (1-based), step (1-based within the epoch), global_step, loss, lr,
                 imgs_per_s (this rank), data_wait_s (mean seconds per step waiting for data;
-                0 with data sinking); with data sinking only at sink boundaries
+                0 with data sinking), step_s (mean seconds per step inside the train step:
+                computation plus the wait for the other ranks in the gradient AllReduce)
 ``epoch_end``   epoch, loss (mean over the epoch), seconds, imgs_per_s, data_wait_s,
                 max_rss_mib (this process's peak resident memory so far)
 ``eval``        epoch, top1, correct, total, loss

@@ -68,8 +68,10 @@ class LoopState:
     """What the loop shares with its callbacks. ``step`` counts the epoch's batches done,
     resumed ones included (``first_step`` of them were done before this process started);
     ``global_step`` is the LR-schedule position; ``data_wait`` is the seconds the last step
-    waited for its batch; ``loss`` is the last step's loss tensor; ``last_steps`` is how many
-    steps the last ``on_step_end`` covers (1, or a sink call's steps)."""
+    waited for its batch; ``step_seconds`` the seconds of its train-step call (computation and
+    the waits for other ranks inside it); ``loss`` is the last step's loss tensor;
+    ``last_steps`` is how many steps the last ``on_step_end`` covers (1, or a sink call's
+    steps)."""
 
     rank: int
     epochs: int
@@ -80,6 +82,7 @@ class LoopState:
     step: int = 0
     loss: Any = None
     data_wait: float = 0.0
+    step_seconds: float = 0.0
     callbacks: Sequence[Callback] = ()
     last_steps: int = 1
 
@@ -120,8 +123,10 @@ def run_loop(step: Callable[[Any, Any], Any], batches: Callable[[int, int], Iter
                 images, labels = next(it)
             except StopIteration:
                 break
-            state.data_wait = time.time() - t_fetch
+            t_step = time.time()
+            state.data_wait = t_step - t_fetch
             state.loss = step(images, labels)
+            state.step_seconds = time.time() - t_step
             state.step += 1
             state.global_step += 1
             state.notify("on_step_end")
@@ -175,7 +180,9 @@ def run_sink_loop(sink_epoch: Callable[[int, int], Any], state: LoopState, sink_
             state.notify("on_epoch_begin")
             while state.step < state.steps_per_epoch:
                 n = min(sink_size, state.steps_per_epoch - state.step)
+                t_call = time.time()
                 state.loss = sink(n)
+                state.step_seconds = time.time() - t_call  # the call's n steps together
                 state.step += n
                 state.global_step += n
                 state.last_steps = n
@@ -189,20 +196,22 @@ def run_sink_loop(sink_epoch: Callable[[int, int], Any], state: LoopState, sink_
 
 
 class ProgressEvents(Callback):
-    """``step`` events every ``log_interval`` steps (and at an epoch's last step) with the loss,
+    """``step`` events every ``log_interval`` steps (and at an epoch's last step, and after the
+    process's first step) with the loss,
     the LR (``lr``: the per-step schedule), this rank's images per second and the mean data
-    wait since the previous one; an ``epoch_end`` event with the epoch's mean loss, seconds,
-    throughput, data wait and peak memory. With data sinking: at the first sink boundary at or
-    after every ``log_interval``-th step, and the epoch's loss is the mean of the losses at its
-    sink boundaries."""
+    wait and train-step seconds (``step_s``) since the previous one; an ``epoch_end`` event
+    with the epoch's mean loss, seconds, throughput, data wait and peak memory. With data
+    sinking: at the first sink boundary at or after every ``log_interval``-th step, and the
+    epoch's loss is the mean of the losses at its sink boundaries."""
 
     def __init__(self, batch_size: int, log_interval: int, lr: Sequence[float]) -> None:
         self.batch_size, self.log_interval, self.lr = batch_size, log_interval, lr
+        self.stepped = False
         self._begin(time.time())
 
     def _begin(self, now: float) -> None:
         self.t_epoch = self.t_window = now
-        self.wait = self.window_wait = 0.0
+        self.wait = self.window_wait = self.window_step_s = 0.0
         self.window_steps = 0
         self.losses: list[Any] = []
 
@@ -212,17 +221,21 @@ class ProgressEvents(Callback):
     def on_step_end(self, state: LoopState) -> None:
         self.wait += state.data_wait
         self.window_wait += state.data_wait
+        self.window_step_s += state.step_seconds
         self.window_steps += state.last_steps
         self.losses.append(state.loss)
-        if not crossed(state, self.log_interval) and state.step != state.steps_per_epoch:
-            return
+        if not crossed(state, self.log_interval) and state.step != state.steps_per_epoch \
+                and self.stepped:
+            return  # (the process's first step is reported: start-up, compile included, is over)
+        self.stepped = True
         now = time.time()
         state.report("step", epoch=state.epoch, step=state.step, steps_per_epoch=state.steps_per_epoch,
                      global_step=state.global_step, loss=round(float(state.loss.asnumpy()), 6),
                      lr=float(self.lr[min(state.global_step - 1, len(self.lr) - 1)]),
                      imgs_per_s=round(self.window_steps * self.batch_size / max(now - self.t_window, 1e-9), 2),
-                     data_wait_s=round(self.window_wait / max(self.window_steps, 1), 5))
-        self.t_window, self.window_wait, self.window_steps = now, 0.0, 0
+                     data_wait_s=round(self.window_wait / max(self.window_steps, 1), 5),
+                     step_s=round(self.window_step_s / max(self.window_steps, 1), 5))
+        self.t_window, self.window_wait, self.window_step_s, self.window_steps = now, 0.0, 0.0, 0
 
     def on_epoch_end(self, state: LoopState) -> None:
         seconds = time.time() - self.t_epoch

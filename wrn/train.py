@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from wrn import events
+from wrn import events, faults, stacks
 from wrn.config import ConfigError, TrainConfig, load_config, split_modelzoo_args
 from wrn.dist import WorldInfo, prepare_process_env, resolve_device_target, setup_mindspore, \
     thread_budget, world_from_env
@@ -401,14 +401,16 @@ def _any_rank(world: int):
 
 
 def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str | None = None,
-          resume_from: str | None = None, pretrained: str | None = None, force: bool = False) -> int:
+          resume_from: str | None = None, pretrained: str | None = None, force: bool = False,
+          extra_callbacks: Sequence[Any] = ()) -> int:
     """Run training + final evaluation for this rank; return the exit code.
 
     The wiring: ``setup``, ``resume``, a ``start`` event, then ``wrn.loop.run_loop`` (on
     Ascend ``run_sink_loop``, data sinking: ``wrn.loop.choose_loop``) with its
     callbacks (progress events, checkpoints, evaluation and ``eval.json``, the MindInsight
     summary), then a ``finish`` event. ``resume_ckpt``, ``resume_from`` and ``force``: see
-    ``resume``; ``pretrained``: initialise weights only (transfer learning).
+    ``resume``; ``pretrained``: initialise weights only (transfer learning);
+    ``extra_callbacks`` run after the others (the position for diagnostics, injected faults).
     """
     from wrn.models import count_trainable
     from wrn.steps import param_checksum
@@ -434,7 +436,7 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
                             every_steps=cfg.save_checkpoint_steps,
                             every_epochs=cfg.save_checkpoint_epochs)
     callbacks = [ProgressEvents(cfg.batch_size, cfg.log_interval, run.lr), saver,
-                 evaluator, SummaryRecorder(summary)]
+                 evaluator, SummaryRecorder(summary), *extra_callbacks]
     if os.environ.get(STOP_ON_SIGNAL_ENV) == "1":
         stopper = StopOnSignal(saver, _any_rank(run.world), run.keep_local_bn_stats)
         stopper.install()
@@ -463,13 +465,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from wrn.scheduler import run_scheduler
 
         return run_scheduler()
+    position = stacks.install()  # first: a hang anywhere after this can be located
     prepare_process_env()
     rank = max(info.rank, 0)
     try:
+        injector = faults.from_env(rank)
         args, cfg = parse_args(argv)
         output_dir = Path(args.output_dir or cfg.ckpt_path)
+        extra = [c for c in (position, injector) if c is not None]
         return train(cfg, output_dir, info, resume_ckpt=args.resume_ckpt,
-                     resume_from=args.resume_from, pretrained=args.pretrained, force=args.force)
+                     resume_from=args.resume_from, pretrained=args.pretrained, force=args.force,
+                     extra_callbacks=extra)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         events.emit("error", rank, message=str(exc), kind="ConfigError")

@@ -10,6 +10,7 @@ apply only to the rank named by ``FAKE_RANK`` (default: every rank).
     FAKE_PLAIN=1          plain log lines per step
     FAKE_RANK=k           the rank the behaviours below apply to
     FAKE_EXIT_CODE=3 + FAKE_EXIT_AT=2     (target) print an error event and exit 3 at step 2
+    FAKE_ERROR=text                       that error event's message (default "fake failure")
     FAKE_HANG_AT=2                        (target) stop emitting events at step 2 (sleep)
     FAKE_KILL_AT=2                        (target) SIGKILL itself at step 2
     FAKE_IGNORE_TERM=1                    ignore SIGTERM (the launcher must SIGKILL)
@@ -17,6 +18,9 @@ apply only to the rank named by ``FAKE_RANK`` (default: every rank).
     FAKE_DIVERGE=1                        (target) report a different parameter checksum
     FAKE_CONNECT=1                        register with the scheduler at MS_SCHED_HOST:PORT
     FAKE_CRASH_AFTER_FINISH=1             (target) SIGSEGV itself after its finish event
+
+``WRN_FAULT`` (``wrn.faults``) and the stacks file (``wrn.stacks``) work as in the real
+worker: faults fire before a global step, the position is kept at every step.
 
 ``--resume-from DIR`` (a restart or ``--resume``) continues after the newest ``fake-e<N>.ckpt``
 in DIR (epoch N+1; its start event names the file in ``resumed_from``), and the faults above
@@ -43,6 +47,7 @@ import sys
 import time
 from pathlib import Path
 
+from wrn import faults, stacks
 from wrn.events import emit
 
 
@@ -117,7 +122,9 @@ def _newest_checkpoint(directory: str | None) -> tuple[int, str | None]:
 
 
 def run_worker(output_dir: str | None, resume_from: str | None = None) -> int:
+    position = stacks.install()
     rank = int(os.environ.get("RANK_ID", "0"))
+    injector = faults.from_env(rank)
     world = int(os.environ.get("RANK_SIZE", "1"))
     done_epochs, resumed_from = _newest_checkpoint(resume_from)
     target = _env_int("FAKE_RANK")
@@ -143,9 +150,15 @@ def run_worker(output_dir: str | None, resume_from: str | None = None) -> int:
     for epoch in range(done_epochs + 1, epochs + 1):
         for step in range(1, steps + 1):
             global_step += 1
+            if position is not None:
+                position.set(f"epoch={epoch} step={step} global_step={global_step} "
+                             f"steps_per_epoch={steps}")
+            if injector is not None:
+                injector.before_step(global_step)
             if me and _env_int("FAKE_EXIT_AT") == global_step:
                 print(f"rank {rank}: failing on purpose at step {global_step}", flush=True)
-                emit("error", rank, message="fake failure", kind="RuntimeError")
+                emit("error", rank, message=os.environ.get("FAKE_ERROR", "fake failure"),
+                     kind="RuntimeError")
                 return _env_int("FAKE_EXIT_CODE", 3)
             if me and _env_int("FAKE_KILL_AT") == global_step:
                 print(f"rank {rank}: killing myself at step {global_step}", flush=True)
@@ -155,10 +168,12 @@ def run_worker(output_dir: str | None, resume_from: str | None = None) -> int:
                 while True:
                     time.sleep(60)
             time.sleep(step_s)
+            if injector is not None and injector.factor:
+                injector.slow_down(step_s)
             for i in range(plain):
                 print(f"rank {rank} plain line {i} of step {global_step}", flush=True)
             emit("step", rank, epoch=epoch, step=step, global_step=global_step,
-                 loss=round(2.0 / global_step, 4), lr=0.1, imgs_per_s=100.0 + rank, data_wait_s=0.0)
+                 loss=round(2.0 / global_step, 4), lr=0.1, imgs_per_s=100.0 + rank, data_wait_s=0.0, step_s=step_s)
         emit("epoch_end", rank, epoch=epoch, loss=round(2.0 / global_step, 4), seconds=steps * step_s,
              imgs_per_s=100.0 + rank)
         emit("eval", rank, epoch=epoch, top1=0.5 + 0.1 * epoch, correct=5, total=10, loss=0.5)

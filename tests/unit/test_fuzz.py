@@ -365,10 +365,47 @@ def test_class_index_files(text):
     assert classes is None or classes and all(isinstance(c, str) and c for c in classes)
 
 
+FAULT_PIECES = ["hang", "crash", "slow", ":", "rank=", "step=", "factor=", "attempt=", "all", ",",
+                "1", "0", "-1", "3.5", "nan", "inf", "1e309", "\u00b2", "\u0663", "=", " "]
+fault_text = st.one_of(hostile, st.lists(st.sampled_from(FAULT_PIECES), max_size=12).map("".join))
+
+
+@FUZZ
+@example("hang:rank=\u00b2:step=5")
+@example("slow:rank=1:factor=nan")
+@example("slow:rank=1:factor=1e309")
+@example("crash:rank=1:step=5:step=6")
+@given(fault_text)
+def test_fault_injection_text(text):
+    """WRN_FAULT: faults, or one ConfigError naming the variable and the format."""
+    from wrn.config import ConfigError
+    from wrn.faults import check_ranks, parse_faults
+
+    faults = _parsed(parse_faults, text, ConfigError, "WRN_FAULT")
+    if faults is not None:
+        assert all(f.kind in ("hang", "crash", "slow") and f.rank >= 0 for f in faults)
+        assert all((f.step or 0) >= 1 or f.factor > 1 for f in faults)
+        _parsed(lambda fs: check_ranks(fs, 2), faults, ConfigError, "WRN_FAULT")
+
+
+@FUZZ
+@example("0,\u00b2")
+@example("3-0")
+@example("9" * 40)
+@given(st.one_of(hostile, st.lists(st.sampled_from(["0", "3", "-", ",", "12", " "]), max_size=8).map("".join)))
+def test_tail_ranks_flag(text):
+    """--tail-ranks: sorted distinct ranks, or one LaunchError naming the flag."""
+    from launcher.config import LaunchError, parse_rank_list
+
+    ranks = _parsed(parse_rank_list, text, LaunchError, "--tail-ranks")
+    if ranks is not None:
+        assert ranks and list(ranks) == sorted(set(ranks)) and ranks[0] >= 0
+
+
 # -- launch flags with values --------------------------------------------------------------------
 VALUE_FLAGS = ["--grace", "--stall-timeout", "--stall-kill", "--startup-timeout",
                "--heartbeat-timeout", "--ssh-timeout", "--port", "--port-range", "--max-restarts",
-               "--threads-per-worker", "--hccl-connect-timeout", "--hccl-exec-timeout"]
+               "--threads-per-worker", "--hccl-connect-timeout", "--hccl-exec-timeout", "--tail-ranks"]
 NUMBERS = ["0", "1", "2.5", "-1", "nan", "inf", "-inf", "1e309", "0x10", "\u00b2", "\u0663", "",
            " ", "3 ", "1_000", "70000", "29500-29400", "29500-29600"]
 
