@@ -545,7 +545,7 @@ class Monitor:
             best_checkpoint=self.progress.best_checkpoint(),
             replicas_in_sync=self.progress.replicas_in_sync(),
             checksums={r: f.get("checksum") for r, f in sorted(self.progress.finish.items())},
-            root_cause=self.root_cause, note=note)
+            root_cause=self.root_cause, note=note, hosts_dropped=self.record.dropped_hosts())
         self.record.end_time = iso_time(end)
         self.record.wall_s = round(end - self.start_wall, 3)
         self.record.exit_code = code

@@ -52,6 +52,7 @@ class RunSummary:
     checksums: dict[int, Any] = field(default_factory=dict)
     root_cause: RootCause | None = None
     note: str | None = None
+    hosts_dropped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in vars(self).items() if k not in ("root_cause", "checksums")}
