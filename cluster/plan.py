@@ -345,9 +345,9 @@ def _oversubscription(node: Node, threads: int, backend: str, overridden: bool) 
 
 #: The folder of the workers' compile caches in each node's run directory.
 COMPILE_CACHE_DIR = "compile_cache"
-#: MindSpore's dynamic cluster waits a random 3-5 s (the defaults) between heartbeats, and a
-#: worker that registered early only learns from a heartbeat that every worker has joined: its
-#: ``init()`` then lasts up to 5 s longer than the last one's. 1 s bounds that wait.
+#: A worker of MindSpore's dynamic cluster that registered early only learns from a heartbeat
+#: that every worker has joined; with the default intervals that came 3-4 s after the last one
+#: joined (2 CPU workers, MindSpore 2.10). 1 s bounds that wait.
 CLUSTER_RETRY_ENV = {"MS_RETRY_INTERVAL_LOWER": "1", "MS_RETRY_INTERVAL_UPPER": "1"}
 
 
