@@ -1,7 +1,8 @@
-"""Continuing without a lost host: two hosts (127.0.0.1 and 127.0.0.2), each with its own
-sshd, a real MindSpore training with ``--max-restarts 1 --min-devices 1``. Host B's sshd and
-every process under it are killed mid-run: the restart's pre-flight leaves host B out and the
-run finishes on host A alone, with the change in run.json and in the final summary."""
+"""Continuing without a lost host, and choosing hosts: two hosts (127.0.0.1 and 127.0.0.2), each
+with its own sshd. With ``--max-restarts 1 --min-devices 1`` host B's sshd and every process
+under it are killed mid-run: the restart's pre-flight leaves host B out and the run finishes on
+host A alone (real MindSpore training), with the change in run.json and in the final summary.
+Fake workers for the rest (seconds per test)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
+from tests.support.launches import SSHRun
 from tests.support.processes import run_processes, wait_for
 from tests.support.sshd import serve, sshd_binary
 
-pytestmark = [pytest.mark.slow, pytest.mark.ssh]
+pytestmark = pytest.mark.ssh
+A, B = "127.0.0.1", "127.0.0.2"
+FAKE = {"steps": 3, "epochs": 3, "step_s": 0.2, "connect": 1}
 
 
 @pytest.fixture
@@ -62,13 +66,29 @@ def process_tree(root: int) -> set[int]:
     return tree
 
 
-def test_run_continues_on_host_a_when_host_b_is_lost(tmp_path, two_sshds):
-    a, b = two_sshds
+def both_hosts(tmp_path: Path, a, b) -> tuple[Path, str]:
+    """(an ssh config trusting both servers, the hostfile text naming each one's port)."""
     known = tmp_path / "known_hosts"
     known.write_text(a.known_hosts.read_text() + b.known_hosts.read_text())
-    ssh_config = a.write_config("ssh_config_both", known_hosts=known)
+    return (a.write_config(f"ssh_config_{tmp_path.name}", known_hosts=known),
+            f"{A} slots=1 port={a.port}\n{B} slots=1 port={b.port}\n")
+
+
+def lose_host(server) -> None:
+    """Host B disappears: its sshd and every process under it are SIGKILLed."""
+    for pid in process_tree(server.popen.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+@pytest.mark.slow
+def test_run_continues_on_host_a_when_host_b_is_lost(tmp_path, two_sshds):
+    a, b = two_sshds
+    ssh_config, text = both_hosts(tmp_path, a, b)
     hosts = tmp_path / "hosts.txt"
-    hosts.write_text(f"127.0.0.1 slots=1 port={a.port}\n127.0.0.2 slots=1 port={b.port}\n")
+    hosts.write_text(text)
     run_dir = tmp_path / "run"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
     t0 = time.monotonic()
@@ -88,11 +108,7 @@ def test_run_continues_on_host_a_when_host_b_is_lost(tmp_path, two_sshds):
             return any('"event":"checkpoint"' in line for line in lines)
 
         assert wait_for(first_checkpoint, 300, 0.2), launcher.poll()
-        for pid in process_tree(b.popen.pid):  # host B disappears: its sshd and all under it
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        lose_host(b)
         out, err = launcher.communicate(timeout=600)
     finally:
         if launcher.poll() is None:
@@ -119,3 +135,48 @@ def test_run_continues_on_host_a_when_host_b_is_lost(tmp_path, two_sshds):
     assert (run_dir / "hostfile").read_text().split()[0] == "127.0.0.1"
     assert "127.0.0.2" not in (run_dir / "hostfile").read_text()
     assert wait_for(lambda: not run_processes(run_dir), 10)
+
+
+def test_too_few_devices_left_stops_the_run(tmp_path, two_sshds):
+    """--min-devices 2 of 2: host B lost -> no restart; the reason names the flag."""
+    a, b = two_sshds
+    ssh_config, text = both_hosts(tmp_path, a, b)
+    run = SSHRun(tmp_path, a, text, "--max-restarts", "1", "--min-devices", "2",
+                 config=ssh_config, fake=FAKE)
+    try:
+        run.wait_event(lambda m: m["event"] == "checkpoint", 30)
+        lose_host(b)
+        assert run.wait(60) == 1, run.out + run.err
+    finally:
+        run.kill_everything()
+    assert "cannot restart: the pre-flight failed on 127.0.0.2" in run.out + run.err
+    assert "fewer than --min-devices 2" in run.out + run.err
+    assert wait_for(lambda: not run_processes(run.dir), 10)
+
+
+def test_min_devices_restart_keeps_every_healthy_host(runs_here):
+    """A worker killed on a host that is still fine: the restart's pre-flight passes everywhere
+    and the run restarts on both hosts; nothing is recorded as left out."""
+    run = runs_here("--max-restarts", "1", "--min-devices", "1",
+                    fake={**FAKE, "rank": 1, "kill_at": 5})
+    assert run.wait(60) == 0, run.out + run.err
+    rec = run.record
+    assert rec["status"] == "succeeded" and rec["attempt"] == 2
+    assert rec["plan"]["hosts"] == [A, B]
+    assert "shrinks" not in rec and "hosts left out" not in run.out
+
+
+def test_include_and_exclude_choose_hosts_of_the_hostfile(runs_here):
+    alone = {k: v for k, v in FAKE.items() if k != "connect"}  # one worker: no scheduler
+    run = runs_here("--include", B, fake=alone)
+    assert run.wait(60) == 0, run.out + run.err
+    assert run.record["plan"]["hosts"] == [B]
+    run = runs_here("--exclude", f"{A}@{B}", fake=alone)
+    assert run.wait(30) == 2
+    assert "--exclude" in run.err and "leaves no host to run on" in run.err
+
+
+@pytest.fixture
+def runs_here(ssh_runs, sshd):
+    """``runs_here(*args, fake=...)``: fake workers on both hosts of the session sshd."""
+    return lambda *args, fake: ssh_runs(sshd, f"{A} slots=1\n{B} slots=1\n", *args, fake=fake)
