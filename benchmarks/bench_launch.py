@@ -9,6 +9,11 @@ with each launcher in turn and measures
 * teardown: rank 1 is SIGKILLed; from that instant until the launcher has exited and no
   process it started is left (every descendant recorded just before the kill is gone).
 
+A third run per repetition measures a restart next to a cold start in the same job:
+``wrn-launch --max-restarts 1``, launch to the first step on every rank (cold), then at step
+``KILL_AT_STEP`` rank 1 is SIGKILLed and the clock runs from the kill to the first step on every
+rank of the restarted attempt (restart).
+
 msrun is run with ``--join=True`` (otherwise it returns at once and reports nothing) and gets
 the same thread budget our launcher gives each worker (``WRN_NUM_THREADS=1`` on 2 cores).
 """
@@ -26,6 +31,8 @@ from benchmarks import common
 from benchmarks.common import log
 
 TEARDOWN_LIMIT_S = 3.0
+#: The step of rank 1 after which it is SIGKILLed in the restart run.
+KILL_AT_STEP = 3
 
 
 def _first_steps(logs: list[Path], world: int) -> dict[int, dict] | None:
@@ -80,6 +87,48 @@ def one_run(kind: str, cfg: Path, work: Path, world: int = 2) -> dict[str, float
             "exit_s": t_exit - t_kill, "exit_code": proc.returncode, "leftovers": leftovers}
 
 
+def _steps_after(logs: list[Path], world: int, since: float) -> dict[int, dict] | None:
+    """rank -> its first step event stamped after ``since``, once every rank has one."""
+    found: dict[int, dict] = {}
+    for e in (e for path in logs for e in common.events_in(path)):
+        if e["event"] == "step" and e["time"] > since and e["rank"] not in found:
+            found[e["rank"]] = e
+    return found if len(found) == world else None
+
+
+def restart_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
+    """``wrn-launch --max-restarts 1``: cold launch to the first step on every rank, then rank 1
+    SIGKILLed after step ``KILL_AT_STEP`` and the time to the first step on every rank again."""
+    work.mkdir(parents=True)
+    run_dir = work / "run"
+    metrics = [run_dir / "metrics.jsonl"]
+    out = open(work / "launcher.out", "wb")
+    t0 = time.time()
+    proc = subprocess.Popen(common.launch_cmd(world, cfg, run_dir, "--max-restarts", "1"),
+                            cwd=common.ROOT, env=common.env(), stdout=out,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        firsts = common.wait_until(lambda: _first_steps(metrics, world), 300,
+                                   f"a first step on every rank (see {work})", poll=0.05)
+        cold = max(f["step"]["time"] for f in firsts.values()) - t0
+        victim = int(firsts[world - 1]["start"]["pid"])
+        common.wait_until(lambda: any(e["event"] == "step" and e["rank"] == world - 1
+                                      and e["step"] >= KILL_AT_STEP
+                                      for e in common.events_in(metrics[0])), 300,
+                          f"step {KILL_AT_STEP} of rank {world - 1}", poll=0.02)
+        t_kill = time.time()
+        os.kill(victim, signal.SIGKILL)
+        again = common.wait_until(lambda: _steps_after(metrics, world, t_kill), 300,
+                                  f"a step on every rank after the restart (see {work})", poll=0.05)
+        restart = max(e["time"] for e in again.values()) - t_kill
+        proc.wait(timeout=600)
+    finally:
+        common.kill_tree(proc)
+        out.close()
+    return {"cold_s": cold, "restart_s": restart, "exit_code": proc.returncode}
+
+
 def main() -> None:
     args = common.arg_parser(__doc__.split("\n")[0]).parse_args()
     common.sample_data()
@@ -87,22 +136,32 @@ def main() -> None:
         tmp = Path(tmp)
         cfg = common.write_config(tmp / "cfg.yaml", epoch_size=1, log_interval=1, eval_interval=0,
                                   save_checkpoint_epochs=100, ckpt_path=str(tmp / "ckpt"))
-        runs: dict[str, list[dict]] = {"wrn-launch": [], "msrun": []}
+        long_cfg = common.write_config(tmp / "cfg2.yaml", epoch_size=2, log_interval=1,
+                                       eval_interval=0, save_checkpoint_epochs=100,
+                                       ckpt_path=str(tmp / "ckpt2"))
+        runs: dict[str, list[dict]] = {"wrn-launch": [], "msrun": [], "restart": []}
         for i in range(args.runs):
             for kind in (("wrn-launch", "msrun") if i % 2 == 0 else ("msrun", "wrn-launch")):
                 r = one_run(kind, cfg, tmp / f"{kind}-{i}")
                 log(f"{kind} run {i + 1}/{args.runs}: first step on every rank {r['launch_s']:.2f} s, "
                     f"teardown {r['teardown_s']:.2f} s (exit code {r['exit_code']})")
                 runs[kind].append(r)
-    ours, peer = runs["wrn-launch"], runs["msrun"]
+            r = restart_run(long_cfg, tmp / f"restart-{i}")
+            log(f"restart run {i + 1}/{args.runs}: cold start to the first step {r['cold_s']:.2f} s, "
+                f"SIGKILL to the next step {r['restart_s']:.2f} s (exit code {r['exit_code']})")
+            runs["restart"].append(r)
+    ours, peer, again = runs["wrn-launch"], runs["msrun"], runs["restart"]
     results = [
         common.compare("launch_to_first_step_2_cpu_workers", [r["launch_s"] for r in ours],
-                       [r["launch_s"] for r in peer], unit="s", target="<= 1.0",
+                       [r["launch_s"] for r in peer], unit="s", target="<= 0.5",
                        peer_name="msrun (same worker)"),
         common.compare("teardown_after_worker_sigkill", [r["teardown_s"] for r in ours],
                        [r["teardown_s"] for r in peer], unit="s",
                        target=f"median < {TEARDOWN_LIMIT_S:g} s", peer_name="msrun --join=True",
                        met=lambda median, ratio: median < TEARDOWN_LIMIT_S),
+        common.compare("restart_sigkill_to_next_step_vs_cold_start", [r["restart_s"] for r in again],
+                       [r["cold_s"] for r in again], unit="s", target="<= 0.6",
+                       peer_name="cold start to the first step, same runs"),
     ]
     emit_details = {kind: [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
                            for r in rs] for kind, rs in runs.items()}

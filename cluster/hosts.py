@@ -18,6 +18,7 @@ The first host is the master: it holds rank 0 and runs the scheduler.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
@@ -294,4 +295,73 @@ def mask_command(argv: Sequence[str]) -> list[str]:
                 arg = f"{key}={MASK}"
         out.append(prefix + mask_url_credentials(arg))
         after_env = arg == "--env" and not prefix
+    return out
+
+
+def parse_host_selection(text: str, flag: str) -> dict[str, tuple[int, ...] | None]:
+    """``--include``/``--exclude`` (DeepSpeed style): ``HOST[:DEVS][@HOST[:DEVS]...]`` ->
+    host -> device ids (None: the whole host). ``DEVS`` is ``0,1``, ``0-3`` or a mix."""
+    chosen: dict[str, tuple[int, ...] | None] = {}
+    example = f"{flag} node1@node2:0,1 (hosts joined by '@', a host's devices after ':')"
+    if not isinstance(text, str) or not text.strip():
+        raise PlanError(f"{flag} is empty; name hosts as in the hostfile, e.g. {example}")
+    for item in text.split("@"):
+        host, sep, devs = item.strip().partition(":")
+        if not _HOST.match(host):
+            raise PlanError(f"{flag} {text!r}: {host!r} is not a host name; e.g. {example}")
+        if host in chosen:
+            raise PlanError(f"{flag} {text!r}: host {host} is named twice; name it once with all "
+                            f"its devices, e.g. {host}:0,1")
+        chosen[host] = _selected_ids(devs, f"{flag} {text!r}: host {host}") if sep else None
+    return chosen
+
+
+def _selected_ids(text: str, where: str) -> tuple[int, ...]:
+    """``0,1`` / ``0-3`` / a mix -> device ids (each once)."""
+    ids: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        low, high = whole_number(first), whole_number(last) if dash else whole_number(first)
+        if low is None or high is None or high < low or high - low > 4096:
+            raise PlanError(f"{where}: {part.strip()!r} is not a device id or range; list ids "
+                            f"after ':' such as 0,1 or 0-3, or drop ':' for the whole host")
+        ids += [d for d in range(low, high + 1) if d not in ids]
+    return tuple(ids)
+
+
+def select_hosts(specs: Sequence[HostSpec], include: str | None = None,
+                 exclude: str | None = None) -> list[HostSpec]:
+    """The hosts and devices of ``specs`` that ``--include`` keeps or ``--exclude`` leaves;
+    a host with devices taken away keeps the rest as ``devices=``."""
+    if include is None and exclude is None:
+        return list(specs)
+    flag, text = ("--include", include) if include is not None else ("--exclude", exclude)
+    chosen = parse_host_selection(text, flag)
+    by_name = {s.name: s for s in specs}
+    unknown = [h for h in chosen if h not in by_name]
+    if unknown:
+        raise PlanError(f"{flag} {text!r}: host(s) {', '.join(unknown)} are not in the host list "
+                        f"({', '.join(by_name) or 'none'}); name hosts as the hostfile does")
+    out: list[HostSpec] = []
+    for spec in specs:
+        have = spec.devices if spec.devices is not None else tuple(range(spec.slots))
+        named = chosen.get(spec.name, ())
+        if named:
+            missing = [d for d in named if d not in have]
+            if missing:
+                raise PlanError(f"{flag} {text!r}: host {spec.name} has no device(s) "
+                                f"{','.join(map(str, missing))} in the host list (it has "
+                                f"{','.join(map(str, have))})")
+        if include is not None:
+            keep = () if spec.name not in chosen else (named or have)
+        else:
+            keep = () if spec.name in chosen and named is None else \
+                tuple(d for d in have if d not in (named or ()))
+        keep = tuple(d for d in have if d in keep)
+        if keep == have:
+            out.append(spec)
+        elif keep:
+            out.append(dataclasses.replace(spec, slots=len(keep), devices=keep))
+    if not out:
+        raise PlanError(f"{flag} {text!r} leaves no host to run on; keep at least one device")
     return out

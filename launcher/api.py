@@ -63,6 +63,10 @@ def failure_reason(result: RunResult) -> str:
     return f"{cause.who} on {cause.host}: {cause.reason}"
 
 
+def _dropped_names(shrink: dict[str, Any]) -> str:
+    return ", ".join(f"{d['host']} ({d['reason']})" for d in shrink["dropped"])
+
+
 def launch(config: LaunchConfig | None = None, *, renderer: Renderer | None = None,
            **fields: Any) -> LaunchResult:
     """Launch a run (or show its plan) and return when it is over.
@@ -173,7 +177,18 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
             archive_logs(run_dir, record.attempt - 1)
             ui.message("warning", f"restart {restarts} of {config.max_restarts} from the newest "
                                   f"valid checkpoint: {reason}")
-            problem = prepared.renew_port()
+            shrink, problem = prepared.drop_lost_hosts()
+            if shrink is not None:
+                record.shrinks = record.shrinks + [{"attempt": record.attempt, **shrink}]
+            if problem is None and shrink is not None:
+                ui.message("warning", f"continuing without {_dropped_names(shrink)}: world size "
+                                      f"{shrink['world_size_before']} -> {shrink['world_size_after']}")
+                write_atomic(run_dir / HOSTFILE_NAME, format_hostfile(prepared.hosts))
+                if fetcher is not None and fetcher.host not in {n.host for n in prepared.nodes}:
+                    fetcher.close()
+                    fetcher = None
+            if problem is None:
+                problem = prepared.renew_port()
             if problem is not None:
                 ui.message("error", f"cannot restart: {problem}")
                 return result, plan

@@ -139,6 +139,13 @@ def _add_where_arguments(p: argparse.ArgumentParser) -> None:
     where.add_argument("--devices-per-node", type=_positive_int, metavar="K", default=SUPPRESS,
                        help="Slurm: devices (workers) per node (default: the allocation's GPUs "
                             "or tasks per node)")
+    pick = where.add_mutually_exclusive_group()
+    pick.add_argument("--include", metavar="HOST[:DEVS]@...", default=SUPPRESS,
+                      help="run only on these hosts (and devices) of the host list, DeepSpeed "
+                           "style: --include node1@node2:0,1")
+    pick.add_argument("--exclude", metavar="HOST[:DEVS]@...", default=SUPPRESS,
+                      help="leave out these hosts (or only these devices of a host): "
+                           "--exclude node3 or --exclude node2:2-3")
     where.add_argument("--threads-per-worker", type=_positive_int, metavar="N", default=SUPPRESS,
                        help="threads per worker (default: usable cores // workers, at least 1)")
     where.add_argument("--bind-cores", "--bind-core", action=argparse.BooleanOptionalAction,
@@ -171,6 +178,10 @@ def _add_run_dir_arguments(p: argparse.ArgumentParser) -> None:
                      help="print the plan and start nothing")
     run.add_argument("--max-restarts", type=_count, metavar="K", default=SUPPRESS, help="when a run "
                      "fails, restart all workers from the newest valid checkpoint, up to K times")
+    run.add_argument("--min-devices", type=_positive_int, metavar="M", default=SUPPRESS,
+                     help="with --max-restarts and several hosts: a restart leaves out hosts that "
+                          "fail its pre-flight (unreachable, devices missing) and continues on the "
+                          "rest while at least M devices remain (default: every host is needed)")
 
 
 def _add_supervision_arguments(p: argparse.ArgumentParser) -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from cluster.plan import ASCEND_STARTUPS
+from cluster.errors import PlanError
+from cluster.hosts import parse_host_selection
 from cluster.ranktable.hccn import DEFAULT_HCCN_CONF
 from launcher.ports import DEFAULT_PORT_RANGE
 
@@ -211,6 +213,9 @@ class LaunchConfig:
     launcher: str = "auto"
     devices_per_node: int | None = None
     tail_ranks: tuple[int, ...] = ()         # ranks whose log lines also go to the console
+    include: str | None = None
+    exclude: str | None = None
+    min_devices: int | None = None
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     ssh: SSHSettings = field(default_factory=SSHSettings)
 
@@ -252,6 +257,7 @@ class LaunchConfig:
         self._check_launcher()
         if any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in self.tail_ranks):
             raise LaunchError(f"--tail-ranks {self.tail_ranks}: ranks are whole numbers 0 or more")
+        self._check_host_choice()
         timeout = self.ssh.timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
                 or not math.isfinite(timeout) or timeout <= 0:
@@ -290,6 +296,31 @@ class LaunchConfig:
             return self.launcher == "slurm"
         return bool(env.get("SLURM_JOB_ID")) and not self.multi_host and self.devices is None \
             and self.rank_table is None
+
+    def _check_host_choice(self) -> None:
+        """--include / --exclude / --min-devices: only with a host list, and well formed."""
+        for flag, value in (("--include", self.include), ("--exclude", self.exclude)):
+            if value is None:
+                continue
+            if not self.multi_host:
+                raise LaunchError(f"{flag} chooses hosts of --hostfile/--hosts; give one of those, "
+                                  f"or use --devices on a single host")
+            try:
+                parse_host_selection(value, flag)
+            except PlanError as exc:
+                raise LaunchError(str(exc)) from None
+        if self.include is not None and self.exclude is not None:
+            raise LaunchError("--include and --exclude both choose hosts; give only one")
+        if self.min_devices is None:
+            return
+        if isinstance(self.min_devices, bool) or not isinstance(self.min_devices, int) \
+                or self.min_devices < 1:
+            raise LaunchError(f"--min-devices must be a whole number of 1 or more, got "
+                              f"{self.min_devices!r}")
+        if not self.multi_host or self.max_restarts < 1:
+            raise LaunchError(f"--min-devices {self.min_devices} lets a restart leave out hosts "
+                              f"that are lost; it needs several hosts (--hostfile/--hosts) and "
+                              f"--max-restarts K of 1 or more")
 
     @property
     def multi_host(self) -> bool:

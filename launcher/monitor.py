@@ -772,7 +772,8 @@ class Monitor:
             best_checkpoint=self.progress.best_checkpoint(),
             replicas_in_sync=self.progress.replicas_in_sync(),
             checksums={r: f.get("checksum") for r, f in sorted(self.progress.finish.items())},
-            root_cause=self.root_cause, note=note, stragglers=self.progress.stragglers.to_list())
+            root_cause=self.root_cause, note=note, stragglers=self.progress.stragglers.to_list(),
+            hosts_dropped=self.record.dropped_hosts())
         self.record.end_time = iso_time(end)
         self.record.wall_s = round(end - self.start_wall, 3)
         self.record.exit_code = code

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from cluster.errors import PlanError
+from launcher.backend import BackendError
 from launcher.formatting import cells
 from launcher.remotefiles import sftp_available
 from launcher.ssh import RemoteHost, SSHError, SSHSettings, connect, python_command, run_command
@@ -214,10 +215,37 @@ def check_host(host: RemoteHost, settings: SSHSettings, want: Mapping[str, str |
     directory's path there (``host.run_dir``) is checked when set, and whether its sshd serves
     SFTP (files then go over exec channels instead)."""
     t0 = time.monotonic()
-    check = HostCheck(host.name, host.target.label)
     client = None
     try:
         client = connect(host.target, settings)
+    except SSHError as exc:
+        check = HostCheck(host.name, host.target.label, problems=[str(exc)])
+    except (TimeoutError, OSError, EOFError) as exc:
+        check = HostCheck(host.name, host.target.label,
+                          problems=[f"host {host.name}: cannot connect ({exc}); check the connection"])
+    except Exception as exc:  # paramiko raises its own types mid-session
+        check = HostCheck(host.name, host.target.label, problems=[
+            f"host {host.name}: SSH session failed ({type(exc).__name__}: {exc})"])
+    else:
+        check = probe_host(client, host, settings, want, backend, data_path, devices, port, dev_dir,
+                           resume)
+    check.seconds = time.monotonic() - t0
+    if check.problems and client is not None:
+        client.close()
+        client = None
+    return check, client
+
+
+def probe_host(client: Any, host: RemoteHost, settings: SSHSettings,
+               want: Mapping[str, str | None], backend: str, data_path: str,
+               devices: Sequence[int] | None, port: int | None,
+               dev_dir: str = "/dev", resume: bool = False) -> HostCheck:
+    """The pre-flight probe of ``host`` over its open SSH ``client`` (a restart's pre-flight
+    runs it again over the run's connection; the run directory there is then its own, as on
+    ``resume``)."""
+    t0 = time.monotonic()
+    check = HostCheck(host.name, host.target.label)
+    try:
         budget = max(settings.timeout, 30.0)  # python + imports may take a few seconds
         code, out, err = run_command(client, probe_command(host, backend, data_path, port, dev_dir,
                                                            host.run_dir), budget, PROBE.encode())
@@ -237,10 +265,7 @@ def check_host(host: RemoteHost, settings: SSHSettings, want: Mapping[str, str |
     except Exception as exc:  # paramiko raises its own types mid-session
         check.problems.append(f"host {host.name}: SSH session failed ({type(exc).__name__}: {exc})")
     check.seconds = time.monotonic() - t0
-    if check.problems and client is not None:
-        client.close()
-        client = None
-    return check, client
+    return check
 
 
 def run_preflight(hosts: Sequence[RemoteHost], settings: SSHSettings,
@@ -259,6 +284,28 @@ def run_preflight(hosts: Sequence[RemoteHost], settings: SSHSettings,
     checks = [c for c, _ in results]
     clients = {c.host: cl for c, cl in results if cl is not None}
     return checks, clients
+
+
+def recheck_hosts(backend: Any, nodes: Sequence[Any], settings: SSHSettings,
+                  want: Mapping[str, str | None], backend_name: str, data_path: str,
+                  dev_dir: str = "/dev") -> list[HostCheck]:
+    """A restart's pre-flight: every node's probe again, in parallel, over the run's own SSH
+    connections (``backend.client`` re-makes a lost one once; a host that cannot be reached is
+    a problem of its check). Checks in node order."""
+    def one(node: Any) -> HostCheck:
+        t0 = time.monotonic()
+        host = backend.hosts[node.host]
+        try:
+            client = backend.client(node.host)
+        except BackendError as exc:
+            return HostCheck(node.host, host.target.label, seconds=time.monotonic() - t0,
+                             problems=[f"unreachable: {exc}"])
+        devices = None if backend_name == "cpu" else tuple(node.device_ids)
+        return probe_host(client, host, settings, want, backend_name, data_path, devices, None,
+                          dev_dir, resume=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        return list(pool.map(one, nodes))
 
 
 def failure_message(checks: Sequence[HostCheck]) -> str:

@@ -13,6 +13,7 @@ connections, and the plan request. ``Prepared.plan(attempt)`` turns that into a 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, format
     gpu_problem, list_devices, parse_devices
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec, forwarded_env, mask_env, \
-    parse_env_assignments, parse_env_file, parse_hosts_flag, read_hostfile
+    parse_env_assignments, parse_env_file, parse_hosts_flag, read_hostfile, select_hosts
 from cluster.plan import CONFIG_NAME, LaunchPlan, Node, PlanRequest, make_plan
 from cluster.hccl_env import hccl_timeout_env
 from cluster.numa import read_topology
@@ -112,6 +113,39 @@ class Prepared:
                 return str(exc)
         return (f"no free scheduler port on the master host {master} after {tries} tries (last "
                 f"{self.port.port}); free ports of --port-range there or pass another --port")
+
+    def drop_lost_hosts(self) -> tuple[dict[str, Any] | None, str | None]:
+        """For a restart under ``--min-devices``: every host's pre-flight again (over the run's
+        connections); hosts that fail it are left out while at least ``--min-devices`` devices
+        remain. Returns (what was left out, as run.json's ``shrinks`` entry, or None; a problem
+        that stops the restart, or None). The next ``plan()`` runs on the hosts kept."""
+        if self.config.min_devices is None or self.backend.local:
+            return None, None
+        from launcher.preflight import recheck_hosts
+
+        checks = recheck_hosts(self.backend, self.nodes, self.config.ssh, versions(),
+                               self.request.backend, self.train.data_path, self.config.dev_dir)
+        lost = {c.host: "; ".join(c.problems) for c in checks if not c.ok}
+        if not lost:
+            return None, None
+        kept = tuple(n for n in self.nodes if n.host not in lost)
+        before, after = self.request.world_size, sum(len(n.device_ids) for n in kept)
+        shrink = {"dropped": [{"host": n.host, "devices": len(n.device_ids), "reason": lost[n.host]}
+                              for n in self.nodes if n.host in lost],
+                  "world_size_before": before, "world_size_after": after}
+        if after < self.config.min_devices:
+            return shrink, (f"the pre-flight failed on {', '.join(lost)} ({'; '.join(f'{h}: {why}' for h, why in lost.items())}) "
+                            f"and {after} device(s) would remain, fewer than --min-devices "
+                            f"{self.config.min_devices}")
+        for host in lost:
+            self.backend.forget(host)
+        self.request = dataclasses.replace(self.request, nodes=kept)
+        self.hosts = tuple(h for h in self.hosts if h.name not in lost)
+        if self.port is not None and self.request.world_size == 1:
+            self.port.release()  # a single CPU/GPU worker runs without a scheduler
+            self.port = None
+        self.notes["hosts"] = ", ".join(f"{n.host} ({len(n.device_ids)})" for n in kept)
+        return shrink, None
 
     def close(self) -> None:
         """Free the held port and the run directory, and close the backend's connections (the
@@ -240,9 +274,9 @@ def _chosen_backend(config: LaunchConfig, cfg: TrainConfig) -> tuple[str, str]:
 def _host_specs(config: LaunchConfig, resume_dir: Path | None) -> list[HostSpec] | None:
     """The hosts of a multi-host launch: --hostfile, --hosts, or the resumed run's hostfile."""
     if config.hostfile:
-        return read_hostfile(config.hostfile)
+        return select_hosts(read_hostfile(config.hostfile), config.include, config.exclude)
     if config.hosts:
-        return parse_hosts_flag(config.hosts)
+        return select_hosts(parse_hosts_flag(config.hosts), config.include, config.exclude)
     if resume_dir is not None and (resume_dir / HOSTFILE_NAME).is_file():
         return read_hostfile(str(resume_dir / HOSTFILE_NAME))
     return None
@@ -372,7 +406,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         device_ips=ips, extra_env=extra_env, python=sys.executable, secret_names=secret_names,
         rank_table=share[0] if share else None, table_server=share[1] if share else 0,
         ascend_startup=config.ascend_startup, hccl_rank_table=config.hccl_rank_table,
-        device_cpus=device_cpus)
+        device_cpus=device_cpus, compile_cache=_compile_cache_name(cfg))
     prepared = Prepared(config, cfg, request, backend, run_dir, explicit, port, previous,
                         tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes},
                         holder.get("lock"))
@@ -408,6 +442,14 @@ def _device_cpus(config: LaunchConfig, backend_name: str, nodes: tuple[Node, ...
     notes["core binding"] = (f"each rank on its device's NUMA CPUs ({topology.source})"
                              + (f"; unknown for device(s) {format_ids(missing)}" if missing else ""))
     return {node.host: dict(topology.cpus)}
+
+
+def _compile_cache_name(cfg: TrainConfig) -> str:
+    """The compile cache's name for this training config and this wrn-launch: a restart or
+    ``--resume`` of the same run reuses its compiled graphs, a changed config or version never
+    loads graphs compiled for another."""
+    text = json.dumps([cfg.to_dict(), versions()], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,

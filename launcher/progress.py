@@ -59,6 +59,7 @@ class RunSummary:
     root_cause: RootCause | None = None
     note: str | None = None
     stragglers: list[dict[str, Any]] = field(default_factory=list)
+    hosts_dropped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in vars(self).items() if k not in ("root_cause", "checksums")}

@@ -166,6 +166,7 @@ class RunRecord:
     root_cause: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
     launcher_error: str | None = None
+    shrinks: list[dict[str, Any]] = field(default_factory=list)
     format: int = FORMAT
 
     def to_dict(self, processes: bool = True) -> dict[str, Any]:
@@ -184,6 +185,8 @@ class RunRecord:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        if self.shrinks:
+            out["shrinks"] = self.shrinks
         return out
 
     @classmethod
@@ -207,7 +210,9 @@ class RunRecord:
                        if p is not None],
             agents=[a for a in map(AgentRecord.from_dict, _list(data.get("agents"))) if a is not None],
             root_cause=_dict(data.get("root_cause")), summary=_dict(data.get("summary")),
-            launcher_error=text(data.get("launcher_error")), format=whole(data.get("format")) or FORMAT)
+            launcher_error=text(data.get("launcher_error")),
+            shrinks=[d for d in map(_dict, _list(data.get("shrinks"))) if d is not None],
+            format=whole(data.get("format")) or FORMAT)
 
     def as_attempt(self, outcome: str, reason: str | None = None) -> AttemptRecord:
         """This record's current attempt as an entry of ``attempts`` (its logs are archived
@@ -218,6 +223,14 @@ class RunRecord:
                              exit_code=self.exit_code, processes=list(self.processes),
                              root_cause=self.root_cause, summary=self.summary,
                              restart_reason=reason)
+
+    def dropped_hosts(self) -> list[str]:
+        """One line per host a restart left out (``--min-devices``), for the summary."""
+        return [f"{d.get('host')} ({d.get('devices')} device(s)) before attempt "
+                f"{shrink.get('attempt')}: {d.get('reason')}; world size "
+                f"{shrink.get('world_size_before')} -> {shrink.get('world_size_after')}"
+                for shrink in self.shrinks for d in shrink.get("dropped") or ()
+                if isinstance(d, dict)]
 
     def next_attempt(self, outcome: str, reason: str | None = None) -> "RunRecord":
         """A fresh record for the next attempt: this one moved into ``attempts``."""

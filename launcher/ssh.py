@@ -390,6 +390,14 @@ class SSHBackend(Backend):
                                      f"{(err or out).strip()[-200:]})")
         return out.strip() == "True"
 
+    def forget(self, host: str) -> None:
+        """Leave ``host`` out from now on (a restart dropped it): its connection is closed."""
+        with self._lock:
+            self.hosts.pop(host, None)
+            client = self.clients.pop(host, None)
+        if client is not None:
+            client.close()
+
     def stop_agents(self) -> None:
         """Close every agent channel of the attempt (remote agents then stop their workers)."""
         for proc in self._procs:

@@ -15,7 +15,7 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
                 None: "-"}[summary.replicas_in_sync]
     if summary.replicas_in_sync and len(summary.checksums) == 1:
         replicas = "a single replica (nothing to compare)"
-    return [
+    rows = [
         ("status", summary.status + (f" ({summary.note})" if summary.note else "")),
         ("exit code", str(summary.exit_code)),
         ("wall time", fmt_duration(summary.wall_s)),
@@ -29,6 +29,9 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
                                     for s in summary.stragglers))] if summary.stragglers else []),
         ("run dir", summary.run_dir),
     ]
+    if summary.hosts_dropped:
+        rows.insert(2, ("hosts left out", "; ".join(summary.hosts_dropped)))
+    return rows
 
 
 def root_cause_lines(cause: RootCause, run_dir: str) -> tuple[str, list[str]]:

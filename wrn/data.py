@@ -385,6 +385,50 @@ def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], veri
                  skipped=tuple(skipped), directory=str(split_dir))
 
 
+def _split_stamp(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str) -> dict:
+    """What a kept scan of a split is valid for: the split folder, the class index, the check,
+    and the modification time of the split folder and of each class folder in it (a file added,
+    removed or renamed in a folder changes that folder's time)."""
+    split_dir = (Path(root) / split).resolve()
+    with os.scandir(split_dir) as it:
+        folders = {e.name: e.stat().st_mtime_ns for e in it if e.is_dir() and not _is_hidden(e.name)}
+    return {"split_dir": str(split_dir), "mtime_ns": split_dir.stat().st_mtime_ns,
+            "folders": folders, "classes": list(classes), "verify": verify}
+
+
+def scan_split_kept(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str,
+                    index_file: str | os.PathLike, write: bool) -> Split:
+    """``scan_split``, reusing the scan kept in ``index_file`` (a restart's workers skip listing
+    and checking every image again) while no folder of the split has changed; ``write``: keep
+    this scan there (one rank does). A missing, damaged or outdated file means a fresh scan."""
+    try:
+        stamp = _split_stamp(root, split, classes, verify)
+    except OSError:
+        return scan_split(root, split, classes, verify)
+    try:
+        kept = json.loads(Path(index_file).read_text(encoding="utf-8"))
+        if isinstance(kept, dict) and kept.get("stamp") == stamp:
+            base = stamp["split_dir"]
+            return Split(files=tuple(os.path.join(base, f) for f in kept["files"]),
+                         labels=np.asarray(kept["labels"], dtype=np.int32), classes=tuple(classes),
+                         skipped=tuple((os.path.join(base, f), why) for f, why in kept["skipped"]),
+                         directory=str(Path(root) / split))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    result = scan_split(root, split, classes, verify)
+    if write:
+        base = stamp["split_dir"]
+        try:
+            write_json_atomic(index_file, {
+                "stamp": stamp, "files": [os.path.relpath(f, base) for f in result.files],
+                "labels": result.labels.tolist(),
+                "skipped": [[os.path.relpath(f, base), why] for f, why in result.skipped]},
+                indent=None)
+        except OSError:
+            pass  # only a later restart is slower
+    return result
+
+
 # --------------------------------------------------------------------------- sharding
 
 

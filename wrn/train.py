@@ -285,14 +285,21 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
                  config_hash=config_hash(cfg.to_dict()))
 
 
+#: Where rank 0 keeps the scan of each split in the output directory, for a restart to reuse.
+DATA_INDEX_DIR = "data_index"
+
+
 def _scan_data(cfg: TrainConfig, root: Path, classes: list[str], rank: int, output_dir: Path):
     """The train and test splits; rank 0 writes ``classes.json`` and warns about skipped files."""
     from wrn import data
 
-    train_split = data.scan_split(root, "train", classes, verify=cfg.verify_images)
-    test_split = data.scan_split(root, "test", classes, verify=cfg.verify_images)
     if rank == 0:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / DATA_INDEX_DIR).mkdir(parents=True, exist_ok=True)
+    train_split, test_split = (
+        data.scan_split_kept(root, split, classes, cfg.verify_images,
+                             output_dir / DATA_INDEX_DIR / f"{split}.json", write=rank == 0)
+        for split in ("train", "test"))
+    if rank == 0:
         data.save_class_index(classes, output_dir / "classes.json")
         skipped = list(train_split.skipped) + list(test_split.skipped)
         if skipped:

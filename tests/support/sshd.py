@@ -77,10 +77,12 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-def serve(binary: str, root: Path, sftp: bool = True) -> Iterator[SSHD]:
+def serve(binary: str, root: Path, hosts: tuple[str, ...] = HOSTS,
+          sftp: bool = True) -> Iterator[SSHD]:
     """A fixture body (``yield from serve(...)``): starts sshd (``binary``) with its keys and
-    configuration in ``root``, yields it, and stops it when resumed. Fails if it does not start.
-    ``sftp=False`` leaves out the SFTP subsystem, as hardened servers do."""
+    configuration in ``root``, listening on ``hosts``, yields it, and stops it when resumed.
+    Fails if it does not start. ``sftp=False`` leaves out the SFTP subsystem, as hardened
+    servers do."""
     os.chmod(root, 0o700)
     _keygen(root / "host_key")
     _keygen(root / "user_key")
@@ -89,7 +91,7 @@ def serve(binary: str, root: Path, sftp: bool = True) -> Iterator[SSHD]:
     port = free_port()
     config = root / "sshd_config"
     config.write_text("\n".join([
-        f"Port {port}", *(f"ListenAddress {h}" for h in HOSTS),
+        f"Port {port}", *(f"ListenAddress {h}" for h in hosts),
         f"HostKey {root / 'host_key'}", f"PidFile {root / 'sshd.pid'}",
         f"AuthorizedKeysFile {root / 'authorized_keys'}", "UsePAM no", "StrictModes no",
         "PermitRootLogin yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
@@ -100,14 +102,14 @@ def serve(binary: str, root: Path, sftp: bool = True) -> Iterator[SSHD]:
     popen = subprocess.Popen([binary, "-D", "-f", str(config), "-e"], stdout=log,
                              stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 10
-    while not all(_listening(h, port) for h in HOSTS):
+    while not all(_listening(h, port) for h in hosts):
         if popen.poll() is not None or time.monotonic() > deadline:
             popen.kill()
             pytest.fail(f"sshd did not start: {(root / 'sshd.log').read_text()}")
         time.sleep(0.05)
     server = SSHD(root, port, getpass.getuser(), root / "ssh_config", root / "known_hosts",
                   root / "user_key", root / "other_key", popen)
-    server.known_hosts_for("known_hosts", HOSTS)
+    server.known_hosts_for("known_hosts", hosts)
     server.write_config("ssh_config")
     yield server
     popen.terminate()

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from cluster.devices import parse_devices
 from cluster.errors import PlanError
-from cluster.hosts import parse_env_assignments, parse_env_file, parse_hostfile, parse_hosts_flag
+from cluster.hosts import parse_env_assignments, parse_env_file, parse_hostfile, parse_hosts_flag, \
+    select_hosts
 from cluster.numa import MAX_CPU, numa_core_sets, parse_cpulist, parse_npu_smi_topo
 from launcher.config import LaunchConfig, LaunchError
 
@@ -87,6 +88,57 @@ def test_hostfile_lines(text):
 def test_hosts_flag(text):
     hosts = _parsed(parse_hosts_flag, text, PlanError, "--hosts")
     assert all(h.slots >= 1 for h in hosts or ())
+
+
+#: --include / --exclude values: host names of the list below, devices, separators, junk.
+selection = st.lists(st.one_of(st.sampled_from(["node1", "node2", "node3", "@", ":", ",", "-", "0",
+                                                "1", "3", "0-1", "2-9", "9" * 12, "\u00b2", " "]),
+                               st.sampled_from(PIECES), st.text(max_size=4)), max_size=10).map("".join)
+
+
+@FUZZ
+@example("node1@node2:0,1", True)
+@example("node2:1-0", False)
+@example("node1:\u0663", True)
+@example("node1@node1", False)
+@example("node3:" + "9" * 5000, True)
+@given(selection, st.booleans())
+def test_include_exclude(text, include):
+    """--include/--exclude: a choice of the listed hosts and devices, or an exit-2 error naming
+    the flag, from the LaunchConfig (before anything starts) and from the host selection."""
+    flag = "--include" if include else "--exclude"
+    field_name = flag[2:]
+    specs = parse_hosts_flag("node1:2,node2:2,node3:4")
+    try:
+        LaunchConfig(hosts="node1:2,node2:2,node3:4", **{field_name: text})
+    except LaunchError as exc:
+        _names_input(exc, flag)
+        assert exc.exit_code == 2
+    chosen = _parsed(lambda t: select_hosts(specs, **{field_name: t}), text, PlanError, flag)
+    for spec in chosen or ():
+        have = next(s for s in specs if s.name == spec.name)
+        assert 1 <= spec.slots <= have.slots
+        assert spec.devices is None or set(spec.devices) <= set(range(have.slots))
+
+
+@FUZZ
+@example("0")
+@example("-1")
+@example("\u00b2")
+@given(st.one_of(hostile, st.integers(-5, 10**12).map(str)))
+def test_min_devices_flag(text):
+    """--min-devices: a whole number of 1 or more, with --max-restarts and a host list; anything
+    else exits 2 with one line naming the flag."""
+    from launcher.cli import build_parser, launch_config
+
+    argv = ["--hosts", "a:1,b:1", "--max-restarts", "1", "--min-devices", text]
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        assert exc.code == 2
+        return
+    config = launch_config(args, (), argv)
+    assert config.min_devices >= 1
 
 
 @FUZZ

@@ -99,3 +99,31 @@ def test_masking():
 def test_forwarded_env_is_an_allow_list():
     assert forwarded_env({"ONEDNN_MAX_CPU_ISA": "AVX2", "AWS_SECRET_ACCESS_KEY": "s", "LANG": "C"}) \
         == {"ONEDNN_MAX_CPU_ISA": "AVX2", "LANG": "C"}
+
+
+def test_include_and_exclude_choose_hosts_and_devices():
+    from cluster.hosts import select_hosts
+
+    specs = parse_hosts_flag("a:2,b:2,c:4")
+    assert select_hosts(specs) == specs
+    picked = select_hosts(specs, include="a:1@c:0-1")
+    assert [(s.name, s.slots, s.devices) for s in picked] == [("a", 1, (1,)), ("c", 2, (0, 1))]
+    assert [s.name for s in select_hosts(specs, include="b")] == ["b"]
+    left = select_hosts(specs, exclude="b@c:1,3")
+    assert [(s.name, s.slots, s.devices) for s in left] == [("a", 2, None), ("c", 2, (0, 2))]
+
+
+@pytest.mark.parametrize("include,exclude,needle", [
+    ("x", None, "--include 'x': host\\(s\\) x are not in the host list \\(a, b\\)"),
+    ("a:5", None, "host a has no device\\(s\\) 5"),
+    ("a:", None, "'' is not a device id or range"),
+    ("a@a", None, "host a is named twice"),
+    (None, "a@b", "leaves no host to run on"),
+    (None, "b:1-0", "'1-0' is not a device id or range"),
+    ("", None, "--include is empty"),
+])
+def test_include_and_exclude_errors(include, exclude, needle):
+    from cluster.hosts import select_hosts
+
+    with pytest.raises(PlanError, match=needle):
+        select_hosts(parse_hosts_flag("a:2,b:2"), include=include, exclude=exclude)

@@ -57,3 +57,25 @@ def test_the_writer_keeps_to_its_interval(tmp_path):
     assert writer.due()
     assert json.loads((tmp_path / "run.json").read_text())["attempt"] == 2
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_shrinks_round_trip_and_summary_lines():
+    """A restart that left a host out (--min-devices) is kept in run.json and read back; the
+    summary names the host, the attempt, why, and the world sizes."""
+    from launcher.record import RunRecord
+    from launcher.summaryview import summary_rows
+    from launcher.progress import RunSummary
+
+    shrink = {"attempt": 2, "dropped": [{"host": "b", "devices": 2, "reason": "unreachable"}],
+              "world_size_before": 4, "world_size_after": 2}
+    record = RunRecord(shrinks=[shrink])
+    again = RunRecord.from_dict(record.to_dict())
+    assert again.shrinks == [shrink]
+    assert again.next_attempt("restarted").shrinks == [shrink]
+    line = "b (2 device(s)) before attempt 2: unreachable; world size 4 -> 2"
+    assert again.dropped_hosts() == [line]
+    assert "shrinks" not in RunRecord().to_dict()
+    assert RunRecord.from_dict({"shrinks": ["x", 3, shrink]}).shrinks == [shrink]
+    rows = dict(summary_rows(RunSummary("succeeded", 0, "/r", 1.0, hosts_dropped=[line])))
+    assert rows["hosts left out"] == line
+    assert "hosts left out" not in dict(summary_rows(RunSummary("succeeded", 0, "/r", 1.0)))
