@@ -198,6 +198,7 @@ class Monitor:
         self.sched_deadline: float | None = None
         self.start_wall = time.time()
         self._pending_signal: int | None = None
+        self._terminated_from_outside = False  # a process died of a SIGTERM the launcher did not send
         self._ui_broken = False
         self._dirty = False
         # running workers, oldest sign of life first: before their first event, and after it
@@ -382,6 +383,8 @@ class Monitor:
                  ok or self.stopping_since is not None)
         if self.stopping_since is not None:
             return
+        if proc.signal == "SIGTERM":
+            self._terminated_from_outside = True  # e.g. scancel signals every process at once
         if proc.spec.role == "worker":
             if not ok and self._in_collective(proc):
                 # a rank timed out waiting for the others: a symptom; find who they waited for
@@ -497,6 +500,12 @@ class Monitor:
             self._ui("message", "warning", f"{name} received: stopping the run (grace "
                                            f"{self.opts.grace:g} s; press Ctrl-C again to kill at once)")
             self._stop(self.opts.grace, f"launcher received {name}")
+        elif self.interrupted is None and self._terminated_from_outside:
+            # the same SIGTERM reached a worker first (scancel, a preemption, a system
+            # shutdown): the run was stopped from outside, not failed; the stop keeps its grace
+            self.interrupted = signum
+            self._set_state(_interrupted_state(signum))
+            self._ui("message", "warning", f"{name} received: the run was stopped from outside")
         else:
             self._ui("message", "warning", f"{name} received again: killing every process now")
             self._stop(0.0, f"launcher received {name} again")
