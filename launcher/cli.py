@@ -107,6 +107,9 @@ def _add_what_arguments(p: argparse.ArgumentParser) -> None:
                       "count differs)")
     what.add_argument("--force", action="store_true", default=SUPPRESS, help="resume even when the "
                       "config differs in fields that change the maths")
+    what.add_argument("--rescan", action="store_true", default=SUPPRESS, help="list and verify the "
+                      "data again instead of reusing the run's data index (a restart or --resume "
+                      "reuses it while no data folder has changed)")
 
 
 def _add_where_arguments(p: argparse.ArgumentParser) -> None:

@@ -229,23 +229,27 @@ def _validated_classes(classes: Iterable[str], where: str) -> list[str]:
 class Split:
     """The usable images of one split, in a fixed order.
 
-    ``files`` are absolute paths sorted by class index, then by file name; ``labels[i]`` is the
+    ``files`` are absolute paths sorted by class index, then by file name (a tuple, or the
+    ``wrn.dataindex.FileList`` of a mapped index); ``labels[i]`` is the
     class index (int32) of ``files[i]``; ``classes`` is the class index used (the training
     one); ``skipped`` lists ``(path, reason)`` for image files left out because they failed
     verification; ``directory`` is the split folder.
     """
 
-    files: tuple[str, ...]
+    files: Sequence[str]
     labels: np.ndarray
     classes: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...] = ()
     directory: str = ""
 
     def __post_init__(self) -> None:
-        labels = np.array(self.labels, dtype=np.int32).reshape(-1)
-        labels.setflags(write=False)
+        labels = np.asarray(self.labels, dtype=np.int32).reshape(-1)
+        if labels.flags.writeable:  # a copy of what was given; a mapped index stays shared
+            labels = labels.copy()
+            labels.setflags(write=False)
         object.__setattr__(self, "labels", labels)
-        object.__setattr__(self, "files", tuple(self.files))
+        if isinstance(self.files, (list, tuple)):
+            object.__setattr__(self, "files", tuple(self.files))
         object.__setattr__(self, "classes", tuple(self.classes))
         object.__setattr__(self, "skipped", tuple(tuple(s) for s in self.skipped))
         if len(self.files) != len(labels):
@@ -331,7 +335,54 @@ def _verify_many(paths: list[str], verify: str) -> list[str | None]:
         return [r for chunk in pool.map(_check_chunk, chunks) for r in chunk]
 
 
-def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str = "quick") -> Split:
+def _scan_folder(args: tuple[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """One class folder: its image file names that pass ``verify`` (sorted) and the
+    ``(name, reason)`` of those that fail. Runs in a pool process when ``scan_split`` has
+    workers; names that are not valid UTF-8 are returned as they are (checked by the caller)."""
+    folder, verify = args
+    with os.scandir(folder) as it:
+        names = sorted(e.name for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+    if verify == "off" or not _all_utf8(names):
+        return names, []
+    check = check_image_full if verify == "full" else check_image_quick
+    good, bad = [], []
+    for name in names:
+        problem = check(os.path.join(folder, name))
+        if problem is None:
+            good.append(name)
+        else:
+            bad.append((name, problem))
+    return good, bad
+
+
+def _all_utf8(names: Sequence[str]) -> bool:
+    return all(_is_utf8(n) for n in names)
+
+
+def _scan_in_pool(folders: list[str], verify: str, workers: int) -> list:
+    """``_scan_folder`` over ``folders`` on ``workers`` forked processes (a folder per task,
+    results in order). Only called before MindSpore is loaded: forking a process that runs
+    MindSpore's threads is not safe."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_scan_folder, [(f, verify) for f in folders],
+                             chunksize=max(1, len(folders) // (workers * 8))))
+
+
+def scan_workers() -> int:
+    """Processes ``scan_split`` may use here: the usable cores (at most 32), or 1 once
+    MindSpore is loaded (no forking then)."""
+    import sys
+
+    if "mindspore" in sys.modules:
+        return 1
+    return max(1, min(32, len(os.sched_getaffinity(0))))
+
+
+def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str = "quick",
+               workers: int = 1) -> Split:
     """List the images of ``root/<split>/<class>/`` and label them with the class index ``classes``.
 
     Image files are ``.jpg .jpeg .png`` in any letter case; other files, hidden folders and
@@ -361,16 +412,23 @@ def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], veri
                         f"must also exist in train/")
     files: list[str] = []
     labels: list[int] = []
-    base = str(split_dir.resolve())
-    for name in sorted(folders, key=index.__getitem__):
-        folder = os.path.join(base, name)
-        with os.scandir(folder) as it:
-            names = sorted(e.name for e in it
-                           if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
-        _check_names_utf8(Path(folder), names)
-        files.extend(os.path.join(folder, n) for n in names)
-        labels.extend([index[name]] * len(names))
     skipped: list[tuple[str, str]] = []
+    base = str(split_dir.resolve())
+    ordered = [os.path.join(base, name) for name in sorted(folders, key=index.__getitem__)]
+    if workers > 1 and len(ordered) > 1:
+        for folder, (names, bad) in zip(ordered, _scan_in_pool(ordered, verify, workers)):
+            _check_names_utf8(Path(folder), names)
+            files.extend(os.path.join(folder, n) for n in names)
+            labels.extend([index[os.path.basename(folder)]] * len(names))
+            skipped.extend((os.path.join(folder, n), why) for n, why in bad)
+        checked, verify = verify, "off"  # done in the pool
+    else:
+        checked = verify
+        for folder in ordered:
+            names, _ = _scan_folder((folder, "off"))
+            _check_names_utf8(Path(folder), names)
+            files.extend(os.path.join(folder, n) for n in names)
+            labels.extend([index[os.path.basename(folder)]] * len(names))
     if verify != "off" and files:
         problems = _verify_many(files, verify)
         keep = [i for i, p in enumerate(problems) if p is None]
@@ -378,7 +436,7 @@ def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], veri
         files = [files[i] for i in keep]
         labels = [labels[i] for i in keep]
     if not files:
-        what = f" ({len(skipped)} image file(s) failed the {verify} check)" if skipped else ""
+        what = f" ({len(skipped)} image file(s) failed the {checked} check)" if skipped else ""
         raise DataError(f"{split_dir} holds no usable images{what}; expected "
                         f"{split_dir}/<class>/<image>.jpg|.jpeg|.png")
     return Split(files=tuple(files), labels=np.asarray(labels, dtype=np.int32), classes=tuple(classes),
