@@ -9,6 +9,7 @@
     wrn-launch ranktable merge A.json B.json [-o C.json] | ranktable check FILE
     wrn-launch export CKPT --format MINDIR|ONNX|AIR [--config FILE] [-o OUT] [--verify]
     wrn-launch config list | config show NAME [-o FILE [--force]]
+    wrn-launch data prepare ARCHIVE_OR_DIR [OUT] [--verify quick|full|off] [--encoding NAME]
     wrn-launch --version
 
 One argparse parser: the launch flags in argument groups on the top level (their defaults come
@@ -228,7 +229,7 @@ def _add_testing_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: the launch flags on the top level, the other commands as
     subcommands (each sets ``args.run`` to its handler)."""
-    from launcher import logs, report, runs
+    from launcher import data_cmd, logs, report, runs
 
     p = _Parser(prog=PROG, description="Train a Wide ResNet data-parallel on N devices of this "
                 "host or of several hosts: plan, start and supervise one MindSpore worker per "
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ranktable_command(subs)
     _add_export_command(subs)
     _add_config_command(subs)
+    data_cmd.add_command(subs, _Parser)
     for module, summary in ((runs, "list runs"), (report, "summary, curves and plot of a run"),
                             (logs, "print or follow a run's logs")):
         name = module.__name__.rsplit(".", 1)[1]

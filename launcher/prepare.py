@@ -235,7 +235,7 @@ def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str], world: int
         return
     train = Path(cfg.data_path).expanduser() / "train"
     try:
-        images = count_images(train.parent)
+        images = count_images(train.parent, enough=world * cfg.batch_size)
     except ConfigError as exc:
         raise LaunchError(str(exc)) from None
     except OSError as exc:

@@ -146,9 +146,11 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
-def count_images(root: str | os.PathLike, split: str = "train") -> int:
+def count_images(root: str | os.PathLike, split: str = "train", enough: int | None = None) -> int:
     """How many image files ``root/<split>/<class>/`` holds (by extension, nothing is opened);
-    ``DataError`` for names that are not valid UTF-8. For the launcher's check before a run."""
+    ``DataError`` for names that are not valid UTF-8. For the launcher's check before a run.
+    With ``enough``, stops listing class folders once that many are found (every class
+    folder's name is still checked): RP2K's 384k files need not be listed to know a step fits."""
     split_dir = Path(root) / split
     total = 0
     with os.scandir(split_dir) as it:
@@ -159,6 +161,8 @@ def count_images(root: str | os.PathLike, split: str = "train") -> int:
             names = [e.name for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS)]
         _check_names_utf8(split_dir / name, names)
         total += len(names)
+        if enough is not None and total >= enough:
+            break
     return total
 
 
