@@ -134,8 +134,10 @@ def _check_names_utf8(folder: Path, names: Iterable[str]) -> None:
         shown = ", ".join(ascii(n) for n in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise DataError(f"{folder} has {len(bad)} folder or file name(s) that are not valid UTF-8 "
                         f"({shown}), e.g. an RP2K archive with GBK (Chinese Windows) names unpacked "
-                        f"on Linux; unpack it again with `unzip -O GBK ...`, or rename in place with "
-                        f"`convmv -f gbk -t utf-8 -r --notest {folder}`")
+                        f"on Linux; repair the names in place with `wrn-launch data prepare "
+                        f"DATA_FOLDER` (or unpack the zip with `wrn-launch data prepare ARCHIVE OUT`, "
+                        f"or `unzip -O GBK ...`, or rename with "
+                        f"`convmv -f gbk -t utf-8 -r --notest {folder}`)")
 
 
 def _is_utf8(name: str) -> bool:

@@ -45,7 +45,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from wrn.data import DataError, Split, build_class_index, scan_split, scan_workers
+from wrn.data import Split, build_class_index, scan_split, scan_workers
 from wrn.fileio import write_atomic
 
 #: Folder of the run directory that holds index files.

@@ -434,7 +434,12 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike | None = None, *, 
         raise PrepareError(f"{len(result.unrepaired)} name(s) under {target} could not be "
                            f"repaired: {shown}; rename them by hand or pass the archive again "
                            f"with --encoding")
-    root = find_data_root(target)
+    try:
+        root = find_data_root(target)
+    except PrepareError as exc:
+        if source.is_file():
+            raise PrepareError(f"archive {source} extracted to {target}: {exc}") from None
+        raise
     _verify(root, verify, result, log)
     _write_report(source, target, verify, result)
     return result

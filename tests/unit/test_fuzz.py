@@ -55,12 +55,15 @@ def _parsed(parse, arg, error: type[Exception], label: str):
         return None
 
 
-def _parse_file(name: str, text: str, parse, error: type[Exception]):
-    """Write ``text`` to a fresh file ``name`` and parse it: the value, or None once the error
-    (of type ``error``, naming the file) has been checked."""
+def _parse_file(name: str, text: str | bytes, parse, error: type[Exception]):
+    """Write ``text`` (or bytes) to a fresh file ``name`` and parse it: the value, or None once
+    the error (of type ``error``, naming the file) has been checked."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8", errors="surrogateescape")
         return _parsed(parse, path, error, str(path))
 
 
@@ -358,13 +361,8 @@ def test_archive_member_names(raws, flag):
 def test_data_index_files(raw):
     from wrn.dataindex import load_index
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "x.idx"
-        path.write_bytes(raw)
-        try:
-            load_index(path)
-        except ValueError as exc:
-            _names_input(exc, str(path))
+    _parse_file("x.idx", raw, load_index, ValueError)
+
 
 @FUZZ
 @given(st.text(max_size=12))
@@ -382,10 +380,4 @@ def test_repairing_a_name_never_fails(name):
 def test_archives(raw):
     from wrn.dataprep import PrepareError, prepare
 
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "data.zip"
-        archive.write_bytes(raw)
-        try:
-            prepare(archive, Path(tmp) / "out")
-        except PrepareError as exc:
-            _names_input(exc, str(archive), "archive", str(Path(tmp) / "out"))
+    _parse_file("data.zip", raw, lambda path: prepare(path, path.parent / "out"), PrepareError)
