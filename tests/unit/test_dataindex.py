@@ -154,3 +154,20 @@ def test_rescan_reaches_the_first_attempts_workers_only():
     config = LaunchConfig(rescan=True)
     assert _worker_args(config, first=True, rescan="abc") == ("--rescan", "abc")
     assert _worker_args(config, first=False, rescan="abc") == ()
+
+
+def test_the_rescan_flag_reaches_the_first_attempts_plan(tmp_path):
+    from launcher.cli import build_parser, launch_config
+    from launcher.prepare import prepare
+
+    config = launch_config(build_parser().parse_args(["--rescan", "--devices", "2", "--backend", "cpu",
+                                                      "--dry-run", "--run-dir", str(tmp_path / "r")]), (), [])
+    assert config.rescan
+    prepared = prepare(config)
+    try:
+        first = [p.argv for p in prepared.plan(0).processes if p.role == "worker"]
+        later = [p.argv for p in prepared.plan(1).processes if p.role == "worker"]
+    finally:
+        prepared.close()
+    tokens = {argv[argv.index("--rescan") + 1] for argv in first}
+    assert len(tokens) == 1 and all("--rescan" not in argv for argv in later)
