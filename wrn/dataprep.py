@@ -220,11 +220,16 @@ def extract(archive: zipfile.ZipFile, members: list[Member], out: Path,
     temporary name and renamed. ``progress(files, bytes)`` is called as files complete."""
     done = kept = 0
     out_real = out.resolve()
+    inside: set[Path] = set()  # folders checked to resolve inside ``out`` (no link leads out)
     for m in members:
         target = out / m.path
-        if not str(target.resolve()).startswith(str(out_real) + os.sep):
-            raise PrepareError(f"archive member {m.path!r} resolves outside {out} (through a link "
-                               f"already there); refusing to extract it")
+        folder = target if m.is_dir else target.parent
+        if folder not in inside:
+            real = folder.resolve()
+            if real != out_real and not str(real).startswith(str(out_real) + os.sep):
+                raise PrepareError(f"archive member {m.path!r} resolves outside {out} (through a "
+                                   f"link already there); refusing to extract it")
+            inside.add(folder)
         if m.is_dir:
             target.mkdir(parents=True, exist_ok=True)
             continue

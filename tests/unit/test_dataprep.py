@@ -198,3 +198,13 @@ def test_zip_of_a_zip_reader_is_never_a_traceback():
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("x", b"y")
     assert zipfile.is_zipfile(io.BytesIO(buf.getvalue()))
+
+
+def test_a_link_already_in_out_does_not_lead_outside(tmp_path, images):
+    zpath = make_zip(tmp_path / "z.zip", images, prefix="all/")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out" / "all").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(P.PrepareError, match="resolves outside"):
+        P.prepare(zpath, tmp_path / "out")
+    assert not any((tmp_path / "elsewhere").iterdir())
