@@ -323,15 +323,6 @@ def test_class_folders(names):
     assert classes == sorted(classes)
 
 
-@FUZZ
-@given(st.one_of(json_values.map(json.dumps), hostile))
-def test_class_index_files(text):
-    from wrn.data import DataError, load_class_index
-
-    classes = _parse_file("classes.json", text, load_class_index, DataError)
-    assert classes is None or classes and all(isinstance(c, str) and c for c in classes)
-
-
 # -- data prepare: archive member names and archives ------------------------------------------
 name_bytes = st.one_of(st.binary(max_size=24), st.lists(st.sampled_from(
     [b"all/", b"train/", b"../", b"/", b"\\", b"C:", b"\x00", b"\x01", "饼干".encode("gbk"),
@@ -381,3 +372,12 @@ def test_archives(raw):
     from wrn.dataprep import PrepareError, prepare
 
     _parse_file("data.zip", raw, lambda path: prepare(path, path.parent / "out"), PrepareError)
+
+
+@FUZZ
+@given(st.one_of(json_values.map(json.dumps), hostile))
+def test_class_index_files(text):
+    from wrn.data import DataError, load_class_index
+
+    classes = _parse_file("classes.json", text, load_class_index, DataError)
+    assert classes is None or classes and all(isinstance(c, str) and c for c in classes)
