@@ -328,12 +328,14 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     ``resume``; ``pretrained``: initialise weights only (transfer learning); ``rescan``: see
     ``setup``.
     """
+    t_start = time.time()
+    run = setup(cfg, output_dir, info, resume_ckpt, pretrained, rescan)
+    # imported after setup: they load MindSpore, and the data scan in setup forks its helpers
+    # (and overlaps the other ranks' start-up) before MindSpore is loaded
     from wrn.models import count_trainable
     from wrn.steps import param_checksum
     from wrn.summary import open_summary
 
-    t_start = time.time()
-    run = setup(cfg, output_dir, info, resume_ckpt, pretrained, rescan)
     start = resume(run, resume_ckpt, resume_from, force)
     summary = open_summary(output_dir, cfg.summary_base_dir, run.rank)
     events.emit("start", run.rank, world_size=run.world, model=cfg.model, params=count_trainable(run.net),

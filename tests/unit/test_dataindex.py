@@ -171,3 +171,15 @@ def test_the_rescan_flag_reaches_the_first_attempts_plan(tmp_path):
         prepared.close()
     tokens = {argv[argv.index("--rescan") + 1] for argv in first}
     assert len(tokens) == 1 and all("--rescan" not in argv for argv in later)
+
+
+def test_the_worker_scans_before_mindspore_loads(tmp_path):
+    """So the scan may fork helpers on every core and overlaps the other ranks' start-up."""
+    code = ("import sys; from wrn import dataindex, train\n"
+            "def build(self):\n"
+            "    print('LOADED' if 'mindspore' in sys.modules else 'NOT LOADED'); raise SystemExit(0)\n"
+            "dataindex.ScanOnce.build = build\n"
+            f"train.main(['--output-dir', {str(tmp_path)!r}])\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "NOT LOADED", out.stderr[-2000:]
