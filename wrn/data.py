@@ -365,30 +365,42 @@ def _all_utf8(names: Sequence[str]) -> bool:
     return all(_is_utf8(n) for n in names)
 
 
-def _scan_in_pool(folders: list[str], verify: str, workers: int) -> list:
-    """``_scan_folder`` over ``folders`` on ``workers`` forked processes (a folder per task,
-    results in order). Only called before MindSpore is loaded: forking a process that runs
-    MindSpore's threads is not safe."""
+def _scan_in_pool(folders: list[str], verify: str, workers: int,
+                  cpus: Sequence[int] | None = None) -> list:
+    """``_scan_folder`` over ``folders`` on ``workers`` helper processes (a folder per task,
+    results in order), each allowed on ``cpus`` (None: as this process). Helpers are forked,
+    or, once MindSpore is loaded (forking a process that runs its threads is not safe), forked
+    from a fresh server process that has loaded only this module."""
     import multiprocessing
+    import sys
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    if "mindspore" in sys.modules:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["wrn.data"])
+    else:
+        ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_allow_cpus, initargs=(cpus,)) as pool:
         return list(pool.map(_scan_folder, [(f, verify) for f in folders],
                              chunksize=max(1, len(folders) // (workers * 8))))
 
 
-def scan_workers() -> int:
-    """Processes ``scan_split`` may use here: the usable cores (at most 32), or 1 once
-    MindSpore is loaded (no forking then)."""
-    import sys
+def _allow_cpus(cpus: Sequence[int] | None) -> None:
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError:
+            pass
 
-    if "mindspore" in sys.modules:
-        return 1
-    return max(1, min(32, len(os.sched_getaffinity(0))))
+
+def scan_workers(cpus: Sequence[int] | None = None) -> int:
+    """Processes ``scan_split`` may use: one per core of ``cpus`` (default: the cores this
+    process may run on), at most 32."""
+    return max(1, min(32, len(cpus or os.sched_getaffinity(0))))
 
 
 def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str = "quick",
-               workers: int = 1) -> Split:
+               workers: int = 1, cpus: Sequence[int] | None = None) -> Split:
     """List the images of ``root/<split>/<class>/`` and label them with the class index ``classes``.
 
     Image files are ``.jpg .jpeg .png`` in any letter case; other files, hidden folders and
@@ -422,7 +434,7 @@ def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], veri
     base = str(split_dir.resolve())
     ordered = [os.path.join(base, name) for name in sorted(folders, key=index.__getitem__)]
     if workers > 1 and len(ordered) > 1:
-        for folder, (names, bad) in zip(ordered, _scan_in_pool(ordered, verify, workers)):
+        for folder, (names, bad) in zip(ordered, _scan_in_pool(ordered, verify, workers, cpus)):
             _check_names_utf8(Path(folder), names)
             files.extend(os.path.join(folder, n) for n in names)
             labels.extend([index[os.path.basename(folder)]] * len(names))

@@ -6,13 +6,14 @@ network file system it is minutes. Instead, one process per run directory builds
 (the files of both splits, their labels, the files left out and why) and writes it into
 ``<run dir>/data-index/``; every rank maps the same file.
 
-Who builds: the first rank to create the lock file ``<key>.lock`` (``O_CREAT|O_EXCL``); the
-others wait for the index, doing their own start-up (importing MindSpore, joining the cluster)
-meanwhile. The election needs no rank number, so it works the same under ``wrn-launch``,
+Who builds: the first rank to create the lock file ``<key>.lock`` (``O_CREAT|O_EXCL``), which it
+does before joining the cluster; after joining, it scans on a helper process per core it was
+allowed before binding itself to its own cores (the host's other ranks are only waiting for the
+index then), while the others wait for the index and map it. The election needs no rank number, so it works the same under ``wrn-launch``,
 ``msrun`` or by hand, with a run directory shared by several hosts (one of them scans) or
 copied to each (one per host scans). The builder touches its lock every ``HEARTBEAT_S``; a
-lock that has not changed for ``STALE_S`` belongs to a process that died, and a waiter takes
-over. A builder that fails on bad data raises ``DataError`` and the run ends with its message.
+lock that has not changed for ``STALE_S``, or that names a process of this host that is gone,
+belongs to a builder that died, and a waiter takes over. A builder that fails on bad data raises ``DataError`` and the run ends with its message.
 
 Reuse: the index file is named after the dataset's *stamp* (``tree_stamp``): the data
 folder's real path, the verify mode, and for ``train/`` and ``test/`` the folder's
@@ -257,6 +258,9 @@ class ScanOnce:
         self.lock = self.folder / f"{key}-{self.stamp}.lock"
         self._prefix = f"{key}-"
         self._held = False
+        # the cores this process may use now, before a worker binds itself to its own ones:
+        # while the index is built the other ranks of the host only wait for it
+        self.cpus = tuple(sorted(os.sched_getaffinity(0)))
 
     def ready(self) -> DataIndex | None:
         """The index for this stamp (and rescan token, if any) if a whole one is there."""
@@ -286,6 +290,19 @@ class ScanOnce:
         self._held = True
         return True
 
+    def _owner_gone(self) -> bool:
+        """True when the lock names a process of this host that no longer exists."""
+        try:
+            host, pid = self.lock.read_text().split()
+            if host != os.uname().nodename:
+                return False
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except (OSError, ValueError):
+            return False
+        return False
+
     def _release(self) -> None:
         self._held = False
         try:
@@ -300,9 +317,9 @@ class ScanOnce:
         beat = _Heartbeat(self.lock)
         try:
             start = time.perf_counter()
-            workers = scan_workers()
-            splits = {s: scan_split(self.root, s, self.classes, verify=self.verify, workers=workers)
-                      for s in SPLITS}
+            workers = scan_workers(self.cpus)
+            splits = {s: scan_split(self.root, s, self.classes, verify=self.verify, workers=workers,
+                                    cpus=self.cpus) for s in SPLITS}
             seconds = time.perf_counter() - start
             write_atomic(self.path, _encode(self.root, self.verify, self.stamp, self.rescan,
                                             self.classes, splits, seconds))
@@ -341,10 +358,11 @@ class ScanOnce:
                 state = (st.st_ino, st.st_mtime_ns)
             except FileNotFoundError:
                 state = None
-            if state is None or time.monotonic() - since > STALE_S:
+            if state is None or time.monotonic() - since > STALE_S or self._owner_gone():
                 if state is not None:
-                    self.log(f"the data index lock {self.lock} has not changed for {STALE_S:g} s; "
-                             f"its builder is gone, scanning here")
+                    self.log(f"the data index lock {self.lock} belongs to a builder that is gone "
+                             f"(its process ended, or the lock has not changed for {STALE_S:g} s); "
+                             f"scanning here")
                     try:
                         os.unlink(self.lock)
                     except OSError:

@@ -201,8 +201,9 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
 
     Every check that can fail on the user's input (the data folder, the class count, the files
     named on the command line) runs before MindSpore joins the cluster. The data is scanned
-    once per run (``wrn.dataindex``): the rank that wins the index lock scans before joining,
-    the others load the index after joining; ``rescan`` forces a new scan. Rank 0 writes
+    once per run (``wrn.dataindex``): the rank that wins the index lock (taken before joining)
+    scans after joining, on every core the host's ranks were given, while the others wait for
+    the index; ``rescan`` forces a new scan. Rank 0 writes
     ``classes.json`` and warns about skipped image files and a ``pretrained`` initialisation.
     """
     from wrn import data, dataindex
@@ -220,12 +221,13 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     for flag, path in (("--resume-ckpt", resume_ckpt), ("--pretrained", pretrained)):
         if path and not Path(path).is_file():
             raise ConfigError(f"{flag} {path}: no such checkpoint file")
-    index = scan.build() if scan.claim() else None
+    builder = scan.claim()
     info = setup_mindspore(device_target, cfg.mode, cfg.seed, info)
     rank, world = max(info.rank, 0), info.world_size
     threads = thread_budget()
     num_workers = max(1, min(cfg.num_parallel_workers, threads or os.cpu_count() or 1))
-    train_split, test_split = _use_index(index or scan.wait(), classes, rank, output_dir)
+    index = scan.build() if builder else scan.wait()
+    train_split, test_split = _use_index(index, classes, rank, output_dir)
     steps_per_epoch = data.steps_per_epoch(len(train_split.files), world, cfg.batch_size)
     net, lr, amp, optimizer, step_cell = _build_model(cfg, device_target, steps_per_epoch, rank,
                                                       pretrained)
@@ -330,8 +332,6 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     """
     t_start = time.time()
     run = setup(cfg, output_dir, info, resume_ckpt, pretrained, rescan)
-    # imported after setup: they load MindSpore, and the data scan in setup forks its helpers
-    # (and overlaps the other ranks' start-up) before MindSpore is loaded
     from wrn.models import count_trainable
     from wrn.steps import param_checksum
     from wrn.summary import open_summary

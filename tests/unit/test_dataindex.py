@@ -116,7 +116,7 @@ def test_a_waiter_takes_over_from_a_dead_builder(tree, tmp_path, monkeypatch):
     t = time.monotonic()
     index = X.ScanOnce(tree, folder, log=lines.append).wait()
     assert index.built and time.monotonic() - t < 30
-    assert any("builder is gone" in line for line in lines)
+    assert any("builder that is gone" in line for line in lines)
 
 
 def test_a_lock_released_without_an_index_makes_the_waiter_scan(tree, tmp_path):
@@ -173,13 +173,28 @@ def test_the_rescan_flag_reaches_the_first_attempts_plan(tmp_path):
     assert len(tokens) == 1 and all("--rescan" not in argv for argv in later)
 
 
-def test_the_worker_scans_before_mindspore_loads(tmp_path):
-    """So the scan may fork helpers on every core and overlaps the other ranks' start-up."""
-    code = ("import sys; from wrn import dataindex, train\n"
-            "def build(self):\n"
-            "    print('LOADED' if 'mindspore' in sys.modules else 'NOT LOADED'); raise SystemExit(0)\n"
-            "dataindex.ScanOnce.build = build\n"
-            f"train.main(['--output-dir', {str(tmp_path)!r}])\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                         capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "NOT LOADED", out.stderr[-2000:]
+def test_the_scan_uses_helpers_once_mindspore_is_loaded_and_the_process_is_pinned(tree, tmp_path):
+    """The builder scans after joining the cluster (MindSpore loaded: helpers come from a fork
+    server) and after binding itself to one core (helpers get the cores it had before)."""
+    code = ("import os, sys, mindspore\n"
+            "from wrn import data\n"
+            "cpus = sorted(os.sched_getaffinity(0))\n"
+            "os.sched_setaffinity(0, cpus[:1])\n"
+            "c = data.build_class_index(sys.argv[1])\n"
+            "a = data.scan_split(sys.argv[1], 'train', c, workers=2, cpus=cpus)\n"
+            "b = data.scan_split(sys.argv[1], 'train', c, workers=1)\n"
+            "print(a.files == b.files, len(a))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tree)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["True", "700"], out.stderr[-2000:]
+
+
+def test_a_lock_of_a_process_that_is_gone_is_taken_over_at_once(tree, tmp_path):
+    folder = tmp_path / X.INDEX_DIR
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    scan = X.ScanOnce(tree, folder)
+    scan.lock.write_text(f"{os.uname().nodename} {dead}\n")
+    t = time.monotonic()
+    assert scan.wait().built and time.monotonic() - t < X.STALE_S / 2
