@@ -44,6 +44,9 @@ VERIFY_MODES = ("off", "quick", "full")
 MIN_IMAGE_BYTES = 64
 #: How many bytes at the end of a file the quick check searches for the end marker.
 TAIL_BYTES = 4096
+#: ``scan_split`` uses helper processes only for at least this many class folders (starting
+#: them costs more than a small dataset's whole scan).
+POOL_MIN_FOLDERS = 64
 #: ImageNet channel statistics, scaled to 0..255 pixels (the inputs are uint8 images).
 MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -433,7 +436,7 @@ def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], veri
     skipped: list[tuple[str, str]] = []
     base = str(split_dir.resolve())
     ordered = [os.path.join(base, name) for name in sorted(folders, key=index.__getitem__)]
-    if workers > 1 and len(ordered) > 1:
+    if workers > 1 and len(ordered) >= POOL_MIN_FOLDERS:
         for folder, (names, bad) in zip(ordered, _scan_in_pool(ordered, verify, workers, cpus)):
             _check_names_utf8(Path(folder), names)
             files.extend(os.path.join(folder, n) for n in names)

@@ -30,13 +30,13 @@ def source(tmp_path_factory) -> Path:
 @pytest.fixture
 def tree(tmp_path, source) -> Path:
     root = tmp_path / "data"
-    synth.linked_tree(root, source, classes=40, train=700, test=90)
+    synth.linked_tree(root, source, classes=70, train=700, test=90)
     return root
 
 
 def test_linked_tree_has_the_asked_shape(tree):
     classes = D.build_class_index(tree)
-    assert len(classes) == 40 and len(set(classes)) == 40
+    assert len(classes) == 70 and len(set(classes)) == 70
     assert any("（" in c and "）" in c for c in classes) and any("%" in c for c in classes)
     assert D.count_images(tree, "train") == 700 and D.count_images(tree, "test") == 90
 
