@@ -10,6 +10,7 @@
     wrn-launch ranktable merge A.json B.json [-o C.json] | ranktable check FILE
     wrn-launch export CKPT --format MINDIR|ONNX|AIR [--config FILE] [-o OUT] [--verify]
     wrn-launch config list | config show NAME [-o FILE [--force]]
+    wrn-launch data prepare ARCHIVE_OR_DIR [OUT] [--verify quick|full|off] [--encoding NAME]
     wrn-launch --version
 
 One argparse parser: the launch flags in argument groups on the top level (their defaults come
@@ -116,6 +117,9 @@ def _add_what_arguments(p: argparse.ArgumentParser) -> None:
                       "count differs)")
     what.add_argument("--force", action="store_true", default=SUPPRESS, help="resume even when the "
                       "config differs in fields that change the maths")
+    what.add_argument("--rescan", action="store_true", default=SUPPRESS, help="list and verify the "
+                      "data again instead of reusing the run's data index (a restart or --resume "
+                      "reuses it while no data folder has changed)")
 
 
 def _add_where_arguments(p: argparse.ArgumentParser) -> None:
@@ -276,7 +280,7 @@ def _add_testing_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: the launch flags on the top level, the other commands as
     subcommands (each sets ``args.run`` to its handler)."""
-    from launcher import logs, report, runs, sbatch
+    from launcher import data_cmd, logs, report, runs, sbatch
 
     p = _Parser(prog=PROG, description="Train a Wide ResNet data-parallel on N devices of this "
                 "host or of several hosts: plan, start and supervise one MindSpore worker per "
@@ -298,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description=sbatch.DESCRIPTION)
     sbatch.add_arguments(sbatch_cmd)
     sbatch_cmd.set_defaults(run=sbatch.run)
+    data_cmd.add_command(subs, _Parser)
     for module, summary in ((runs, "list runs"), (report, "summary, curves and plot of a run"),
                             (logs, "print or follow a run's logs")):
         name = module.__name__.rsplit(".", 1)[1]

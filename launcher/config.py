@@ -197,6 +197,7 @@ class LaunchConfig:
     resume_ckpt: str | None = None
     pretrained: str | None = None
     force: bool = False
+    rescan: bool = False
     max_restarts: int = 0
     rank_table: str | None = None
     server_ip: str | None = None

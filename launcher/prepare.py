@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ class Prepared:
     warnings: tuple[str, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
     lock: RunDirLock | None = None
+    #: With --rescan: the token that makes the first attempt's workers scan the data again.
+    rescan_token: str | None = None
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -83,7 +86,7 @@ class Prepared:
             extra_env={**self.request.extra_env, ATTEMPT_ENV: str(first + attempt)},
             sched_port=self.port.port if self.port else None,
             resume=attempt > 0 or self.config.resume is not None,
-            worker_args=_worker_args(self.config, first=attempt == 0))
+            worker_args=_worker_args(self.config, first=attempt == 0, rescan=self.rescan_token))
         plan = make_plan(request)
         return dataclasses.replace(plan, warnings=self.warnings + plan.warnings)
 
@@ -157,10 +160,13 @@ class Prepared:
         self.backend.close()
 
 
-def _worker_args(config: LaunchConfig, first: bool) -> tuple[str, ...]:
+def _worker_args(config: LaunchConfig, first: bool, rescan: str | None = None) -> tuple[str, ...]:
     """Worker flags besides ``--resume-from``: the first attempt of a new run starts from
-    ``--resume-ckpt``/``--pretrained`` if given; ``--force`` on every attempt."""
+    ``--resume-ckpt``/``--pretrained`` if given; ``--force`` on every attempt; ``--rescan``
+    (the data scanned again, not taken from the run's index) on the first attempt only."""
     args: list[str] = []
+    if first and rescan:
+        args += ["--rescan", rescan]
     if first and config.resume is None:
         if config.resume_ckpt:
             args += ["--resume-ckpt", str(Path(config.resume_ckpt).resolve())]
@@ -296,7 +302,7 @@ def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str], world: int
         return
     train = Path(cfg.data_path).expanduser() / "train"
     try:
-        images = count_images(train.parent)
+        images = count_images(train.parent, enough=world * cfg.batch_size)
     except ConfigError as exc:
         raise LaunchError(str(exc)) from None
     except OSError as exc:
@@ -409,7 +415,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         device_cpus=device_cpus, compile_cache=_compile_cache_name(cfg))
     prepared = Prepared(config, cfg, request, backend, run_dir, explicit, port, previous,
                         tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes},
-                        holder.get("lock"))
+                        holder.get("lock"), rescan_token=f"{time.time_ns():x}" if config.rescan else None)
     plan = prepared.plan(0)  # every plan-level check runs now, before anything starts
     _check_named_ranks(config, env, plan.world_size)
     prepared.notes.update(_notes(prepared, plan, config_file, resume_dir))

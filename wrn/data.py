@@ -44,6 +44,9 @@ VERIFY_MODES = ("off", "quick", "full")
 MIN_IMAGE_BYTES = 64
 #: How many bytes at the end of a file the quick check searches for the end marker.
 TAIL_BYTES = 4096
+#: ``scan_split`` uses helper processes only for at least this many class folders (starting
+#: them costs more than a small dataset's whole scan).
+POOL_MIN_FOLDERS = 64
 #: ImageNet channel statistics, scaled to 0..255 pixels (the inputs are uint8 images).
 MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -134,8 +137,10 @@ def _check_names_utf8(folder: Path, names: Iterable[str]) -> None:
         shown = ", ".join(ascii(n) for n in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise DataError(f"{folder} has {len(bad)} folder or file name(s) that are not valid UTF-8 "
                         f"({shown}), e.g. an RP2K archive with GBK (Chinese Windows) names unpacked "
-                        f"on Linux; unpack it again with `unzip -O GBK ...`, or rename in place with "
-                        f"`convmv -f gbk -t utf-8 -r --notest {folder}`")
+                        f"on Linux; repair the names in place with `wrn-launch data prepare "
+                        f"DATA_FOLDER` (or unpack the zip with `wrn-launch data prepare ARCHIVE OUT`, "
+                        f"or `unzip -O GBK ...`, or rename with "
+                        f"`convmv -f gbk -t utf-8 -r --notest {folder}`)")
 
 
 def _is_utf8(name: str) -> bool:
@@ -146,9 +151,11 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
-def count_images(root: str | os.PathLike, split: str = "train") -> int:
+def count_images(root: str | os.PathLike, split: str = "train", enough: int | None = None) -> int:
     """How many image files ``root/<split>/<class>/`` holds (by extension, nothing is opened);
-    ``DataError`` for names that are not valid UTF-8. For the launcher's check before a run."""
+    ``DataError`` for names that are not valid UTF-8. For the launcher's check before a run.
+    With ``enough``, stops listing class folders once that many are found (every class
+    folder's name is still checked): RP2K's 384k files need not be listed to know a step fits."""
     split_dir = Path(root) / split
     total = 0
     with os.scandir(split_dir) as it:
@@ -159,6 +166,8 @@ def count_images(root: str | os.PathLike, split: str = "train") -> int:
             names = [e.name for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS)]
         _check_names_utf8(split_dir / name, names)
         total += len(names)
+        if enough is not None and total >= enough:
+            break
     return total
 
 
@@ -229,23 +238,27 @@ def _validated_classes(classes: Iterable[str], where: str) -> list[str]:
 class Split:
     """The usable images of one split, in a fixed order.
 
-    ``files`` are absolute paths sorted by class index, then by file name; ``labels[i]`` is the
+    ``files`` are absolute paths sorted by class index, then by file name (a tuple, or the
+    ``wrn.dataindex.FileList`` of a mapped index); ``labels[i]`` is the
     class index (int32) of ``files[i]``; ``classes`` is the class index used (the training
     one); ``skipped`` lists ``(path, reason)`` for image files left out because they failed
     verification; ``directory`` is the split folder.
     """
 
-    files: tuple[str, ...]
+    files: Sequence[str]
     labels: np.ndarray
     classes: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...] = ()
     directory: str = ""
 
     def __post_init__(self) -> None:
-        labels = np.array(self.labels, dtype=np.int32).reshape(-1)
-        labels.setflags(write=False)
+        labels = np.asarray(self.labels, dtype=np.int32).reshape(-1)
+        if labels.flags.writeable:  # a copy of what was given; a mapped index stays shared
+            labels = labels.copy()
+            labels.setflags(write=False)
         object.__setattr__(self, "labels", labels)
-        object.__setattr__(self, "files", tuple(self.files))
+        if isinstance(self.files, (list, tuple)):
+            object.__setattr__(self, "files", tuple(self.files))
         object.__setattr__(self, "classes", tuple(self.classes))
         object.__setattr__(self, "skipped", tuple(tuple(s) for s in self.skipped))
         if len(self.files) != len(labels):
@@ -331,7 +344,66 @@ def _verify_many(paths: list[str], verify: str) -> list[str | None]:
         return [r for chunk in pool.map(_check_chunk, chunks) for r in chunk]
 
 
-def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str = "quick") -> Split:
+def _scan_folder(args: tuple[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """One class folder: its image file names that pass ``verify`` (sorted) and the
+    ``(name, reason)`` of those that fail. Runs in a pool process when ``scan_split`` has
+    workers; names that are not valid UTF-8 are returned as they are (checked by the caller)."""
+    folder, verify = args
+    with os.scandir(folder) as it:
+        names = sorted(e.name for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+    if verify == "off" or not _all_utf8(names):
+        return names, []
+    check = check_image_full if verify == "full" else check_image_quick
+    good, bad = [], []
+    for name in names:
+        problem = check(os.path.join(folder, name))
+        if problem is None:
+            good.append(name)
+        else:
+            bad.append((name, problem))
+    return good, bad
+
+
+def _all_utf8(names: Sequence[str]) -> bool:
+    return all(_is_utf8(n) for n in names)
+
+
+def _scan_in_pool(folders: list[str], verify: str, workers: int,
+                  cpus: Sequence[int] | None = None) -> list:
+    """``_scan_folder`` over ``folders`` on ``workers`` helper processes (a folder per task,
+    results in order), each allowed on ``cpus`` (None: as this process). Helpers are forked,
+    or, once MindSpore is loaded (forking a process that runs its threads is not safe), forked
+    from a fresh server process that has loaded only this module."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    if "mindspore" in sys.modules:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["wrn.data"])
+    else:
+        ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_allow_cpus, initargs=(cpus,)) as pool:
+        return list(pool.map(_scan_folder, [(f, verify) for f in folders],
+                             chunksize=max(1, len(folders) // (workers * 8))))
+
+
+def _allow_cpus(cpus: Sequence[int] | None) -> None:
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError:
+            pass
+
+
+def scan_workers(cpus: Sequence[int] | None = None) -> int:
+    """Processes ``scan_split`` may use: one per core of ``cpus`` (default: the cores this
+    process may run on), at most 32."""
+    return max(1, min(32, len(cpus or os.sched_getaffinity(0))))
+
+
+def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str = "quick",
+               workers: int = 1, cpus: Sequence[int] | None = None) -> Split:
     """List the images of ``root/<split>/<class>/`` and label them with the class index ``classes``.
 
     Image files are ``.jpg .jpeg .png`` in any letter case; other files, hidden folders and
@@ -361,16 +433,23 @@ def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], veri
                         f"must also exist in train/")
     files: list[str] = []
     labels: list[int] = []
-    base = str(split_dir.resolve())
-    for name in sorted(folders, key=index.__getitem__):
-        folder = os.path.join(base, name)
-        with os.scandir(folder) as it:
-            names = sorted(e.name for e in it
-                           if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
-        _check_names_utf8(Path(folder), names)
-        files.extend(os.path.join(folder, n) for n in names)
-        labels.extend([index[name]] * len(names))
     skipped: list[tuple[str, str]] = []
+    base = str(split_dir.resolve())
+    ordered = [os.path.join(base, name) for name in sorted(folders, key=index.__getitem__)]
+    if workers > 1 and len(ordered) >= POOL_MIN_FOLDERS:
+        for folder, (names, bad) in zip(ordered, _scan_in_pool(ordered, verify, workers, cpus)):
+            _check_names_utf8(Path(folder), names)
+            files.extend(os.path.join(folder, n) for n in names)
+            labels.extend([index[os.path.basename(folder)]] * len(names))
+            skipped.extend((os.path.join(folder, n), why) for n, why in bad)
+        checked, verify = verify, "off"  # done in the pool
+    else:
+        checked = verify
+        for folder in ordered:
+            names, _ = _scan_folder((folder, "off"))
+            _check_names_utf8(Path(folder), names)
+            files.extend(os.path.join(folder, n) for n in names)
+            labels.extend([index[os.path.basename(folder)]] * len(names))
     if verify != "off" and files:
         problems = _verify_many(files, verify)
         keep = [i for i, p in enumerate(problems) if p is None]
@@ -378,55 +457,11 @@ def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], veri
         files = [files[i] for i in keep]
         labels = [labels[i] for i in keep]
     if not files:
-        what = f" ({len(skipped)} image file(s) failed the {verify} check)" if skipped else ""
+        what = f" ({len(skipped)} image file(s) failed the {checked} check)" if skipped else ""
         raise DataError(f"{split_dir} holds no usable images{what}; expected "
                         f"{split_dir}/<class>/<image>.jpg|.jpeg|.png")
     return Split(files=tuple(files), labels=np.asarray(labels, dtype=np.int32), classes=tuple(classes),
                  skipped=tuple(skipped), directory=str(split_dir))
-
-
-def _split_stamp(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str) -> dict:
-    """What a kept scan of a split is valid for: the split folder, the class index, the check,
-    and the modification time of the split folder and of each class folder in it (a file added,
-    removed or renamed in a folder changes that folder's time)."""
-    split_dir = (Path(root) / split).resolve()
-    with os.scandir(split_dir) as it:
-        folders = {e.name: e.stat().st_mtime_ns for e in it if e.is_dir() and not _is_hidden(e.name)}
-    return {"split_dir": str(split_dir), "mtime_ns": split_dir.stat().st_mtime_ns,
-            "folders": folders, "classes": list(classes), "verify": verify}
-
-
-def scan_split_kept(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str,
-                    index_file: str | os.PathLike, write: bool) -> Split:
-    """``scan_split``, reusing the scan kept in ``index_file`` (a restart's workers skip listing
-    and checking every image again) while no folder of the split has changed; ``write``: keep
-    this scan there (one rank does). A missing, damaged or outdated file means a fresh scan."""
-    try:
-        stamp = _split_stamp(root, split, classes, verify)
-    except OSError:
-        return scan_split(root, split, classes, verify)
-    try:
-        kept = json.loads(Path(index_file).read_text(encoding="utf-8"))
-        if isinstance(kept, dict) and kept.get("stamp") == stamp:
-            base = stamp["split_dir"]
-            return Split(files=tuple(os.path.join(base, f) for f in kept["files"]),
-                         labels=np.asarray(kept["labels"], dtype=np.int32), classes=tuple(classes),
-                         skipped=tuple((os.path.join(base, f), why) for f, why in kept["skipped"]),
-                         directory=str(Path(root) / split))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    result = scan_split(root, split, classes, verify)
-    if write:
-        base = stamp["split_dir"]
-        try:
-            write_json_atomic(index_file, {
-                "stamp": stamp, "files": [os.path.relpath(f, base) for f in result.files],
-                "labels": result.labels.tolist(),
-                "skipped": [[os.path.relpath(f, base), why] for f, why in result.skipped]},
-                indent=None)
-        except OSError:
-            pass  # only a later restart is slower
-    return result
 
 
 # --------------------------------------------------------------------------- sharding

@@ -253,6 +253,55 @@ def generate(root: str | os.PathLike, *, num_classes: int = 10,
     }
 
 
+#: RP2K's size: class folders, train and test images.
+RP2K_SHAPE = (2388, 344854, 39457)
+_BRANDS = ("可口可乐", "农夫山泉", "康师傅", "统一", "旺仔", "伊利", "蒙牛", "百事", "乐事", "德芙",
+           "奥利奥", "维他", "雪碧", "加多宝", "王老吉", "娃哈哈", "好丽友", "达利园", "三只松鼠", "洽洽")
+_PRODUCTS = ("纯牛奶", "红烧牛肉面", "薯片", "柠檬茶", "矿泉水", "夹心饼干", "黑巧克力", "酸奶", "绿茶",
+             "方便面", "瓜子", "凉茶")
+_VARIANTS = ("（300ml）", " 550ml", "100%", "+番茄味", ".原味", "（袋装）", " 无糖（330ml）", ".70g",
+             "+黄瓜味", "（清爽柠檬味）.500ml")
+
+
+def shaped_class_names(count: int) -> list[str]:
+    """``count`` distinct RP2K-like class names (brand + product + variant + a serial where the
+    combinations run out), with RP2K's awkward characters: full-width brackets, spaces, %, +, ."""
+    names = []
+    for i in range(count):
+        variant = _VARIANTS[i % len(_VARIANTS)]
+        brand = _BRANDS[(i // len(_VARIANTS)) % len(_BRANDS)]
+        product = _PRODUCTS[(i // (len(_VARIANTS) * len(_BRANDS))) % len(_PRODUCTS)]
+        serial = i // (len(_BRANDS) * len(_PRODUCTS) * len(_VARIANTS))
+        names.append(f"{brand}{product}{variant}" + (f"-{serial}" if serial else ""))
+    return names
+
+
+def linked_tree(root: str | os.PathLike, source: str | os.PathLike, *, classes: int = RP2K_SHAPE[0],
+                train: int = RP2K_SHAPE[1], test: int = RP2K_SHAPE[2]) -> dict:
+    """A dataset of RP2K's shape made cheaply: ``classes`` class folders named by
+    ``shaped_class_names``, ``train``/``test`` image files spread evenly over them, each a hard
+    link to one of the images of the dataset ``source`` (cycled). Nothing is decoded or copied,
+    so RP2K's full size (384k files) takes seconds and no space. ``root`` must be on the same
+    file system as ``source``; existing files are kept. Returns the counts."""
+    images = sorted(p for p in Path(source).glob("t*/*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+                    and "corrupt" not in p.name)
+    if not images:
+        raise ValueError(f"linked_tree: {source} holds no images to link to")
+    names = shaped_class_names(classes)
+    k = 0
+    for split, total in (("train", train), ("test", test)):
+        for c, name in enumerate(names):
+            folder = Path(root) / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(total // classes + (1 if c < total % classes else 0)):
+                image = images[k % len(images)]
+                k += 1
+                target = folder / f"{i:06d}{image.suffix}"
+                if not target.exists():
+                    os.link(image, target)
+    return {"classes": classes, "train": train, "test": test, "sources": len(images)}
+
+
 def data_home() -> Path:
     """Folder holding generated datasets: ``$WRN_DATA_HOME`` or ``~/.cache/wrn-launch``."""
     env = os.environ.get(DATA_HOME_ENV)

@@ -49,6 +49,9 @@ def build_arg_parser(prog: str = "python -m wrn.train") -> argparse.ArgumentPars
                         "count differs)")
     parser.add_argument("--force", action="store_true", help="resume even if the checkpoint's "
                         "config differs in fields that change the maths")
+    parser.add_argument("--rescan", default=None, metavar="TOKEN", help="scan the data again "
+                        "instead of reusing the run's data index, once per TOKEN (any text, the "
+                        "same on every rank of a launch)")
     return parser
 
 
@@ -248,19 +251,24 @@ class Setup:
 
 
 def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str | None = None,
-          pretrained: str | None = None) -> Setup:
+          pretrained: str | None = None, rescan: str | None = None) -> Setup:
     """Check the inputs, join the job, then build the data, the model and its optimizer.
 
     Every check that can fail on the user's input (the data folder, the class count, the files
-    named on the command line) runs before MindSpore joins the cluster. Rank 0 writes
+    named on the command line) runs before MindSpore joins the cluster. The data is scanned
+    once per run (``wrn.dataindex``): the rank that wins the index lock (taken before joining)
+    scans after joining, on every core the host's ranks were given, while the others wait for
+    the index; ``rescan`` forces a new scan. Rank 0 writes
     ``classes.json`` and warns about skipped image files and a ``pretrained`` initialisation.
     """
-    from wrn import data
+    from wrn import data, dataindex
     from wrn.checkpoint import config_hash
 
     device_target = resolve_device_target(cfg.device_target)
     root = data.resolve_data_path(cfg.data_path)
-    classes = data.build_class_index(root)
+    scan = dataindex.ScanOnce(root, output_dir / dataindex.INDEX_DIR, verify=cfg.verify_images,
+                              rescan=rescan, log=lambda msg: print(f"data: {msg}", flush=True))
+    classes = list(scan.classes)
     if len(classes) != cfg.num_classes:
         raise ConfigError(f"data_path {root}: train/ has {len(classes)} class folders but "
                           f"num_classes is {cfg.num_classes}; set num_classes: {len(classes)} "
@@ -268,11 +276,13 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     for flag, path in (("--resume-ckpt", resume_ckpt), ("--pretrained", pretrained)):
         if path and not Path(path).is_file():
             raise ConfigError(f"{flag} {path}: no such checkpoint file")
+    builder = scan.claim()
     info = setup_mindspore(device_target, cfg.mode, cfg.seed, info)
     rank, world = max(info.rank, 0), info.world_size
     threads = thread_budget()
     num_workers = max(1, min(cfg.num_parallel_workers, threads or os.cpu_count() or 1))
-    train_split, test_split = _scan_data(cfg, root, classes, rank, output_dir)
+    index = scan.build() if builder else scan.wait()
+    train_split, test_split = _use_index(index, classes, rank, output_dir)
     steps_per_epoch = data.steps_per_epoch(len(train_split.files), world, cfg.batch_size)
     net, lr, amp, optimizer, step_cell = _build_model(cfg, device_target, steps_per_epoch, rank,
                                                       pretrained)
@@ -285,21 +295,14 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
                  config_hash=config_hash(cfg.to_dict()))
 
 
-#: Where rank 0 keeps the scan of each split in the output directory, for a restart to reuse.
-DATA_INDEX_DIR = "data_index"
-
-
-def _scan_data(cfg: TrainConfig, root: Path, classes: list[str], rank: int, output_dir: Path):
-    """The train and test splits; rank 0 writes ``classes.json`` and warns about skipped files."""
+def _use_index(index, classes: list[str], rank: int, output_dir: Path):
+    """The train and test splits of the data index; rank 0 writes ``classes.json`` and warns
+    about skipped files."""
     from wrn import data
 
+    train_split, test_split = index.train, index.test
     if rank == 0:
-        (output_dir / DATA_INDEX_DIR).mkdir(parents=True, exist_ok=True)
-    train_split, test_split = (
-        data.scan_split_kept(root, split, classes, cfg.verify_images,
-                             output_dir / DATA_INDEX_DIR / f"{split}.json", write=rank == 0)
-        for split in ("train", "test"))
-    if rank == 0:
+        output_dir.mkdir(parents=True, exist_ok=True)
         data.save_class_index(classes, output_dir / "classes.json")
         skipped = list(train_split.skipped) + list(test_split.skipped)
         if skipped:
@@ -409,22 +412,23 @@ def _any_rank(world: int):
 
 def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str | None = None,
           resume_from: str | None = None, pretrained: str | None = None, force: bool = False,
-          extra_callbacks: Sequence[Any] = ()) -> int:
+          rescan: str | None = None, extra_callbacks: Sequence[Any] = ()) -> int:
     """Run training + final evaluation for this rank; return the exit code.
 
     The wiring: ``setup``, ``resume``, a ``start`` event, then ``wrn.loop.run_loop`` (on
     Ascend ``run_sink_loop``, data sinking: ``wrn.loop.choose_loop``) with its
     callbacks (progress events, checkpoints, evaluation and ``eval.json``, the MindInsight
     summary), then a ``finish`` event. ``resume_ckpt``, ``resume_from`` and ``force``: see
-    ``resume``; ``pretrained``: initialise weights only (transfer learning);
-    ``extra_callbacks`` run after the others (the position for diagnostics, injected faults).
+    ``resume``; ``pretrained``: initialise weights only (transfer learning); ``rescan``: see
+    ``setup``; ``extra_callbacks`` run after the others (the position for diagnostics, injected
+    faults).
     """
+    t_start = time.time()
+    run = setup(cfg, output_dir, info, resume_ckpt, pretrained, rescan)
     from wrn.models import count_trainable
     from wrn.steps import param_checksum
     from wrn.summary import open_summary
 
-    t_start = time.time()
-    run = setup(cfg, output_dir, info, resume_ckpt, pretrained)
     start = resume(run, resume_ckpt, resume_from, force)
     summary = open_summary(output_dir, cfg.summary_base_dir, run.rank)
     loop = choose_loop(run.device_target, cfg.sink_size, cfg.log_interval, run.steps_per_epoch)
@@ -482,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = [c for c in (position, injector) if c is not None]
         return train(cfg, output_dir, info, resume_ckpt=args.resume_ckpt,
                      resume_from=args.resume_from, pretrained=args.pretrained, force=args.force,
-                     extra_callbacks=extra)
+                     rescan=args.rescan, extra_callbacks=extra)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         events.emit("error", rank, message=str(exc), kind="ConfigError")

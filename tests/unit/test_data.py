@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -449,32 +448,3 @@ def test_eval_dataset_can_be_iterated_again(tiny):
     for (x1, y1), (x2, y2) in zip(first, second):
         assert np.array_equal(y1, y2)
         assert np.allclose(x1, x2)
-
-
-def test_kept_scan_is_reused_until_a_folder_changes(tmp_path, monkeypatch):
-    """A restart reuses rank 0's scan (same files, labels, skipped files) without listing or
-    checking any image; a file added to a class folder makes it scan again."""
-    for name in ("a1.jpg", "a2.jpg"):
-        _jpeg(tmp_path / "train" / "a" / name)
-    _jpeg(tmp_path / "train" / "b" / "b1.jpg")
-    _write(tmp_path / "train" / "b" / "bad.jpg", b"\xff\xd8 not a jpeg")
-    index = tmp_path / "run" / "train.json"
-    index.parent.mkdir()
-    first = D.scan_split_kept(tmp_path, "train", ["a", "b"], "quick", index, write=True)
-    fresh = D.scan_split(tmp_path, "train", ["a", "b"], "quick")
-    assert index.exists() and len(first.skipped) == 1
-    scans = []
-    monkeypatch.setattr(D, "scan_split", lambda *a, **k: scans.append(a) or fresh)
-    again = D.scan_split_kept(tmp_path, "train", ["a", "b"], "quick", index, write=False)
-    assert scans == []
-    assert again.files == fresh.files and again.skipped == fresh.skipped
-    assert again.labels.tolist() == fresh.labels.tolist() and again.classes == fresh.classes
-    D.scan_split_kept(tmp_path, "train", ["a", "b"], "full", index, write=False)
-    assert len(scans) == 1  # another check: scanned again
-    time.sleep(0.01)
-    _jpeg(tmp_path / "train" / "a" / "a3.jpg")
-    D.scan_split_kept(tmp_path, "train", ["a", "b"], "quick", index, write=False)
-    assert len(scans) == 2
-    index.write_text("{damaged")
-    D.scan_split_kept(tmp_path, "train", ["a", "b"], "quick", index, write=False)
-    assert len(scans) == 3

@@ -1,7 +1,8 @@
 """Property-based tests over every parser of user input: hostfiles, ``--hosts``, ``--devices``,
 env files and ``--env``, rank tables, config YAML and ``--set``, run.json, metrics.jsonl,
-checkpoint files and names, class folders and class indexes, CPU lists and ``npu-smi info -t
-topo`` output (core binding), ``--ascend-startup``.
+checkpoint files and names, class folders and class indexes, data index files, CPU lists and
+``npu-smi info -t topo`` output (core binding), ``--ascend-startup``, and what ``wrn-launch data
+prepare`` reads (archive member names, archives, folder names to repair).
 
 The one property: a parser returns a valid value, or raises the project's own error type with a
 message that names the input (the file, line or flag); never another exception, never a
@@ -58,12 +59,15 @@ def _parsed(parse, arg, error: type[Exception], label: str):
         return None
 
 
-def _parse_file(name: str, text: str, parse, error: type[Exception]):
-    """Write ``text`` to a fresh file ``name`` and parse it: the value, or None once the error
-    (of type ``error``, naming the file) has been checked."""
+def _parse_file(name: str, text: str | bytes, parse, error: type[Exception]):
+    """Write ``text`` (or bytes) to a fresh file ``name`` and parse it: the value, or None once
+    the error (of type ``error``, naming the file) has been checked."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8", errors="surrogateescape")
         return _parsed(parse, path, error, str(path))
 
 
@@ -406,6 +410,57 @@ def test_class_folders(names):
             assert not [p for p in root.iterdir() if p.name not in ("train",)]  # no temp file
             return
     assert classes == sorted(classes)
+
+
+# -- data prepare: archive member names and archives ------------------------------------------
+name_bytes = st.one_of(st.binary(max_size=24), st.lists(st.sampled_from(
+    [b"all/", b"train/", b"../", b"/", b"\\", b"C:", b"\x00", b"\x01", "饼干".encode("gbk"),
+     "饼干".encode(), b"\xff", b"\x81\x40", b".", b"..", b"a" * 300]), max_size=6).map(b"".join))
+
+
+@FUZZ
+@example([b"../x"], False)
+@example(["饼干".encode("gbk"), b"\xff\xfe"], False)
+@given(st.lists(name_bytes, min_size=1, max_size=4), st.booleans())
+def test_archive_member_names(raws, flag):
+    from wrn.dataprep import PrepareError, choose_encoding, decode_name, safe_member_path
+
+    try:
+        enc = "utf-8" if flag else choose_encoding(raws)
+        for raw in raws:
+            path = safe_member_path(decode_name(raw, flag, "ascii" if enc == "ascii" else enc))
+            assert not path.startswith("/") and ".." not in path.split("/")
+            assert all(ord(c) >= 32 for c in path)
+    except PrepareError as exc:
+        assert str(exc).strip()
+
+
+@FUZZ
+@example(b"WRNIDX01" + (10).to_bytes(8, "little") + b'{"version"')
+@given(st.one_of(st.binary(max_size=120), st.binary(max_size=80).map(lambda b: b"WRNIDX01" + b)))
+def test_data_index_files(raw):
+    from wrn.dataindex import load_index
+
+    _parse_file("x.idx", raw, load_index, ValueError)
+
+
+@FUZZ
+@given(st.text(max_size=12))
+def test_repairing_a_name_never_fails(name):
+    from wrn.dataprep import repair_name
+
+    fixed = repair_name(name)
+    assert fixed is None or isinstance(fixed, str) and fixed != name
+
+
+@FUZZ
+@example(b"PK\x03\x04")
+@example(b"PK\x05\x06" + b"\0" * 18)
+@given(st.one_of(st.binary(max_size=200), st.binary(max_size=60).map(lambda b: b"PK\x03\x04" + b)))
+def test_archives(raw):
+    from wrn.dataprep import PrepareError, prepare
+
+    _parse_file("data.zip", raw, lambda path: prepare(path, path.parent / "out"), PrepareError)
 
 
 @FUZZ

@@ -1,0 +1,200 @@
+"""The data index: scanned once by one process, reused while the tree is unchanged, loaded by
+every rank (wrn.dataindex). Trees of RP2K's shape are made with hard links (wrn.synth.linked_tree)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wrn import data as D
+from wrn import dataindex as X
+from wrn import synth
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """A few real images to link to."""
+    root = tmp_path_factory.mktemp("source")
+    synth.generate(root, num_classes=3, train_per_class=4, test_per_class=2)
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path, source) -> Path:
+    root = tmp_path / "data"
+    synth.linked_tree(root, source, classes=70, train=700, test=90)
+    return root
+
+
+def test_linked_tree_has_the_asked_shape(tree):
+    classes = D.build_class_index(tree)
+    assert len(classes) == 70 and len(set(classes)) == 70
+    assert any("（" in c and "）" in c for c in classes) and any("%" in c for c in classes)
+    assert D.count_images(tree, "train") == 700 and D.count_images(tree, "test") == 90
+
+
+def test_the_index_holds_what_a_scan_finds(tree, tmp_path):
+    (tree / "train" / D.build_class_index(tree)[3] / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * 200)
+    index = X.obtain(tree, tmp_path / "run" / X.INDEX_DIR)
+    assert index.built
+    classes = D.build_class_index(tree)
+    for split in ("train", "test"):
+        want = D.scan_split(tree, split, classes, verify="quick")
+        got = index.splits[split]
+        assert list(got.files) == list(want.files)
+        assert np.array_equal(got.labels, want.labels)
+        assert got.skipped == want.skipped
+        assert got.classes == tuple(classes)
+    assert [why for _, why in index.train.skipped] == ["truncated JPEG (no end-of-image marker)"]
+    assert "broken.jpg" in index.train.skip_message()
+    assert not index.train.labels.flags.writeable
+    assert index.train.files[-1] == list(index.train.files)[-1]
+    assert index.train.files[2:4] == (index.train.files[2], index.train.files[3])
+
+
+def test_the_scan_on_several_processes_equals_the_serial_one(tree):
+    classes = D.build_class_index(tree)
+    serial = D.scan_split(tree, "train", classes, verify="quick", workers=1)
+    pooled = D.scan_split(tree, "train", classes, verify="quick", workers=3)
+    assert serial.files == pooled.files and np.array_equal(serial.labels, pooled.labels)
+
+
+def test_an_unchanged_tree_reuses_the_index_a_changed_one_gets_a_new_one(tree, tmp_path):
+    folder = tmp_path / X.INDEX_DIR
+    first = X.obtain(tree, folder)
+    again = X.obtain(tree, folder)
+    assert first.built and not again.built and again.path == first.path
+    time.sleep(0.01)
+    cls = D.build_class_index(tree)[5]
+    os.link(next((tree / "train" / cls).iterdir()), tree / "train" / cls / "zz_new.jpg")
+    changed = X.obtain(tree, folder)
+    assert changed.built and changed.path != first.path and len(changed.train) == 701
+    assert sorted(p.name for p in folder.iterdir()) == [changed.path.name]  # the old one is gone
+    other = X.obtain(tree, folder, verify="off")
+    assert other.built and other.path != changed.path
+
+
+def test_rescan_builds_again_once_per_token(tree, tmp_path):
+    folder = tmp_path / X.INDEX_DIR
+    X.obtain(tree, folder)
+    assert X.obtain(tree, folder, rescan="t1").built
+    assert not X.obtain(tree, folder, rescan="t1").built
+    assert not X.obtain(tree, folder).built  # a later restart without the flag reuses it
+    assert X.obtain(tree, folder, rescan="t2").built
+
+
+def test_many_processes_at_once_scan_once(tree, tmp_path):
+    folder = tmp_path / X.INDEX_DIR
+    code = ("import sys; from wrn import dataindex as X; "
+            "i = X.obtain(sys.argv[1], sys.argv[2]); print('BUILT' if i.built else 'LOADED', len(i.train))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tree), str(folder)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(o[0] for o in outs) == ["BUILT", "LOADED", "LOADED", "LOADED"]
+    assert {o[1] for o in outs} == {"700"}
+    assert not list(folder.glob("*.lock"))
+
+
+def test_a_waiter_takes_over_from_a_dead_builder(tree, tmp_path, monkeypatch):
+    folder = tmp_path / X.INDEX_DIR
+    scan = X.ScanOnce(tree, folder)
+    folder.mkdir()
+    scan.lock.write_text("otherhost 1\n")  # a builder that died: its lock never changes
+    monkeypatch.setattr(X, "STALE_S", 0.3)
+    assert not scan.claim()
+    lines = []
+    t = time.monotonic()
+    index = X.ScanOnce(tree, folder, log=lines.append).wait()
+    assert index.built and time.monotonic() - t < 30
+    assert any("builder that is gone" in line for line in lines)
+
+
+def test_a_lock_released_without_an_index_makes_the_waiter_scan(tree, tmp_path):
+    folder = tmp_path / X.INDEX_DIR
+    scan = X.ScanOnce(tree, folder)
+    assert scan.claim()
+    scan._release()  # the builder failed
+    assert X.ScanOnce(tree, folder).wait().built
+
+
+def test_bad_data_is_a_data_error_and_leaves_no_lock(tmp_path):
+    root = tmp_path / "data"
+    (root / "train" / "a").mkdir(parents=True)
+    (root / "test").mkdir()
+    (root / "train" / "a" / "x.jpg").write_bytes(b"")
+    with pytest.raises(D.DataError, match="no usable images"):
+        X.obtain(root, tmp_path / X.INDEX_DIR)
+    assert not list((tmp_path / X.INDEX_DIR).glob("*.lock"))
+
+
+def test_a_damaged_index_file_is_rebuilt(tree, tmp_path):
+    folder = tmp_path / X.INDEX_DIR
+    first = X.obtain(tree, folder)
+    raw = first.path.read_bytes()
+    first.path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="not a usable data index"):
+        X.load_index(first.path)
+    assert X.obtain(tree, folder).built
+
+
+def test_rescan_reaches_the_first_attempts_workers_only():
+    from launcher.config import LaunchConfig
+    from launcher.prepare import _worker_args
+
+    config = LaunchConfig(rescan=True)
+    assert _worker_args(config, first=True, rescan="abc") == ("--rescan", "abc")
+    assert _worker_args(config, first=False, rescan="abc") == ()
+
+
+def test_the_rescan_flag_reaches_the_first_attempts_plan(tmp_path):
+    from launcher.cli import build_parser, launch_config
+    from launcher.prepare import prepare
+
+    config = launch_config(build_parser().parse_args(["--rescan", "--devices", "2", "--backend", "cpu",
+                                                      "--dry-run", "--run-dir", str(tmp_path / "r")]), (), [])
+    assert config.rescan
+    prepared = prepare(config)
+    try:
+        first = [p.argv for p in prepared.plan(0).processes if p.role == "worker"]
+        later = [p.argv for p in prepared.plan(1).processes if p.role == "worker"]
+    finally:
+        prepared.close()
+    tokens = {argv[argv.index("--rescan") + 1] for argv in first}
+    assert len(tokens) == 1 and all("--rescan" not in argv for argv in later)
+
+
+def test_the_scan_uses_helpers_once_mindspore_is_loaded_and_the_process_is_pinned(tree, tmp_path):
+    """The builder scans after joining the cluster (MindSpore loaded: helpers come from a fork
+    server) and after binding itself to one core (helpers get the cores it had before)."""
+    code = ("import os, sys, mindspore\n"
+            "from wrn import data\n"
+            "cpus = sorted(os.sched_getaffinity(0))\n"
+            "os.sched_setaffinity(0, cpus[:1])\n"
+            "c = data.build_class_index(sys.argv[1])\n"
+            "a = data.scan_split(sys.argv[1], 'train', c, workers=2, cpus=cpus)\n"
+            "b = data.scan_split(sys.argv[1], 'train', c, workers=1)\n"
+            "print(a.files == b.files, len(a))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tree)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["True", "700"], out.stderr[-2000:]
+
+
+def test_a_lock_of_a_process_that_is_gone_is_taken_over_at_once(tree, tmp_path):
+    folder = tmp_path / X.INDEX_DIR
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    scan = X.ScanOnce(tree, folder)
+    scan.lock.write_text(f"{os.uname().nodename} {dead}\n")
+    t = time.monotonic()
+    assert scan.wait().built and time.monotonic() - t < X.STALE_S / 2
