@@ -161,9 +161,6 @@ class PlanRequest:
     node's own ``python``. ``resume`` adds ``--resume-from <run dir there>/checkpoints`` to every
     worker (a restart, or ``--resume``). ``secret_names`` are variables whose values are shown
     masked wherever the plan is shown or stored (the names from ``--env-file``).
-    ``compile_cache`` names the workers' MindSpore compile cache under each node's run directory
-    (``compile_cache/<name>-w<world size>``; None: no cache), so a restart or ``--resume``
-    loads the graphs compiled before instead of compiling them again.
 
     ``rank_table`` (``--rank-table``): the launch runs this host's share of that table: the
     single node is server ``table_server`` of the table, its ranks and device ids are the
@@ -198,7 +195,6 @@ class PlanRequest:
     ascend_startup: str = "dynamic"
     hccl_rank_table: bool = False
     device_cpus: Mapping[str, Mapping[int, tuple[int, ...]]] = field(default_factory=dict)
-    compile_cache: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "worker_args", tuple(self.worker_args))
@@ -391,23 +387,20 @@ def _oversubscription(node: Node, threads: int, backend: str, overridden: bool) 
     return []
 
 
-#: The folder of the workers' compile caches in each node's run directory.
-COMPILE_CACHE_DIR = "compile_cache"
 #: A worker of MindSpore's dynamic cluster that registered early only learns from a heartbeat
 #: that every worker has joined; with the default intervals that came 3-4 s after the last one
 #: joined (2 CPU workers, MindSpore 2.10). 1 s bounds that wait.
 CLUSTER_RETRY_ENV = {"MS_RETRY_INTERVAL_LOWER": "1", "MS_RETRY_INTERVAL_UPPER": "1"}
 
 
-def fast_start_env(req: PlanRequest, run_dir: str) -> dict[str, str]:
+def fast_start_env(req: PlanRequest) -> dict[str, str]:
     """What makes a worker (and the scheduler) start sooner, under the user's own variables:
-    the compile cache of this world size in ``run_dir`` and the cluster's shorter waits."""
-    env = dict(CLUSTER_RETRY_ENV) if req.uses_scheduler else {}
-    if req.compile_cache is not None:
-        env["MS_COMPILER_CACHE_ENABLE"] = "1"
-        env["MS_COMPILER_CACHE_PATH"] = os.path.join(
-            run_dir, COMPILE_CACHE_DIR, f"{req.compile_cache}-w{req.world_size}")
-    return env
+    the cluster's shorter waits.
+
+    Not MindSpore's compile cache (``MS_COMPILER_CACHE_ENABLE``): in 2.10 it files a process's
+    graphs by the order they were compiled in (``compile_cache_<n>.mindir``), so an attempt
+    that compiles them in another order (a resume mid-epoch, a restart) loads the wrong graph."""
+    return dict(CLUSTER_RETRY_ENV) if req.uses_scheduler else {}
 
 
 class _NodeView:
@@ -433,7 +426,7 @@ class _NodeView:
 
     def env(self, req: PlanRequest) -> dict[str, str]:
         """The variables every process of this node gets."""
-        env = {**fast_start_env(req, self.run_dir), **req.extra_env}
+        env = {**fast_start_env(req), **req.extra_env}
         if self.node.pythonpath:
             env["PYTHONPATH"] = self.node.pythonpath
         env.update({"PYTHONUNBUFFERED": "1", "WRN_RUN_DIR": self.run_dir})

@@ -13,7 +13,6 @@ connections, and the plan request. ``Prepared.plan(attempt)`` turns that into a 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -412,7 +411,7 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
         device_ips=ips, extra_env=extra_env, python=sys.executable, secret_names=secret_names,
         rank_table=share[0] if share else None, table_server=share[1] if share else 0,
         ascend_startup=config.ascend_startup, hccl_rank_table=config.hccl_rank_table,
-        device_cpus=device_cpus, compile_cache=_compile_cache_name(cfg))
+        device_cpus=device_cpus)
     prepared = Prepared(config, cfg, request, backend, run_dir, explicit, port, previous,
                         tuple(specs or ()), env, tuple(warnings), {"chosen": how, **notes},
                         holder.get("lock"), rescan_token=f"{time.time_ns():x}" if config.rescan else None)
@@ -448,14 +447,6 @@ def _device_cpus(config: LaunchConfig, backend_name: str, nodes: tuple[Node, ...
     notes["core binding"] = (f"each rank on its device's NUMA CPUs ({topology.source})"
                              + (f"; unknown for device(s) {format_ids(missing)}" if missing else ""))
     return {node.host: dict(topology.cpus)}
-
-
-def _compile_cache_name(cfg: TrainConfig) -> str:
-    """The compile cache's name for this training config and this wrn-launch: a restart or
-    ``--resume`` of the same run reuses its compiled graphs, a changed config or version never
-    loads graphs compiled for another."""
-    text = json.dumps([cfg.to_dict(), versions()], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _notes(prepared: Prepared, plan: LaunchPlan, config_file: str | None,

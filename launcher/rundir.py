@@ -11,9 +11,7 @@ Layout::
     logs/<host>-rank<k>.log, logs/scheduler.log   plain output lines of each process
     metrics.jsonl     every worker event as received, plus "host"
     checkpoints/, classes.json, eval.json         written by rank 0
-    data_index/       rank 0's scan of each split, reused by a restart while the data is unchanged
-    compile_cache/<config hash>-w<world size>/rank_<k>/   MindSpore's compiled graphs, reused by
-                      a restart or --resume of the same config and world size
+    data-index/       the data's index (one scan per run), mapped by every rank
 
 ``run.json`` is rewritten atomically on every change, so a script reading it never sees half a
 file: pids appear as soon as a process starts, exit codes as soon as it ends.
