@@ -39,12 +39,16 @@ from tests.support.sshd import serve, sshd_binary
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items):
     for item in items:
         if "sshd" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ssh)
         if "slurm" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slurm)
+            # one test Slurm at a time (its nodes have fixed addresses): under pytest-xdist
+            # (--dist loadgroup) every Slurm test runs in the same worker
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 @pytest.fixture(scope="session")
