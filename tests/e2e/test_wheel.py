@@ -145,19 +145,21 @@ def test_installed_preflight_over_ssh(installed, sshd):
 
 
 def test_installed_default_job_two_devices(installed):
-    """The default job (what `make demo` runs), here from the installed wheel: the suite's one
-    full run of it, so it also checks what a default run leaves behind."""
+    """The default job (what `make demo` runs), here from the installed wheel, cut to 2 of its
+    10 epochs: what a default run leaves behind. The default's accuracy over all 10 epochs is
+    checked by the 2-host runs (tests/e2e/test_ssh_e2e.py, tests/e2e/test_slurm.py)."""
     exe, _, _, elsewhere, _ = installed
     run_dir = elsewhere / "run"
     t0 = time.monotonic()
-    res = _run([exe, "--devices", "2", "--run-dir", run_dir, "--plain"], elsewhere, 900)
+    res = _run([exe, "--devices", "2", "--run-dir", run_dir, "--plain", "--set", "epoch_size=2"],
+               elsewhere, 900)
     record = json.loads((run_dir / "run.json").read_text())
     top1 = json.loads((run_dir / "eval.json").read_text())["top1"]
-    print(f"default 2-device job from the installed wheel: {time.monotonic() - t0:.0f} s, top-1 {top1:.4f}")
+    print(f"default 2-device job (2 epochs) from the installed wheel: {time.monotonic() - t0:.0f} s, "
+          f"top-1 {top1:.4f}")
     assert record["status"] == "succeeded"
     assert record["versions"]["wrn-launch"] == wrn.__version__
-    assert record["summary"]["top1"] >= 0.90
-    assert top1 >= 0.90
+    assert record["summary"]["top1"] == pytest.approx(top1) and top1 > 0.1  # better than chance
     assert "replicas in sync" in res.stdout
     assert "\x1b" not in res.stdout
     assert all(p["exit_code"] == 0 for p in record["processes"])  # scheduler included

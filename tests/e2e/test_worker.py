@@ -19,8 +19,8 @@ def _events(text):
 @pytest.fixture(scope="module")
 def msrun_run(tmp_path_factory):
     """The unchanged worker on 2 ranks under msrun: two epochs of configs/default.yaml (its full
-    10 epochs to >= 90 % run under wrn-launch in test_launch_e2e.py and over SSH in
-    test_ssh_e2e.py; here what matters is that msrun's environment works)."""
+    10 epochs to >= 90 % run over SSH in test_ssh_e2e.py and under Slurm in test_slurm.py;
+    here what matters is that msrun's environment works)."""
     out = tmp_path_factory.mktemp("msrun-run")
     proc = run_msrun([str(REPO / "wrn" / "train.py"), "--output-dir", str(out / "run"),
                       "--set", "epoch_size=2", "--set", "eval_interval=0"], out / "logs",
