@@ -49,7 +49,7 @@ def one_run(cfg: Path, work: Path, flags: tuple[str, ...]) -> dict[str, float]:
 
 
 def main() -> None:
-    args = common.arg_parser(__doc__.split("\n")[0], runs=3).parse_args()
+    args = common.arg_parser(__doc__.split("\n")[0]).parse_args()
     common.sample_data()
     sides = {"explicit 10/20 s": ("--stall-timeout", "10", "--stall-kill", "20"),
              "adaptive default": ()}

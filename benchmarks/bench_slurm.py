@@ -61,7 +61,7 @@ def one_run(kind: str, cfg: Path, work: Path, env: dict[str, str]) -> float:
 def main() -> None:
     from tests.support.slurm import serve, slurm_binaries
 
-    args = common.arg_parser(__doc__.split("\n")[0], runs=3).parse_args()
+    args = common.arg_parser(__doc__.split("\n")[0]).parse_args()
     bins = slurm_binaries()
     if bins is None or os.geteuid() != 0:
         raise SystemExit("bench_slurm needs root and slurm-wlm + munge (apt-get install -y "
