@@ -19,9 +19,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/wrn-launch --devices 2 --backend cpu
 
-# The fast tests run 4 at a time (pytest-xdist): most of their time is spent waiting on the
-# processes they start. The Slurm tests share one worker (one test cluster at a time).
-FAST := -m "not slow" -n 4 --dist loadgroup
+# The fast tests run 3 at a time (pytest-xdist): much of their time is spent waiting on the
+# processes they start (on 2 idle cores: 331 s one at a time, 191 s three, 219 s four at a
+# time). The Slurm tests share one worker (one test cluster at a time).
+FAST := -m "not slow" -n 3 --dist loadgroup
 
 # The whole test suite: the fast tests, then one at a time the slow ones (real MindSpore
 # training processes, the wheel installed into a fresh venv in a temporary folder), whose
