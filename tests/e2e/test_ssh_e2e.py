@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
-from tests.support.processes import pid_alive, run_processes, wait_for
+from tests.support.processes import has_checkpoint_event, pid_alive, run_processes, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -96,14 +96,7 @@ def test_two_hosts_restart_after_a_remote_worker_is_killed(tmp_path, sshd):
                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
-    def first_checkpoint():
-        try:
-            lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-        except OSError:
-            return None
-        return any('"event":"checkpoint"' in line for line in lines)
-
-    assert wait_for(first_checkpoint, 300, 0.2), launcher.poll()
+    assert wait_for(lambda: has_checkpoint_event(run_dir), 300, 0.2), launcher.poll()
     record = json.loads((run_dir / "run.json").read_text())
     victim = next(p for p in record["processes"] if p["rank"] == 1)
     os.kill(victim["pid"], signal.SIGKILL)

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import REPO
 from tests.support.launches import SSHRun
-from tests.support.processes import run_processes, wait_for
+from tests.support.processes import has_checkpoint_event, run_processes, wait_for
 from tests.support.sshd import serve, sshd_binary
 
 pytestmark = pytest.mark.ssh
@@ -100,14 +100,7 @@ def test_run_continues_on_host_a_when_host_b_is_lost(tmp_path, two_sshds):
                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
-        def first_checkpoint():
-            try:
-                lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-            except OSError:
-                return None
-            return any('"event":"checkpoint"' in line for line in lines)
-
-        assert wait_for(first_checkpoint, 300, 0.2), launcher.poll()
+        assert wait_for(lambda: has_checkpoint_event(run_dir), 300, 0.2), launcher.poll()
         lose_host(b)
         out, err = launcher.communicate(timeout=600)
     finally:

@@ -112,3 +112,12 @@ def wait_for(condition, timeout: float, interval: float = 0.05):
         if time.monotonic() > deadline:
             return None
         time.sleep(interval)
+
+
+def has_checkpoint_event(run_dir) -> bool:
+    """Whether the run's metrics.jsonl already records a checkpoint (a ``wait_for`` condition)."""
+    try:
+        lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return False
+    return any('"event":"checkpoint"' in line for line in lines)
