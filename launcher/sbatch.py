@@ -129,10 +129,22 @@ def _resolved_config(launch_args: Sequence[str]):
     return load_config(config.config_file, config.overrides), config
 
 
+def _check_sbatch_values(args: argparse.Namespace) -> None:
+    """``SbatchError`` for an #SBATCH value with a line break or another control character:
+    written into job.sbatch it would end the #SBATCH line and run the rest as a command."""
+    values = [(f"--{flag}", getattr(args, flag)) for flag in ("partition", "time", "account")]
+    values += [("--sbatch-arg", value) for value in args.sbatch_arg]
+    for flag, value in values:
+        if value is not None and not value.isprintable():
+            raise SbatchError(f"{flag} {value!r} holds a line break or another control character; "
+                              f"give the value on one line")
+
+
 def prepare_job(args: argparse.Namespace) -> tuple[Path, Path]:
     """Check the input, choose and fill the run directory; (run dir, script path)."""
     from wrn.config import dump_config
 
+    _check_sbatch_values(args)
     launch_args = list(args.launch_args)
     if launch_args[:1] == ["--"]:
         launch_args = launch_args[1:]

@@ -577,3 +577,22 @@ def test_launcher_and_devices_per_node(launcher, per_node):
         LaunchConfig(launcher=launcher, devices_per_node=per_node)
     except LaunchError as exc:
         _names_input(exc, "--launcher", "--devices-per-node")
+
+
+@FUZZ
+@given(st.sampled_from(["partition", "time", "account", "sbatch_arg"]), hostile)
+def test_sbatch_values_on_their_lines(flag, value):
+    """An #SBATCH value is accepted only when it stays on its line of job.sbatch; otherwise
+    ``SbatchError`` naming the flag."""
+    import argparse
+
+    from launcher.sbatch import SbatchError, _check_sbatch_values
+
+    fields = {"partition": None, "time": None, "account": None, "sbatch_arg": []}
+    fields[flag] = [value] if flag == "sbatch_arg" else value
+    try:
+        _check_sbatch_values(argparse.Namespace(**fields))
+    except SbatchError as exc:
+        _names_input(exc, "--" + flag.replace("_", "-"))
+        return
+    assert value.isprintable()

@@ -69,6 +69,11 @@ def test_slurm_launch_outside_an_allocation_exits_2(tmp_path, capsys, monkeypatc
     (["--nodes", "2", "--", "--devices", "2"], "--devices-per-node"),
     (["--nodes", "2", "--", "--run-dir", "x", "--name", "y"], "--run-dir and --name"),
     (["--nodes", "2", "--", "--set", "lr=banana"], "lr"),
+    # a line break would end the #SBATCH line and run the rest as a command of the job
+    (["--nodes", "2", "--partition", "gpu\nrm -rf ~", "--"], "--partition"),
+    (["--nodes", "2", "--time", "1:00:00\rx", "--"], "--time"),
+    (["--nodes", "2", "--account", "a\x00b", "--"], "--account"),
+    (["--nodes", "2", "--sbatch-arg=--mem=1G\ntouch /tmp/x", "--"], "--sbatch-arg"),
 ])
 def test_bad_sbatch_input_exits_2_before_anything_is_written(tmp_path, capsys, monkeypatch,
                                                              args, message):
