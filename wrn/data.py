@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,20 +281,21 @@ class Split:
                 f"{shown}{more}")
 
 
-def check_image_quick(path: str | os.PathLike) -> str | None:
+def check_image_quick(path: str | os.PathLike, dir_fd: int | None = None) -> str | None:
     """Structural check without decoding: None if ``path`` looks like a whole JPEG or PNG.
 
     Reads only the first 16 and last ``TAIL_BYTES`` bytes: a JPEG must start with FF D8 FF and
     have an FF D9 end marker in its tail; a PNG must have the 8-byte signature and an ``IEND``
     chunk in its tail. The format is taken from the content, not the file name. Returns the
-    reason otherwise (too small, truncated, unknown format, unreadable).
+    reason otherwise (too small, truncated, unknown format, unreadable). ``dir_fd``: ``path``
+    is relative to that open folder (as ``os.open``).
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
     try:
-        size = os.fstat(fd).st_size
+        size = os.lseek(fd, 0, os.SEEK_END)
         if size < MIN_IMAGE_BYTES:
             return "empty file" if size == 0 else f"too small to be an image ({size} bytes)"
         head = os.pread(fd, 16, 0)
@@ -302,11 +304,52 @@ def check_image_quick(path: str | os.PathLike) -> str | None:
         return f"unreadable: {exc.strerror}"
     finally:
         os.close(fd)
+    return _content_problem(head, tail)
+
+
+def _content_problem(head: bytes, tail: bytes) -> str | None:
+    """The quick check's verdict on a file's first 16 and last ``TAIL_BYTES`` bytes."""
     if head.startswith(_JPEG_SOI):
         return None if _JPEG_EOI in tail else "truncated JPEG (no end-of-image marker)"
     if head.startswith(_PNG_SIGNATURE):
         return None if _PNG_IEND in tail else "truncated PNG (no IEND chunk)"
     return "not a JPEG or PNG file"
+
+
+def _quick_check_folder(folder: str, names: Sequence[str]) -> list[tuple[str, str]]:
+    """``check_image_quick`` over the files ``names`` of ``folder``: the ``(name, reason)`` of
+    those that fail. Opens each file relative to the open folder, and a file that passes costs
+    five system calls and no Python call: half the time of ``check_image_quick`` per path on
+    RP2K's 384k files (BENCHMARKS.md), where the kernel would walk the whole path each time."""
+    bad: list[tuple[str, str]] = []
+    op, seek, pread, close = os.open, os.lseek, os.pread, os.close
+    try:
+        dfd = op(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        return [(name, f"unreadable: {exc.strerror}") for name in names]
+    try:
+        for name in names:
+            try:
+                fd = op(name, os.O_RDONLY, dir_fd=dfd)
+            except OSError:
+                bad.append((name, check_image_quick(name, dir_fd=dfd) or "unreadable"))
+                continue
+            try:
+                size = seek(fd, 0, 2)
+                head = pread(fd, 16, 0) if size >= MIN_IMAGE_BYTES else b""
+                tail = pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES)) if head else b""
+            except OSError:
+                head = b""
+            finally:
+                close(fd)
+            if head and ((head.startswith(_JPEG_SOI) and _JPEG_EOI in tail)
+                         or (head.startswith(_PNG_SIGNATURE) and _PNG_IEND in tail)):
+                continue
+            # the rare failure: ask the whole check again for its reason
+            bad.append((name, check_image_quick(name, dir_fd=dfd) or "changed while checked"))
+    finally:
+        close(dfd)
+    return bad
 
 
 def check_image_full(path: str | os.PathLike) -> str | None:
@@ -324,82 +367,265 @@ def check_image_full(path: str | os.PathLike) -> str | None:
     return None
 
 
-def _check_chunk(args: tuple[str, list[str]]) -> list[str | None]:
-    verify, paths = args
-    check = check_image_full if verify == "full" else check_image_quick
-    return [check(p) for p in paths]
-
-
-def _verify_many(paths: list[str], verify: str) -> list[str | None]:
-    """Run the chosen check over ``paths``.
-
-    The quick check runs in this thread: with the files in the page cache it does tens of
-    thousands of files per second, and threads only added GIL contention. The full check
-    decodes with Pillow, which releases the GIL, so it runs in chunks on a thread per core.
-    """
-    if verify == "quick" or len(paths) < 64:
-        return _check_chunk((verify, paths))
-    chunks = [(verify, paths[i:i + 256]) for i in range(0, len(paths), 256)]
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        return [r for chunk in pool.map(_check_chunk, chunks) for r in chunk]
-
-
-def _scan_folder(args: tuple[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """One class folder: its image file names that pass ``verify`` (sorted) and the
-    ``(name, reason)`` of those that fail. Runs in a pool process when ``scan_split`` has
-    workers; names that are not valid UTF-8 are returned as they are (checked by the caller)."""
+def _scan_folder(args: tuple[str, str]) -> tuple[list[str], list[tuple[str, str]], bool]:
+    """One class folder: its image file names that pass ``verify`` (sorted), the
+    ``(name, reason)`` of those that fail, and whether every name is valid UTF-8 (if not,
+    nothing is verified: the caller reports the names). Runs in a pool process when
+    ``list_split`` has workers."""
     folder, verify = args
     with os.scandir(folder) as it:
         names = sorted(e.name for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
-    if verify == "off" or not _all_utf8(names):
-        return names, []
-    check = check_image_full if verify == "full" else check_image_quick
-    good, bad = [], []
-    for name in names:
-        problem = check(os.path.join(folder, name))
-        if problem is None:
-            good.append(name)
-        else:
-            bad.append((name, problem))
-    return good, bad
+    if not _all_utf8(names):
+        return names, [], False
+    if verify == "off":
+        return names, [], True
+    if verify == "quick":
+        bad = _quick_check_folder(folder, names)
+    else:
+        bad = [(n, p) for n in names if (p := check_image_full(os.path.join(folder, n))) is not None]
+    if not bad:
+        return names, bad, True
+    failed = {n for n, _ in bad}
+    return [n for n in names if n not in failed], bad, True
 
 
 def _all_utf8(names: Sequence[str]) -> bool:
     return all(_is_utf8(n) for n in names)
 
 
-def _scan_in_pool(folders: list[str], verify: str, workers: int,
-                  cpus: Sequence[int] | None = None) -> list:
-    """``_scan_folder`` over ``folders`` on ``workers`` helper processes (a folder per task,
-    results in order), each allowed on ``cpus`` (None: as this process). Helpers are forked,
-    or, once MindSpore is loaded (forking a process that runs its threads is not safe), forked
-    from a fresh server process that has loaded only this module."""
+def _start_helpers(workers: int, chunks: list[list[str]], verify: str,
+                   cpus: Sequence[int] | None, nice: int) -> list:
+    """Start ``workers`` processes that take ``chunks`` of class folders one at a time (a
+    shared counter) and send their ``_scan_folder`` results back over a pipe once all chunks
+    are taken; ``([(process, connection), ...], counter)``. Keep the counter until the helpers
+    are done: under ``forkserver`` a helper opens its semaphore by name after ``start()``
+    returned, and the last reference unlinks it.
+
+    Nothing of this process runs while they work: a worker's MindSpore ``init()`` holds the GIL
+    for seconds, which starved the feeding thread of a process pool. Before MindSpore is loaded
+    the helpers are forked; once it is loaded (forking a process that runs its threads is not
+    safe) they are forked from a fresh server process that loads only this module."""
     import multiprocessing
     import sys
-    from concurrent.futures import ProcessPoolExecutor
 
     if "mindspore" in sys.modules:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["wrn.data"])
     else:
         ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_allow_cpus, initargs=(cpus,)) as pool:
-        return list(pool.map(_scan_folder, [(f, verify) for f in folders],
-                             chunksize=max(1, len(folders) // (workers * 8))))
+    counter = ctx.Value("q", 0)
+    helpers = []
+    try:
+        for _ in range(workers):
+            mine, theirs = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_scan_helper, name="wrn-scan",
+                               args=(os.getpid(), chunks, verify, counter, theirs, cpus, nice),
+                               daemon=True)
+            proc.start()
+            theirs.close()
+            helpers.append((proc, mine))
+    except BaseException:
+        _stop_helpers(helpers)
+        raise
+    return helpers, counter
 
 
-def _allow_cpus(cpus: Sequence[int] | None) -> None:
-    if cpus:
-        try:
+def _scan_helper(starter: int, chunks: list[list[str]], verify: str, counter, conn,
+                 cpus: Sequence[int] | None, nice: int) -> None:
+    """A helper process: ``_scan_folder`` of the folders of each chunk it takes; sends
+    ``("ok", finished, {chunk: results})`` or ``("error", finished, message)``. It dies with
+    the process that started it (``PR_SET_PDEATHSIG``; under ``forkserver`` its parent is the
+    server, which ends with ``starter``), so a worker killed mid-scan leaves none."""
+    import signal
+
+    from launcher.proc import set_pdeathsig
+
+    set_pdeathsig(signal.SIGKILL)
+    try:
+        os.kill(starter, 0)
+    except ProcessLookupError:  # it died before the prctl
+        os._exit(1)
+    try:
+        if cpus:
             os.sched_setaffinity(0, cpus)
-        except OSError:
-            pass
+        if nice:
+            os.nice(nice)
+    except OSError:
+        pass
+    done: dict[int, list] = {}
+    folder = ""
+    try:
+        while True:
+            with counter.get_lock():
+                k = counter.value
+                counter.value += 1
+            if k >= len(chunks):
+                break
+            results = []
+            for folder in chunks[k]:
+                results.append(_scan_folder((folder, verify)))
+            done[k] = results
+        conn.send(("ok", time.monotonic(), done))
+    except OSError as exc:
+        conn.send(("error", time.monotonic(), f"cannot list {folder}: {exc.strerror or exc}"))
+    finally:
+        conn.close()
+
+
+def _stop_helpers(helpers: list) -> None:
+    for proc, conn in helpers:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        conn.close()
 
 
 def scan_workers(cpus: Sequence[int] | None = None) -> int:
     """Processes ``scan_split`` may use: one per core of ``cpus`` (default: the cores this
     process may run on), at most 32."""
     return max(1, min(32, len(cpus or os.sched_getaffinity(0))))
+
+
+@dataclass(frozen=True)
+class SplitListing:
+    """What ``list_split`` found: per class folder (in class order) its label, its path and
+    the names of its usable images; the files left out (``(path, reason)``); the split folder
+    as given (``directory``) and resolved (``base``, which the folder paths start with)."""
+
+    directory: str
+    base: str
+    folders: tuple[tuple[int, str, list[str]], ...]
+    skipped: tuple[tuple[str, str], ...]
+    verify: str
+
+    @property
+    def count(self) -> int:
+        return sum(len(names) for _, _, names in self.folders)
+
+
+def list_split(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str = "quick",
+               workers: int = 1, cpus: Sequence[int] | None = None) -> SplitListing:
+    """The usable images of ``root/<split>/<class>/`` folder by folder (see ``scan_split``,
+    which makes a ``Split`` of it, and ``wrn.dataindex``, which writes it without making a path
+    string per file)."""
+    return ListingJob(root, (split,), classes, verify=verify, workers=workers, cpus=cpus).result()[split]
+
+
+class ListingJob:
+    """``list_split`` of several splits, started now and collected by ``result()``.
+
+    The checks that need no file opened (the split folders exist, their class folders are in
+    ``classes``, their names are UTF-8) run in the constructor and raise ``DataError`` there.
+    With ``workers`` > 1 and at least ``POOL_MIN_FOLDERS`` class folders the folders go to
+    ``workers`` helper processes at once (``nice``: their scheduling niceness), so the caller
+    can do other work (a worker joins its cluster) while they list and verify; otherwise
+    ``result()`` does the work.
+    """
+
+    def __init__(self, root: str | os.PathLike, splits: Sequence[str], classes: Sequence[str],
+                 verify: str = "quick", workers: int = 1, cpus: Sequence[int] | None = None,
+                 nice: int = 0) -> None:
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}; got {verify!r}")
+        self.verify = verify
+        classes = _validated_classes(classes, "scan_split")
+        self._plans = {split: _plan_split(Path(root), split, classes) for split in splits}
+        folders = [path for plan in self._plans.values() for path in plan[2]]
+        #: seconds from the start of the listing to its last folder (helpers: from this
+        #: constructor, whatever the caller did meanwhile; else the time ``result()`` took)
+        self.seconds = 0.0
+        self._created = time.monotonic()
+        self._helpers: list = []
+        self._counter = None
+        self._chunks: list[list[str]] = []
+        if workers > 1 and max(len(plan[2]) for plan in self._plans.values()) >= POOL_MIN_FOLDERS:
+            size = max(1, len(folders) // (workers * 16))
+            self._chunks = [folders[i:i + size] for i in range(0, len(folders), size)]
+            self._helpers, self._counter = _start_helpers(workers, self._chunks, verify, cpus, nice)
+
+    def result(self) -> dict[str, SplitListing]:
+        """Every split's listing (waiting for the helpers). ``DataError`` as ``scan_split``."""
+        try:
+            if self._helpers:
+                results = iter(self._collect())
+            else:
+                began = time.monotonic()
+                results = self._scan_here()
+                self.seconds = time.monotonic() - began
+        finally:
+            self.close()
+        return {split: _listing(split, plan, [next(results) for _ in plan[2]], self.verify)
+                for split, plan in self._plans.items()}
+
+    def _collect(self) -> list:
+        done: dict[int, list] = {}
+        last = self._created
+        for proc, conn in self._helpers:
+            try:
+                status, finished, payload = conn.recv()
+            except EOFError:
+                proc.join()
+                raise DataError(f"a helper process listing the data ended without a result "
+                                f"(exit code {proc.exitcode}); run again, or set verify_images: "
+                                f"off if it keeps failing") from None
+            if status != "ok":
+                raise DataError(payload)
+            done.update(payload)
+            last = max(last, finished)
+        self.seconds = last - self._created
+        return [r for k in range(len(self._chunks)) for r in done[k]]
+
+    def _scan_here(self) -> Iterator:
+        tasks = [(f, self.verify) for plan in self._plans.values() for f in plan[2]]
+        if self.verify == "full":  # Pillow decodes without the GIL: a thread per core
+            with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+                return iter(list(pool.map(_scan_folder, tasks)))
+        return iter([_scan_folder(t) for t in tasks])
+
+    def close(self) -> None:
+        """Stop the helpers (work not sent back yet is dropped)."""
+        helpers, self._helpers = self._helpers, []
+        _stop_helpers(helpers)
+        self._counter = None
+
+
+def _plan_split(root: Path, split: str, classes: list[str]) -> tuple[Path, list[str], list[str], dict]:
+    """``(split folder, class folder names in class order, their resolved paths, class index)``;
+    ``DataError`` if the folder is missing or names a class that is not in ``classes``."""
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir} does not exist; expected {split_dir}/<class>/<image>.jpg")
+    index = {name: i for i, name in enumerate(classes)}
+    with os.scandir(split_dir) as it:
+        folders = sorted(e.name for e in it if e.is_dir() and not _is_hidden(e.name))
+    _check_names_utf8(split_dir, folders)
+    unknown = [name for name in folders if name not in index]
+    if unknown:
+        shown = ", ".join(repr(n) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise DataError(f"{split_dir} has class folder(s) that are not in the training class index "
+                        f"({len(classes)} classes, taken from train/): {shown}; every {split} class "
+                        f"must also exist in train/")
+    base = str(split_dir.resolve())
+    ordered = sorted(folders, key=index.__getitem__)
+    return split_dir, ordered, [os.path.join(base, name) for name in ordered], index
+
+
+def _listing(split: str, plan: tuple, results: list, verify: str) -> SplitListing:
+    """The ``SplitListing`` of a planned split from its folders' ``_scan_folder`` results."""
+    split_dir, ordered, paths, index = plan
+    found, skipped = [], []
+    for name, path, (names, bad, utf8) in zip(ordered, paths, results):
+        if not utf8:
+            _check_names_utf8(Path(path), names)
+        found.append((index[name], path, names))
+        skipped.extend((os.path.join(path, n), why) for n, why in bad)
+    listing = SplitListing(directory=str(split_dir), base=str(split_dir.resolve()),
+                           folders=tuple(found), skipped=tuple(skipped), verify=verify)
+    if not listing.count:
+        what = f" ({len(skipped)} image file(s) failed the {verify} check)" if skipped else ""
+        raise DataError(f"{split_dir} holds no usable images{what}; expected "
+                        f"{split_dir}/<class>/<image>.jpg|.jpeg|.png")
+    return listing
 
 
 def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str = "quick",
@@ -413,55 +639,15 @@ def scan_split(root: str | os.PathLike, split: str, classes: Sequence[str], veri
     out and returned in ``Split.skipped`` (report them once, e.g. ``split.skip_message()``);
     they are never fatal. Raises ``DataError`` if the split folder is missing, if it has a
     class folder that is not in ``classes`` (the training class index), or if it holds no
-    usable image.
+    usable image. ``workers`` > 1: that many helper processes (for >= ``POOL_MIN_FOLDERS``
+    class folders), allowed on ``cpus``.
     """
-    if verify not in VERIFY_MODES:
-        raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}; got {verify!r}")
-    classes = _validated_classes(classes, "scan_split")
-    split_dir = Path(root) / split
-    if not split_dir.is_dir():
-        raise DataError(f"{split_dir} does not exist; expected {split_dir}/<class>/<image>.jpg")
-    index = {name: i for i, name in enumerate(classes)}
-    with os.scandir(split_dir) as it:
-        folders = sorted(e.name for e in it if e.is_dir() and not _is_hidden(e.name))
-    _check_names_utf8(split_dir, folders)
-    unknown = [name for name in folders if name not in index]
-    if unknown:
-        shown = ", ".join(repr(n) for n in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise DataError(f"{split_dir} has class folder(s) that are not in the training class index "
-                        f"({len(classes)} classes, taken from train/): {shown}; every {split} class "
-                        f"must also exist in train/")
-    files: list[str] = []
-    labels: list[int] = []
-    skipped: list[tuple[str, str]] = []
-    base = str(split_dir.resolve())
-    ordered = [os.path.join(base, name) for name in sorted(folders, key=index.__getitem__)]
-    if workers > 1 and len(ordered) >= POOL_MIN_FOLDERS:
-        for folder, (names, bad) in zip(ordered, _scan_in_pool(ordered, verify, workers, cpus)):
-            _check_names_utf8(Path(folder), names)
-            files.extend(os.path.join(folder, n) for n in names)
-            labels.extend([index[os.path.basename(folder)]] * len(names))
-            skipped.extend((os.path.join(folder, n), why) for n, why in bad)
-        checked, verify = verify, "off"  # done in the pool
-    else:
-        checked = verify
-        for folder in ordered:
-            names, _ = _scan_folder((folder, "off"))
-            _check_names_utf8(Path(folder), names)
-            files.extend(os.path.join(folder, n) for n in names)
-            labels.extend([index[os.path.basename(folder)]] * len(names))
-    if verify != "off" and files:
-        problems = _verify_many(files, verify)
-        keep = [i for i, p in enumerate(problems) if p is None]
-        skipped = [(files[i], p) for i, p in enumerate(problems) if p is not None]
-        files = [files[i] for i in keep]
-        labels = [labels[i] for i in keep]
-    if not files:
-        what = f" ({len(skipped)} image file(s) failed the {checked} check)" if skipped else ""
-        raise DataError(f"{split_dir} holds no usable images{what}; expected "
-                        f"{split_dir}/<class>/<image>.jpg|.jpeg|.png")
-    return Split(files=tuple(files), labels=np.asarray(labels, dtype=np.int32), classes=tuple(classes),
-                 skipped=tuple(skipped), directory=str(split_dir))
+    listing = list_split(root, split, classes, verify=verify, workers=workers, cpus=cpus)
+    files = [os.path.join(path, n) for _, path, names in listing.folders for n in names]
+    labels = np.concatenate([np.full(len(names), label, dtype=np.int32)
+                             for label, _, names in listing.folders])
+    return Split(files=tuple(files), labels=labels, classes=tuple(classes),
+                 skipped=listing.skipped, directory=listing.directory)
 
 
 # --------------------------------------------------------------------------- sharding

@@ -7,9 +7,11 @@ network file system it is minutes. Instead, one process per run directory builds
 ``<run dir>/data-index/``; every rank maps the same file.
 
 Who builds: the first rank to create the lock file ``<key>.lock`` (``O_CREAT|O_EXCL``), which it
-does before joining the cluster; after joining, it scans on a helper process per core it was
-allowed before binding itself to its own cores (the host's other ranks are only waiting for the
-index then), while the others wait for the index and map it. The election needs no rank number, so it works the same under ``wrn-launch``,
+does before joining the cluster. It starts the scan then (``ScanOnce.start``: a helper process
+per core it was allowed before binding itself to its own cores, forked before MindSpore is
+loaded) and collects it after joining (``build``), so listing and verifying overlap with
+loading MindSpore and the cluster's rendezvous; the others wait for the index after joining
+and map it. The election needs no rank number, so it works the same under ``wrn-launch``,
 ``msrun`` or by hand, with a run directory shared by several hosts (one of them scans) or
 copied to each (one per host scans). The builder touches its lock every ``HEARTBEAT_S``; a
 lock that has not changed for ``STALE_S``, or that names a process of this host that is gone,
@@ -46,7 +48,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from wrn.data import Split, build_class_index, scan_split, scan_workers
+from wrn.data import ListingJob, Split, SplitListing, build_class_index, scan_workers
 from wrn.fileio import write_atomic
 
 #: Folder of the run directory that holds index files.
@@ -56,6 +58,9 @@ FORMAT_VERSION = 1
 #: The builder refreshes its lock this often; a lock unchanged for STALE_S is abandoned.
 HEARTBEAT_S = 2.0
 STALE_S = 60.0
+#: Niceness of the scan's helper processes: they run while the host's ranks load MindSpore and
+#: join, and should take the cores only when those wait (the rendezvous leaves them idle).
+SCAN_NICE = 10
 SPLITS = ("train", "test")
 
 
@@ -141,17 +146,19 @@ class DataIndex:
 
 
 def _encode(root: Path, verify: str, stamp: str, token: str | None, classes: Sequence[str],
-            splits: dict[str, Split], seconds: float) -> bytes:
-    """The index file's bytes for ``splits`` (see the module doc)."""
+            listings: dict[str, SplitListing], seconds: float) -> bytes:
+    """The index file's bytes for the splits ``listings`` (see the module doc)."""
     arrays: list[bytes] = []
     meta: dict[str, dict] = {}
     at = 0
-    for name, split in splits.items():
-        base = split.directory.rstrip("/") if split.directory else ""
-        names = [os.path.basename(f).encode("utf-8") for f in split.files]
+    for name, listing in listings.items():
+        base = listing.base.rstrip("/")
+        names = [n.encode("utf-8") for _, _, folder in listing.folders for n in folder]
+        labels = np.concatenate([np.full(len(folder), label, dtype="<i4")
+                                 for label, _, folder in listing.folders])
         offsets = np.zeros(len(names) + 1, dtype="<i8")
-        np.cumsum([len(n) for n in names], out=offsets[1:])
-        blobs = [np.asarray(split.labels, dtype="<i4").tobytes(), offsets.tobytes(), b"".join(names)]
+        np.cumsum(np.fromiter(map(len, names), dtype="<i8", count=len(names)), out=offsets[1:])
+        blobs = [labels.tobytes(), offsets.tobytes(), b"".join(names)]
         places = []
         for blob in blobs:
             places.append(at)
@@ -159,7 +166,7 @@ def _encode(root: Path, verify: str, stamp: str, token: str | None, classes: Seq
             at += len(arrays[-1])
         meta[name] = {"count": len(names), "labels_at": places[0], "offsets_at": places[1],
                       "names_at": places[2], "names_bytes": int(offsets[-1]), "directory": base,
-                      "skipped": [[os.path.relpath(p, base), why] for p, why in split.skipped]}
+                      "skipped": [[os.path.relpath(p, base), why] for p, why in listing.skipped]}
     header = json.dumps({"version": FORMAT_VERSION, "stamp": stamp, "token": token, "root": str(root),
                          "verify": verify, "classes": list(classes), "splits": meta,
                          "seconds": round(seconds, 3), "created": time.time()},
@@ -258,6 +265,9 @@ class ScanOnce:
         self.lock = self.folder / f"{key}-{self.stamp}.lock"
         self._prefix = f"{key}-"
         self._held = False
+        self._job: ListingJob | None = None
+        self._beat: _Heartbeat | None = None
+        self._workers = 1
         # the cores this process may use now, before a worker binds itself to its own ones:
         # while the index is built the other ranks of the host only wait for it
         self.cpus = tuple(sorted(os.sched_getaffinity(0)))
@@ -310,28 +320,49 @@ class ScanOnce:
         except OSError:
             pass
 
+    def start(self) -> None:
+        """Begin the scan on helper processes (after ``claim()`` won) and return: the caller
+        joins its cluster meanwhile, and ``build()`` collects. Checks that open no file run
+        here, so a missing split folder or an unknown class folder is a ``DataError`` before
+        the caller has started anything. ``build()`` without ``start()`` scans there."""
+        assert self._held, "start() without claim()"
+        if self._job is not None:
+            return
+        self._workers = scan_workers(self.cpus)
+        try:  # the helpers are forked before the heartbeat thread starts
+            self._job = ListingJob(self.root, SPLITS, self.classes, verify=self.verify,
+                                   workers=self._workers, cpus=self.cpus, nice=SCAN_NICE)
+        except BaseException:
+            self._finish()
+            raise
+        self._beat = _Heartbeat(self.lock)
+
     def build(self) -> DataIndex:
-        """Scan both splits (on the usable cores), write the index atomically, release the
-        lock and return the index as loaded from the file. ``DataError`` on unusable data."""
-        assert self._held, "build() without claim()"
-        beat = _Heartbeat(self.lock)
+        """Scan both splits (on the usable cores; begun by ``start()`` if it was called), write
+        the index atomically, release the lock and return the index as loaded from the file.
+        ``DataError`` on unusable data."""
+        self.start()
         try:
-            start = time.perf_counter()
-            workers = scan_workers(self.cpus)
-            splits = {s: scan_split(self.root, s, self.classes, verify=self.verify, workers=workers,
-                                    cpus=self.cpus) for s in SPLITS}
-            seconds = time.perf_counter() - start
+            splits = self._job.result()
+            seconds = self._job.seconds
             write_atomic(self.path, _encode(self.root, self.verify, self.stamp, self.rescan,
                                             self.classes, splits, seconds))
             del splits
             self._remove_others()
         finally:
-            beat.stop()
-            self._release()
+            self._finish()
         index = load_index(self.path)
-        self.log(f"scanned {self.root} in {seconds:.1f} s on {workers} process(es): "
+        self.log(f"scanned {self.root} in {seconds:.1f} s on {self._workers} process(es): "
                  f"{len(index.train)} train, {len(index.test)} test images; index {self.path}")
         return DataIndex(index.path, index.stamp, index.classes, index.splits, True, seconds)
+
+    def _finish(self) -> None:
+        if self._job is not None:
+            self._job.close()
+        if self._beat is not None:
+            self._beat.stop()
+            self._beat = None
+        self._release()
 
     def _remove_others(self) -> None:
         """Delete this dataset's older index files (other stamps) from the folder."""

@@ -257,8 +257,8 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     Every check that can fail on the user's input (the data folder, the class count, the files
     named on the command line) runs before MindSpore joins the cluster. The data is scanned
     once per run (``wrn.dataindex``): the rank that wins the index lock (taken before joining)
-    scans after joining, on every core the host's ranks were given, while the others wait for
-    the index; ``rescan`` forces a new scan. Rank 0 writes
+    starts the scan on helper processes (every core the host's ranks were given) and joins
+    while they work; the others wait for the index after joining; ``rescan`` forces a new scan. Rank 0 writes
     ``classes.json`` and warns about skipped image files and a ``pretrained`` initialisation.
     """
     from wrn import data, dataindex
@@ -277,6 +277,8 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
         if path and not Path(path).is_file():
             raise ConfigError(f"{flag} {path}: no such checkpoint file")
     builder = scan.claim()
+    if builder:  # list and verify on helper processes while this rank loads MindSpore and joins
+        scan.start()
     info = setup_mindspore(device_target, cfg.mode, cfg.seed, info)
     rank, world = max(info.rank, 0), info.world_size
     threads = thread_budget()

@@ -174,8 +174,9 @@ def test_the_rescan_flag_reaches_the_first_attempts_plan(tmp_path):
 
 
 def test_the_scan_uses_helpers_once_mindspore_is_loaded_and_the_process_is_pinned(tree, tmp_path):
-    """The builder scans after joining the cluster (MindSpore loaded: helpers come from a fork
-    server) and after binding itself to one core (helpers get the cores it had before)."""
+    """A rank that takes over a build after joining the cluster (MindSpore loaded: helpers
+    come from a fork server) and binding itself to one core (helpers get the cores it had
+    before) scans as well as one that starts before joining."""
     code = ("import os, sys, mindspore\n"
             "from wrn import data\n"
             "cpus = sorted(os.sched_getaffinity(0))\n"
@@ -198,3 +199,58 @@ def test_a_lock_of_a_process_that_is_gone_is_taken_over_at_once(tree, tmp_path):
     scan.lock.write_text(f"{os.uname().nodename} {dead}\n")
     t = time.monotonic()
     assert scan.wait().built and time.monotonic() - t < X.STALE_S / 2
+
+
+def test_the_helpers_work_while_the_caller_holds_the_gil(tree, tmp_path):
+    """A builder starts the scan, then MindSpore's init() holds the GIL for seconds: the helpers
+    must not need this process meanwhile (a process pool's feeding thread did, and waited)."""
+    code = ("import sys, time\n"
+            "from wrn import data\n"
+            "c = data.build_class_index(sys.argv[1])\n"
+            "job = data.ListingJob(sys.argv[1], ('train', 'test'), c, workers=2)\n"
+            "t = time.monotonic(); sum(range(60_000_000)); held = time.monotonic() - t\n"
+            "got = job.result()\n"
+            "print(round(held, 2), round(job.seconds, 2), got['train'].count, got['test'].count)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tree)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=300)
+    held, seconds, train, test = out.stdout.split()
+    assert (train, test) == ("700", "90"), out.stderr[-2000:]
+    assert float(seconds) < float(held), out.stdout
+
+
+def test_the_helpers_die_with_the_process_that_started_them(tree, tmp_path):
+    code = ("import os, sys, time\n"
+            "from wrn import data\n"
+            "data._scan_folder = lambda args: time.sleep(600)\n"
+            "c = data.build_class_index(sys.argv[1])\n"
+            "job = data.ListingJob(sys.argv[1], ('train',), c, workers=2)\n"
+            "print(*[p.pid for p, _ in job._helpers], flush=True)\n"
+            "time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tree)], cwd=ROOT, stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 2 and all(Path(f"/proc/{p}").exists() for p in pids)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    def running(pid):  # a zombie nobody reaps (PID 1 in a container may not) has ended
+        try:
+            return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(map(running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in pids if running(p)]
+
+
+def test_start_refuses_a_test_class_missing_from_train_before_anything_runs(tree, tmp_path):
+    (tree / "test" / "not-a-class").mkdir()
+    scan = X.ScanOnce(tree, tmp_path / X.INDEX_DIR)
+    assert scan.claim()
+    with pytest.raises(D.DataError, match="not-a-class"):
+        scan.start()
+    assert not scan.lock.exists() and not list((tmp_path / X.INDEX_DIR).glob("*.idx"))
