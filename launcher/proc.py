@@ -1,13 +1,12 @@
 """Process-lifetime helpers shared by the node agent and the supervisor (Linux only).
 
 Kept free of launcher state so the node agent, which may run on another host, needs only the
-standard library and this module.
+standard library, this module and ``wrn.lifetime`` (the death signal, which the workers' own
+helper processes use too).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import os
 import shutil
@@ -15,36 +14,7 @@ import signal
 import subprocess
 from typing import Callable, Sequence
 
-PR_SET_PDEATHSIG = 1
-
-_libc = None
-
-
-def _prctl() -> Callable[..., int]:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return _libc.prctl
-
-
-def set_pdeathsig(sig: int) -> None:
-    """Ask the kernel to send ``sig`` to the calling process when its parent dies.
-
-    Caveat (prctl(2)): "parent" is the *thread* that forked this process. If that thread exits
-    while the parent process lives on, the signal fires anyway. Callers therefore spawn
-    children from the main thread only, which lives as long as the process.
-    """
-    if _prctl()(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
-
-
-# Look the function up now, in the parent: after fork() only async-signal-safe work should run,
-# and loading a shared library there is not.
-try:
-    _prctl()
-except OSError:  # pragma: no cover - no libc (not Linux); the agent then refuses to start
-    pass
+from wrn.lifetime import set_pdeathsig
 
 
 @functools.lru_cache(maxsize=1)

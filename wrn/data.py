@@ -438,7 +438,7 @@ def _scan_helper(starter: int, chunks: list[list[str]], verify: str, counter, co
     server, which ends with ``starter``), so a worker killed mid-scan leaves none."""
     import signal
 
-    from launcher.proc import set_pdeathsig
+    from wrn.lifetime import set_pdeathsig
 
     set_pdeathsig(signal.SIGKILL)
     try:
