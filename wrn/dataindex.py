@@ -61,6 +61,9 @@ STALE_S = 60.0
 #: Niceness of the scan's helper processes: they run while the host's ranks load MindSpore and
 #: join, and should take the cores only when those wait (the rendezvous leaves them idle).
 SCAN_NICE = 10
+#: A waiter checks for the index at least this often: every rank that waits is on the critical
+#: path to the first step, and a check is one ``stat`` (it was 0.5 s: up to that much lost).
+WAIT_POLL_MAX_S = 0.1
 SPLITS = ("train", "test")
 
 
@@ -406,7 +409,7 @@ class ScanOnce:
                 seen, since = state, time.monotonic()
             waited = True
             time.sleep(poll)
-            poll = min(0.5, poll * 1.5)
+            poll = min(WAIT_POLL_MAX_S, poll * 1.5)
 
 
 def obtain(root: str | os.PathLike, folder: str | os.PathLike, *, verify: str = "quick",
