@@ -84,7 +84,7 @@ def test_two_real_runs_at_once(tmp_path, cleanup):
     runs = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        popen, run_dir = start(tmp_path / name, "--set", "epoch_size=1")
+        popen, run_dir = start(tmp_path / name, "--set", "epoch_size=1", "--set", "image_size=16")
         cleanup((popen, run_dir))
         runs.append((popen, run_dir))
     for popen, _ in runs:

@@ -14,8 +14,10 @@ from tests.support.processes import worker_env
 
 pytestmark = pytest.mark.slow
 
-# 4 short epochs of the built-in default; one checkpoint per epoch, optional step checkpoints
-BASE = ["--set", "epoch_size=4", "--set", "eval_interval=0", "--set", "save_checkpoint_epochs=1",
+# 4 short epochs of the built-in default at 16 px (what is checked is exactness, not accuracy:
+# a third less time than 32 px); one checkpoint per epoch, optional step checkpoints
+BASE = ["--set", "epoch_size=4", "--set", "image_size=16", "--set", "eval_interval=0",
+        "--set", "save_checkpoint_epochs=1",
         "--set", "keep_checkpoint_max=10", "--plain"]
 
 
@@ -123,7 +125,7 @@ def test_worker_killed_once_with_max_restarts_succeeds(tmp_path):
     assert info["attempt"] == 2
     assert info["attempts"][0]["outcome"] == "restarted"
     assert "rank 1" in info["attempts"][0]["restart_reason"]
-    assert json.loads((run / "eval.json").read_text())["top1"] > 0.5
+    assert json.loads((run / "eval.json").read_text())["top1"] > 0.3  # it trained (chance: 0.1)
     assert "restart 1 of 1" in out
 
 

@@ -195,7 +195,8 @@ def _final_checksums(run_dir: Path) -> dict[int, str]:
 
 @pytest.mark.slow
 def test_requeue_mid_epoch_resumes_and_equals_an_uninterrupted_run(slurm, tmp_path):
-    args = ["--backend", "cpu", "--plain", "--set", "epoch_size=2", "--grace", "20"]
+    args = ["--backend", "cpu", "--plain", "--set", "epoch_size=2", "--set", "image_size=16",
+            "--grace", "20"]
     straight = tmp_path / "straight"
     done = subprocess.run(["salloc", "-N2", "--quiet", *LAUNCH, "--devices-per-node", "1",
                            "--run-dir", str(straight), *args], cwd=tmp_path,
