@@ -370,11 +370,14 @@ def check_image_full(path: str | os.PathLike) -> str | None:
 def _scan_folder(args: tuple[str, str]) -> tuple[list[str], list[tuple[str, str]], bool]:
     """One class folder: its image file names that pass ``verify`` (sorted), the
     ``(name, reason)`` of those that fail, and whether every name is valid UTF-8 (if not,
-    nothing is verified: the caller reports the names). Runs in a pool process when
-    ``list_split`` has workers."""
+    nothing is verified: the caller reports the names). ``DataError`` if the folder cannot be
+    listed. Runs in a helper process when ``ListingJob`` has them."""
     folder, verify = args
-    with os.scandir(folder) as it:
-        names = sorted(e.name for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+    try:
+        with os.scandir(folder) as it:
+            names = sorted(e.name for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+    except OSError as exc:
+        raise DataError(f"cannot list {folder}: {exc.strerror or exc}") from None
     if not _all_utf8(names):
         return names, [], False
     if verify == "off":
@@ -383,10 +386,14 @@ def _scan_folder(args: tuple[str, str]) -> tuple[list[str], list[tuple[str, str]
         bad = _quick_check_folder(folder, names)
     else:
         bad = [(n, p) for n in names if (p := check_image_full(os.path.join(folder, n))) is not None]
+    return _without(names, bad), bad, True
+
+
+def _without(names: list[str], bad: list[tuple[str, str]]) -> list[str]:
     if not bad:
-        return names, bad, True
+        return names
     failed = {n for n, _ in bad}
-    return [n for n in names if n not in failed], bad, True
+    return [n for n in names if n not in failed]
 
 
 def _all_utf8(names: Sequence[str]) -> bool:
@@ -395,31 +402,27 @@ def _all_utf8(names: Sequence[str]) -> bool:
 
 def _start_helpers(workers: int, chunks: list[list[str]], verify: str,
                    cpus: Sequence[int] | None, nice: int) -> list:
-    """Start ``workers`` processes that take ``chunks`` of class folders one at a time (a
-    shared counter) and send their ``_scan_folder`` results back over a pipe once all chunks
-    are taken; ``([(process, connection), ...], counter)``. Keep the counter until the helpers
-    are done: under ``forkserver`` a helper opens its semaphore by name after ``start()``
-    returned, and the last reference unlinks it.
+    """Start ``workers`` processes; helper ``i`` scans chunks ``i, i + workers, ...`` of class
+    folders and sends its ``_scan_folder`` results back over a pipe when done;
+    ``[(process, connection), ...]``. No lock is shared, so a helper that dies cannot stop the
+    others, and nothing of this process runs while they work: a worker's MindSpore ``init()``
+    holds the GIL for seconds, which starved the feeding thread of a process pool.
 
-    Nothing of this process runs while they work: a worker's MindSpore ``init()`` holds the GIL
-    for seconds, which starved the feeding thread of a process pool. Before MindSpore is loaded
-    the helpers are forked; once it is loaded (forking a process that runs its threads is not
-    safe) they are forked from a fresh server process that loads only this module."""
+    Before MindSpore is loaded the helpers are forked; once it is loaded (forking a process that
+    runs its threads is not safe) they are spawned (a fresh interpreter that imports this
+    module). Either way they are children of this process, so their death signal
+    (``PR_SET_PDEATHSIG``) fires when it dies; a fork server would have outlived it, kept
+    alive by the helpers themselves."""
     import multiprocessing
     import sys
 
-    if "mindspore" in sys.modules:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["wrn.data"])
-    else:
-        ctx = multiprocessing.get_context("fork")
-    counter = ctx.Value("q", 0)
+    ctx = multiprocessing.get_context("spawn" if "mindspore" in sys.modules else "fork")
     helpers = []
     try:
-        for _ in range(workers):
+        for i in range(workers):
             mine, theirs = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_scan_helper, name="wrn-scan",
-                               args=(os.getpid(), chunks, verify, counter, theirs, cpus, nice),
+                               args=(os.getpid(), chunks[i::workers], verify, theirs, cpus, nice),
                                daemon=True)
             proc.start()
             theirs.close()
@@ -427,47 +430,38 @@ def _start_helpers(workers: int, chunks: list[list[str]], verify: str,
     except BaseException:
         _stop_helpers(helpers)
         raise
-    return helpers, counter
+    return helpers
 
 
-def _scan_helper(starter: int, chunks: list[list[str]], verify: str, counter, conn,
+def _scan_helper(starter: int, chunks: list[list[str]], verify: str, conn,
                  cpus: Sequence[int] | None, nice: int) -> None:
-    """A helper process: ``_scan_folder`` of the folders of each chunk it takes; sends
-    ``("ok", finished, {chunk: results})`` or ``("error", finished, message)``. It dies with
-    the process that started it (``PR_SET_PDEATHSIG``; under ``forkserver`` its parent is the
-    server, which ends with ``starter``), so a worker killed mid-scan leaves none."""
+    """A helper process: ``_scan_folder`` of every folder of ``chunks``; sends
+    ``("ok", finished, results)`` or ``("error", finished, message)``. It dies with the process
+    that started it (``PR_SET_PDEATHSIG``), so a worker killed mid-scan leaves none, and ignores
+    Ctrl-C (the worker it belongs to decides)."""
     import signal
 
     from wrn.lifetime import set_pdeathsig
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_pdeathsig(signal.SIGKILL)
-    try:
-        os.kill(starter, 0)
-    except ProcessLookupError:  # it died before the prctl
+    if os.getppid() != starter:  # it died before the prctl
         os._exit(1)
     try:
         if cpus:
             os.sched_setaffinity(0, cpus)
+    except OSError:
+        pass
+    try:
         if nice:
             os.nice(nice)
     except OSError:
         pass
-    done: dict[int, list] = {}
-    folder = ""
     try:
-        while True:
-            with counter.get_lock():
-                k = counter.value
-                counter.value += 1
-            if k >= len(chunks):
-                break
-            results = []
-            for folder in chunks[k]:
-                results.append(_scan_folder((folder, verify)))
-            done[k] = results
-        conn.send(("ok", time.monotonic(), done))
-    except OSError as exc:
-        conn.send(("error", time.monotonic(), f"cannot list {folder}: {exc.strerror or exc}"))
+        results = [_scan_folder((folder, verify)) for chunk in chunks for folder in chunk]
+        conn.send(("ok", time.monotonic(), results))
+    except DataError as exc:
+        conn.send(("error", time.monotonic(), str(exc)))
     finally:
         conn.close()
 
@@ -478,6 +472,19 @@ def _stop_helpers(helpers: list) -> None:
             proc.kill()
         proc.join()
         conn.close()
+
+
+def _helper_died(proc) -> DataError:
+    proc.join()
+    code = proc.exitcode
+    if code is not None and code < 0:
+        import signal
+
+        how = f"was killed by {signal.Signals(-code).name}" + (" (out of memory?)" if -code == 9 else "")
+    else:
+        how = f"ended with exit code {code}"
+    return DataError(f"a helper process listing the data {how} before it sent its result; "
+                     f"run again")
 
 
 def scan_workers(cpus: Sequence[int] | None = None) -> int:
@@ -515,11 +522,11 @@ class ListingJob:
     """``list_split`` of several splits, started now and collected by ``result()``.
 
     The checks that need no file opened (the split folders exist, their class folders are in
-    ``classes``, their names are UTF-8) run in the constructor and raise ``DataError`` there.
-    With ``workers`` > 1 and at least ``POOL_MIN_FOLDERS`` class folders the folders go to
-    ``workers`` helper processes at once (``nice``: their scheduling niceness), so the caller
-    can do other work (a worker joins its cluster) while they list and verify; otherwise
-    ``result()`` does the work.
+    ``classes`` and have UTF-8 names) run in the constructor and raise ``DataError`` there;
+    file names are checked in ``result()``. With ``workers`` > 1 and at least
+    ``POOL_MIN_FOLDERS`` class folders the folders go to ``workers`` helper processes at once
+    (``nice``: their scheduling niceness), so the caller can do other work (a worker joins its
+    cluster) while they list and verify; otherwise ``result()`` does the work.
     """
 
     def __init__(self, root: str | os.PathLike, splits: Sequence[str], classes: Sequence[str],
@@ -530,21 +537,23 @@ class ListingJob:
         self.verify = verify
         classes = _validated_classes(classes, "scan_split")
         self._plans = {split: _plan_split(Path(root), split, classes) for split in splits}
-        folders = [path for plan in self._plans.values() for path in plan[2]]
+        self._folders = [path for plan in self._plans.values() for path in plan[2]]
         #: seconds from the start of the listing to its last folder (helpers: from this
         #: constructor, whatever the caller did meanwhile; else the time ``result()`` took)
         self.seconds = 0.0
         self._created = time.monotonic()
         self._helpers: list = []
-        self._counter = None
         self._chunks: list[list[str]] = []
         if workers > 1 and max(len(plan[2]) for plan in self._plans.values()) >= POOL_MIN_FOLDERS:
-            size = max(1, len(folders) // (workers * 16))
-            self._chunks = [folders[i:i + size] for i in range(0, len(folders), size)]
-            self._helpers, self._counter = _start_helpers(workers, self._chunks, verify, cpus, nice)
+            size = max(1, len(self._folders) // (workers * 16))
+            self._chunks = [self._folders[i:i + size] for i in range(0, len(self._folders), size)]
+            self._helpers = _start_helpers(workers, self._chunks, verify, cpus, nice)
+        #: how many helper processes do the work (0: ``result()`` does it in this process)
+        self.helper_count = len(self._helpers)
 
     def result(self) -> dict[str, SplitListing]:
-        """Every split's listing (waiting for the helpers). ``DataError`` as ``scan_split``."""
+        """Every split's listing (waiting for the helpers). ``DataError`` as ``scan_split``,
+        and as soon as a helper ends without its result."""
         try:
             if self._helpers:
                 results = iter(self._collect())
@@ -558,35 +567,58 @@ class ListingJob:
                 for split, plan in self._plans.items()}
 
     def _collect(self) -> list:
-        done: dict[int, list] = {}
+        """The helpers' results in folder order; waits on their pipes and their ends at once."""
+        from multiprocessing.connection import wait
+
+        workers = len(self._helpers)
+        got: dict[int, list] = {}
         last = self._created
-        for proc, conn in self._helpers:
-            try:
-                status, finished, payload = conn.recv()
-            except EOFError:
-                proc.join()
-                raise DataError(f"a helper process listing the data ended without a result "
-                                f"(exit code {proc.exitcode}); run again, or set verify_images: "
-                                f"off if it keeps failing") from None
-            if status != "ok":
-                raise DataError(payload)
-            done.update(payload)
-            last = max(last, finished)
+        pending = {conn: (i, proc) for i, (proc, conn) in enumerate(self._helpers)}
+        while pending:
+            ready = wait(list(pending) + [proc.sentinel for _, proc in pending.values()])
+            for conn in [c for c in pending if c in ready or pending[c][1].sentinel in ready]:
+                i, proc = pending[conn]
+                if conn not in ready and not conn.poll():
+                    raise _helper_died(proc)
+                try:
+                    status, finished, payload = conn.recv()
+                except EOFError:
+                    raise _helper_died(proc) from None
+                if status != "ok":
+                    raise DataError(payload)
+                got[i] = payload
+                last = max(last, finished)
+                del pending[conn]
         self.seconds = last - self._created
-        return [r for k in range(len(self._chunks)) for r in done[k]]
+        # helper i holds chunks i, i + workers, ...: put the folders back in order
+        per_chunk: list[list] = [[] for _ in self._chunks]
+        for i, results in got.items():
+            at = iter(results)
+            for k in range(i, len(self._chunks), workers):
+                per_chunk[k] = [next(at) for _ in self._chunks[k]]
+        return [r for chunk in per_chunk for r in chunk]
 
     def _scan_here(self) -> Iterator:
-        tasks = [(f, self.verify) for plan in self._plans.values() for f in plan[2]]
-        if self.verify == "full":  # Pillow decodes without the GIL: a thread per core
-            with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-                return iter(list(pool.map(_scan_folder, tasks)))
-        return iter([_scan_folder(t) for t in tasks])
+        if self.verify != "full":
+            return iter([_scan_folder((f, self.verify)) for f in self._folders])
+        # full: list every folder, then decode the files in chunks on a thread per core
+        # (Pillow releases the GIL), however few folders there are
+        listed = [_scan_folder((f, "off")) for f in self._folders]
+        files = [(k, name) for k, (names, _, utf8) in enumerate(listed) if utf8 for name in names]
+        paths = [os.path.join(self._folders[k], name) for k, name in files]
+        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+            problems = list(pool.map(check_image_full, paths, chunksize=64))
+        bad: list[list[tuple[str, str]]] = [[] for _ in listed]
+        for (k, name), problem in zip(files, problems):
+            if problem is not None:
+                bad[k].append((name, problem))
+        return iter([(_without(names, bad[k]), bad[k], utf8) if utf8 else (names, [], utf8)
+                     for k, (names, _, utf8) in enumerate(listed)])
 
     def close(self) -> None:
         """Stop the helpers (work not sent back yet is dropped)."""
         helpers, self._helpers = self._helpers, []
         _stop_helpers(helpers)
-        self._counter = None
 
 
 def _plan_split(root: Path, split: str, classes: list[str]) -> tuple[Path, list[str], list[str], dict]:

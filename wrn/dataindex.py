@@ -62,7 +62,9 @@ STALE_S = 60.0
 #: join, and should take the cores only when those wait (the rendezvous leaves them idle).
 SCAN_NICE = 10
 #: A waiter checks for the index at least this often: every rank that waits is on the critical
-#: path to the first step, and a check is one ``stat`` (it was 0.5 s: up to that much lost).
+#: path to the first step (it was 0.5 s: up to that much lost). A check opens the index file
+#: and reads the lock: a few metadata operations, tens per second per waiting rank on a
+#: shared file system, for the seconds the scan takes.
 WAIT_POLL_MAX_S = 0.1
 SPLITS = ("train", "test")
 
@@ -270,7 +272,6 @@ class ScanOnce:
         self._held = False
         self._job: ListingJob | None = None
         self._beat: _Heartbeat | None = None
-        self._workers = 1
         # the cores this process may use now, before a worker binds itself to its own ones:
         # while the index is built the other ranks of the host only wait for it
         self.cpus = tuple(sorted(os.sched_getaffinity(0)))
@@ -331,10 +332,9 @@ class ScanOnce:
         assert self._held, "start() without claim()"
         if self._job is not None:
             return
-        self._workers = scan_workers(self.cpus)
         try:  # the helpers are forked before the heartbeat thread starts
             self._job = ListingJob(self.root, SPLITS, self.classes, verify=self.verify,
-                                   workers=self._workers, cpus=self.cpus, nice=SCAN_NICE)
+                                   workers=scan_workers(self.cpus), cpus=self.cpus, nice=SCAN_NICE)
         except BaseException:
             self._finish()
             raise
@@ -347,7 +347,7 @@ class ScanOnce:
         self.start()
         try:
             splits = self._job.result()
-            seconds = self._job.seconds
+            seconds, helpers = self._job.seconds, self._job.helper_count
             write_atomic(self.path, _encode(self.root, self.verify, self.stamp, self.rescan,
                                             self.classes, splits, seconds))
             del splits
@@ -355,13 +355,22 @@ class ScanOnce:
         finally:
             self._finish()
         index = load_index(self.path)
-        self.log(f"scanned {self.root} in {seconds:.1f} s on {self._workers} process(es): "
+        where = f"{helpers} helper process(es)" if helpers else "this process"
+        self.log(f"scanned {self.root} in {seconds:.1f} s on {where}: "
                  f"{len(index.train)} train, {len(index.test)} test images; index {self.path}")
         return DataIndex(index.path, index.stamp, index.classes, index.splits, True, seconds)
 
+    def abandon(self) -> None:
+        """Give the build up (after ``start()``, when the caller fails before ``build()``): stop
+        the helpers and the heartbeat and release the lock, so that a waiter takes over. Does
+        nothing in a process that does not hold the lock."""
+        if self._held:
+            self._finish()
+
     def _finish(self) -> None:
-        if self._job is not None:
-            self._job.close()
+        job, self._job = self._job, None
+        if job is not None:
+            job.close()
         if self._beat is not None:
             self._beat.stop()
             self._beat = None

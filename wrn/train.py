@@ -279,7 +279,11 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     builder = scan.claim()
     if builder:  # list and verify on helper processes while this rank loads MindSpore and joins
         scan.start()
-    info = setup_mindspore(device_target, cfg.mode, cfg.seed, info)
+    try:
+        info = setup_mindspore(device_target, cfg.mode, cfg.seed, info)
+    except BaseException:
+        scan.abandon()
+        raise
     rank, world = max(info.rank, 0), info.world_size
     threads = thread_budget()
     num_workers = max(1, min(cfg.num_parallel_workers, threads or os.cpu_count() or 1))

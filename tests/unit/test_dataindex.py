@@ -218,33 +218,115 @@ def test_the_helpers_work_while_the_caller_holds_the_gil(tree, tmp_path):
     assert float(seconds) < float(held), out.stdout
 
 
-def test_the_helpers_die_with_the_process_that_started_them(tree, tmp_path):
-    code = ("import os, sys, time\n"
-            "from wrn import data\n"
-            "data._scan_folder = lambda args: time.sleep(600)\n"
-            "c = data.build_class_index(sys.argv[1])\n"
+#: Installed as sitecustomize in the scan tests' child processes (and so in helpers that are
+#: spawned, not forked): each helper notes its pid in $SCAN_MARKS, then sleeps, or SIGKILLs
+#: itself on a folder ending in $SCAN_DIE_ON.
+_SLOW_SCAN = """
+import os, signal, time
+import wrn.data as data
+
+def _scan_folder(args):
+    folder = args[0]
+    open(os.path.join(os.environ["SCAN_MARKS"], str(os.getpid())), "w").close()
+    if os.environ.get("SCAN_DIE_ON") and folder.endswith(os.environ["SCAN_DIE_ON"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(600)
+
+data._scan_folder = _scan_folder
+"""
+
+
+def _running(pid):  # a zombie nobody reaps (PID 1 in a container may not) has ended
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def _slow_scan_child(tmp_path, tree, body, **env):
+    """A child process with the slow scan installed, running ``body`` (``tree`` is argv[1])."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_SLOW_SCAN)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    code = "import os, sys, time, types\nfrom wrn import data\n" + body
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tree)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}",
+                                 "SCAN_MARKS": str(marks), **env})
+    return proc, marks
+
+
+@pytest.mark.parametrize("mindspore_loaded", [False, True], ids=["forked", "spawned"])
+def test_the_helpers_die_with_the_process_that_started_them(tree, tmp_path, mindspore_loaded):
+    """Killed mid-scan, a worker leaves no helper: forked ones, and spawned ones (MindSpore
+    loaded), which a fork server had kept alive."""
+    body = (("sys.modules['mindspore'] = types.ModuleType('mindspore')\n" if mindspore_loaded else "")
+            + "c = data.build_class_index(sys.argv[1])\n"
             "job = data.ListingJob(sys.argv[1], ('train',), c, workers=2)\n"
             "print(*[p.pid for p, _ in job._helpers], flush=True)\n"
             "time.sleep(600)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tree)], cwd=ROOT, stdout=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True)
+    proc, marks = _slow_scan_child(tmp_path, tree, body)
     try:
         pids = [int(p) for p in proc.stdout.readline().split()]
-        assert len(pids) == 2 and all(Path(f"/proc/{p}").exists() for p in pids)
+        assert len(pids) == 2, proc.stderr.read() if proc.poll() is not None else pids
+        deadline = time.monotonic() + 60  # both are scanning (their death signal is set)
+        while len(list(marks.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(int(m.name) for m in marks.iterdir()) == sorted(pids)
     finally:
         proc.kill()
         proc.wait()
-
-    def running(pid):  # a zombie nobody reaps (PID 1 in a container may not) has ended
-        try:
-            return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            return False
-
     deadline = time.monotonic() + 10
-    while any(map(running, pids)) and time.monotonic() < deadline:
+    while any(map(_running, pids)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [p for p in pids if running(p)]
+    assert not [p for p in pids if _running(p)]
+
+
+def test_a_helper_that_dies_is_an_error_at_once_not_after_the_others(tree, tmp_path):
+    # 70 folders, 2 helpers: chunks of 70 // 32 = 2 folders, helper 1 starts with chunk 1, whose
+    # first folder is the third; helper 0, whose result is read first, sleeps meanwhile
+    victim = D.build_class_index(tree)[2]
+    body = ("c = data.build_class_index(sys.argv[1])\n"
+            "job = data.ListingJob(sys.argv[1], ('train',), c, workers=2)\n"
+            "t = time.monotonic()\n"
+            "try:\n"
+            "    job.result()\n"
+            "except data.DataError as exc:\n"
+            "    print(round(time.monotonic() - t), exc, flush=True)\n")
+    proc, _ = _slow_scan_child(tmp_path, tree, body, SCAN_DIE_ON=victim)
+    try:
+        out, err = proc.communicate(timeout=60)  # the other helper sleeps for 600 s
+    finally:
+        proc.kill()
+    assert "was killed by SIGKILL" in out and "before it sent its result" in out, out + err[-2000:]
+    assert "Traceback" not in err
+
+
+def test_a_folder_that_cannot_be_listed_is_a_data_error_with_or_without_helpers(tree, tmp_path):
+    classes = D.build_class_index(tree)
+    for workers in (1, 2):
+        job = D.ListingJob(tree, ("train",), classes, workers=workers)
+        gone = tree / "train" / classes[-1]
+        gone.rename(tmp_path / f"moved-{workers}")
+        try:
+            with pytest.raises(D.DataError, match=f"cannot list .*{classes[-1]}"):
+                job.result()
+        finally:
+            (tmp_path / f"moved-{workers}").rename(gone)
+
+
+def test_abandon_releases_the_lock_and_stops_the_helpers(tree, tmp_path):
+    scan = X.ScanOnce(tree, tmp_path / X.INDEX_DIR)
+    assert scan.claim()
+    scan.start()
+    helpers = [p for p, _ in scan._job._helpers]
+    scan.abandon()
+    assert not scan.lock.exists() and not any(p.is_alive() for p in helpers)
+    other = X.ScanOnce(tree, tmp_path / X.INDEX_DIR)
+    assert other.claim() and other.build().built
+    X.ScanOnce(tree, tmp_path / "elsewhere").abandon()  # not the builder: nothing happens
 
 
 def test_start_refuses_a_test_class_missing_from_train_before_anything_runs(tree, tmp_path):
