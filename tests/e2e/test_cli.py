@@ -144,6 +144,7 @@ def test_dry_run_binds_ascend_ranks_to_their_numa_cpus(tmp_path):
     assert f"WRN_BIND_CPUS={usable[0]}" in res.stdout and f"WRN_BIND_CPUS={usable[-1]}" in res.stdout
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_dry_run_cpu_and_gpu(tmp_path):
     cpu = cli("--dry-run", "--devices", "3", "--threads-per-worker", "2", "--bind-cores", cwd=tmp_path)
     assert cpu.returncode == 0, cpu.stderr

@@ -154,6 +154,7 @@ def test_paths_and_formats(run_dir, tmp_path, monkeypatch):
     assert output_path(ckpt, "AIR", tmp_path) == tmp_path / (ckpt.stem + ".air")
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_cli(run_dir, tmp_path):
     ckpt = ckpt_of(run_dir)
 

@@ -28,6 +28,7 @@ def _refused(run, *needles: str) -> str:
     return message
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_a_host_without_sftp_gets_its_files_over_exec_channels(runs, sshd_without_sftp, tmp_path):
     remote = tmp_path / "elsewhere" / "run"  # not shared: config goes there, outputs come back
     run = runs(sshd_without_sftp, TWO_HOSTS, "--remote-run-dir", str(remote),

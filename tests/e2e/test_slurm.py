@@ -138,6 +138,7 @@ def test_scancel_leaves_no_process_on_either_node(slurm, tmp_path):
     assert record["status"] == "preempted", (run_dir / f"slurm-{job}.out").read_text()[-2000:]
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_the_warning_signal_to_the_batch_shell_stops_the_run_as_preempted(slurm, tmp_path):
     """``--signal=B:USR1@S`` signals only the batch shell (the launcher): it stops the agents,
     which stop their workers; nothing is left and run.json says preempted."""

@@ -268,6 +268,7 @@ def test_ascend_launch_places_the_merged_table_on_every_host(runs, sshd, tmp_pat
     assert wait_for(run.all_gone, 5)
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_restart_after_a_remote_worker_is_killed_continues_from_the_checkpoint(runs, sshd):
     run = runs(sshd, TWO_HOSTS, "--max-restarts", "1",
                fake={"steps": 3, "epochs": 3, "step_s": 0.2, "connect": 1, "rank": 1, "kill_at": 5})
@@ -289,6 +290,7 @@ def test_restart_after_a_remote_worker_is_killed_continues_from_the_checkpoint(r
     assert wait_for(run.all_gone, 5)
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_resume_of_an_interrupted_two_host_run_runs_on_its_hosts(runs, sshd, tmp_path):
     fake = {"steps": 3, "epochs": 3, "step_s": 0.2, "connect": 1}
     first = runs(sshd, TWO_HOSTS, fake=fake)

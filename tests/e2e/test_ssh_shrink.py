@@ -147,6 +147,7 @@ def test_too_few_devices_left_stops_the_run(tmp_path, two_sshds):
     assert wait_for(lambda: not run_processes(run.dir), 10)
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_min_devices_restart_keeps_every_healthy_host(runs_here):
     """A worker killed on a host that is still fine: the restart's pre-flight passes everywhere
     and the run restarts on both hosts; nothing is recorded as left out."""
