@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.e2e.test_launch import HOST, assert_all_gone
 from tests.support.processes import wait_for
 
@@ -75,6 +77,7 @@ def test_bad_fault_text_is_refused_before_anything_starts(runs):
     assert not (run.dir / "run.json").exists()
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_stacks_come_back_over_ssh(ssh_runs, sshd):
     hosts = "127.0.0.1 slots=1\n127.0.0.2 slots=1\n"
     run = ssh_runs(sshd, hosts, "--stall-timeout", "1", "--stall-kill", "2", "--env",

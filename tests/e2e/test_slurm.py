@@ -121,6 +121,7 @@ def test_sbatch_no_submit_writes_a_readable_script(slurm, tmp_path):
     assert slurm.run("squeue", "-h").stdout.strip() == ""
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_scancel_leaves_no_process_on_either_node(slurm, tmp_path):
     job, run_dir = _sbatch(slurm, tmp_path, "--nodes", "2", "--devices-per-node", "1", "--",
                            "--run-dir", str(tmp_path / "run"), *FAKE,

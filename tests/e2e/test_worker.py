@@ -106,6 +106,7 @@ def test_worker_num_classes_mismatch_is_clear(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_oneDNN_isa_cap_is_applied_before_mindspore_loads(tmp_path):
     """The worker's env preparation reaches oneDNN (verified through ONEDNN_VERBOSE)."""
     code = ("from wrn.dist import prepare_process_env; prepare_process_env();"

@@ -103,6 +103,7 @@ def test_detect_gpu_and_cpu(tmp_path):
     assert numbered_nodes(["davinci10", "davinci2", "davinci", "xdavinci1"], "davinci") == [2, 10]
 
 
+@pytest.mark.slow  # among the longest of the fast tier: keeps `make test-fast` under 3 minutes
 def test_installed_mindspore_cannot_use_a_gpu():
     """The pinned MindSpore 2.10 from PyPI: its GPU plugin does not load."""
     problem = gpu_problem()
