@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -503,7 +503,6 @@ class SplitListing:
     base: str
     folders: tuple[tuple[int, str, list[str]], ...]
     skipped: tuple[tuple[str, str], ...]
-    verify: str
 
     @property
     def count(self) -> int:
@@ -537,14 +536,14 @@ class ListingJob:
         self.verify = verify
         classes = _validated_classes(classes, "scan_split")
         self._plans = {split: _plan_split(Path(root), split, classes) for split in splits}
-        self._folders = [path for plan in self._plans.values() for path in plan[2]]
+        self._folders = [path for plan in self._plans.values() for path in plan.paths]
         #: seconds from the start of the listing to its last folder (helpers: from this
         #: constructor, whatever the caller did meanwhile; else the time ``result()`` took)
         self.seconds = 0.0
         self._created = time.monotonic()
         self._helpers: list = []
         self._chunks: list[list[str]] = []
-        if workers > 1 and max(len(plan[2]) for plan in self._plans.values()) >= POOL_MIN_FOLDERS:
+        if workers > 1 and max(len(plan.paths) for plan in self._plans.values()) >= POOL_MIN_FOLDERS:
             size = max(1, len(self._folders) // (workers * 16))
             self._chunks = [self._folders[i:i + size] for i in range(0, len(self._folders), size)]
             self._helpers = _start_helpers(workers, self._chunks, verify, cpus, nice)
@@ -563,7 +562,7 @@ class ListingJob:
                 self.seconds = time.monotonic() - began
         finally:
             self.close()
-        return {split: _listing(split, plan, [next(results) for _ in plan[2]], self.verify)
+        return {split: _listing(plan, [next(results) for _ in plan.paths], self.verify)
                 for split, plan in self._plans.items()}
 
     def _collect(self) -> list:
@@ -621,9 +620,17 @@ class ListingJob:
         _stop_helpers(helpers)
 
 
-def _plan_split(root: Path, split: str, classes: list[str]) -> tuple[Path, list[str], list[str], dict]:
-    """``(split folder, class folder names in class order, their resolved paths, class index)``;
-    ``DataError`` if the folder is missing or names a class that is not in ``classes``."""
+class _SplitPlan(NamedTuple):
+    directory: Path  # the split folder as given
+    base: str  # ... resolved
+    names: list[str]  # its class folders, in class order
+    paths: list[str]  # ... under ``base``
+    index: dict[str, int]  # class name -> label
+
+
+def _plan_split(root: Path, split: str, classes: list[str]) -> _SplitPlan:
+    """The class folders of ``root/split`` in class order; ``DataError`` if the folder is
+    missing or names a class that is not in ``classes``."""
     split_dir = root / split
     if not split_dir.is_dir():
         raise DataError(f"{split_dir} does not exist; expected {split_dir}/<class>/<image>.jpg")
@@ -639,20 +646,20 @@ def _plan_split(root: Path, split: str, classes: list[str]) -> tuple[Path, list[
                         f"must also exist in train/")
     base = str(split_dir.resolve())
     ordered = sorted(folders, key=index.__getitem__)
-    return split_dir, ordered, [os.path.join(base, name) for name in ordered], index
+    return _SplitPlan(split_dir, base, ordered, [os.path.join(base, name) for name in ordered], index)
 
 
-def _listing(split: str, plan: tuple, results: list, verify: str) -> SplitListing:
+def _listing(plan: _SplitPlan, results: list, verify: str) -> SplitListing:
     """The ``SplitListing`` of a planned split from its folders' ``_scan_folder`` results."""
-    split_dir, ordered, paths, index = plan
+    split_dir, index = plan.directory, plan.index
     found, skipped = [], []
-    for name, path, (names, bad, utf8) in zip(ordered, paths, results):
+    for name, path, (names, bad, utf8) in zip(plan.names, plan.paths, results):
         if not utf8:
             _check_names_utf8(Path(path), names)
         found.append((index[name], path, names))
         skipped.extend((os.path.join(path, n), why) for n, why in bad)
-    listing = SplitListing(directory=str(split_dir), base=str(split_dir.resolve()),
-                           folders=tuple(found), skipped=tuple(skipped), verify=verify)
+    listing = SplitListing(directory=str(split_dir), base=plan.base, folders=tuple(found),
+                           skipped=tuple(skipped))
     if not listing.count:
         what = f" ({len(skipped)} image file(s) failed the {verify} check)" if skipped else ""
         raise DataError(f"{split_dir} holds no usable images{what}; expected "
