@@ -173,6 +173,13 @@ def test_the_rescan_flag_reaches_the_first_attempts_plan(tmp_path):
     assert len(tokens) == 1 and all("--rescan" not in argv for argv in later)
 
 
+def _run_code(code: str, tree: Path) -> subprocess.CompletedProcess:
+    """Python ``code`` in a new process with the project importable, ``tree`` as argv[1]."""
+    return subprocess.run([sys.executable, "-c", code, str(tree)], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=300)
+
+
 def test_the_scan_uses_helpers_once_mindspore_is_loaded_and_the_process_is_pinned(tree, tmp_path):
     """A rank that takes over a build after joining the cluster (MindSpore loaded: helpers
     come from a fork server) and binding itself to one core (helpers get the cores it had
@@ -185,8 +192,7 @@ def test_the_scan_uses_helpers_once_mindspore_is_loaded_and_the_process_is_pinne
             "a = data.scan_split(sys.argv[1], 'train', c, workers=2, cpus=cpus)\n"
             "b = data.scan_split(sys.argv[1], 'train', c, workers=1)\n"
             "print(a.files == b.files, len(a))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tree)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                         capture_output=True, text=True, timeout=300)
+    out = _run_code(code, tree)
     assert out.stdout.split() == ["True", "700"], out.stderr[-2000:]
 
 
@@ -211,8 +217,7 @@ def test_the_helpers_work_while_the_caller_holds_the_gil(tree, tmp_path):
             "t = time.monotonic(); sum(range(60_000_000)); held = time.monotonic() - t\n"
             "got = job.result()\n"
             "print(round(held, 2), round(job.seconds, 2), got['train'].count, got['test'].count)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tree)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                         capture_output=True, text=True, timeout=300)
+    out = _run_code(code, tree)
     held, seconds, train, test = out.stdout.split()
     assert (train, test) == ("700", "90"), out.stderr[-2000:]
     assert float(seconds) < float(held), out.stdout
