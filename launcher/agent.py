@@ -15,6 +15,11 @@ stdin, later lines: commands ::
     {"cmd": "stop", "grace": 3}      stop every process (SIGTERM to its group, then SIGKILL)
     {"cmd": "stacks", "timeout": 2}  every running worker's Python stacks (``wrn.stacks``)
     {"cmd": "beat"}                  the launcher is alive (sent every ``heartbeat`` / 5 s)
+    {"cmd": "go"}                    every standby process may go on: ``go`` is written to its
+                                     stdin, which is then closed (``launcher.standby``)
+
+A process with ``"standby": true`` in the spec gets a pipe from the agent as its stdin (every
+other one gets /dev/null); closing it unread (a stop) tells the process it is not needed.
 
 stdout: messages ::
 
@@ -126,7 +131,8 @@ def _spawn(proc: dict[str, Any], env: dict[str, str]) -> subprocess.Popen:
     stderr merged) comes back on one pipe. A worker given WRN_BIND_CPUS binds itself after its
     cluster start-up; any other ``cpus`` are set here."""
     cpus = None if "WRN_BIND_CPUS" in env else proc.get("cpus")
-    common = dict(cwd=proc.get("cwd") or None, env=env, stdin=subprocess.DEVNULL,
+    stdin = subprocess.PIPE if proc.get("standby") else subprocess.DEVNULL
+    common = dict(cwd=proc.get("cwd") or None, env=env, stdin=stdin,
                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, close_fds=True)
     prefix = pdeathsig_prefix()
     if prefix is None:
@@ -286,6 +292,23 @@ class Agent:
     def on_signal(self, signum: int, _frame: Any) -> None:
         self._signal = signum  # acted on by the main loop; nothing else is safe in a handler
 
+    def release_standby(self, line: bytes) -> None:
+        """Write ``line`` to every standby process's stdin and close it (empty: just close)."""
+        for child in self.children:
+            pipe, child.popen.stdin = child.popen.stdin, None
+            if pipe is None:
+                continue
+            try:
+                if line:
+                    pipe.write(line)
+            except OSError:  # it has ended: its exit is reported as usual
+                pass
+            finally:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
     def stop(self, grace: float, reason: str) -> None:
         """SIGTERM every live process group now, SIGKILL them after ``grace`` seconds."""
         deadline = time.monotonic() + max(0.0, grace)
@@ -295,6 +318,7 @@ class Agent:
         self.kill_at = deadline
         self.out.send({"type": "stopping", "reason": reason, "grace": grace})
         if first:
+            self.release_standby(b"")
             for child in self.children:
                 if not child.done:
                     kill_group(child.pgid, signal.SIGTERM)
@@ -338,6 +362,8 @@ class Agent:
                 and 0 < timeout < 3600
             seconds = min(max(timeout, 0.1), 30.0) if ok else 2.0
             threading.Thread(target=self.dump_stacks, args=(seconds,), daemon=True).start()
+        elif cmd.get("cmd") == "go":
+            self.release_standby(b"go\n")
         else:
             self.out.send({"type": "warning", "message": f"unknown command ignored: {cmd}"})
 

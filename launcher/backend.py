@@ -9,7 +9,7 @@ host's run directory. Every backend has the same small interface:
 * ``put(host, remote_dir, files)`` / ``get(host, remote, local)`` / ``list_dir(host, path)`` /
   ``same_file(host, path, content)``: files of the run directory there;
 * ``port_free(host, port)``: whether the scheduler could bind ``port`` on that host now;
-* ``stop_agents()``: end the agents of an attempt (their hosts then stop their workers);
+* ``stop_agents(agents)``: end the agents of an attempt (their hosts then stop their workers);
 * ``close()``: release everything at the end of the run.
 
 A backend lives as long as the run: a restart spawns new agents through the same connections.
@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from launcher.ports import port_is_free
 from wrn.fileio import write_atomic
@@ -113,8 +113,10 @@ class Backend:
         """How files reach ``host`` (for the notes of the plan)."""
         return "the file system"
 
-    def stop_agents(self) -> None:
-        """End the agents this backend started (called at the end of every attempt)."""
+    def stop_agents(self, agents: Collection[Any] | None = None) -> None:
+        """End the agents this backend started (called at the end of every attempt): those of
+        ``agents`` (what ``spawn_agent`` returned), or every one (None). A standby attempt's
+        agents outlive the attempt that started them."""
 
     def close(self) -> None:
         """Release whatever the backend holds (connections); called once, when the run ends."""

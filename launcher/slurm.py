@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from cluster.errors import PlanError
 from cluster.plan import Node
@@ -286,11 +286,12 @@ class SlurmBackend(Backend):
         out = self._step(host, _PORT, [str(int(port))], b"", f"checking port {port}")
         return out.strip() == "True"
 
-    def stop_agents(self) -> None:
-        """End every agent step of the attempt: stdin EOF and SIGTERM, then SIGKILL of srun
-        after the grace period (Slurm then ends the step)."""
+    def stop_agents(self, agents: Collection[Any] | None = None) -> None:
+        """End the agent steps of ``agents`` (None: every one): stdin EOF and SIGTERM, then
+        SIGKILL of srun after the grace period (Slurm then ends the step)."""
         with self._lock:
-            procs, self._procs = self._procs, []
+            procs = [p for p in self._procs if agents is None or p in agents]
+            self._procs = [p for p in self._procs if p not in procs]
         for proc in procs:
             proc.kill()
         for proc in procs:

@@ -21,7 +21,7 @@ import shlex
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import paramiko
 
@@ -398,11 +398,13 @@ class SSHBackend(Backend):
         if client is not None:
             client.close()
 
-    def stop_agents(self) -> None:
-        """Close every agent channel of the attempt (remote agents then stop their workers)."""
-        for proc in self._procs:
+    def stop_agents(self, agents: Collection[Any] | None = None) -> None:
+        """Close the agent channels of ``agents`` (None: every one; remote agents then stop
+        their workers)."""
+        stopping = [p for p in self._procs if agents is None or p in agents]
+        self._procs = [p for p in self._procs if p not in stopping]
+        for proc in stopping:
             proc.kill()
-        self._procs.clear()
 
     def close(self) -> None:
         """``stop_agents`` and drop the SSH connections (the run is over)."""

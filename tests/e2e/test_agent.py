@@ -191,3 +191,30 @@ def test_bad_spec_and_unknown_command(agents):
     agent.send({"cmd": "dance"})
     msgs = agent.all_until_done()
     assert "unknown command" in of(msgs, "warning")[0]["message"]
+
+
+def test_standby_process_reads_go_and_others_read_nothing(agents):
+    # a standby process gets a pipe as stdin: "go" reaches it once; any other process's stdin
+    # is /dev/null
+    code = "import sys; print(repr(sys.stdin.readline()), repr(sys.stdin.readline()), flush=True)"
+    agent = agents([proc("rank0", code, rank=0, standby=True), proc("rank1", code, rank=1)])
+    assert agent.until(lambda m: m["type"] == "line")["name"] == "rank1"
+    agent.send({"cmd": "go"})
+    msgs = agent.all_until_done()
+    lines = {m["name"]: m["line"] for m in of(msgs, "line")}
+    assert lines == {"rank0": "'go\\n' ''", "rank1": "'' ''"}
+    assert {m["exit_code"] for m in of(msgs, "exited")} == {0}
+
+
+def test_stopping_a_standby_closes_its_stdin(agents):
+    # a stop closes the standby's stdin with nothing written (it is not needed), besides SIGTERM
+    code = ("import signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('up', flush=True); print(repr(sys.stdin.readline()), flush=True)")
+    agent = agents([proc("rank0", code, rank=0, standby=True)], grace=5.0)
+    agent.until(lambda m: m["type"] == "line")
+    t0 = time.monotonic()
+    agent.send({"cmd": "stop", "grace": 5.0})
+    msgs = agent.all_until_done()
+    assert of(msgs, "line")[-1]["line"] == "''"
+    assert of(msgs, "exited")[0]["exit_code"] == 0
+    assert time.monotonic() - t0 < 3.0  # it ended on the closed stdin, not after the grace
