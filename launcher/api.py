@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from cluster.errors import PlanError
 from cluster.hosts import format_hostfile, mask_command, mask_env
@@ -34,6 +34,7 @@ from launcher.record import RunRecord, RunRecordWriter, masked_plan
 from launcher.renderers import Renderer, make_renderer
 from launcher.rundir import RunFiles, archive_logs, create_run_dir, iso_time
 from launcher.slurm import SlurmBackend, record_job
+from launcher.standby import Standby
 from wrn.config import dump_config
 from wrn.fileio import write_atomic
 
@@ -130,16 +131,38 @@ def _first_record(prepared: Prepared) -> RunRecord:
     return record
 
 
+def _standby_starter(prepared: Prepared, restarts: int,
+                     ui: Renderer) -> Callable[[], Standby | None] | None:
+    """What starts the standby of attempt ``restarts + 1`` (``--standby`` with a restart left):
+    the next plan on a newly checked scheduler port, its agents started."""
+    if not prepared.config.standby or restarts >= prepared.config.max_restarts:
+        return None
+
+    def start() -> Standby | None:
+        problem = prepared.renew_port()
+        if problem is not None:
+            ui.message("warning", f"standby: none started, a restart will start cold: {problem}")
+            return None
+        plan = prepared.plan(restarts + 1)
+        standby = Standby(plan, prepared.backend, prepared.config.supervisor,
+                          prepared.attempt_number(restarts + 1), ui)
+        standby.start()
+        return standby
+
+    return start
+
+
 def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPlan]:
     """Monitor attempts until one does not fail or the restarts are used up; the last
     attempt's result and plan."""
     config, run_dir = prepared.config, prepared.run_dir
     record = _first_record(prepared)
     fetcher = None
+    standby: Standby | None = None  # the next attempt, started and waiting (--standby)
     restarts = 0
     try:
         while True:
-            plan = prepared.plan(restarts)
+            plan = standby.plan if standby is not None else prepared.plan(restarts)
             if plan.rank_table:
                 write_atomic(run_dir / RANK_TABLE_NAME, plan.rank_table)
             if not prepared.backend.local and fetcher is None:
@@ -162,13 +185,16 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
             record.plan = masked_plan(plan.to_dict())
             record.rank_table = str(run_dir / RANK_TABLE_NAME) if plan.rank_table else None
             files = RunFiles(run_dir)
+            monitor = Monitor(plan, files, ui, prepared.backend, config.supervisor, record,
+                              RunRecordWriter(run_dir, len(plan.processes), files.trouble),
+                              prepared.notes, fetcher, adopt=standby,
+                              start_standby=_standby_starter(prepared, restarts, ui))
+            standby = None  # adopted: the monitor owns its agents now
             try:
-                result = Monitor(plan, files, ui, prepared.backend, config.supervisor, record,
-                                 RunRecordWriter(run_dir, len(plan.processes), files.trouble),
-                                 prepared.notes,
-                                 fetcher).run()
+                result = monitor.run()
             finally:
                 files.close()
+                standby = monitor.standby
             if result.state is not RunState.FAILED or restarts >= config.max_restarts:
                 return result, plan
             restarts += 1
@@ -187,11 +213,22 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
                 if fetcher is not None and fetcher.host not in {n.host for n in prepared.nodes}:
                     fetcher.close()
                     fetcher = None
-            if problem is None:
+            if standby is not None and (shrink is not None or problem is not None
+                                        or not standby.usable):
+                standby.stop("the restart runs on other hosts" if shrink is not None
+                             else "the restart does not use it")
+                standby = None
+            if problem is None and standby is None:
                 problem = prepared.renew_port()
             if problem is not None:
                 ui.message("error", f"cannot restart: {problem}")
                 return result, plan
+            if standby is not None:
+                ui.message("info", f"restart {restarts}: continuing from the standby attempt "
+                                   f"({standby.entry['state']})")
     finally:
+        if standby is not None:  # the run ends with a standby still waiting
+            standby.stop("the run ended")
+            RunRecordWriter(run_dir).write(record)  # its final state in ``standbys``
         if fetcher is not None:
             fetcher.close()  # every pending copy is done before the launcher returns

@@ -182,6 +182,11 @@ def _add_run_dir_arguments(p: argparse.ArgumentParser) -> None:
                      help="print the plan and start nothing")
     run.add_argument("--max-restarts", type=_count, metavar="K", default=SUPPRESS, help="when a run "
                      "fails, restart all workers from the newest valid checkpoint, up to K times")
+    run.add_argument("--standby", action="store_true", default=SUPPRESS,
+                     help="with --max-restarts, CPU workers: once training runs, start the next "
+                          "attempt's workers and let them wait, set up and joined, so that a "
+                          "restart continues in seconds (costs a second set of processes and "
+                          "their memory on every host)")
     run.add_argument("--min-devices", type=_positive_int, metavar="M", default=SUPPRESS,
                      help="with --max-restarts and several hosts: a restart leaves out hosts that "
                           "fail its pre-flight (unreachable, devices missing) and continues on the "

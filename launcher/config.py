@@ -199,6 +199,7 @@ class LaunchConfig:
     force: bool = False
     rescan: bool = False
     max_restarts: int = 0
+    standby: bool = False                    # keep the next attempt started for a restart
     rank_table: str | None = None
     server_ip: str | None = None
     hccl_connect_timeout: int | None = None
@@ -247,6 +248,8 @@ class LaunchConfig:
                               "--resume-ckpt starts a new run from a file; give only one")
         if self.max_restarts < 0:
             raise LaunchError(f"--max-restarts must be 0 or more, got {self.max_restarts}")
+        if self.standby:
+            self._check_standby()
         if self.hostfile is not None and self.hosts is not None:
             raise LaunchError("--hostfile and --hosts both list the hosts; give only one")
         if self.multi_host and (self.devices is not None or self.rank_table):
@@ -263,6 +266,19 @@ class LaunchConfig:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
                 or not math.isfinite(timeout) or timeout <= 0:
             raise LaunchError(f"--ssh-timeout must be more than 0 seconds, got {timeout}")
+
+    def _check_standby(self) -> None:
+        """--standby against the flags it needs or cannot work with."""
+        if self.max_restarts < 1:
+            raise LaunchError("--standby keeps the next attempt started for a restart; add "
+                              "--max-restarts K (1 or more), or drop --standby")
+        if self.launcher == "slurm":
+            raise LaunchError("--standby is not built for --launcher slurm (the standby would "
+                              "need a second job step on the same nodes); drop --standby")
+        if self.port is not None or self.rank_table is not None:
+            raise LaunchError("--standby runs a second cluster with its own scheduler port; drop "
+                              f"{'--port' if self.port is not None else '--rank-table'}, or drop "
+                              f"--standby")
 
     def _check_launcher(self) -> None:
         """--launcher against the flags that say where the run goes."""

@@ -52,6 +52,7 @@ from launcher.record import AgentRecord, ProcessRecord, RunRecord, RunRecordWrit
 from launcher.formatting import exit_text, who
 from launcher.renderers import Renderer
 from launcher.rundir import RunFiles, iso_time
+from launcher.standby import Standby
 from wrn.events import number, parse as parse_event
 from wrn.fileio import write_atomic
 
@@ -176,8 +177,15 @@ class Monitor:
 
     def __init__(self, plan: LaunchPlan, files: RunFiles, renderer: Renderer, backend: Backend,
                  options: SupervisorConfig, record: RunRecord, writer: RunRecordWriter,
-                 notes: dict[str, Any] | None = None, fetcher: Any = None) -> None:
+                 notes: dict[str, Any] | None = None, fetcher: Any = None,
+                 adopt: Standby | None = None,
+                 start_standby: Callable[[], Standby | None] | None = None) -> None:
         self.plan = plan
+        # a standby attempt this one continues from (its agents and held messages), and what
+        # starts the next standby once every rank has stepped (launcher.standby)
+        self.adopt = adopt
+        self.start_standby = start_standby
+        self.standby: Standby | None = None
         self.fetcher = fetcher  # copies rank 0's outputs back (multihost.OutputFetcher) or None
         self.files = files
         self.ui = renderer
@@ -230,12 +238,17 @@ class Monitor:
             self._ui("run_started", self.plan, str(self.files.root), self.notes)
             for p in self.plan.processes:
                 self.files.open_log(p.log)
-            for host in self.plan.hosts:
-                spec = {"version": 1, "host": host, "grace": self.opts.grace,
-                        "heartbeat": self.opts.heartbeat_timeout,
-                        "processes": [p.to_dict() for p in self.plan.processes_on(host)]}
-                self.agents[host] = AgentHandle(host, self.backend, spec, self.inbox)
-            self._spawn_agents()
+            if self.adopt is not None:
+                self.inbox, self.agents = self.adopt.inbox, self.adopt.agents
+                for item in self.adopt.release():
+                    self._dispatch(item)
+            else:
+                for host in self.plan.hosts:
+                    spec = {"version": 1, "host": host, "grace": self.opts.grace,
+                            "heartbeat": self.opts.heartbeat_timeout,
+                            "processes": [p.to_dict() for p in self.plan.processes_on(host)]}
+                    self.agents[host] = AgentHandle(host, self.backend, spec, self.inbox)
+                self._spawn_agents()
             self._save()
             self._loop()
             self._fetch_outputs()
@@ -250,7 +263,7 @@ class Monitor:
         finally:
             for agent in self.agents.values():
                 agent.kill()
-            self.backend.stop_agents()
+            self.backend.stop_agents([a.popen for a in self.agents.values()])
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
 
@@ -282,6 +295,7 @@ class Monitor:
             self._check_stalls(now)
             self._check_diagnosis(now)
             self._check_deadlines(now)
+            self._check_standby(now)
             self._flush()
             self._warn_write_trouble()
             if now - last_beat >= self.opts.heartbeat_interval:
@@ -292,6 +306,21 @@ class Monitor:
             if now - last_tick >= 1.0:
                 last_tick = now
                 self._ui("tick", self.progress)
+
+    def _check_standby(self, now: float) -> None:
+        """Start the next standby once every worker has stepped; keep the one started."""
+        if self.standby is not None:
+            if self.standby.tick(now):
+                self._save()
+            return
+        if self.start_standby is None or self.stopping_since is not None or self._starting \
+                or self._worker_states[ProcState.RUNNING] != self._worker_count:
+            return
+        start, self.start_standby = self.start_standby, None
+        self.standby = start()
+        if self.standby is not None:
+            self.record.standbys.append(self.standby.entry)
+            self._save()
 
     def _dispatch(self, item: Inbound) -> None:
         agent_log = f"logs/agent-{item.host}.log"

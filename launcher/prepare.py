@@ -79,15 +79,19 @@ class Prepared:
         """The complete plan of attempt ``attempt`` (0: the first). Every attempt after the
         first (and every attempt of ``--resume``) continues from the run's newest valid
         checkpoint; the first one starts from ``--resume-ckpt``/``--pretrained`` if given."""
-        first = self.previous.attempt + 1 if self.previous is not None else 1
         request = dataclasses.replace(
             self.request, run_dir=str(self.run_dir),
-            extra_env={**self.request.extra_env, ATTEMPT_ENV: str(first + attempt)},
+            extra_env={**self.request.extra_env, ATTEMPT_ENV: str(self.attempt_number(attempt))},
             sched_port=self.port.port if self.port else None,
             resume=attempt > 0 or self.config.resume is not None,
             worker_args=_worker_args(self.config, first=attempt == 0, rescan=self.rescan_token))
         plan = make_plan(request)
         return dataclasses.replace(plan, warnings=self.warnings + plan.warnings)
+
+    def attempt_number(self, attempt: int = 0) -> int:
+        """The run's attempt number (1-based, counting a resumed run's earlier attempts) of
+        this launch's attempt ``attempt`` (0: the first)."""
+        return (self.previous.attempt + 1 if self.previous is not None else 1) + attempt
 
     def moved_to(self, run_dir: Path) -> None:
         """Use ``run_dir`` (a default name that was taken got a suffix when it was created)."""
@@ -357,6 +361,10 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
     if resume_dir is not None and not config.force:
         _check_same_maths(resume_dir, cfg)
     backend_name, how = _resolve_backend(config, cfg)
+    if config.standby and backend_name != "cpu":
+        raise LaunchError(f"--standby runs a second set of workers next to the running ones, "
+                          f"which is built and tested for CPU workers only; the backend is "
+                          f"{backend_label(backend_name)} ({how}): drop --standby")
     cfg = cfg.replace(device_target=DEVICE_TARGET[backend_name])
     env, secret_names = _launch_env(config)
     specs = _host_specs(config, resume_dir)

@@ -11,7 +11,9 @@ Layout of run.json (``"format": 1``)::
     attempt (this attempt's number, 1-based), attempts (earlier attempts), max_restarts,
     status ("running", "succeeded", "failed", "interrupted", "preempted"), start_time, end_time, wall_s,
     exit_code, processes [{name, role, host, rank, pid, pgid, start_time, end_time, exit_code,
-    signal, error, log}], agents [{host, pid}], root_cause, summary, launcher_error
+    signal, error, log}], agents [{host, pid}], root_cause, summary, launcher_error,
+    shrinks (hosts a restart left out, ``--min-devices``; only when there were some),
+    standbys ([{attempt, state, start_time, ready_s, reason}], ``--standby``; only with it)
 """
 
 from __future__ import annotations
@@ -167,6 +169,7 @@ class RunRecord:
     summary: dict[str, Any] | None = None
     launcher_error: str | None = None
     shrinks: list[dict[str, Any]] = field(default_factory=list)
+    standbys: list[dict[str, Any]] = field(default_factory=list)
     format: int = FORMAT
 
     def to_dict(self, processes: bool = True) -> dict[str, Any]:
@@ -187,6 +190,8 @@ class RunRecord:
                 out[name] = value
         if self.shrinks:
             out["shrinks"] = self.shrinks
+        if self.standbys:
+            out["standbys"] = self.standbys
         return out
 
     @classmethod
@@ -212,6 +217,7 @@ class RunRecord:
             root_cause=_dict(data.get("root_cause")), summary=_dict(data.get("summary")),
             launcher_error=text(data.get("launcher_error")),
             shrinks=[d for d in map(_dict, _list(data.get("shrinks"))) if d is not None],
+            standbys=[d for d in map(_dict, _list(data.get("standbys"))) if d is not None],
             format=whole(data.get("format")) or FORMAT)
 
     def as_attempt(self, outcome: str, reason: str | None = None) -> AttemptRecord:

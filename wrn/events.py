@@ -29,6 +29,8 @@ Events and their fields (besides v, event, rank, time):
                 global_step, max_rss_mib
 ``error``       message, kind (exception type)
 ``warning``     message, and free-form extra fields (e.g. skipped_files)
+``standby``     setup_seconds: a standby worker (``WRN_STANDBY=1``) has joined its cluster and
+                built its model, and waits for ``go`` on stdin (``wrn.train.wait_as_standby``)
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from typing import Any, TextIO
 PREFIX = "@wrn "
 VERSION = 1
 EVENTS = frozenset(
-    {"start", "step", "epoch_end", "eval", "checkpoint", "finish", "error", "warning"}
+    {"start", "step", "epoch_end", "eval", "checkpoint", "finish", "error", "warning", "standby"}
 )
 
 

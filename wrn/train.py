@@ -398,6 +398,21 @@ def _restore_local_bn_stats(run: Setup, meta: dict[str, Any]) -> None:
                                                   f"checkpoint's averaged statistics are used")
 
 
+#: Set to 1 by the launcher for the workers of a standby attempt (``launcher.standby``).
+STANDBY_ENV = "WRN_STANDBY"
+#: The line a standby worker waits for on stdin before it resumes and trains.
+GO_LINE = "go"
+
+
+def wait_as_standby(rank: int, setup_seconds: float, stream: Any = None) -> bool:
+    """A standby worker, set up and joined: say so (a ``standby`` event), then wait for the
+    launcher's ``go`` on stdin. True: go on (resume from the newest checkpoint then, and
+    train); False: the standby is not needed (stdin closed or anything else said)."""
+    events.emit("standby", rank, setup_seconds=round(setup_seconds, 3))
+    line = (stream or sys.stdin).readline()
+    return line.strip() == GO_LINE
+
+
 #: The exit status of a worker stopped by a signal after writing its step checkpoint
 #: (``STOP_ON_SIGNAL_ENV`` set): 128 + SIGTERM, as if the signal had ended it.
 PREEMPTED_EXIT = 143
@@ -426,11 +441,14 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     callbacks (progress events, checkpoints, evaluation and ``eval.json``, the MindInsight
     summary), then a ``finish`` event. ``resume_ckpt``, ``resume_from`` and ``force``: see
     ``resume``; ``pretrained``: initialise weights only (transfer learning); ``rescan``: see
-    ``setup``; ``extra_callbacks`` run after the others (the position for diagnostics, injected
+    ``setup``; a standby worker (``STANDBY_ENV``) waits after ``setup`` until it is needed;
+    ``extra_callbacks`` run after the others (the position for diagnostics, injected
     faults).
     """
     t_start = time.time()
     run = setup(cfg, output_dir, info, resume_ckpt, pretrained, rescan)
+    if os.environ.get(STANDBY_ENV) == "1" and not wait_as_standby(run.rank, time.time() - t_start):
+        return 0
     from wrn.models import count_trainable
     from wrn.steps import param_checksum
     from wrn.summary import open_summary

@@ -82,8 +82,10 @@ def test_two_hosts_two_devices_real_training(tmp_path, sshd):
 
 
 def test_two_hosts_restart_after_a_remote_worker_is_killed(tmp_path, sshd):
-    """--max-restarts 1, rank 1 (second host) SIGKILLed after the first epoch's checkpoint: the
-    run restarts on both hosts from that checkpoint and finishes its 3 epochs, in sync."""
+    """--max-restarts 1 --standby, rank 1 (second host) SIGKILLed after the first epoch's
+    checkpoint: the run continues on both hosts from that checkpoint through the standby
+    attempt (started on both hosts over SSH once training ran) and finishes its 3 epochs, in
+    sync. (A cold restart over SSH: test_ssh_shrink.)"""
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("127.0.0.1 slots=1\n127.0.0.2 slots=1\n")
     run_dir = tmp_path / "run"
@@ -91,7 +93,7 @@ def test_two_hosts_restart_after_a_remote_worker_is_killed(tmp_path, sshd):
     t0 = time.monotonic()
     launcher = subprocess.Popen([sys.executable, "-m", "launcher.cli", "--hostfile", str(hosts),
                                  "--ssh-config", str(sshd.ssh_config), "--run-dir", str(run_dir),
-                                 "--plain", "--max-restarts", "1", "--grace", "2",
+                                 "--plain", "--max-restarts", "1", "--standby", "--grace", "2",
                                  "--set", "epoch_size=3", "--env", "ONEDNN_MAX_CPU_ISA=AVX2"],
                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -107,6 +109,9 @@ def test_two_hosts_restart_after_a_remote_worker_is_killed(tmp_path, sshd):
     assert record["status"] == "succeeded"
     assert record["attempt"] == 2
     assert record["attempts"][0]["restart_reason"] == "rank 1 on 127.0.0.2: killed by SIGKILL"
+    assert [(s["attempt"], s["state"]) for s in record["standbys"]] == [(2, "used")]
+    hosts = {p["host"] for p in record["processes"]}
+    assert hosts == {"127.0.0.1", "127.0.0.2"}
     events = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     resumed = [e for e in events if e["event"] == "start" and e.get("resumed_from")]
     assert sorted(e["rank"] for e in resumed) == [0, 1]

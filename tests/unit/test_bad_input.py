@@ -174,3 +174,23 @@ def test_a_duplicate_yaml_key_names_both_lines(tmp_path):
     path.write_text("lr: 0.1\nbatch_size: 8\nlr: 0.5\n")
     with pytest.raises(ConfigError, match=rf"{path} line 3: 'lr' is also set on line 1"):
         load_config(path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--standby"], "add --max-restarts K"),
+    (["--standby", "--max-restarts", "1", "--port", "29000"], "drop --port"),
+    (["--standby", "--max-restarts", "1", "--launcher", "slurm", "--devices-per-node", "1"],
+     "not built for --launcher slurm"),
+    (["--standby", "--max-restarts", "1", "--backend", "ascend", "--devices", "0"],
+     "CPU workers only"),
+])
+def test_standby_without_what_it_needs_is_one_error(tmp_path, capsys, args, message):
+    from launcher import cli
+
+    devices = [] if "--devices" in args or "--devices-per-node" in args else ["--devices", "1"]
+    backend = [] if "--backend" in args else ["--backend", "cpu"]
+    code = cli.main([*devices, *backend, "--dry-run", "--plain", "--run-dir",
+                     str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err

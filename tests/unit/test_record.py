@@ -75,6 +75,9 @@ def test_shrinks_round_trip_and_summary_lines():
     line = "b (2 device(s)) before attempt 2: unreachable; world size 4 -> 2"
     assert again.dropped_hosts() == [line]
     assert "shrinks" not in RunRecord().to_dict()
+    standby = {"attempt": 2, "state": "used", "start_time": "t", "ready_s": 8.5}
+    assert RunRecord.from_dict(RunRecord(standbys=[standby]).to_dict()).standbys == [standby]
+    assert "standbys" not in RunRecord().to_dict()
     assert RunRecord.from_dict({"shrinks": ["x", 3, shrink]}).shrinks == [shrink]
     rows = dict(summary_rows(RunSummary("succeeded", 0, "/r", 1.0, hosts_dropped=[line])))
     assert rows["hosts left out"] == line

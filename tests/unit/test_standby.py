@@ -1,0 +1,76 @@
+"""``launcher.standby.Standby`` on the messages its agents send (no process is started here;
+the real thing runs in tests/e2e/test_standby.py and test_ssh_e2e.py)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from launcher.channel import Exited, Inbound, Line
+from launcher.config import SupervisorConfig
+from launcher.standby import Standby, standby_process
+from wrn.events import format_event
+
+
+class Messages:
+    def __init__(self):
+        self.said = []
+
+    def message(self, level, text):
+        self.said.append((level, text))
+
+
+def _standby():
+    procs = [SimpleNamespace(role="scheduler", rank=None), SimpleNamespace(role="worker", rank=0),
+             SimpleNamespace(role="worker", rank=1)]
+    ui = Messages()
+    return Standby(SimpleNamespace(processes=procs), None, SupervisorConfig(), 2, ui), ui
+
+
+def _line(rank, text):
+    return Inbound("message", "h", Line(f"rank{rank}", rank, text))
+
+
+def test_ready_once_every_worker_said_standby_and_held_in_order():
+    standby, ui = _standby()
+    items = [_line(0, "data: index"), _line(0, format_event("standby", 0, setup_seconds=4.0))]
+    for item in items:
+        standby.inbox.put(item)
+    standby.tick(0.0)
+    assert standby.entry["state"] == "starting"
+    standby.inbox.put(_line(1, format_event("standby", 1, setup_seconds=5.0)))
+    assert standby.tick(0.0)
+    assert standby.entry["state"] == "ready" and standby.entry["ready_s"] >= 0
+    assert standby.held == items + [standby.held[-1]]
+    assert standby.usable is False  # no agent was started here
+    assert "is ready" in ui.said[-1][1]
+
+
+def test_a_standby_worker_that_ends_fails_it_with_its_last_output():
+    standby, ui = _standby()
+    standby.inbox.put(_line(1, "RuntimeError: the cluster could not start"))
+    standby.inbox.put(Inbound("message", "h", Exited("rank1", 1, 9, 1, None, None, 0.0)))
+    assert standby.tick(0.0)
+    assert standby.entry["state"] == "failed"
+    assert "rank1 on h ended (exited with code 1)" in standby.problem
+    assert "the cluster could not start" in standby.problem
+    assert ui.said[-1][0] == "warning" and "start cold" in ui.said[-1][1]
+
+
+def test_only_workers_wait_for_go():
+    worker = SimpleNamespace(role="worker", to_dict=lambda: {"env": {"A": "1"}})
+    scheduler = SimpleNamespace(role="scheduler", to_dict=lambda: {"env": {}})
+    assert standby_process(worker) == {"env": {"A": "1", "WRN_STANDBY": "1"}, "standby": True}
+    assert standby_process(scheduler) == {"env": {}}
+
+
+def test_the_worker_says_standby_then_goes_only_on_go(capsys):
+    import io
+
+    from wrn.events import parse
+    from wrn.train import wait_as_standby
+
+    assert wait_as_standby(1, 3.25, io.StringIO("go\n")) is True
+    assert parse(capsys.readouterr().out.strip()) | {"time": 0} == {
+        "v": 1, "event": "standby", "rank": 1, "time": 0, "setup_seconds": 3.25}
+    assert wait_as_standby(1, 3.25, io.StringIO("")) is False  # stdin closed: not needed
+    assert wait_as_standby(1, 3.25, io.StringIO("stop\n")) is False
