@@ -12,7 +12,8 @@ with each launcher in turn and measures
 A third run per repetition measures a restart next to a cold start in the same job:
 ``wrn-launch --max-restarts 1``, launch to the first step on every rank (cold), then at step
 ``KILL_AT_STEP`` rank 1 is SIGKILLed and the clock runs from the kill to the first step on every
-rank of the restarted attempt (restart).
+rank of the restarted attempt (restart). A fourth run does the same with ``--standby`` and a
+longer job, and kills rank 1 at its first step after run.json says the standby attempt is ready.
 
 msrun is run with ``--join=True`` (otherwise it returns at once and reports nothing) and gets
 the same thread budget our launcher gives each worker (``WRN_NUM_THREADS=1`` on 2 cores).
@@ -20,6 +21,7 @@ the same thread budget our launcher gives each worker (``WRN_NUM_THREADS=1`` on 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -96,15 +98,27 @@ def _steps_after(logs: list[Path], world: int, since: float) -> dict[int, dict] 
     return found if len(found) == world else None
 
 
-def restart_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
+def _standby_state(run_dir: Path) -> str | None:
+    """The state of the run's newest standby in run.json (None: none yet)."""
+    try:
+        standbys = json.loads((run_dir / "run.json").read_text()).get("standbys") or []
+    except (OSError, ValueError):
+        return None
+    return standbys[-1].get("state") if standbys else None
+
+
+def restart_run(cfg: Path, work: Path, world: int = 2, standby: bool = False) -> dict[str, float]:
     """``wrn-launch --max-restarts 1``: cold launch to the first step on every rank, then rank 1
-    SIGKILLed after step ``KILL_AT_STEP`` and the time to the first step on every rank again."""
+    SIGKILLed after step ``KILL_AT_STEP`` and the time to the first step on every rank again.
+    ``standby``: with ``--standby``, and the kill at rank 1's first step after the standby
+    attempt is ready."""
     work.mkdir(parents=True)
     run_dir = work / "run"
     metrics = [run_dir / "metrics.jsonl"]
     out = open(work / "launcher.out", "wb")
+    flags = ("--max-restarts", "1") + (("--standby",) if standby else ())
     t0 = time.time()
-    proc = subprocess.Popen(common.launch_cmd(world, cfg, run_dir, "--max-restarts", "1"),
+    proc = subprocess.Popen(common.launch_cmd(world, cfg, run_dir, *flags),
                             cwd=common.ROOT, env=common.env(), stdout=out,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
@@ -113,10 +127,16 @@ def restart_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
                                    f"a first step on every rank (see {work})", poll=0.05)
         cold = max(f["step"]["time"] for f in firsts.values()) - t0
         victim = int(firsts[world - 1]["start"]["pid"])
+        kill_at = KILL_AT_STEP
+        if standby:
+            common.wait_until(lambda: _standby_state(run_dir) == "ready", 300,
+                              f"the standby attempt ready (see {work})", poll=0.05)
+            kill_at = 1 + max(e["global_step"] for e in common.events_in(metrics[0])
+                              if e["event"] == "step" and e["rank"] == world - 1)
         common.wait_until(lambda: any(e["event"] == "step" and e["rank"] == world - 1
-                                      and e["step"] >= KILL_AT_STEP
+                                      and e["global_step"] >= kill_at
                                       for e in common.events_in(metrics[0])), 300,
-                          f"step {KILL_AT_STEP} of rank {world - 1}", poll=0.02)
+                          f"step {kill_at} of rank {world - 1}", poll=0.02)
         t_kill = time.time()
         os.kill(victim, signal.SIGKILL)
         again = common.wait_until(lambda: _steps_after(metrics, world, t_kill), 300,
@@ -126,7 +146,10 @@ def restart_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
     finally:
         common.kill_tree(proc)
         out.close()
-    return {"cold_s": cold, "restart_s": restart, "exit_code": proc.returncode}
+    out = {"cold_s": cold, "restart_s": restart, "exit_code": proc.returncode}
+    if standby:
+        out["standby"] = _standby_state(run_dir)
+    return out
 
 
 def main() -> None:
@@ -139,7 +162,12 @@ def main() -> None:
         long_cfg = common.write_config(tmp / "cfg2.yaml", epoch_size=2, log_interval=1,
                                        eval_interval=0, save_checkpoint_epochs=100,
                                        ckpt_path=str(tmp / "ckpt2"))
-        runs: dict[str, list[dict]] = {"wrn-launch": [], "msrun": [], "restart": []}
+        # long enough for the standby to be ready (about 10 s of training here) before the kill
+        standby_cfg = common.write_config(tmp / "cfg4.yaml", epoch_size=4, log_interval=1,
+                                          eval_interval=0, save_checkpoint_epochs=100,
+                                          ckpt_path=str(tmp / "ckpt4"))
+        runs: dict[str, list[dict]] = {"wrn-launch": [], "msrun": [], "restart": [],
+                                       "restart-standby": []}
         for i in range(args.runs):
             for kind in (("wrn-launch", "msrun") if i % 2 == 0 else ("msrun", "wrn-launch")):
                 r = one_run(kind, cfg, tmp / f"{kind}-{i}")
@@ -150,7 +178,13 @@ def main() -> None:
             log(f"restart run {i + 1}/{args.runs}: cold start to the first step {r['cold_s']:.2f} s, "
                 f"SIGKILL to the next step {r['restart_s']:.2f} s (exit code {r['exit_code']})")
             runs["restart"].append(r)
+            r = restart_run(standby_cfg, tmp / f"restart-standby-{i}", standby=True)
+            log(f"restart run with --standby {i + 1}/{args.runs}: cold start to the first step "
+                f"{r['cold_s']:.2f} s, SIGKILL to the next step {r['restart_s']:.2f} s (standby "
+                f"{r['standby']}, exit code {r['exit_code']})")
+            runs["restart-standby"].append(r)
     ours, peer, again = runs["wrn-launch"], runs["msrun"], runs["restart"]
+    warm = runs["restart-standby"]
     results = [
         common.compare("launch_to_first_step_2_cpu_workers", [r["launch_s"] for r in ours],
                        [r["launch_s"] for r in peer], unit="s", target="<= 0.5",
@@ -161,6 +195,9 @@ def main() -> None:
                        met=lambda median, ratio: median < TEARDOWN_LIMIT_S),
         common.compare("restart_sigkill_to_next_step_vs_cold_start", [r["restart_s"] for r in again],
                        [r["cold_s"] for r in again], unit="s", target="<= 0.6",
+                       peer_name="cold start to the first step, same runs"),
+        common.compare("restart_with_standby_vs_cold_start", [r["restart_s"] for r in warm],
+                       [r["cold_s"] for r in warm], unit="s", target="<= 0.6",
                        peer_name="cold start to the first step, same runs"),
     ]
     emit_details = {kind: [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
