@@ -15,6 +15,10 @@ A third run per repetition measures a restart next to a cold start in the same j
 rank of the restarted attempt (restart). A fourth run does the same with ``--standby`` and a
 longer job, and kills rank 1 at its first step after run.json says the standby attempt is ready.
 
+The floor under the launch comparison (``direct``): the processes of wrn-launch's own plan,
+planned before the clock starts and spawned straight from the benchmark's process, no launcher
+at all, to the first step on every rank. No launcher of this worker can start it faster.
+
 msrun is run with ``--join=True`` (otherwise it returns at once and reports nothing) and gets
 the same thread budget our launcher gives each worker (``WRN_NUM_THREADS=1`` on 2 cores).
 """
@@ -26,6 +30,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -98,6 +103,55 @@ def _steps_after(logs: list[Path], world: int, since: float) -> dict[int, dict] 
     return found if len(found) == world else None
 
 
+def direct_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
+    """No launcher at all: the processes of wrn-launch's own plan (scheduler and workers, with
+    their argv and environment), planned before the clock starts and spawned directly from
+    this process; to the first step on every rank. What any launcher of this worker adds its
+    own cost to: the floor under both sides of the launch comparison."""
+    from launcher.api import _create_run_dir
+    from launcher.backend import PARENT_ENV, LocalBackend
+    from launcher.config import LaunchConfig
+    from launcher.prepare import prepare
+    from wrn.events import parse
+
+    work.mkdir(parents=True)
+    prepared = prepare(LaunchConfig.from_fields(devices=str(world), backend="cpu",
+                                                config_file=str(cfg), run_dir=str(work / "run")))
+    _create_run_dir(prepared)
+    plan = prepared.plan(0)
+    base = LocalBackend().agent_env("localhost")
+    base.pop(PARENT_ENV, None)
+    firsts: dict[int, float] = {}
+    lock = threading.Lock()
+
+    def read(rank: int | None, stream) -> None:
+        for line in stream:
+            event = parse(line.rstrip("\n"))
+            if rank is not None and event and event["event"] == "step":
+                with lock:
+                    firsts.setdefault(rank, float(event["time"]))
+
+    procs = []
+    t0 = time.time()
+    try:
+        for spec in plan.processes:
+            env = {k: v for k, v in base.items() if k not in spec.unset}
+            env.update(spec.env)
+            proc = subprocess.Popen(list(spec.argv), cwd=spec.cwd, env=env, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            procs.append(proc)
+            threading.Thread(target=read, args=(spec.rank, proc.stdout), daemon=True).start()
+        common.wait_until(lambda: len(firsts) == world or None, 300,
+                          f"a first step on every rank, processes spawned directly (see {work})",
+                          poll=0.05)
+        return {"launch_s": max(firsts.values()) - t0}
+    finally:
+        for proc in procs:
+            common.kill_tree(proc)
+        prepared.close()
+
+
 def _standby_state(run_dir: Path) -> str | None:
     """The state of the run's newest standby in run.json (None: none yet)."""
     try:
@@ -166,10 +220,17 @@ def main() -> None:
         standby_cfg = common.write_config(tmp / "cfg4.yaml", epoch_size=4, log_interval=1,
                                           eval_interval=0, save_checkpoint_epochs=100,
                                           ckpt_path=str(tmp / "ckpt4"))
-        runs: dict[str, list[dict]] = {"wrn-launch": [], "msrun": [], "restart": [],
-                                       "restart-standby": []}
+        runs: dict[str, list[dict]] = {"wrn-launch": [], "msrun": [], "direct": [],
+                                       "restart": [], "restart-standby": []}
+        kinds = ["wrn-launch", "msrun", "direct"]
         for i in range(args.runs):
-            for kind in (("wrn-launch", "msrun") if i % 2 == 0 else ("msrun", "wrn-launch")):
+            for kind in kinds[i % 3:] + kinds[:i % 3]:
+                if kind == "direct":
+                    r = direct_run(cfg, tmp / f"direct-{i}")
+                    log(f"direct spawn run {i + 1}/{args.runs}: first step on every rank "
+                        f"{r['launch_s']:.2f} s")
+                    runs[kind].append(r)
+                    continue
                 r = one_run(kind, cfg, tmp / f"{kind}-{i}")
                 log(f"{kind} run {i + 1}/{args.runs}: first step on every rank {r['launch_s']:.2f} s, "
                     f"teardown {r['teardown_s']:.2f} s (exit code {r['exit_code']})")
@@ -189,6 +250,9 @@ def main() -> None:
         common.compare("launch_to_first_step_2_cpu_workers", [r["launch_s"] for r in ours],
                        [r["launch_s"] for r in peer], unit="s", target="<= 0.5",
                        peer_name="msrun (same worker)"),
+        common.compare("launch_floor_processes_spawned_directly_vs_msrun",
+                       [r["launch_s"] for r in runs["direct"]], [r["launch_s"] for r in peer],
+                       unit="s", target="<= 0.5", peer_name="msrun (same worker)"),
         common.compare("teardown_after_worker_sigkill", [r["teardown_s"] for r in ours],
                        [r["teardown_s"] for r in peer], unit="s",
                        target=f"median < {TEARDOWN_LIMIT_S:g} s", peer_name="msrun --join=True",
