@@ -34,7 +34,7 @@ from launcher.record import RunRecord, RunRecordWriter, masked_plan
 from launcher.renderers import Renderer, make_renderer
 from launcher.rundir import RunFiles, archive_logs, create_run_dir, iso_time
 from launcher.slurm import SlurmBackend, record_job
-from launcher.standby import Standby
+from launcher.standby import Say, Standby
 from wrn.config import dump_config
 from wrn.fileio import write_atomic
 
@@ -131,25 +131,33 @@ def _first_record(prepared: Prepared) -> RunRecord:
     return record
 
 
-def _standby_starter(prepared: Prepared, restarts: int,
-                     ui: Renderer) -> Callable[[], Standby | None] | None:
+def _standby_starter(prepared: Prepared,
+                     restarts: int) -> Callable[[Say], Standby | None] | None:
     """What starts the standby of attempt ``restarts + 1`` (``--standby`` with a restart left):
-    the next plan on a newly checked scheduler port, its agents started."""
+    the next plan on a newly checked scheduler port (the running attempt's stays held), its
+    agents started. It says what happens through the monitor's ``say``."""
     if not prepared.config.standby or restarts >= prepared.config.max_restarts:
         return None
 
-    def start() -> Standby | None:
-        problem = prepared.renew_port()
+    def start(say: Say) -> Standby | None:
+        problem = prepared.renew_port(release_first=False)
         if problem is not None:
-            ui.message("warning", f"standby: none started, a restart will start cold: {problem}")
+            say("warning", f"standby: none started, a restart will start cold: {problem}")
             return None
-        plan = prepared.plan(restarts + 1)
-        standby = Standby(plan, prepared.backend, prepared.config.supervisor,
-                          prepared.attempt_number(restarts + 1), ui)
+        standby = Standby(prepared.plan(restarts + 1), prepared.backend,
+                          prepared.config.supervisor, prepared.attempt_number(restarts + 1), say)
         standby.start()
         return standby
 
     return start
+
+
+def _stop_standby(standby: Standby, reason: str, record: RunRecord | None, run_dir) -> None:
+    """Stop a standby that will not be used and write its final state to run.json (in
+    ``record``, the last monitored attempt's, whose ``standbys`` holds its entry)."""
+    standby.stop(reason)
+    if record is not None:
+        RunRecordWriter(run_dir).write(record)
 
 
 def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPlan]:
@@ -159,6 +167,7 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
     record = _first_record(prepared)
     fetcher = None
     standby: Standby | None = None  # the next attempt, started and waiting (--standby)
+    finished: RunRecord | None = None  # the last monitored attempt's record
     restarts = 0
     try:
         while True:
@@ -188,13 +197,13 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
             monitor = Monitor(plan, files, ui, prepared.backend, config.supervisor, record,
                               RunRecordWriter(run_dir, len(plan.processes), files.trouble),
                               prepared.notes, fetcher, adopt=standby,
-                              start_standby=_standby_starter(prepared, restarts, ui))
-            standby = None  # adopted: the monitor owns its agents now
+                              start_standby=_standby_starter(prepared, restarts))
+            standby = None  # released and adopted: the monitor owns its agents now
             try:
                 result = monitor.run()
             finally:
                 files.close()
-                standby = monitor.standby
+                standby, finished = monitor.standby, monitor.record
             if result.state is not RunState.FAILED or restarts >= config.max_restarts:
                 return result, plan
             restarts += 1
@@ -213,22 +222,24 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
                 if fetcher is not None and fetcher.host not in {n.host for n in prepared.nodes}:
                     fetcher.close()
                     fetcher = None
-            if standby is not None and (shrink is not None or problem is not None
-                                        or not standby.usable):
-                standby.stop("the restart runs on other hosts" if shrink is not None
-                             else "the restart does not use it")
-                standby = None
+            if standby is not None:
+                was = standby.entry["state"]
+                if shrink is None and problem is None and standby.release():  # "go" is sent
+                    ui.message("info", f"restart {restarts}: continuing from the standby "
+                                       f"attempt ({was} when the failure came)")
+                else:
+                    _stop_standby(standby, "the restart runs on other hosts" if shrink
+                                  else "the restart does not use it", finished, run_dir)
+                    standby = None
             if problem is None and standby is None:
                 problem = prepared.renew_port()
             if problem is not None:
                 ui.message("error", f"cannot restart: {problem}")
                 return result, plan
-            if standby is not None:
-                ui.message("info", f"restart {restarts}: continuing from the standby attempt "
-                                   f"({standby.entry['state']})")
     finally:
-        if standby is not None:  # the run ends with a standby still waiting
-            standby.stop("the run ended")
-            RunRecordWriter(run_dir).write(record)  # its final state in ``standbys``
-        if fetcher is not None:
-            fetcher.close()  # every pending copy is done before the launcher returns
+        try:
+            if standby is not None:  # the run ends with a standby still waiting
+                _stop_standby(standby, "the run ended", finished, run_dir)
+        finally:
+            if fetcher is not None:
+                fetcher.close()  # every pending copy is done before the launcher returns

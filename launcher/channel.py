@@ -21,8 +21,9 @@ Message types (agent -> launcher)::
     stacks_done {count}                         every running worker's stacks were sent
     done     {}                                 the agent's last message
 
-Commands (launcher -> agent): the spec as the first line, then ``{"cmd": "stop", "grace": G}``
-and ``{"cmd": "stacks", "timeout": T}`` (see ``launcher.agent``).
+Commands (launcher -> agent): the spec as the first line, then ``{"cmd": "stop", "grace": G}``,
+``{"cmd": "stacks", "timeout": T}``, ``{"cmd": "beat"}`` and ``{"cmd": "go"}`` (a standby's
+workers go on; see ``launcher.agent`` and ``launcher.standby``).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ from launcher.record import AgentRecord, ProcessRecord, RunRecord, RunRecordWrit
 from launcher.formatting import exit_text, who
 from launcher.renderers import Renderer
 from launcher.rundir import RunFiles, iso_time
-from launcher.standby import Standby
+from launcher.standby import Say, Standby, agent_spec
 from wrn.events import number, parse as parse_event
 from wrn.fileio import write_atomic
 
@@ -179,10 +179,11 @@ class Monitor:
                  options: SupervisorConfig, record: RunRecord, writer: RunRecordWriter,
                  notes: dict[str, Any] | None = None, fetcher: Any = None,
                  adopt: Standby | None = None,
-                 start_standby: Callable[[], Standby | None] | None = None) -> None:
+                 start_standby: Callable[[Say], Standby | None] | None = None) -> None:
         self.plan = plan
-        # a standby attempt this one continues from (its agents and held messages), and what
-        # starts the next standby once every rank has stepped (launcher.standby)
+        # a released standby attempt this one continues from (its agents, from now on this
+        # monitor's, and held messages), and what starts the next standby once every rank has
+        # stepped (launcher.standby)
         self.adopt = adopt
         self.start_standby = start_standby
         self.standby: Standby | None = None
@@ -196,8 +197,8 @@ class Monitor:
         self.notes = notes or {}
         self.procs = {p.name: Proc(p) for p in plan.processes}
         self.progress = RunProgress(plan.world_size)
-        self.inbox: queue.Queue = queue.Queue()
-        self.agents: dict[str, AgentHandle] = {}
+        self.inbox: queue.Queue = adopt.inbox if adopt is not None else queue.Queue()
+        self.agents: dict[str, AgentHandle] = dict(adopt.agents) if adopt is not None else {}
         self.state: RunState | None = None
         self.root_cause: RootCause | None = None
         self.interrupted: int | None = None
@@ -238,15 +239,13 @@ class Monitor:
             self._ui("run_started", self.plan, str(self.files.root), self.notes)
             for p in self.plan.processes:
                 self.files.open_log(p.log)
-            if self.adopt is not None:
-                self.inbox, self.agents = self.adopt.inbox, self.adopt.agents
-                for item in self.adopt.release():
+            if self.adopt is not None:  # its agents were told to go (Standby.release)
+                held, self.adopt.held = self.adopt.held, []
+                for item in held:
                     self._dispatch(item)
             else:
                 for host in self.plan.hosts:
-                    spec = {"version": 1, "host": host, "grace": self.opts.grace,
-                            "heartbeat": self.opts.heartbeat_timeout,
-                            "processes": [p.to_dict() for p in self.plan.processes_on(host)]}
+                    spec = agent_spec(self.plan, host, self.opts, ProcessSpec.to_dict)
                     self.agents[host] = AgentHandle(host, self.backend, spec, self.inbox)
                 self._spawn_agents()
             self._save()
@@ -300,9 +299,7 @@ class Monitor:
             self._warn_write_trouble()
             if now - last_beat >= self.opts.heartbeat_interval:
                 last_beat = now
-                for agent in self.agents.values():
-                    if agent.alive:
-                        agent.send({"cmd": "beat"})
+                self._beat_agents()
             if now - last_tick >= 1.0:
                 last_tick = now
                 self._ui("tick", self.progress)
@@ -317,10 +314,21 @@ class Monitor:
                 or self._worker_states[ProcState.RUNNING] != self._worker_count:
             return
         start, self.start_standby = self.start_standby, None
-        self.standby = start()
+        self._beat_agents()  # starting it can take a while over SSH (a port check, agents)
+        try:
+            self.standby = start(lambda level, text: self._ui("message", level, text))
+        except Exception as exc:  # a plan or port problem: this attempt goes on without one
+            self._ui("message", "warning", f"standby: none started, a restart will start cold: "
+                                           f"{type(exc).__name__}: {exc}")
+        self._beat_agents()
         if self.standby is not None:
             self.record.standbys.append(self.standby.entry)
             self._save()
+
+    def _beat_agents(self) -> None:
+        for agent in self.agents.values():
+            if agent.alive:
+                agent.send({"cmd": "beat"})
 
     def _dispatch(self, item: Inbound) -> None:
         agent_log = f"logs/agent-{item.host}.log"

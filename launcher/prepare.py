@@ -98,27 +98,40 @@ class Prepared:
         self.run_dir = run_dir
         self.notes["run dir"] = str(run_dir)
 
-    def renew_port(self) -> str | None:
+    def renew_port(self, release_first: bool = True) -> str | None:
         """For a restart: a scheduler port that is free on the master host now (checked there,
-        through the backend). Returns a problem (one line) when none could be found."""
+        through the backend). Returns a problem (one line) when none could be found.
+
+        ``release_first``: the held port is let go before a new one is looked for (a cold
+        restart: the old scheduler has ended, and the same port may be taken again). False
+        (a standby, next to the running scheduler): the new port is reserved first and the
+        held one is kept when none is found."""
         if self.port is None or self.request.rank_table is not None:
             return None  # no scheduler, or a rank table's port shared with other servers
         master = self.nodes[0].host
         tries = 1 if self.config.port is not None else PORT_TRIES
-        for _ in range(tries):
+        if release_first:
             self.port.release()
+        for _ in range(tries):
             try:
-                self.port = reserve_port(self.config.port, self.config.port_range)
+                port = reserve_port(self.config.port, self.config.port_range)
             except PlanError as exc:
-                self.port = None
+                if release_first:
+                    self.port = None
                 return str(exc)
             try:
-                if self.backend.port_free(master, self.port.port):
-                    return None
+                free = self.backend.port_free(master, port.port)
             except BackendError as exc:
+                port.release()
                 return str(exc)
-        return (f"no free scheduler port on the master host {master} after {tries} tries (last "
-                f"{self.port.port}); free ports of --port-range there or pass another --port")
+            if free:
+                if not release_first:
+                    self.port.release()
+                self.port = port
+                return None
+            port.release()
+        return (f"no free scheduler port on the master host {master} after {tries} tries; free "
+                f"ports of --port-range there or pass another --port")
 
     def drop_lost_hosts(self) -> tuple[dict[str, Any] | None, str | None]:
         """For a restart under ``--min-devices``: every host's pre-flight again (over the run's
@@ -364,7 +377,13 @@ def _prepare(config: LaunchConfig, holder: dict[str, Any]) -> Prepared:
     if config.standby and backend_name != "cpu":
         raise LaunchError(f"--standby runs a second set of workers next to the running ones, "
                           f"which is built and tested for CPU workers only; the backend is "
-                          f"{backend_label(backend_name)} ({how}): drop --standby")
+                          f"{backend_label(backend_name)} ({how}): pass --backend cpu, or drop "
+                          f"--standby")
+    if config.standby and config.launcher == "auto" and config.slurm(os.environ):
+        raise LaunchError(f"--standby is not built for a launch through Slurm, and this one "
+                          f"is (SLURM_JOB_ID={os.environ.get('SLURM_JOB_ID')} is set and no "
+                          f"--devices or --hosts says otherwise): drop --standby, or give "
+                          f"--devices N (this node only) or --hosts to launch without Slurm")
     cfg = cfg.replace(device_target=DEVICE_TARGET[backend_name])
     env, secret_names = _launch_env(config)
     specs = _host_specs(config, resume_dir)

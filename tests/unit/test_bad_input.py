@@ -194,3 +194,14 @@ def test_standby_without_what_it_needs_is_one_error(tmp_path, capsys, args, mess
     err = capsys.readouterr().err
     assert code == 2, err
     assert message in err and "Traceback" not in err
+
+
+def test_standby_inside_a_slurm_allocation_is_one_error(tmp_path, capsys, monkeypatch):
+    from launcher import cli
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    code = cli.main(["--backend", "cpu", "--dry-run", "--plain", "--run-dir",
+                     str(tmp_path / "run"), "--standby", "--max-restarts", "1"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "SLURM_JOB_ID=4242" in err and "drop --standby" in err and "Traceback" not in err

@@ -126,6 +126,31 @@ def test_include_exclude(text, include):
 
 
 @FUZZ
+@given(st.one_of(hostile, st.integers(-3, 10**12).map(str)),
+       st.sampled_from(["auto", "local", "ssh", "slurm"]),
+       st.one_of(st.none(), hostile, st.integers(0, 70000).map(str)))
+def test_standby_flag_combinations(restarts, launcher, port):
+    """--standby with whatever --max-restarts, --launcher and --port: a config that has a
+    restart left, no Slurm and no fixed port, or exit 2 / one LaunchError naming a flag."""
+    from launcher.cli import build_parser, launch_config
+
+    argv = ["--hosts", "a:1,b:1", "--standby", "--max-restarts", restarts, "--launcher", launcher]
+    argv += ["--port", port] if port is not None else []
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        assert exc.code == 2
+        return
+    try:
+        config = launch_config(args, (), argv)
+    except LaunchError as exc:
+        assert "--" in str(exc) and "\n" not in str(exc)
+        return
+    assert config.standby and config.max_restarts >= 1
+    assert config.launcher != "slurm" and config.port is None
+
+
+@FUZZ
 @example("0")
 @example("-1")
 @example("\u00b2")

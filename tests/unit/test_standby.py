@@ -15,15 +15,33 @@ class Messages:
     def __init__(self):
         self.said = []
 
-    def message(self, level, text):
+    def __call__(self, level, text):
         self.said.append((level, text))
 
 
-def _standby():
+class Agent:
+    """What a standby uses of an ``AgentHandle``: commands sent are kept."""
+
+    alive, popen = True, None
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, message):
+        self.sent.append(message)
+
+    def kill(self):
+        pass
+
+
+def _standby(**options):
     procs = [SimpleNamespace(role="scheduler", rank=None), SimpleNamespace(role="worker", rank=0),
              SimpleNamespace(role="worker", rank=1)]
-    ui = Messages()
-    return Standby(SimpleNamespace(processes=procs), None, SupervisorConfig(), 2, ui), ui
+    say = Messages()
+    standby = Standby(SimpleNamespace(processes=procs), SimpleNamespace(local=False),
+                      SupervisorConfig(**options), 2, say)
+    standby.agents = {"h": Agent()}
+    return standby, say
 
 
 def _line(rank, text):
@@ -41,8 +59,10 @@ def test_ready_once_every_worker_said_standby_and_held_in_order():
     assert standby.tick(0.0)
     assert standby.entry["state"] == "ready" and standby.entry["ready_s"] >= 0
     assert standby.held == items + [standby.held[-1]]
-    assert standby.usable is False  # no agent was started here
+    assert standby.usable
     assert "is ready" in ui.said[-1][1]
+    assert standby.release() and standby.agents["h"].sent == [{"cmd": "go"}]
+    assert standby.entry["state"] == "used"
 
 
 def test_a_standby_worker_that_ends_fails_it_with_its_last_output():
@@ -54,6 +74,24 @@ def test_a_standby_worker_that_ends_fails_it_with_its_last_output():
     assert "rank1 on h ended (exited with code 1)" in standby.problem
     assert "the cluster could not start" in standby.problem
     assert ui.said[-1][0] == "warning" and "start cold" in ui.said[-1][1]
+    assert standby.agents["h"].sent[-1]["cmd"] == "stop"  # stopped at once, not kept waiting
+    assert not standby.release()  # never told to go
+    assert all(m["cmd"] != "go" for m in standby.agents["h"].sent)
+
+
+def test_a_worker_that_does_not_wait_fails_the_standby():
+    standby, _ = _standby()
+    standby.inbox.put(_line(0, format_event("step", 0, epoch=1, step=1)))
+    standby.tick(0.0)
+    assert standby.entry["state"] == "failed" and "did not wait" in standby.problem
+
+
+def test_a_standby_not_ready_within_the_start_up_limit_fails():
+    standby, _ = _standby(startup_timeout=5.0)
+    standby.tick(standby.started_at + 1.0)
+    assert standby.entry["state"] == "starting"
+    standby.tick(standby.started_at + 11.0)  # startup_kill: 2 x --startup-timeout
+    assert standby.entry["state"] == "failed" and "not ready 10 s" in standby.problem
 
 
 def test_only_workers_wait_for_go():
