@@ -33,7 +33,7 @@ import json
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from launcher.backend import Backend
 from wrn.events import number, text, whole
@@ -227,3 +227,10 @@ class AgentHandle:
         """SIGKILL the agent (its processes then die by their PR_SET_PDEATHSIG)."""
         if self.popen is not None and self.popen.poll() is None:
             self.popen.kill()
+
+
+def beat(agents: Iterable[AgentHandle]) -> None:
+    """Tell every live agent that the launcher is alive (``{"cmd": "beat"}``)."""
+    for agent in agents:
+        if agent.alive:
+            agent.send({"cmd": "beat"})

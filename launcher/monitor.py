@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.backend import Backend, BackendError
-from launcher.channel import TAIL_LINES, AgentHandle, AgentWarning, Exited, Hello, Inbound, Line, \
+from launcher.channel import TAIL_LINES, AgentHandle, beat, AgentWarning, Exited, Hello, Inbound, Line, \
     Stacks, StacksDone, Started, Stopping, Done
 from launcher.config import SupervisorConfig
 from launcher.diagnosis import DIAGNOSTICS_DIR, RankStacks, diagnose, stacks_file_text, stacks_path
@@ -326,9 +326,7 @@ class Monitor:
             self._save()
 
     def _beat_agents(self) -> None:
-        for agent in self.agents.values():
-            if agent.alive:
-                agent.send({"cmd": "beat"})
+        beat(self.agents.values())
 
     def _dispatch(self, item: Inbound) -> None:
         agent_log = f"logs/agent-{item.host}.log"

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.backend import Backend
-from launcher.channel import AgentHandle, Exited, Inbound, Line, Started
+from launcher.channel import AgentHandle, Exited, Inbound, Line, Started, beat
 from launcher.config import SupervisorConfig
 from launcher.formatting import exit_text
 from launcher.proc import kill_group
@@ -126,9 +126,7 @@ class Standby:
         """Heartbeats for its agents until it is adopted or stopped (``AgentHandle.send`` is
         thread-safe)."""
         while self._beating.is_set():
-            for agent in list(self.agents.values()):
-                if agent.alive:
-                    agent.send({"cmd": "beat"})
+            beat(list(self.agents.values()))
             time.sleep(self.opts.heartbeat_interval)
 
     def tick(self, now: float) -> bool:
