@@ -1,4 +1,4 @@
-"""The ``wrn-launch`` command's entry point, and where this installation of the project is.
+"""The ``wrn-launch`` command's entry point: checks that the project's import names are its own.
 
 The project's packages keep short top-level names (``wrn``, ``launcher``, ``cluster``) that other
 Python code may use too. In a shared environment pip would install two distributions with the
@@ -6,7 +6,8 @@ same name into the same folder (one overwriting the other's files), and a folder
 would shadow an installed package. This module carries the distribution's own name, so it still
 imports when that happened: ``main`` checks first (``clashes``) and says in one paragraph what is
 wrong and what to do, instead of an ImportError, or the other project's code, somewhere later.
-The pre-flight runs the same checks on other hosts and reports ``installation()`` from there.
+The pre-flight runs the same checks on other hosts (where this installation is:
+``launcher.installation``).
 
 Nothing here imports the project's packages before they have been checked.
 """
@@ -16,12 +17,11 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
-import platform
 import re
 import sys
-from typing import Any
 
-#: The distribution's name (``pip install wrn-launch``, ``importlib.metadata``).
+#: The distribution's name (``pip install wrn-launch``, ``importlib.metadata``): the same as
+#: ``launcher.installation.DIST_NAME``, which this module cannot import before its check.
 DIST_NAME = "wrn-launch"
 #: The top-level packages the distribution installs, all in one folder.
 PACKAGES = ("wrn", "launcher", "cluster")
@@ -104,44 +104,6 @@ def clash_message(problems: list[str], python: str | None = None) -> str:
             f"of its own (pipx install wrn_launch-<version>-py3-none-any.whl, or a fresh "
             f"'python3.11 -m venv' and its pip), and keep other projects' folders with such "
             f"packages off PYTHONPATH")
-
-
-def installation() -> dict[str, Any]:
-    """Which wrn-launch this is: ``version`` (the code's own), ``location`` (the folder holding
-    its packages) and ``installed`` (True: the packages are the installed distribution's files;
-    False: a source folder, such as a checkout on PYTHONPATH or an editable install)."""
-    import wrn
-
-    location = os.path.dirname(os.path.dirname(os.path.realpath(wrn.__file__)))
-    return {"version": wrn.__version__, "location": location,
-            "installed": _installed_file() == os.path.realpath(wrn.__file__)}
-
-
-def _installed_file() -> str | None:
-    """``wrn/__init__.py`` as installed by pip (listed in the RECORD of the first ``wrn-launch``
-    distribution on the path); None when there is none, or it is not such an installation (an
-    editable install, or the egg-info a build leaves in a source folder)."""
-    try:
-        dist = importlib.metadata.distribution(DIST_NAME)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    record = dist.read_text("RECORD") or ""
-    if not any(line.startswith("wrn/__init__.py,") for line in record.splitlines()):
-        return None
-    return os.path.realpath(str(dist.locate_file("wrn/__init__.py")))
-
-
-def versions() -> dict[str, str | None]:
-    """Python, MindSpore (from its package metadata; MindSpore is not imported) and wrn-launch
-    (the running code's own version, whether installed or from a source folder)."""
-    import wrn
-
-    try:
-        mindspore = importlib.metadata.version("mindspore")
-    except importlib.metadata.PackageNotFoundError:
-        mindspore = None
-    return {"python": platform.python_version(), "mindspore": mindspore,
-            "wrn-launch": wrn.__version__}
 
 
 def main(argv: list[str] | None = None) -> int:

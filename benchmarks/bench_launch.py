@@ -109,9 +109,10 @@ def direct_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
     this process; to the first step on every rank. What any launcher of this worker adds its
     own cost to: the floor under both sides of the launch comparison."""
     from launcher.api import _create_run_dir
-    from launcher.backend import PARENT_ENV, LocalBackend
+    from launcher.backends.base import PARENT_ENV
+    from launcher.backends.local import LocalBackend
     from launcher.config import LaunchConfig
-    from launcher.prepare import prepare
+    from launcher.session.prepare import prepare
     from wrn.events import parse
 
     work.mkdir(parents=True)

@@ -97,8 +97,8 @@ def dashboard_render_s(ranks: int, renders: int = 20) -> float:
     from rich.console import Console
 
     from cluster.plan import Node, PlanRequest, make_plan
-    from launcher.dashboard import dashboard
-    from launcher.progress import LiveState, RunProgress
+    from launcher.ui.dashboard import dashboard
+    from launcher.supervise.progress import LiveState, RunProgress
 
     plan = make_plan(PlanRequest(backend="cpu", nodes=(Node("h1", "127.0.0.1", tuple(range(ranks)),
                                                             (0, 1)),),

@@ -2,9 +2,9 @@
 
 ``wrn-launch`` (``launcher.cli``) is a thin wrapper over this module. The data flow:
 
-    LaunchConfig (launcher.config) --prepare()--> Prepared (launcher.prepare): checked inputs,
+    LaunchConfig (launcher.config) --prepare()--> Prepared (launcher.session.prepare): checked inputs,
         nodes, backend with its connections --Prepared.plan(attempt)--> LaunchPlan (complete,
-        immutable) --Monitor (launcher.monitor)--> RunResult --> the next attempt, or the end
+        immutable) --Monitor (launcher.supervise.monitor)--> RunResult --> the next attempt, or the end
 
 1. ``prepare``: every check that can fail on bad input raises one ``LaunchError`` (a
    one-paragraph message) before anything is created or started.
@@ -25,16 +25,17 @@ from typing import Any, Callable
 from cluster.errors import PlanError
 from cluster.hosts import format_hostfile, mask_command, mask_env
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan
-from launcher.backend import BackendError
+from launcher.backends.base import BackendError
 from launcher.config import LaunchConfig, LaunchError
-from launcher.monitor import Monitor, RunResult, RunState
-from launcher.prepare import HOSTFILE_NAME, Prepared, prepare, versions
-from launcher.progress import RunSummary
-from launcher.record import RunRecord, RunRecordWriter, masked_plan
-from launcher.renderers import Renderer, make_renderer
-from launcher.rundir import RunFiles, archive_logs, create_run_dir, iso_time
-from launcher.slurm import SlurmBackend, record_job
-from launcher.standby import Say, Standby
+from launcher.supervise.monitor import Monitor, RunResult, RunState
+from launcher.session.prepare import HOSTFILE_NAME, Prepared, prepare, versions
+from launcher.supervise.result import RunSummary
+from launcher.rundir.record import RunRecord, RunRecordWriter, masked_plan
+from launcher.ui.renderers import Renderer, make_renderer
+from launcher.rundir.layout import archive_logs, create_run_dir, iso_time
+from launcher.rundir.files import RunFiles
+from launcher.backends.slurm import SlurmBackend, record_job
+from launcher.supervise.standby import Say, Standby
 from wrn.config import dump_config
 from wrn.fileio import write_atomic
 
@@ -175,7 +176,7 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
             if plan.rank_table:
                 write_atomic(run_dir / RANK_TABLE_NAME, plan.rank_table)
             if not prepared.backend.local and fetcher is None:
-                from launcher.multihost import output_fetcher, share_run_dir  # imports paramiko
+                from launcher.backends.multihost import output_fetcher, share_run_dir  # imports paramiko
 
                 try:
                     shared = share_run_dir(run_dir, prepared.backend, prepared.nodes)

@@ -10,7 +10,7 @@ written once, here (the CLI's defaults and help texts are taken from these field
 
 Construction validates every combination that can be judged without touching the machine and
 raises ``LaunchError`` (one paragraph: what, where, how to fix). Everything that needs the
-machine (files, devices, ports, hosts) is checked by ``launcher.prepare``.
+machine (files, devices, ports, hosts) is checked by ``launcher.session.prepare``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from cluster.plan import ASCEND_STARTUPS
 from cluster.errors import PlanError
 from cluster.hosts import parse_host_selection
 from cluster.ranktable.hccn import DEFAULT_HCCN_CONF
-from launcher.ports import DEFAULT_PORT_RANGE
+from launcher.backends.ports import DEFAULT_PORT_RANGE
 
 #: Backend choices of ``--backend``.
 BACKEND_CHOICES = ("auto", "ascend", "gpu", "cpu")
@@ -79,7 +79,7 @@ _DIGITS = re.compile(r"[0-9]{1,9}")
 @dataclass(frozen=True)
 class SSHSettings:
     """How to reach other hosts: ssh config file, known_hosts file, trust policy, timeout (the
-    paramiko side is ``launcher.ssh``, imported only by multi-host launches)."""
+    paramiko side is ``launcher.backends.ssh``, imported only by multi-host launches)."""
 
     config_path: str = "~/.ssh/config"
     known_hosts: str | None = None

@@ -398,7 +398,7 @@ def _restore_local_bn_stats(run: Setup, meta: dict[str, Any]) -> None:
                                                   f"checkpoint's averaged statistics are used")
 
 
-#: Set to 1 by the launcher for the workers of a standby attempt (``launcher.standby``).
+#: Set to 1 by the launcher for the workers of a standby attempt (``launcher.supervise.standby``).
 STANDBY_ENV = "WRN_STANDBY"
 #: The line a standby worker waits for on stdin before it resumes and trains.
 GO_LINE = "go"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from launcher.api import LaunchResult, launch
-from launcher.renderers import PlainRenderer
+from launcher.ui.renderers import PlainRenderer
 from tests.support.launches import FAKE_WORKER_CMD, Run
 from tests.support.processes import fake_env, pid_alive, run_processes, wait_for
 from wrn.hostname import host_name

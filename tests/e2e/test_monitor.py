@@ -7,15 +7,16 @@ import sys
 from pathlib import Path
 
 from cluster.plan import Node, PlanRequest, make_plan
-from launcher.backend import Backend, LocalBackend
-from launcher.channel import Exited, Hello, Line, parse_message
+from launcher.backends.base import Backend
+from launcher.backends.local import LocalBackend
+from launcher.agent.handle import Exited, Hello, Line, parse_message
 from launcher.config import LaunchConfig, SupervisorConfig
-from launcher.monitor import Monitor, RunState
-from launcher.ports import reserve_port
-from launcher.prepare import Prepared
-from launcher.record import RunRecord, RunRecordWriter
-from launcher.renderers import PlainRenderer
-from launcher.rundir import RunFiles
+from launcher.supervise.monitor import Monitor, RunState
+from launcher.backends.ports import reserve_port
+from launcher.session.prepare import Prepared
+from launcher.rundir.record import RunRecord, RunRecordWriter
+from launcher.ui.renderers import PlainRenderer
+from launcher.rundir.files import RunFiles
 from tests.support.launches import FAKE_WORKER_CMD
 from tests.support.processes import fake_env
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher import report
+from launcher.commands import report
 from tests.support.launches import launcher_argv
 from tests.support.processes import fake_env
 

@@ -11,8 +11,8 @@ import os
 import signal
 import subprocess
 
-from launcher.rundir import RunDirLock
-from launcher.runs import load_run
+from launcher.rundir.layout import RunDirLock
+from launcher.rundir.reading import load_run
 from tests.support.launches import launcher_argv
 from tests.support.processes import fake_env, run_processes, wait_for
 

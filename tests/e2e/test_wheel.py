@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 #: What the installed tool needs at run time besides its modules: the bundled configs, the
 #: worker, scheduler and node-agent entry points, and the console script's module.
 RUNTIME_FILES = ("wrn/configs/default.yaml", "wrn/configs/wrn50-2_config.yaml", "wrn/train.py",
-                 "wrn/scheduler.py", "launcher/agent.py", "wrn_launch.py")
+                 "wrn/scheduler.py", "launcher/agent/node.py", "wrn_launch.py")
 
 
 def _tree_files() -> list[str]:

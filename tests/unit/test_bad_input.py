@@ -44,7 +44,8 @@ def test_runs_and_logs_read_any_run_json_without_a_traceback(tmp_path, data):
     import io
     import json
 
-    from launcher import logs, runs
+    from launcher.commands import logs
+    from launcher.commands import runs
 
     run = tmp_path / "runs" / "r1"
     (run / "logs").mkdir(parents=True)
@@ -61,7 +62,7 @@ def test_runs_sorts_naive_and_aware_start_times_together(tmp_path):
     import io
     import json
 
-    from launcher import runs
+    from launcher.commands import runs
 
     for name, start in (("a", "2026-01-02T10:00:00"), ("b", "2026-01-03T10:00:00+00:00")):
         (tmp_path / name).mkdir()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.backend import LocalBackend
-from launcher.multihost import OutputFetcher
+from launcher.backends.local import LocalBackend
+from launcher.backends.multihost import OutputFetcher
 
 
 def _remote(tmp_path: Path) -> tuple[Path, Path]:
@@ -82,8 +82,8 @@ def test_output_fetcher_refuses_a_local_symlink_leaving_the_run_dir(tmp_path):
 @pytest.mark.parametrize("entry", ["/etc/passwd", "../outside.log", "logs/../../outside.log",
                                    "logs/link.log"])
 def test_logs_refuses_a_log_entry_outside_the_run_dir(tmp_path, entry):
-    from launcher.logs import log_sources
-    from launcher.runs import RunDirError, load_run
+    from launcher.commands.logs import log_sources
+    from launcher.rundir.reading import RunDirError, load_run
 
     run = tmp_path / "run"
     (run / "logs").mkdir(parents=True)
@@ -96,8 +96,9 @@ def test_logs_refuses_a_log_entry_outside_the_run_dir(tmp_path, entry):
 
 
 def test_metrics_after_a_torn_line_start_on_a_line_of_their_own(tmp_path):
-    from launcher.rundir import METRICS, RunFiles
-    from launcher.runs import read_events
+    from launcher.rundir.layout import METRICS
+    from launcher.rundir.files import RunFiles
+    from launcher.rundir.reading import read_events
 
     (tmp_path / METRICS).write_text('{"event":"step","step":1}\n{"event":"st')
     files = RunFiles(tmp_path)
@@ -117,7 +118,7 @@ def _free_port_pair() -> int:
 
 
 def test_port_locks_live_in_a_private_folder_of_this_user(tmp_path, monkeypatch):
-    from launcher import ports
+    from launcher.backends import ports
 
     monkeypatch.setattr(ports, "LOCK_ROOT", str(tmp_path))
     old = os.umask(0o022)
@@ -139,7 +140,7 @@ def test_port_locks_live_in_a_private_folder_of_this_user(tmp_path, monkeypatch)
 def test_port_locks_ignore_a_folder_planted_by_someone_else(tmp_path, monkeypatch):
     import fcntl
 
-    from launcher import ports
+    from launcher.backends import ports
 
     monkeypatch.setattr(ports, "LOCK_ROOT", str(tmp_path))
     port = _free_port_pair()

@@ -149,7 +149,7 @@ def test_a_damaged_index_file_is_rebuilt(tree, tmp_path):
 
 def test_rescan_reaches_the_first_attempts_workers_only():
     from launcher.config import LaunchConfig
-    from launcher.prepare import _worker_args
+    from launcher.session.prepare import _worker_args
 
     config = LaunchConfig(rescan=True)
     assert _worker_args(config, first=True, rescan="abc") == ("--rescan", "abc")
@@ -157,8 +157,9 @@ def test_rescan_reaches_the_first_attempts_workers_only():
 
 
 def test_the_rescan_flag_reaches_the_first_attempts_plan(tmp_path):
-    from launcher.cli import build_parser, launch_config
-    from launcher.prepare import prepare
+    from launcher.cli import build_parser
+    from launcher.commands.launch import launch_config
+    from launcher.session.prepare import prepare
 
     config = launch_config(build_parser().parse_args(["--rescan", "--devices", "2", "--backend", "cpu",
                                                       "--dry-run", "--run-dir", str(tmp_path / "r")]), (), [])

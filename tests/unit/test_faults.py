@@ -1,12 +1,12 @@
-"""Fault injection (``wrn.faults``), the reading of stacks (``launcher.diagnosis``) and the
-straggler check (``launcher.stragglers``): pure functions over text and events."""
+"""Fault injection (``wrn.faults``), the reading of stacks (``launcher.supervise.diagnosis``) and the
+straggler check (``launcher.supervise.stragglers``): pure functions over text and events."""
 
 from __future__ import annotations
 
 import pytest
 
-from launcher.diagnosis import RankStacks, describe_position, diagnose
-from launcher.stragglers import Straggler, StragglerCheck
+from launcher.supervise.diagnosis import RankStacks, describe_position, diagnose
+from launcher.supervise.stragglers import Straggler, StragglerCheck
 from wrn.config import ConfigError
 from wrn.faults import Fault, check_ranks, from_env, parse_faults
 
@@ -136,7 +136,7 @@ def test_stall_limits_adapt_unless_given():
 
 
 def test_a_named_straggler_shows_as_slow_on_the_dashboard():
-    from launcher.progress import LiveState
+    from launcher.supervise.progress import LiveState
 
     state = LiveState("r", "cpu", [(0, "h", 0), (1, "h", 1)], stall_after=30.0, t0=100.0)
     for rank in (0, 1):

@@ -132,7 +132,8 @@ def test_include_exclude(text, include):
 def test_standby_flag_combinations(restarts, launcher, port):
     """--standby with whatever --max-restarts, --launcher and --port: a config that has a
     restart left, no Slurm and no fixed port, or exit 2 / one LaunchError naming a flag."""
-    from launcher.cli import build_parser, launch_config
+    from launcher.cli import build_parser
+    from launcher.commands.launch import launch_config
 
     argv = ["--hosts", "a:1,b:1", "--standby", "--max-restarts", restarts, "--launcher", launcher]
     argv += ["--port", port] if port is not None else []
@@ -158,7 +159,8 @@ def test_standby_flag_combinations(restarts, launcher, port):
 def test_min_devices_flag(text):
     """--min-devices: a whole number of 1 or more, with --max-restarts and a host list; anything
     else exits 2 with one line naming the flag."""
-    from launcher.cli import build_parser, launch_config
+    from launcher.cli import build_parser
+    from launcher.commands.launch import launch_config
 
     argv = ["--hosts", "a:1,b:1", "--max-restarts", "1", "--min-devices", text]
     try:
@@ -321,7 +323,7 @@ record_dicts = st.dictionaries(st.sampled_from(
 @FUZZ
 @given(st.one_of(record_dicts, json_values))
 def test_run_record_from_dict(data):
-    from launcher.record import RunRecord
+    from launcher.rundir.record import RunRecord
 
     if not isinstance(data, dict):
         return
@@ -338,8 +340,10 @@ def test_run_record_from_dict(data):
 def test_load_run_and_the_views_of_it(run_json, metric_lines):
     import io
 
-    from launcher import logs, runs
-    from launcher.report import report_renderables
+    from launcher.commands import logs
+    from launcher.commands.runs import runs_table
+    from launcher.rundir import reading as runs
+    from launcher.commands.report import report_renderables
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "r"
@@ -359,7 +363,7 @@ def test_load_run_and_the_views_of_it(run_json, metric_lines):
         loaded.progress()
         from rich.console import Console
         console = Console(file=io.StringIO(), width=120)
-        console.print(runs.runs_table([loaded]))
+        console.print(runs_table([loaded]))
         for item in report_renderables(loaded, 120, None):
             console.print(item)
         assert logs.main([str(run)], io.StringIO()) in (0, 2)
@@ -368,7 +372,7 @@ def test_load_run_and_the_views_of_it(run_json, metric_lines):
 @FUZZ
 @given(st.binary(max_size=200))
 def test_metrics_reader(raw):
-    from launcher.runs import read_events
+    from launcher.rundir.reading import read_events
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "metrics.jsonl"
@@ -550,7 +554,8 @@ def test_launch_flags_with_values(flag, value):
     import contextlib
     import io
 
-    from launcher.cli import build_parser, launch_config
+    from launcher.cli import build_parser
+    from launcher.commands.launch import launch_config
     from launcher.config import LaunchError
 
     err = io.StringIO()
@@ -573,7 +578,7 @@ def test_launch_flags_with_values(flag, value):
 @example("\u0663", 1)
 @given(hostile, st.integers(1, 64))
 def test_slurm_tasks_per_node(text, count):
-    from launcher.slurm import tasks_per_node
+    from launcher.backends.slurm import tasks_per_node
 
     found = tasks_per_node(text, count)
     assert found == [] or (len(found) == count and all(isinstance(n, int) and n > 0 for n in found))
@@ -582,7 +587,7 @@ def test_slurm_tasks_per_node(text, count):
 @FUZZ
 @given(st.one_of(hostile, json_values.map(json.dumps)))
 def test_slurm_json_of_a_run_dir(text):
-    from launcher.slurm import run_job_id
+    from launcher.backends.slurm import run_job_id
 
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "slurm.json").write_text(text, encoding="utf-8", errors="surrogateescape")
@@ -611,7 +616,7 @@ def test_sbatch_values_on_their_lines(flag, value):
     ``SbatchError`` naming the flag."""
     import argparse
 
-    from launcher.sbatch import SbatchError, _check_sbatch_values
+    from launcher.commands.sbatch import SbatchError, _check_sbatch_values
 
     fields = {"partition": None, "time": None, "account": None, "sbatch_arg": []}
     fields[flag] = [value] if flag == "sbatch_arg" else value

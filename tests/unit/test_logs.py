@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher import logs
-from launcher.logs import LogSource, follow, log_sources, print_logs, read_lines, run_is_live
-from launcher.runs import RunDirError, load_run
+from launcher.commands import logs
+from launcher.commands.logs import LogSource, follow, log_sources, print_logs, read_lines, run_is_live
+from launcher.rundir.reading import RunDirError, load_run
 from tests.support.processes import fake_env
 
 

@@ -18,7 +18,7 @@ def _text(renderable) -> str:
 
 
 def test_preflight_table_shows_hints_with_brackets():
-    from launcher.preflight import HostCheck, results_table
+    from launcher.backends.preflight import HostCheck, results_table
 
     shown = _text(results_table([HostCheck("[/node2]", "[/a]", problems=[HOSTILE]),
                                  HostCheck("node3", python="[b]3.11", mindspore="[/i]2.10")]))
@@ -27,8 +27,9 @@ def test_preflight_table_shows_hints_with_brackets():
 
 
 def test_runs_and_report_tables_show_brackets(tmp_path):
-    from launcher.report import report_renderables, summary_table
-    from launcher.runs import load_run, runs_table
+    from launcher.commands.report import report_renderables, summary_table
+    from launcher.commands.runs import runs_table
+    from launcher.rundir.reading import load_run
 
     run = tmp_path / "[bold]run"
     run.mkdir()
@@ -46,7 +47,7 @@ def test_runs_and_report_tables_show_brackets(tmp_path):
 
 
 def test_plan_and_dashboard_tables_show_brackets():
-    from launcher.dashboard import _DropTable
+    from launcher.ui.dashboard import _DropTable
 
     table = _DropTable(set())
     table.add_column("a")

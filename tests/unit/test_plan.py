@@ -19,10 +19,10 @@ from cluster.plan import (LaunchPlan, Node, PlanRequest, ProcessSpec, RankInfo, 
 from cluster.ranktable.hccn import device_ips, parse_hccn_conf, read_hccn_conf
 from cluster.ranktable.table import (PLACEHOLDER_IP, TableDevice, TableServer, build_rank_table,
                                      rank_table_text)
-from launcher.ports import parse_port_range, reserve_port
-from launcher.progress import RunProgress
-from launcher.rundir import RunDirLock, check_run_dir, create_run_dir, default_run_dir
-from launcher.backend import LocalBackend
+from launcher.backends.ports import parse_port_range, reserve_port
+from launcher.supervise.progress import RunProgress
+from launcher.rundir.layout import RunDirLock, check_run_dir, create_run_dir, default_run_dir
+from launcher.backends.local import LocalBackend
 
 HCCN_CONF = "".join(f"address_{i}=192.98.92.{100 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
 RUN = "/runs/r1"

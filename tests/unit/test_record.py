@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from launcher.record import AttemptRecord, ProcessRecord, RunRecord, RunRecordWriter, record_json
+from launcher.rundir.record import AttemptRecord, ProcessRecord, RunRecord, RunRecordWriter, record_json
 
 
 def _record() -> RunRecord:
@@ -62,9 +62,9 @@ def test_the_writer_keeps_to_its_interval(tmp_path):
 def test_shrinks_round_trip_and_summary_lines():
     """A restart that left a host out (--min-devices) is kept in run.json and read back; the
     summary names the host, the attempt, why, and the world sizes."""
-    from launcher.record import RunRecord
-    from launcher.summaryview import summary_rows
-    from launcher.progress import RunSummary
+    from launcher.rundir.record import RunRecord
+    from launcher.ui.summaryview import summary_rows
+    from launcher.supervise.result import RunSummary
 
     shrink = {"attempt": 2, "dropped": [{"host": "b", "devices": 2, "reason": "unreachable"}],
               "world_size_before": 4, "world_size_after": 2}

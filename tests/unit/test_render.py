@@ -12,11 +12,12 @@ import re
 import pytest
 from rich.console import Console
 
-from launcher.dashboard import dashboard
-from launcher.formatting import fmt_ago, fmt_bytes
-from launcher.procstat import read_rss
-from launcher.progress import LiveState, RunProgress, RunSummary
-from launcher.renderers import JsonRenderer, PlainRenderer, RichRenderer, make_renderer
+from launcher.ui.dashboard import dashboard
+from launcher.ui.formatting import fmt_ago, fmt_bytes
+from launcher.ui.procstat import read_rss
+from launcher.supervise.progress import LiveState, RunProgress
+from launcher.supervise.result import RunSummary
+from launcher.ui.renderers import JsonRenderer, PlainRenderer, RichRenderer, make_renderer
 from tests.support import EVENTS
 from wrn.hostname import local_names
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from launcher import report
-from launcher.report import (nice_ticks, report_renderables, sparkline, svg_document, text_chart,
+from launcher.commands import report
+from launcher.commands.report import (nice_ticks, report_renderables, sparkline, svg_document, text_chart,
                              write_svg)
-from launcher.runs import load_run
+from launcher.rundir.reading import load_run
 from tests.support import EVENTS
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -1,4 +1,4 @@
-"""``wrn-launch runs`` and the run-directory reader (``launcher.runs``)."""
+"""``wrn-launch runs`` and the run-directory reader (``launcher.rundir.reading``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from launcher import runs
-from launcher.runs import (RunDirError, find_runs, load_run, parse_time, pid_alive, read_events,
-                           runs_table)
+from launcher.commands import runs
+from launcher.commands.common import output_console
+from launcher.commands.runs import runs_table
+from launcher.rundir.reading import RunDirError, find_runs, load_run, parse_time, pid_alive, read_events
+from launcher.ui.formatting import fmt_loss, fmt_top1, fmt_when
 from tests.support.processes import fake_env
 
 
@@ -164,16 +166,16 @@ def test_helpers(tmp_path):
     assert parse_time("x") is None
     assert parse_time(None) is None
     assert read_events(tmp_path / "missing.jsonl") == ([], 0)
-    assert runs.fmt_acc(0.5) == "50.00%"
-    assert runs.fmt_acc(None) == "-"
-    assert runs.fmt_loss(1.23456) == "1.235"
-    assert runs.fmt_when(None) == "-"
+    assert fmt_top1(0.5) == "50.00%"
+    assert fmt_top1(None) == "-"
+    assert fmt_loss(1.23456) == "1.235"
+    assert fmt_when(None) == "-"
 
 
 def test_output_console_plain_for_pipes():
     class Tty(io.StringIO):
         def isatty(self):
             return True
-    assert runs.output_console(io.StringIO()).is_terminal is False
-    assert runs.output_console(io.StringIO()).width == 160
-    assert runs.output_console(Tty()).file.isatty()
+    assert output_console(io.StringIO()).is_terminal is False
+    assert output_console(io.StringIO()).width == 160
+    assert output_console(Tty()).file.isatty()

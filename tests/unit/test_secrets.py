@@ -32,6 +32,7 @@ def _args(tmp_path, env_file):
 @pytest.mark.parametrize("mode", ["--plain", "--json"])
 def test_dry_run_output_shows_no_secret(tmp_path, capsys, env_file, mode):
     from launcher import cli
+    from launcher.commands.launch import launch_config
 
     assert cli.main([*_args(tmp_path, env_file), mode]) == 0
     out = capsys.readouterr()
@@ -44,13 +45,14 @@ def test_dry_run_output_shows_no_secret(tmp_path, capsys, env_file, mode):
 
 def test_rich_plan_view_and_run_record_show_no_secret(tmp_path, env_file):
     from launcher import cli
-    from launcher.planview import plan_renderables
-    from launcher.prepare import prepare
-    from launcher.record import masked_plan
+    from launcher.commands.launch import launch_config
+    from launcher.ui.planview import plan_renderables
+    from launcher.session.prepare import prepare
+    from launcher.rundir.record import masked_plan
 
     args = _args(tmp_path, env_file)
     parsed = cli.build_parser().parse_args(args)
-    prepared = prepare(cli.launch_config(parsed, [], args))
+    prepared = prepare(launch_config(parsed, [], args))
     plan = prepared.plan(0)
     console = Console(file=io.StringIO(), width=300, record=True)
     for item in plan_renderables(plan, prepared.notes):

@@ -8,7 +8,7 @@ import pytest
 
 from launcher.cli import main
 from launcher.config import LaunchConfig, LaunchError
-from launcher.slurm import allocation_devices, job_id, srun_argv, tasks_per_node
+from launcher.backends.slurm import allocation_devices, job_id, srun_argv, tasks_per_node
 
 
 def test_tasks_per_node_expands_slurms_compact_form():

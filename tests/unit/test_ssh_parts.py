@@ -13,11 +13,12 @@ import pytest
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec
 from cluster.plan import Node, PlanRequest, make_plan
-from launcher.multihost import host_device_ids, output_fetcher, remote_hosts
-from launcher.record import masked_plan
-from launcher.preflight import (HostCheck, failure_message, judge, parse_probe, print_table,
+from launcher.backends.multihost import host_device_ids, output_fetcher, remote_hosts
+from launcher.rundir.record import masked_plan
+from wrn_launch import clash_message
+from launcher.backends.preflight import (HostCheck, failure_message, judge, parse_probe, print_table,
                                 probe_command, raise_if_failed)
-from launcher.ssh import RemoteHost, SSHSettings, SSHTarget, SSHBackend, agent_command, resolve_target
+from launcher.backends.ssh import RemoteHost, SSHSettings, SSHTarget, SSHBackend, agent_command, resolve_target
 
 WANT = {"python": "3.11.9", "mindspore": "2.10.0"}
 
@@ -117,7 +118,8 @@ def test_judge_refuses_a_missing_or_clashing_wrn_launch():
     assert ("does not import there (ModuleNotFoundError: No module named 'wrn_launch') installed "
             "for /py; install wrn-launch 0.1.0") in missing.problems[0]
     clash = HostCheck("h1")
-    judge(clash, {**REPORT, "clashes": ["'cluster' is also installed by cluster 1.4.1"]},
+    message = clash_message(["'cluster' is also installed by cluster 1.4.1"], "/py")  # as the probe writes it
+    judge(clash, {**REPORT, "clashes": message},
           WANT_PROJECT, _host(workdir=None), None, None)
     assert len(clash.problems) == 1
     assert "clash with other Python code for /py" in clash.problems[0]
@@ -182,7 +184,7 @@ def test_a_run_dir_elsewhere_on_the_hosts():
 
 
 def test_the_run_dir_check_accepts_a_non_empty_folder_only_when_resuming():
-    from launcher.preflight import run_dir_problem
+    from launcher.backends.preflight import run_dir_problem
 
     old = {"exists": True, "dir": True, "count": 7, "names": ["a", "b", "c", "d"], "writable": True}
     assert "is not empty (7 entries: a, b, c, d, ...)" in run_dir_problem(old, "/r", resume=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from launcher.channel import Exited, Inbound, Line
+from launcher.agent.handle import Exited, Inbound, Line
 from launcher.config import SupervisorConfig
-from launcher.standby import Standby, standby_process
+from launcher.supervise.standby import Standby, standby_process
 from wrn.events import format_event
 
 

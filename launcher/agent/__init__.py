@@ -1,0 +1,1 @@
+"""The node agent (one per host, stdlib only) and the launcher's handle on it."""

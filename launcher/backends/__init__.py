@@ -1,0 +1,1 @@
+"""Where a run's processes start: one module per way of reaching hosts."""

@@ -1,0 +1,1 @@
+"""The run directory: its layout, the run record, and reading runs back."""

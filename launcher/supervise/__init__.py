@@ -1,0 +1,1 @@
+"""Supervising one attempt: the monitor loop and the policies it applies."""

@@ -1,0 +1,1 @@
+"""What the user sees: renderers, the live dashboard, plan and summary views."""
