@@ -2,8 +2,8 @@
 
 Run by ``bench_scale`` as ``python -S benchmarks/_sim_worker.py`` through ``--worker-cmd`` (with
 ``--scheduler-cmd none``), so a rank costs one bare interpreter: ~10 MB and its start-up CPU.
-The event lines are spelled here with string formatting (the format of ``wrn.events``, checked
-by the benchmark's tests) rather than through ``wrn.events``, whose ``json`` import would
+The event lines are spelled here with string formatting (the format of ``wrn.contract``, checked
+by the benchmark's tests) rather than through ``wrn.contract``, whose ``json`` import would
 double each rank's start-up cost. It emits ``start``, ``SIM_STEPS`` ``step`` events
 ``SIM_STEP_S`` seconds apart (on a fixed schedule from its own start, so a slow launcher does
 not stretch the job), then ``epoch_end`` and ``finish``.

@@ -109,11 +109,11 @@ def direct_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
     this process; to the first step on every rank. What any launcher of this worker adds its
     own cost to: the floor under both sides of the launch comparison."""
     from launcher.api import _create_run_dir
-    from launcher.backends.base import PARENT_ENV
+    from wrn.contract import AGENT_PARENT_ENV as PARENT_ENV
     from launcher.backends.local import LocalBackend
     from launcher.config import LaunchConfig
     from launcher.session.prepare import prepare
-    from wrn.events import parse
+    from wrn.contract import parse_record as parse
 
     work.mkdir(parents=True)
     prepared = prepare(LaunchConfig.from_fields(devices=str(world), backend="cpu",

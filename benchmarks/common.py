@@ -154,7 +154,7 @@ def photo_data(num_classes: int = 10, per_class: int = 100, size: tuple[int, int
 def events_in(path: Path) -> list[dict[str, Any]]:
     """The events in a file read so far (missing file: none): ``@wrn`` lines of a worker log,
     or the JSON lines of a run's ``metrics.jsonl``."""
-    from wrn.events import parse
+    from wrn.contract import parse_record as parse
 
     try:
         text = path.read_text(errors="replace")
@@ -273,7 +273,7 @@ def launch_cmd(devices: int, cfg: Path, run_dir: Path, *flags: str) -> list[str]
 
 def run_worker(cfg: Path, out: Path) -> list[dict[str, Any]]:
     """Our worker standalone (one process) on ``cfg``; returns its events."""
-    from wrn.events import parse
+    from wrn.contract import parse_record as parse
 
     res = subprocess.run([PY, "-m", "wrn.train", "--config", str(cfg), "--output-dir", str(out)],
                          cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)

@@ -42,19 +42,19 @@ from cluster.errors import PlanError
 from cluster.numa import numa_core_sets
 from cluster.ranktable.table import RankTable, TableDevice, TableServer, build_rank_table, \
     rank_table_text
+from wrn.contract import BIND_CPUS_ENV, DEVICE_ID_ENV, LOCAL_RANK_ENV, MS_NODE_ID_ENV, MS_ROLE_ENV, \
+    MS_SCHED_HOST_ENV, MS_SCHED_PORT_ENV, MS_WORKER_NUM_ENV, NUM_THREADS_ENV, RANK_ID_ENV, \
+    RANK_SIZE_ENV, RANK_TABLE_FILE_ENV, ROLE_SCHEDULER, ROLE_WORKER, RUN_DIR_ENV
 
 #: Variables that would confuse a worker of the *other* launch style if inherited from the
 #: caller's shell (e.g. a leftover MS_ROLE from an msrun session): removed from its environment.
-DYNAMIC_CLUSTER_VARS = ("MS_ROLE", "MS_SCHED_HOST", "MS_SCHED_PORT", "MS_WORKER_NUM", "MS_NODE_ID")
-RANK_TABLE_VARS = ("RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH")
+DYNAMIC_CLUSTER_VARS = (MS_ROLE_ENV, MS_SCHED_HOST_ENV, MS_SCHED_PORT_ENV, MS_WORKER_NUM_ENV,
+                        MS_NODE_ID_ENV)
+RANK_TABLE_VARS = (RANK_TABLE_FILE_ENV, "MINDSPORE_HCCL_CONFIG_PATH")
 
 #: How Ascend workers meet (``--ascend-startup``): MindSpore's dynamic cluster (a scheduler and
 #: MS_WORKER processes, as msrun starts them), or the HCCL rank table alone (MindSpore < 2.4).
 ASCEND_STARTUPS = ("dynamic", "ranktable")
-
-#: A worker's cores (see ``wrn.dist.bind_to_cores``); the agent does not bind such a process
-#: at exec time, because MindSpore's cluster start-up is 10x slower on one core.
-BIND_CPUS_ENV = "WRN_BIND_CPUS"
 
 CONFIG_NAME = "config.yaml"
 RANK_TABLE_NAME = "rank_table.json"
@@ -429,7 +429,7 @@ class _NodeView:
         env = {**fast_start_env(req), **req.extra_env}
         if self.node.pythonpath:
             env["PYTHONPATH"] = self.node.pythonpath
-        env.update({"PYTHONUNBUFFERED": "1", "WRN_RUN_DIR": self.run_dir})
+        env.update({"PYTHONUNBUFFERED": "1", RUN_DIR_ENV: self.run_dir})
         if not req.verbose_mindspore:
             env["GLOG_v"] = "3"
         return env
@@ -461,8 +461,8 @@ def _cluster_setup(req: PlanRequest, ranks: Sequence[RankInfo], views: Mapping[s
         holder = min(range(len(table.servers)), key=table.first_rank)
         sched_host, sched_here = table.servers[holder].server_id, holder == req.table_server
     scheduler = (sched_host, int(req.sched_port))
-    launch_env = {"MS_SCHED_HOST": scheduler[0], "MS_SCHED_PORT": str(scheduler[1]),
-                  "MS_WORKER_NUM": str(req.world_size)}
+    launch_env = {MS_SCHED_HOST_ENV: scheduler[0], MS_SCHED_PORT_ENV: str(scheduler[1]),
+                  MS_WORKER_NUM_ENV: str(req.world_size)}
     process = None
     if req.scheduler_cmd is not None and sched_here:
         first = views[req.nodes[0].host]
@@ -470,8 +470,8 @@ def _cluster_setup(req: PlanRequest, ranks: Sequence[RankInfo], views: Mapping[s
             name=SCHEDULER_NAME, role="scheduler", host=req.nodes[0].host, rank=None,
             argv=first.command(tuple(req.scheduler_cmd)), cwd=req.cwd,
             log=f"{LOG_DIR}/scheduler.log",
-            env={**first.env(req), **launch_env, "MS_ROLE": "MS_SCHED", "OMP_NUM_THREADS": "1",
-                 "WRN_NUM_THREADS": "1"},
+            env={**first.env(req), **launch_env, MS_ROLE_ENV: ROLE_SCHEDULER, "OMP_NUM_THREADS": "1",
+                 NUM_THREADS_ENV: "1"},
             unset=RANK_TABLE_VARS)
     return launch_env, keep_table, scheduler, process, text
 
@@ -508,7 +508,7 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
         view = views[node.host]
         node_env = view.env(req)
         if rank_table is not None:
-            node_env["RANK_TABLE_FILE"] = os.path.join(view.run_dir, RANK_TABLE_NAME)
+            node_env[RANK_TABLE_FILE_ENV] = os.path.join(view.run_dir, RANK_TABLE_NAME)
         worker_argv = view.worker_argv()
         on_node = [r for r in ranks if r.host == node.host]
         threads = thread_budget(len(node.cpus), len(on_node), req.threads_per_worker)
@@ -519,12 +519,13 @@ def make_plan(req: PlanRequest) -> LaunchPlan:
             if req.backend == "ascend" and cpus and req.threads_per_worker is None:
                 rank_threads = min(threads, len(cpus))  # no more threads than its NUMA share
             env = {**node_env, **launch_env,
-                   "RANK_ID": str(r.rank), "RANK_SIZE": str(world), "LOCAL_RANK": str(r.local_rank),
-                   "DEVICE_ID": str(r.device_id), "OMP_NUM_THREADS": str(rank_threads),
-                   "WRN_NUM_THREADS": str(rank_threads)}
+                   RANK_ID_ENV: str(r.rank), RANK_SIZE_ENV: str(world),
+                   LOCAL_RANK_ENV: str(r.local_rank), DEVICE_ID_ENV: str(r.device_id),
+                   "OMP_NUM_THREADS": str(rank_threads), NUM_THREADS_ENV: str(rank_threads)}
             if scheduler is not None:
-                env.update({"MS_ROLE": "MS_WORKER", "MS_NODE_ID": str(r.rank)})
-            if cpus is not None:  # the worker binds itself once it has joined the cluster
+                env.update({MS_ROLE_ENV: ROLE_WORKER, MS_NODE_ID_ENV: str(r.rank)})
+            if cpus is not None:  # the worker binds itself once it has joined (wrn.dist.bind_to_cores):
+                # pinned at exec time, MindSpore's cluster start-up is 10x slower on one core
                 env[BIND_CPUS_ENV] = ",".join(map(str, cpus))
             processes.append(ProcessSpec(
                 name=f"rank{r.rank}", role="worker", host=r.host, rank=r.rank, argv=worker_argv,

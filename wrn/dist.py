@@ -28,6 +28,10 @@ import platform
 from dataclasses import dataclass
 from typing import Mapping
 
+from wrn.contract import BIND_CPUS_ENV, DEVICE_ID_ENV, LOCAL_RANK_ENV, MS_NODE_ID_ENV, MS_ROLE_ENV, \
+    MS_WORKER_NUM_ENV, NUM_THREADS_ENV, ONEDNN_ISA_ENV, RANK_ID_ENV, RANK_SIZE_ENV, \
+    RANK_TABLE_FILE_ENV, ROLE_SCHEDULER, ROLE_WORKER, VERBOSE_MINDSPORE_ENV
+
 
 @dataclass(frozen=True)
 class WorldInfo:
@@ -58,22 +62,23 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
 def world_from_env(env: Mapping[str, str] | None = None) -> WorldInfo:
     """Read the distributed setup from ``env`` (default ``os.environ``) without touching MindSpore."""
     env = os.environ if env is None else env
-    role_raw = env.get("MS_ROLE", "")
-    if role_raw == "MS_SCHED":
-        return WorldInfo("scheduler", -1, _int_env(env, "MS_WORKER_NUM", 1), 0, 0, "cluster")
-    if role_raw == "MS_WORKER":
-        world = _int_env(env, "MS_WORKER_NUM", _int_env(env, "RANK_SIZE", 1))
-        node_id = env.get("MS_NODE_ID", "")
-        rank = _int_env(env, "RANK_ID", int(node_id) if node_id.isdigit() else 0)
-        return WorldInfo("worker", rank, world, _int_env(env, "LOCAL_RANK", 0),
-                         _int_env(env, "DEVICE_ID", 0), "cluster")
+    role_raw = env.get(MS_ROLE_ENV, "")
+    if role_raw == ROLE_SCHEDULER:
+        return WorldInfo("scheduler", -1, _int_env(env, MS_WORKER_NUM_ENV, 1), 0, 0, "cluster")
+    if role_raw == ROLE_WORKER:
+        world = _int_env(env, MS_WORKER_NUM_ENV, _int_env(env, RANK_SIZE_ENV, 1))
+        node_id = env.get(MS_NODE_ID_ENV, "")
+        rank = _int_env(env, RANK_ID_ENV, int(node_id) if node_id.isdigit() else 0)
+        return WorldInfo("worker", rank, world, _int_env(env, LOCAL_RANK_ENV, 0),
+                         _int_env(env, DEVICE_ID_ENV, 0), "cluster")
     if role_raw:
         raise ValueError(f"MS_ROLE={role_raw!r} is not a role this worker knows; use MS_WORKER or MS_SCHED")
-    world = _int_env(env, "RANK_SIZE", 1)
-    rank = _int_env(env, "RANK_ID", 0)
-    hint = "ascend" if env.get("RANK_TABLE_FILE") else ""
+    world = _int_env(env, RANK_SIZE_ENV, 1)
+    rank = _int_env(env, RANK_ID_ENV, 0)
+    hint = "ascend" if env.get(RANK_TABLE_FILE_ENV) else ""
     role = "worker" if world > 1 else "standalone"
-    return WorldInfo(role, rank, world, _int_env(env, "LOCAL_RANK", 0), _int_env(env, "DEVICE_ID", 0), hint)
+    return WorldInfo(role, rank, world, _int_env(env, LOCAL_RANK_ENV, 0), _int_env(env, DEVICE_ID_ENV, 0),
+                     hint)
 
 
 def cpu_has_avx512() -> bool:
@@ -99,16 +104,16 @@ def prepare_process_env(env: os._Environ | dict | None = None) -> dict[str, str]
     """
     env = os.environ if env is None else env
     changed: dict[str, str] = {}
-    wanted = env.get("WRN_ONEDNN_ISA", "")
+    wanted = env.get(ONEDNN_ISA_ENV, "")
     if "ONEDNN_MAX_CPU_ISA" not in env:
         if wanted and wanted.lower() != "default":
             changed["ONEDNN_MAX_CPU_ISA"] = wanted
         elif not wanted and platform.machine() in ("x86_64", "AMD64") and cpu_has_avx512():
             changed["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-    threads = env.get("WRN_NUM_THREADS", "")
+    threads = env.get(NUM_THREADS_ENV, "")
     if threads.isdigit() and int(threads) > 0 and "OMP_NUM_THREADS" not in env:
         changed["OMP_NUM_THREADS"] = threads
-    if "GLOG_v" not in env and env.get("WRN_VERBOSE_MINDSPORE", "") not in ("1", "true", "yes"):
+    if "GLOG_v" not in env and env.get(VERBOSE_MINDSPORE_ENV, "") not in ("1", "true", "yes"):
         changed["GLOG_v"] = "3"
     env.update(changed)
     return changed
@@ -117,13 +122,8 @@ def prepare_process_env(env: os._Environ | dict | None = None) -> dict[str, str]
 def thread_budget(env: Mapping[str, str] | None = None) -> int | None:
     """Threads this worker may use (``WRN_NUM_THREADS``), or None when unconstrained."""
     env = os.environ if env is None else env
-    raw = env.get("WRN_NUM_THREADS", "")
+    raw = env.get(NUM_THREADS_ENV, "")
     return int(raw) if raw.isdigit() and int(raw) > 0 else None
-
-
-#: Cores the launcher assigned to this worker ("0,1"); the worker binds itself to them once it
-#: has joined the cluster (see ``bind_to_cores``).
-BIND_CPUS_ENV = "WRN_BIND_CPUS"
 
 
 def bind_to_cores(env: Mapping[str, str] | None = None) -> tuple[int, ...] | None:

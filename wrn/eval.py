@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from wrn import events
+from wrn.contract import Error, Eval, Finish, emit
 from wrn.config import ConfigError, load_config, split_modelzoo_args
 from wrn.dist import prepare_process_env, resolve_device_target, setup_mindspore, thread_budget, \
     world_from_env
@@ -75,11 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate_checkpoint(cfg, ckpt, info, args.classes, args.output_dir)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        events.emit("error", rank, message=str(exc), kind="ConfigError")
+        emit(Error(rank=rank, message=str(exc), error_kind="ConfigError"))
         return 2
     except Exception as exc:
         traceback.print_exc()
-        events.emit("error", rank, message=f"{type(exc).__name__}: {exc}", kind=type(exc).__name__)
+        emit(Error(rank=rank, message=f"{type(exc).__name__}: {exc}", error_kind=type(exc).__name__))
         return 1
 
 
@@ -113,7 +113,7 @@ def evaluate_checkpoint(cfg, ckpt: Path, info, classes_path: str | None, output_
                                    image_size=cfg.image_size, num_workers=workers)
     result = evaluate(net, dataset, world) | {"epoch": meta.get("epoch")}
     if rank == 0:
-        events.emit("eval", rank, **result)
+        emit(Eval.of(rank, **result))
         out = Path(output_dir) if output_dir else (ckpt.parent.parent if ckpt.parent.name == "checkpoints"
                                                     else ckpt.parent)
         out.mkdir(parents=True, exist_ok=True)
@@ -122,8 +122,8 @@ def evaluate_checkpoint(cfg, ckpt: Path, info, classes_path: str | None, output_
                              "model": cfg.model, "world_size": world})
         print(f"top-1 accuracy: {result['top1']:.4f} ({result['correct']}/{result['total']}) "
               f"on {root / 'test'}", flush=True)
-    events.emit("finish", rank, status="ok", checksum=param_checksum(net), top1=result["top1"],
-                seconds=round(time.time() - t0, 3))
+    emit(Finish(rank=rank, status="ok", checksum=param_checksum(net), top1=result["top1"],
+                seconds=round(time.time() - t0, 3)))
     return 0
 
 

@@ -26,13 +26,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from wrn import events
+from wrn.contract import ATTEMPT_ENV, FAULT_ENV, WarningEvent, emit
 from wrn.config import ConfigError
 
-#: The environment variable read by the worker.
-FAULT_ENV = "WRN_FAULT"
-#: The run's attempt number (1-based, as in run.json), set by the launcher for every process.
-ATTEMPT_ENV = "WRN_ATTEMPT"
 KINDS = ("hang", "crash", "slow")
 #: Exit status of an injected crash.
 CRASH_EXIT = 1
@@ -170,8 +166,8 @@ class FaultInjector:
         event earlier would end the launcher's start-up allowance for this rank)."""
         if not self.announced:
             self.announced = True
-            events.emit("warning", self.rank, message=f"fault injection ({FAULT_ENV}): "
-                                                      f"{self.describe()}")
+            emit(WarningEvent.of(self.rank, message=f"fault injection ({FAULT_ENV}): "
+                                                      f"{self.describe()}"))
 
     def on_epoch_begin(self, state: Any) -> None:
         self.announce()

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from wrn import events
+from wrn.contract import Checkpoint, EpochEnd, Eval, Event, Step, emit
 from wrn.fileio import write_json_atomic
 
 
@@ -91,11 +91,11 @@ class LoopState:
         """Whether ``epoch`` is the run's last one."""
         return self.epoch == self.epochs
 
-    def report(self, kind: str, **fields: Any) -> None:
-        """Emit event ``kind`` from this rank (``wrn.events``) and hand it to every callback."""
-        events.emit(kind, self.rank, **fields)
+    def report(self, event: Event) -> None:
+        """Emit ``event`` (``wrn.contract``) and hand its kind and fields to every callback."""
+        emit(event)
         for callback in self.callbacks:
-            callback.on_event(kind, fields)
+            callback.on_event(event.kind, event.fields())
 
     def notify(self, hook: str) -> None:
         """Call ``hook`` (e.g. ``"on_step_end"``) on every callback, in order."""
@@ -229,21 +229,21 @@ class ProgressEvents(Callback):
             return  # (the process's first step is reported: start-up, compile included, is over)
         self.stepped = True
         now = time.time()
-        state.report("step", epoch=state.epoch, step=state.step, steps_per_epoch=state.steps_per_epoch,
+        state.report(Step(rank=state.rank, epoch=state.epoch, step=state.step, steps_per_epoch=state.steps_per_epoch,
                      global_step=state.global_step, loss=round(float(state.loss.asnumpy()), 6),
                      lr=float(self.lr[min(state.global_step - 1, len(self.lr) - 1)]),
                      imgs_per_s=round(self.window_steps * self.batch_size / max(now - self.t_window, 1e-9), 2),
                      data_wait_s=round(self.window_wait / max(self.window_steps, 1), 5),
-                     step_s=round(self.window_step_s / max(self.window_steps, 1), 5))
+                     step_s=round(self.window_step_s / max(self.window_steps, 1), 5)))
         self.t_window, self.window_wait, self.window_step_s, self.window_steps = now, 0.0, 0.0, 0
 
     def on_epoch_end(self, state: LoopState) -> None:
         seconds = time.time() - self.t_epoch
         done = state.step - state.first_step
         loss = float(np.mean([l.asnumpy() for l in self.losses])) if self.losses else float("nan")
-        state.report("epoch_end", epoch=state.epoch, loss=round(loss, 6), seconds=round(seconds, 3),
+        state.report(EpochEnd(rank=state.rank, epoch=state.epoch, loss=round(loss, 6), seconds=round(seconds, 3),
                      steps=done, imgs_per_s=round(done * self.batch_size / max(seconds, 1e-9), 2),
-                     data_wait_s=round(self.wait / max(done, 1), 5), max_rss_mib=peak_rss_mib())
+                     data_wait_s=round(self.wait / max(done, 1), 5), max_rss_mib=peak_rss_mib()))
 
 
 class CheckpointSaver(Callback):
@@ -275,8 +275,8 @@ class CheckpointSaver(Callback):
         if state.rank != 0:
             return
         path = self.write(state.epoch, step, state.global_step)
-        state.report("checkpoint", epoch=state.epoch, step=step, global_step=state.global_step,
-                     path=str(path))
+        state.report(Checkpoint(rank=state.rank, epoch=state.epoch, step=step,
+                                global_step=state.global_step, path=str(path)))
 
 
 class Evaluator(Callback):
@@ -296,12 +296,12 @@ class Evaluator(Callback):
         if self.interval and state.epoch % self.interval == 0 and not state.is_last_epoch:
             result = self._run(state.epoch)
             if state.rank == 0:
-                state.report("eval", **result)
+                state.report(Eval.of(state.rank, **result))
 
     def on_finish(self, state: LoopState) -> None:
         self.final = self._run(state.epochs)
         if state.rank == 0:
-            state.report("eval", **self.final)
+            state.report(Eval.of(state.rank, **self.final))
             write_json_atomic(self.result_path, {k: v for k, v in self.final.items()
                                                  if not k.startswith("local_")} | self.result_fields)
 
@@ -322,11 +322,6 @@ class SummaryRecorder(Callback):
 
     def on_finish(self, state: LoopState) -> None:
         self.summary.close()
-
-
-#: Set to 1 in a worker's environment (Slurm launches set it): SIGTERM/SIGUSR1 then finish the
-#: current step, write a step checkpoint and stop (``StopOnSignal``); unset, they end the worker.
-STOP_ON_SIGNAL_ENV = "WRN_STOP_ON_SIGNAL"
 
 
 class Preempted(Exception):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import sys
 
+from wrn.contract import MS_ROLE_ENV, ROLE_SCHEDULER
+
 
 def run_scheduler() -> int:
     """Join the cluster as its scheduler and wait for the workers to finish."""
     from wrn.dist import prepare_process_env
 
-    if os.environ.get("MS_ROLE") != "MS_SCHED":
+    if os.environ.get(MS_ROLE_ENV) != ROLE_SCHEDULER:
         print("wrn.scheduler: MS_ROLE must be MS_SCHED (with MS_SCHED_HOST, MS_SCHED_PORT, "
               "MS_WORKER_NUM); it is started by wrn-launch or msrun, not by hand", file=sys.stderr)
         return 2

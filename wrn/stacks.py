@@ -23,7 +23,8 @@ import os
 import signal
 from typing import Any
 
-STACKS_ENV = "WRN_STACKS_FILE"
+from wrn.contract import STACKS_FILE_ENV
+
 STACKS_SIGNAL = signal.SIGUSR1
 MAGIC = b"wrn-stacks 1"
 HEADER_BYTES = 256
@@ -70,7 +71,7 @@ def install(environ: Any = None) -> Position | None:
     """Make ``WRN_STACKS_FILE`` this process's diagnostics file (see the module docstring);
     None when the variable is not set or the file cannot be used."""
     environ = os.environ if environ is None else environ
-    path = environ.get(STACKS_ENV)
+    path = environ.get(STACKS_FILE_ENV)
     if not path:
         return None
     try:

@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wrn import events, protowire
+from wrn import protowire
+from wrn import contract
 
 VERSION_MARK = "MindSpore.Event:1"
 FILE_MARK = ".out.events.summary."
@@ -104,14 +105,14 @@ def summary_dir(output_dir: str | os.PathLike, summary_base_dir: str) -> Path:
 
 
 def _scalar(value: Any) -> float | None:
-    """``value`` as a finite float, or None: ``events.number`` of it, after turning a numeric
+    """``value`` as a finite float, or None: ``wrn.contract.number`` of it, after turning a numeric
     string or a numpy scalar into a float (``SummaryLog.scalars`` takes those too)."""
     if isinstance(value, (str, bytes)) or hasattr(value, "item"):
         try:
             value = float(value)
         except (TypeError, ValueError):
             return None
-    return events.number(value)
+    return contract.number(value)
 
 
 class SummaryLog:
@@ -149,7 +150,7 @@ class SummaryLog:
         self._write(encode_scalars_event(time.time() if wall_time is None else wall_time, int(step), clean))
 
     def on_event(self, kind: str, **fields: Any) -> None:
-        """Record the scalars of a worker event (the fields given to ``wrn.events.emit``):
+        """Record the scalars of a worker event (the fields of a ``wrn.contract`` event):
         step -> loss, lr, imgs_per_s; epoch_end -> epoch_loss, epoch_imgs_per_s,
         epoch_seconds; eval -> eval_top1, eval_loss. Events without a ``global_step`` are
         recorded at the last step seen."""

@@ -4,7 +4,7 @@ One process per device. It reads its place in the job from the environment (see
 ``wrn.dist``), so it runs the same under ``wrn-launch``, under ``msrun`` and standalone.
 It trains data-parallel (gradients averaged over ranks), evaluates exactly (each rank scores
 its own disjoint shard, counts are summed), lets rank 0 write checkpoints atomically, and
-reports progress as events (``wrn.events``) on stdout. Exit code 0 on success, 2 on bad
+reports progress as events (``wrn.contract``) on stdout. Exit code 0 on success, 2 on bad
 input, 1 on any other error (an ``error`` event says why).
 
 A run is ``setup`` (inputs checked, the job joined, data, model, optimizer), ``resume`` (the
@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from wrn import events, faults, stacks
+from wrn import faults, stacks
+from wrn.contract import STANDBY_ENV, STOP_ON_SIGNAL_ENV, Error, Finish, StandbyReady, Start, \
+    WarningEvent, emit
 from wrn.config import ConfigError, TrainConfig, load_config, split_modelzoo_args
 from wrn.dist import WorldInfo, prepare_process_env, resolve_device_target, setup_mindspore, \
     thread_budget, world_from_env
 from wrn.hostname import host_name
-from wrn.loop import STOP_ON_SIGNAL_ENV, CheckpointSaver, Evaluator, LoopState, Preempted, \
+from wrn.loop import CheckpointSaver, Evaluator, LoopState, Preempted, \
     ProgressEvents, StopOnSignal, SummaryRecorder, choose_loop, peak_rss_mib, run_loop, run_sink_loop
 
 
@@ -128,8 +130,8 @@ def find_resume_checkpoint(directory: Path, cell, rank: int) -> tuple[dict[str, 
         except ValueError as exc:
             problems.append(str(exc))
             if rank == 0:
-                events.emit("warning", rank, message=f"skipping checkpoint {path.name}: {exc}",
-                            checkpoint=str(path))
+                emit(WarningEvent.of(rank, message=f"skipping checkpoint {path.name}: {exc}",
+                            checkpoint=str(path)))
     raise ConfigError(f"no checkpoint in {directory} verifies ({'; '.join(problems)}); "
                       f"start a new run or pass an intact file with --resume-ckpt")
 
@@ -312,9 +314,9 @@ def _use_index(index, classes: list[str], rank: int, output_dir: Path):
         data.save_class_index(classes, output_dir / "classes.json")
         skipped = list(train_split.skipped) + list(test_split.skipped)
         if skipped:
-            events.emit("warning", rank, message=f"skipped {len(skipped)} unreadable image file(s)",
+            emit(WarningEvent.of(rank, message=f"skipped {len(skipped)} unreadable image file(s)",
                         skipped_files=len(skipped),
-                        examples=[f"{p}: {why}" for p, why in skipped[:5]])
+                        examples=[f"{p}: {why}" for p, why in skipped[:5]]))
     return train_split, test_split
 
 
@@ -334,10 +336,10 @@ def _build_model(cfg: TrainConfig, device_target: str, steps_per_epoch: int, ran
         except ValueError as exc:  # another model, or an unreadable file: the user's input
             raise ConfigError(str(exc)) from None
         if rank == 0:
-            events.emit("warning", rank, message=f"initialised from {pretrained}"
+            emit(WarningEvent.of(rank, message=f"initialised from {pretrained}"
                         + (f"; classifier head not loaded ({', '.join(dropped)}: class count "
                            f"differs) and trained from scratch" if dropped else ""),
-                        pretrained=pretrained, dropped=dropped)
+                        pretrained=pretrained, dropped=dropped))
     lr = lr_schedule(cfg.lr_schedule, cfg.lr, steps_per_epoch, cfg.epoch_size,
                      warmup_epochs=cfg.warmup_epochs, lr_end=cfg.lr_end,
                      decay_epochs=cfg.lr_decay_epochs, decay_factor=cfg.lr_decay_factor)
@@ -377,7 +379,7 @@ def resume(run: Setup, resume_ckpt: str | None = None, resume_from: str | None =
     _restore_local_bn_stats(run, meta)
     run.optimizer.global_step.set_data(ms.Tensor(np.array([start.global_step], np.int32)))
     if start.note and run.rank == 0:
-        events.emit("warning", run.rank, message=start.note)
+        emit(WarningEvent.of(run.rank, message=start.note))
     return start
 
 
@@ -394,12 +396,10 @@ def _restore_local_bn_stats(run: Setup, meta: dict[str, Any]) -> None:
     except (OSError, ValueError, TypeError):
         return
     if not restore_bn_stats(run.net, data):
-        events.emit("warning", run.rank, message=f"{path.name} does not fit the network; the "
-                                                  f"checkpoint's averaged statistics are used")
+        emit(WarningEvent.of(run.rank, message=f"{path.name} does not fit the network; the "
+                                                  f"checkpoint's averaged statistics are used"))
 
 
-#: Set to 1 by the launcher for the workers of a standby attempt (``launcher.supervise.standby``).
-STANDBY_ENV = "WRN_STANDBY"
 #: The line a standby worker waits for on stdin before it resumes and trains.
 GO_LINE = "go"
 
@@ -408,7 +408,7 @@ def wait_as_standby(rank: int, setup_seconds: float, stream: Any = None) -> bool
     """A standby worker, set up and joined: say so (a ``standby`` event), then wait for the
     launcher's ``go`` on stdin. True: go on (resume from the newest checkpoint then, and
     train); False: the standby is not needed (stdin closed or anything else said)."""
-    events.emit("standby", rank, setup_seconds=round(setup_seconds, 3))
+    emit(StandbyReady(rank=rank, setup_seconds=round(setup_seconds, 3)))
     line = (stream or sys.stdin).readline()
     return line.strip() == GO_LINE
 
@@ -456,13 +456,13 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     start = resume(run, resume_ckpt, resume_from, force)
     summary = open_summary(output_dir, cfg.summary_base_dir, run.rank)
     loop = choose_loop(run.device_target, cfg.sink_size, cfg.log_interval, run.steps_per_epoch)
-    events.emit("start", run.rank, world_size=run.world, model=cfg.model, params=count_trainable(run.net),
+    emit(Start(rank=run.rank, world_size=run.world, model=cfg.model, params=count_trainable(run.net),
                 steps_per_epoch=run.steps_per_epoch, epochs=cfg.epoch_size, batch_size=cfg.batch_size,
                 device_target=run.device_target, amp_level=run.amp, host=host_name(), pid=os.getpid(),
                 train_images=len(run.train_split.files), test_images=len(run.test_split.files),
                 start_epoch=start.epochs_done, start_step=start.skip_steps, threads=run.threads,
                 resumed_from=start.source, setup_seconds=round(time.time() - t_start, 3),
-                sink_size=loop.sink_size)
+                sink_size=loop.sink_size))
     evaluator = Evaluator(run.evaluate, run.sync_batchnorm, interval=cfg.eval_interval,
                           result_path=output_dir / "eval.json",
                           result_fields={"split": "test", "classes": len(run.classes),
@@ -484,12 +484,12 @@ def train(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
         else:
             run_loop(run.step_cell, run.train_batches, state, start.epochs_done, start.skip_steps)
     except Preempted as stop:
-        events.emit("warning", run.rank, message=f"preempted: {stop}", preempted=True,
-                    epoch=stop.epoch, step=stop.step, global_step=stop.global_step)
+        emit(WarningEvent.of(run.rank, message=f"preempted: {stop}", preempted=True,
+                    epoch=stop.epoch, step=stop.step, global_step=stop.global_step))
         return PREEMPTED_EXIT
-    events.emit("finish", run.rank, status="ok", checksum=param_checksum(run.net),
+    emit(Finish(rank=run.rank, status="ok", checksum=param_checksum(run.net),
                 top1=evaluator.final["top1"], seconds=round(time.time() - t_start, 3),
-                global_step=state.global_step, max_rss_mib=peak_rss_mib())
+                global_step=state.global_step, max_rss_mib=peak_rss_mib()))
     return 0
 
 
@@ -513,15 +513,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                      rescan=args.rescan, extra_callbacks=extra)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        events.emit("error", rank, message=str(exc), kind="ConfigError")
+        emit(Error(rank=rank, message=str(exc), error_kind="ConfigError"))
         return 2
     except KeyboardInterrupt:
-        events.emit("error", rank, message="interrupted", kind="KeyboardInterrupt")
+        emit(Error(rank=rank, message="interrupted", error_kind="KeyboardInterrupt"))
         return 130
     except Exception as exc:  # report, then fail: the launcher shows this rank's log tail
         traceback.print_exc()
         sys.stderr.flush()
-        events.emit("error", rank, message=f"{type(exc).__name__}: {exc}", kind=type(exc).__name__)
+        emit(Error(rank=rank, message=f"{type(exc).__name__}: {exc}", error_kind=type(exc).__name__))
         return 1
 
 

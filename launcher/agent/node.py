@@ -77,11 +77,12 @@ from typing import Any, BinaryIO
 
 from launcher.agent.proc import child_preexec, describe_exit, has_exited, kill_group, pdeathsig_prefix, \
     set_pdeathsig
-from launcher.backends.base import PARENT_ENV
 from wrn.hostname import host_name
-from wrn.stacks import HEADER_BYTES, MAGIC, STACKS_ENV, STACKS_SIGNAL
+from wrn.contract import AGENT_PARENT_ENV, BIND_CPUS_ENV, STACKS_FILE_ENV, AgentSpec, AgentWarning, \
+    Beat, Done, Exited, Go, Hello, Line, Stacks, StacksDone, StacksRequest, Started, Stop, Stopping, \
+    Wire, parse_command
+from wrn.stacks import HEADER_BYTES, MAGIC, STACKS_SIGNAL
 
-PROTOCOL_VERSION = 1
 POLL_S = 0.05
 MAX_LINE = 64 * 1024
 DRAIN_S = 2.0
@@ -98,10 +99,10 @@ class _Out:
         self._lock = threading.Lock()
         self.broken = False
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Wire) -> None:
         if self.broken:  # checked before the lock: a writer blocked on a full pipe holds it
             return
-        data = (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        data = message.encode()
         with self._lock:
             if self.broken:
                 return
@@ -130,7 +131,7 @@ def _spawn(proc: dict[str, Any], env: dict[str, str]) -> subprocess.Popen:
     and exec, so subprocess can vfork), else with a ``preexec_fn``. Its output (stdout and
     stderr merged) comes back on one pipe. A worker given WRN_BIND_CPUS binds itself after its
     cluster start-up; any other ``cpus`` are set here."""
-    cpus = None if "WRN_BIND_CPUS" in env else proc.get("cpus")
+    cpus = None if BIND_CPUS_ENV in env else proc.get("cpus")
     stdin = subprocess.PIPE if proc.get("standby") else subprocess.DEVNULL
     common = dict(cwd=proc.get("cwd") or None, env=env, stdin=stdin,
                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, close_fds=True)
@@ -152,16 +153,16 @@ def _spawn(proc: dict[str, Any], env: dict[str, str]) -> subprocess.Popen:
 class Agent:
     """Starts the spec's processes, forwards their output and owns their lifetime."""
 
-    def __init__(self, spec: dict[str, Any], out: _Out) -> None:
+    def __init__(self, spec: AgentSpec, out: _Out) -> None:
         self.spec = spec
         self.out = out
-        self.grace = float(spec.get("grace", 3.0))
+        self.grace = spec.grace
         self.children: list[_Child] = []
         self.commands: "queue.Queue[dict[str, Any]]" = queue.Queue()
         self.kill_at: float | None = None
         self._signal: int | None = None
         self.stacks_dir: str | None = None
-        self.heartbeat = float(spec.get("heartbeat") or 0)  # 0: none
+        self.heartbeat = spec.heartbeat  # 0: none
         self.last_heard = time.monotonic()
 
     # -- starting -----------------------------------------------------------------------------
@@ -171,7 +172,7 @@ class Agent:
         ``preexec_fn`` is only safe while no other thread runs.) Spawning in several threads
         was measured no faster: 1,024 processes took 3.0-3.6 s either way on two cores."""
         base_env = dict(os.environ)
-        procs = self.spec.get("processes", [])
+        procs = self.spec.processes
         self.children = [c for c in (self._start(p, base_env) for p in procs) if c is not None]
         for child in self.children:
             self._read(child)
@@ -182,21 +183,19 @@ class Agent:
         for key in proc.get("unset", []):
             env.pop(key, None)
         env.update(proc.get("env", {}))
-        base = {"name": proc["name"], "rank": proc.get("rank")}
+        name, rank = proc["name"], proc.get("rank")
         stacks_file = self._stacks_file(proc)
         if stacks_file:
-            env[STACKS_ENV] = stacks_file
+            env[STACKS_FILE_ENV] = stacks_file
         try:
             popen = _spawn(proc, env)
         except (OSError, subprocess.SubprocessError) as exc:
-            self.out.send({"type": "exited", **base, "pid": None, "exit_code": 127,
-                           "signal": None, "error": f"cannot start {proc['argv'][0]}: {exc}",
-                           "time": time.time()})
+            self.out.send(Exited(name, rank, None, 127, None, f"cannot start {proc['argv'][0]}: "
+                                                             f"{exc}", time.time()))
             return None
         child = _Child(proc, popen)
         child.stacks_file = stacks_file
-        self.out.send({"type": "started", **base, "pid": popen.pid, "pgid": child.pgid,
-                       "time": time.time()})
+        self.out.send(Started(name, rank, popen.pid, child.pgid, time.time()))
         return child
 
     def _stacks_file(self, proc: dict[str, Any]) -> str | None:
@@ -255,26 +254,25 @@ class Agent:
                                       f"its signal handler; see its state)")
                     sent += 1
             time.sleep(0.02)
-        self.out.send({"type": "stacks_done", "count": sent})
+        self.out.send(StacksDone(count=sent))
 
     def _send_stacks(self, child: _Child, header: str, stacks: str, error: str | None) -> None:
-        self.out.send({"type": "stacks", "name": child.spec["name"], "rank": child.spec.get("rank"),
-                       "pid": child.popen.pid, "position": header, "stacks": stacks,
-                       "process": _proc_state(child.popen.pid), "error": error})
+        self.out.send(Stacks(child.spec["name"], child.spec.get("rank"), child.popen.pid, header,
+                             stacks, _proc_state(child.popen.pid), error))
 
     def _read(self, child: _Child) -> None:
         child.reader = threading.Thread(target=self._forward, args=(child,), daemon=True)
         child.reader.start()
 
     def _forward(self, child: _Child) -> None:
-        base = {"type": "line", "name": child.spec["name"], "rank": child.spec.get("rank")}
+        name, rank = child.spec["name"], child.spec.get("rank")
         stream = child.popen.stdout
         assert stream is not None
         while True:
             raw = stream.readline(MAX_LINE)
             if not raw:
                 break
-            self.out.send({**base, "line": raw.decode("utf-8", "replace").rstrip("\r\n")})
+            self.out.send(Line(name, rank, raw.decode("utf-8", "replace").rstrip("\r\n")))
 
     # -- commands and signals -----------------------------------------------------------------
     def read_commands(self, stream: BinaryIO) -> None:
@@ -316,7 +314,7 @@ class Agent:
             return  # already stopping, and at least as urgently
         first = self.kill_at is None
         self.kill_at = deadline
-        self.out.send({"type": "stopping", "reason": reason, "grace": grace})
+        self.out.send(Stopping(reason=reason, grace=grace))
         if first:
             self.release_standby(b"")
             for child in self.children:
@@ -347,25 +345,24 @@ class Agent:
                 for child in self.children:
                     if not child.done:
                         kill_group(child.pgid, signal.SIGKILL)
-        self.out.send({"type": "done"})
+        self.out.send(Done())
         return 0
 
-    def _handle(self, cmd: dict[str, Any]) -> None:
-        if cmd.get("cmd") == "beat":
+    def _handle(self, raw: dict[str, Any]) -> None:
+        cmd = parse_command(raw)
+        if isinstance(cmd, Beat):
             return
-        if cmd.get("cmd") == "stop":
-            grace = cmd.get("grace", self.grace)
-            self.stop(float(grace), cmd.get("reason", "stop requested by the launcher"))
-        elif cmd.get("cmd") == "stacks":
-            timeout = cmd.get("timeout")
-            ok = isinstance(timeout, (int, float)) and not isinstance(timeout, bool) \
-                and 0 < timeout < 3600
-            seconds = min(max(timeout, 0.1), 30.0) if ok else 2.0
+        if isinstance(cmd, Stop):
+            self.stop(self.grace if cmd.grace is None else cmd.grace,
+                      cmd.reason or "stop requested by the launcher")
+        elif isinstance(cmd, StacksRequest):
+            ok = cmd.timeout is not None and 0 < cmd.timeout < 3600
+            seconds = min(max(cmd.timeout, 0.1), 30.0) if ok else 2.0
             threading.Thread(target=self.dump_stacks, args=(seconds,), daemon=True).start()
-        elif cmd.get("cmd") == "go":
+        elif isinstance(cmd, Go):
             self.release_standby(b"go\n")
         else:
-            self.out.send({"type": "warning", "message": f"unknown command ignored: {cmd}"})
+            self.out.send(AgentWarning(f"unknown command ignored: {raw}"))
 
     def _reap(self) -> None:
         for child in self.children:
@@ -378,9 +375,8 @@ class Agent:
             if child.reader is not None:
                 child.reader.join(DRAIN_S)  # forward its last lines before reporting the exit
             child.done = True
-            self.out.send({"type": "exited", "name": child.spec["name"],
-                           "rank": child.spec.get("rank"), "pid": child.popen.pid,
-                           "exit_code": code, "signal": sig, "time": time.time()})
+            self.out.send(Exited(child.spec["name"], child.spec.get("rank"), child.popen.pid,
+                                 code, sig, None, time.time()))
 
 
 def _size(path: str | None) -> int:
@@ -440,23 +436,20 @@ def main() -> int:
     # same, but a signal also works when stdin is held open by someone else). A launcher that
     # died before the prctl() would never send it: then we are already orphaned, and stop.
     set_pdeathsig(signal.SIGTERM)
-    parent = os.environ.pop(PARENT_ENV, "")
+    parent = os.environ.pop(AGENT_PARENT_ENV, "")
     if parent.isdigit() and int(parent) != os.getppid():
         return 1
     line = stdin.readline()
     if not line:
         return 0
     try:
-        spec = json.loads(line)
-        if not isinstance(spec, dict) or not isinstance(spec.get("processes"), list):
-            raise ValueError("the spec must be an object with a 'processes' list")
+        spec = AgentSpec.read(json.loads(line))
     except ValueError as exc:
-        out.send({"type": "warning", "message": f"bad spec: {exc}"})
-        out.send({"type": "done"})
+        out.send(AgentWarning(f"bad spec: {exc}"))
+        out.send(Done())
         return 2
     agent = Agent(spec, out)
-    out.send({"type": "hello", "host": spec.get("host") or host_name(),
-              "pid": os.getpid(), "version": PROTOCOL_VERSION})
+    out.send(Hello(spec.host or host_name(), os.getpid()))
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, agent.on_signal)
     agent.start_all()

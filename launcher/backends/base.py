@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any, Collection, Mapping
 
 
-#: Tells a local agent its launcher's pid, so it can tell whether the launcher already died.
-PARENT_ENV = "WRN_AGENT_PARENT"
 #: The directory holding the ``launcher``, ``cluster`` and ``wrn`` packages.
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 

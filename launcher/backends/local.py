@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from launcher.backends.base import PARENT_ENV, Backend, module_argv, python_path
+from launcher.backends.base import Backend, module_argv, python_path
 from launcher.backends.ports import port_is_free
+from wrn.contract import AGENT_PARENT_ENV
 from wrn.fileio import write_atomic
 
 
@@ -36,7 +37,7 @@ class LocalBackend(Backend):
         if not env["PYTHONPATH"]:
             del env["PYTHONPATH"]
         env["PYTHONUNBUFFERED"] = "1"
-        env[PARENT_ENV] = str(os.getpid())
+        env[AGENT_PARENT_ENV] = str(os.getpid())  # the agent checks its launcher is alive
         return env
 
     def spawn_agent(self, host: str) -> subprocess.Popen:

@@ -20,7 +20,7 @@ from launcher import PROG
 from launcher.supervise.progress import RunProgress
 from launcher.rundir.record import RUN_JSON, RunRecord
 from launcher.rundir.layout import LOCK_NAME, METRICS, RunDirLock
-from wrn.events import number
+from wrn.contract import number
 
 #: Shown under the table when a run's status is "lost".
 LOST_NOTE = ("lost: run.json still says running, but the launcher was killed before it could record "

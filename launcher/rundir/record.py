@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cluster.hosts import mask_env
-from wrn.events import number, text, whole
+from wrn.contract import number, text, whole
 from launcher.rundir.files import WriteTrouble
 from wrn.fileio import write_atomic
 

@@ -42,8 +42,8 @@ from launcher.rundir.layout import RunDirBusy, RunDirLock, check_run_dir, check_
 from launcher.backends.slurm import SlurmBackend
 from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
 from wrn.hostname import host_name
-from wrn.loop import STOP_ON_SIGNAL_ENV
-from wrn.faults import ATTEMPT_ENV, FAULT_ENV, check_ranks, parse_faults
+from wrn.contract import ATTEMPT_ENV, FAULT_ENV, STOP_ON_SIGNAL_ENV
+from wrn.faults import check_ranks, parse_faults
 from launcher.installation import versions
 
 #: The host list of a multi-host run, kept in its run directory for ``--resume``.

@@ -6,7 +6,7 @@ everything that happens:
 
 * agent messages, dispatched through an explicit table (``_handlers``): process started/exited,
   output lines -> ``logs/<host>-rank<k>.log`` (plain text) or ``metrics.jsonl`` (events, parsed
-  with ``wrn.events.parse``), progress -> the ``Renderer``; a message type that is not in the
+  with ``wrn.contract.parse_record``), progress -> the ``Renderer``; a message type that is not in the
   table is logged at debug level in the agent's log and otherwise ignored;
 * the run record (``launcher.rundir.record``) updated and saved on every change (pids as soon as known,
   exit codes as they come);
@@ -42,8 +42,7 @@ from typing import Any, Callable
 
 from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.backends.base import Backend, BackendError
-from launcher.agent.handle import TAIL_LINES, AgentHandle, beat, AgentWarning, Exited, Hello, Inbound, Line, \
-    Stacks, StacksDone, Started, Stopping, Done
+from launcher.agent.handle import TAIL_LINES, AgentHandle, Inbound, agent_spec, beat
 from launcher.config import SupervisorConfig
 from launcher.supervise.diagnosis import DIAGNOSTICS_DIR, RankStacks, diagnose, stacks_file_text, stacks_path
 from launcher.agent.proc import kill_group, signal_name
@@ -54,8 +53,9 @@ from launcher.ui.formatting import exit_text, who
 from launcher.ui.renderers import Renderer
 from launcher.rundir.layout import iso_time
 from launcher.rundir.files import RunFiles
-from launcher.supervise.standby import Say, Standby, agent_spec
-from wrn.events import number, parse as parse_event
+from launcher.supervise.standby import Say, Standby
+from wrn.contract import AgentWarning, Done, Exited, Hello, Line, Stacks, StacksDone, StacksRequest, \
+    Started, Stop, Stopping, number, parse_record as parse_event
 from wrn.fileio import write_atomic
 
 #: Extra seconds an agent gets beyond the grace period to report that its processes ended,
@@ -247,7 +247,7 @@ class Monitor:
                     self._dispatch(item)
             else:
                 for host in self.plan.hosts:
-                    spec = agent_spec(self.plan, host, self.opts, ProcessSpec.to_dict)
+                    spec = agent_spec(self.plan, host, self.opts)
                     self.agents[host] = AgentHandle(host, self.backend, spec, self.inbox)
                 self._spawn_agents()
             self._save()
@@ -512,7 +512,7 @@ class Monitor:
         self.stop_deadline = now + grace + AGENT_STOP_SLACK_S
         for agent in self.agents.values():
             if agent.alive:
-                agent.send({"cmd": "stop", "grace": grace, "reason": reason})
+                agent.send(Stop(grace, reason))
         self._save()
 
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -612,7 +612,7 @@ class Monitor:
             self._ui("message", "warning", f"rank {proc.spec.rank} on {proc.spec.host} {reason}; "
                                            f"collecting every running rank's stacks")
         for host in hosts:
-            self.agents[host].send({"cmd": "stacks", "timeout": STACKS_TIMEOUT_S})
+            self.agents[host].send(StacksRequest(STACKS_TIMEOUT_S))
         self._check_diagnosis(time.monotonic())
 
     def _on_stacks(self, host: str, msg: Stacks) -> None:

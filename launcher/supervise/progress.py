@@ -1,6 +1,6 @@
 """What the run's events add up to: progress, throughput, ETA, and the final summary.
 
-Pure bookkeeping over parsed events (``wrn.events``); the supervisor feeds it, renderers and
+Pure bookkeeping over parsed events (``wrn.contract``); the supervisor feeds it, renderers and
 run.json read it. Nothing here prints or touches files.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from launcher.supervise.stragglers import StragglerCheck
-from wrn.events import number
+from wrn.contract import number
 
 
 class RunProgress:
@@ -31,7 +31,7 @@ class RunProgress:
 
     # -- feeding ------------------------------------------------------------------------------
     def update(self, record: dict[str, Any], now: float) -> None:
-        """Take one event (as parsed by ``wrn.events.parse``)."""
+        """Take one event (as parsed by ``wrn.contract.parse_record``)."""
         kind, rank = record.get("event"), record.get("rank")
         if not isinstance(rank, int):
             return

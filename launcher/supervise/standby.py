@@ -36,13 +36,13 @@ from typing import Any, Callable
 
 from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.backends.base import Backend
-from launcher.agent.handle import AgentHandle, Exited, Inbound, Line, Started, beat
+from launcher.agent.handle import AgentHandle, agent_spec, Inbound, beat
+from wrn.contract import Exited, Line, Started
 from launcher.config import SupervisorConfig
 from launcher.ui.formatting import exit_text
 from launcher.agent.proc import kill_group
 from launcher.rundir.layout import iso_time
-from wrn.events import parse as parse_event
-from wrn.train import STANDBY_ENV
+from wrn.contract import STANDBY_ENV, Go, Stop, parse_record as parse_event
 
 #: The longest a standby's stop takes before its agents are killed: its workers hold no state.
 STOP_GRACE_S = 1.0
@@ -60,14 +60,6 @@ def standby_process(proc: ProcessSpec) -> dict[str, Any]:
         spec["env"] = {**spec["env"], STANDBY_ENV: "1"}
         spec["standby"] = True
     return spec
-
-
-def agent_spec(plan: LaunchPlan, host: str, options: SupervisorConfig,
-               process: Callable[[ProcessSpec], dict[str, Any]]) -> dict[str, Any]:
-    """The spec a node agent gets for ``host``'s processes of ``plan``."""
-    return {"version": 1, "host": host, "grace": options.grace,
-            "heartbeat": options.heartbeat_timeout,
-            "processes": [process(p) for p in plan.processes_on(host)]}
 
 
 class Standby:
@@ -196,7 +188,7 @@ class Standby:
         if not self.usable:
             return False
         for agent in self.agents.values():
-            agent.send({"cmd": "go"})
+            agent.send(Go())
         self._beating.clear()  # the adopting monitor beats them from now on
         self.entry["state"] = "used"
         return True
@@ -206,7 +198,7 @@ class Standby:
         self._stop_sent = True
         for agent in self.agents.values():
             if agent.alive:
-                agent.send({"cmd": "stop", "grace": STOP_GRACE_S, "reason": "standby stopped"})
+                agent.send(Stop(STOP_GRACE_S, "standby stopped"))
 
     def _note_end(self, item: Inbound) -> None:
         """While stopping: an agent's output ended, or a process's exit was reported."""

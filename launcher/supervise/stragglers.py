@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from wrn.events import number
+from wrn.contract import number
 
 RATIO = 1.5
 WINDOWS = 3

@@ -21,7 +21,7 @@ from cluster.devices import backend_label
 from launcher.ui.formatting import cells as as_cells
 from launcher.ui.formatting import fmt_ago, fmt_bytes, fmt_duration, fmt_num, fmt_span, fmt_top1
 from launcher.supervise.progress import LiveState, RankView
-from wrn.events import number
+from wrn.contract import number
 
 
 class _DropTable(Table):

@@ -14,6 +14,7 @@ from cluster.devices import backend_label
 from cluster.hosts import mask_env
 from cluster.plan import LaunchPlan
 from launcher.ui.formatting import cells
+from wrn.contract import MS_ROLE_ENV
 
 
 def differing_env(plan: LaunchPlan) -> tuple[list[str], dict[str, str]]:
@@ -60,7 +61,7 @@ def plan_renderables(plan: LaunchPlan, notes: dict[str, Any]) -> list[Any]:
             cmd.append(f"  {label}: {' '.join(proc.argv)}\n")
     if plan.scheduler:
         sched = next((p for p in plan.processes if p.role == "scheduler"), None)
-        extra = " ".join(f"{k}={sched.env[k]}" for k in ("MS_ROLE",)) if sched else "(not started)"
+        extra = " ".join(f"{k}={sched.env[k]}" for k in (MS_ROLE_ENV,)) if sched else "(not started)"
         cmd.append(f"  scheduler address: {plan.scheduler[0]}:{plan.scheduler[1]} {extra} (a free port "
                    f"now; a real launch picks again)\n")
     out.append(cmd)

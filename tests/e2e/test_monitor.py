@@ -9,7 +9,7 @@ from pathlib import Path
 from cluster.plan import Node, PlanRequest, make_plan
 from launcher.backends.base import Backend
 from launcher.backends.local import LocalBackend
-from launcher.agent.handle import Exited, Hello, Line, parse_message
+from wrn.contract import Exited, Hello, Line, parse_message
 from launcher.config import LaunchConfig, SupervisorConfig
 from launcher.supervise.monitor import Monitor, RunState
 from launcher.backends.ports import reserve_port

@@ -9,11 +9,11 @@ import pytest
 
 from tests.support import REPO
 from tests.support.processes import run_msrun, worker_env
-from wrn import events
+from wrn import contract as events
 
 
 def _events(text):
-    return [e for e in (events.parse(line) for line in text.splitlines()) if e]
+    return [e for e in (events.parse_record(line) for line in text.splitlines()) if e]
 
 
 @pytest.fixture(scope="module")

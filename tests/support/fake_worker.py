@@ -1,6 +1,6 @@
 """A stand-in for ``python -m wrn.train`` (and ``wrn.scheduler``) in launcher tests.
 
-It speaks the real event format (``wrn.events.emit``) and takes the real worker's
+It speaks the real event format (``wrn.contract.emit``) and takes the real worker's
 ``--config FILE --output-dir DIR`` arguments, but trains nothing, so supervisor tests run in
 seconds. Behaviour comes from environment variables (``FAKE_*``); the ones marked "target"
 apply only to the rank named by ``FAKE_RANK`` (default: every rank).
@@ -31,7 +31,7 @@ port fail), waits until MS_WORKER_NUM workers have connected and disconnected, a
 Every process writes its pid (and a grandchild's) to ``$FAKE_PID_DIR/<name>.pid`` if set.
 
 The command lines that run it are ``FAKE_WORKER_CMD`` and ``FAKE_SCHEDULER_CMD`` in
-``tests/support/launches.py``. It imports the project (``wrn.events``) but none of the test
+``tests/support/launches.py``. It imports the project (``wrn.contract``) but none of the test
 helpers.
 """
 
@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 from wrn import faults, stacks
-from wrn.events import emit
+from wrn import contract as events
 
 
 def _env_int(name: str, default: int | None = None) -> int | None:
@@ -143,9 +143,9 @@ def run_worker(output_dir: str | None, resume_from: str | None = None) -> int:
     print(f"fake worker rank {rank}/{world} pid {os.getpid()} OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS')}", flush=True)
     time.sleep(_env_float("FAKE_STARTUP_S", 0.0))
-    emit("start", rank, world_size=world, model="fake", params=1234, steps_per_epoch=steps,
+    events.emit(events.Start(rank=rank, world_size=world, model="fake", params=1234, steps_per_epoch=steps,
          epochs=epochs, batch_size=4, device_target="CPU", host=socket.gethostname(), pid=os.getpid(),
-         resumed_from=resumed_from)
+         resumed_from=resumed_from))
     global_step = done_epochs * steps
     for epoch in range(done_epochs + 1, epochs + 1):
         for step in range(1, steps + 1):
@@ -157,8 +157,8 @@ def run_worker(output_dir: str | None, resume_from: str | None = None) -> int:
                 injector.before_step(global_step)
             if me and _env_int("FAKE_EXIT_AT") == global_step:
                 print(f"rank {rank}: failing on purpose at step {global_step}", flush=True)
-                emit("error", rank, message=os.environ.get("FAKE_ERROR", "fake failure"),
-                     kind="RuntimeError")
+                events.emit(events.Error(rank=rank, message=os.environ.get("FAKE_ERROR", "fake failure"),
+                     error_kind="RuntimeError"))
                 return _env_int("FAKE_EXIT_CODE", 3)
             if me and _env_int("FAKE_KILL_AT") == global_step:
                 print(f"rank {rank}: killing myself at step {global_step}", flush=True)
@@ -172,20 +172,20 @@ def run_worker(output_dir: str | None, resume_from: str | None = None) -> int:
                 injector.slow_down(step_s)
             for i in range(plain):
                 print(f"rank {rank} plain line {i} of step {global_step}", flush=True)
-            emit("step", rank, epoch=epoch, step=step, global_step=global_step,
-                 loss=round(2.0 / global_step, 4), lr=0.1, imgs_per_s=100.0 + rank, data_wait_s=0.0, step_s=step_s)
-        emit("epoch_end", rank, epoch=epoch, loss=round(2.0 / global_step, 4), seconds=steps * step_s,
-             imgs_per_s=100.0 + rank)
-        emit("eval", rank, epoch=epoch, top1=0.5 + 0.1 * epoch, correct=5, total=10, loss=0.5)
+            events.emit(events.Step(rank=rank, epoch=epoch, step=step, global_step=global_step,
+                 loss=round(2.0 / global_step, 4), lr=0.1, imgs_per_s=100.0 + rank, data_wait_s=0.0, step_s=step_s))
+        events.emit(events.EpochEnd(rank=rank, epoch=epoch, loss=round(2.0 / global_step, 4), seconds=steps * step_s,
+             imgs_per_s=100.0 + rank))
+        events.emit(events.Eval.of(rank, epoch=epoch, top1=0.5 + 0.1 * epoch, correct=5, total=10, loss=0.5))
         if rank == 0 and output_dir:
             path = Path(output_dir, "checkpoints", f"fake-e{epoch}.ckpt")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("fake")
-            emit("checkpoint", rank, epoch=epoch, step=steps, global_step=global_step, path=str(path))
+            events.emit(events.Checkpoint(rank=rank, epoch=epoch, step=steps, global_step=global_step, path=str(path)))
     if rank == 0 and output_dir:
         Path(output_dir, "eval.json").write_text(json.dumps({"top1": 0.95}))
     checksum = "abc123" + (f"-{rank}" if me and os.environ.get("FAKE_DIVERGE") else "")
-    emit("finish", rank, status="ok", checksum=checksum, seconds=epochs * steps * step_s, top1=0.95)
+    events.emit(events.Finish(rank=rank, status="ok", checksum=checksum, seconds=epochs * steps * step_s, top1=0.95))
     if link is not None:
         link.close()
     if me and os.environ.get("FAKE_CRASH_AFTER_FINISH"):

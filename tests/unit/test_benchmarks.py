@@ -62,7 +62,7 @@ def test_the_scale_stand_in_speaks_the_event_format():
     import os
     import subprocess
 
-    from wrn.events import parse
+    from wrn.contract import parse_record as parse
 
     env = {**os.environ, "SIM_STEPS": "3", "SIM_STEP_S": "0.01", "RANK_ID": "2", "RANK_SIZE": "4"}
     out = subprocess.run([sys.executable, "-S", str(common.ROOT / "benchmarks" / "_sim_worker.py")],

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from wrn import events
+from wrn import contract as events
 from wrn.loop import (Callback, CheckpointSaver, Evaluator, LoopState, ProgressEvents, SummaryRecorder,
                       choose_loop, run_loop, run_sink_loop)
 
@@ -115,7 +115,7 @@ def _wire(tmp_path, rank):
 
 
 def _events(text):
-    return [e for e in map(events.parse, text.splitlines()) if e]
+    return [e for e in map(events.parse_record, text.splitlines()) if e]
 
 
 def test_callbacks_make_the_workers_events_in_order(tmp_path, capsys):

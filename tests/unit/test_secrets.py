@@ -32,7 +32,6 @@ def _args(tmp_path, env_file):
 @pytest.mark.parametrize("mode", ["--plain", "--json"])
 def test_dry_run_output_shows_no_secret(tmp_path, capsys, env_file, mode):
     from launcher import cli
-    from launcher.commands.launch import launch_config
 
     assert cli.main([*_args(tmp_path, env_file), mode]) == 0
     out = capsys.readouterr()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from launcher.agent.handle import Exited, Inbound, Line
+from launcher.agent.handle import Inbound
+from wrn.contract import Exited, Line
 from launcher.config import SupervisorConfig
 from launcher.supervise.standby import Standby, standby_process
-from wrn.events import format_event
+from wrn.contract import StandbyReady, Step, format_event
 
 
 class Messages:
@@ -20,7 +21,7 @@ class Messages:
 
 
 class Agent:
-    """What a standby uses of an ``AgentHandle``: commands sent are kept."""
+    """What a standby uses of an ``AgentHandle``: commands sent are kept (as written on the wire)."""
 
     alive, popen = True, None
 
@@ -28,7 +29,7 @@ class Agent:
         self.sent = []
 
     def send(self, message):
-        self.sent.append(message)
+        self.sent.append(message.to_dict())
 
     def kill(self):
         pass
@@ -50,12 +51,12 @@ def _line(rank, text):
 
 def test_ready_once_every_worker_said_standby_and_held_in_order():
     standby, ui = _standby()
-    items = [_line(0, "data: index"), _line(0, format_event("standby", 0, setup_seconds=4.0))]
+    items = [_line(0, "data: index"), _line(0, format_event(StandbyReady(rank=0, setup_seconds=4.0)))]
     for item in items:
         standby.inbox.put(item)
     standby.tick(0.0)
     assert standby.entry["state"] == "starting"
-    standby.inbox.put(_line(1, format_event("standby", 1, setup_seconds=5.0)))
+    standby.inbox.put(_line(1, format_event(StandbyReady(rank=1, setup_seconds=5.0))))
     assert standby.tick(0.0)
     assert standby.entry["state"] == "ready" and standby.entry["ready_s"] >= 0
     assert standby.held == items + [standby.held[-1]]
@@ -81,7 +82,7 @@ def test_a_standby_worker_that_ends_fails_it_with_its_last_output():
 
 def test_a_worker_that_does_not_wait_fails_the_standby():
     standby, _ = _standby()
-    standby.inbox.put(_line(0, format_event("step", 0, epoch=1, step=1)))
+    standby.inbox.put(_line(0, format_event(Step(rank=0, epoch=1, step=1))))
     standby.tick(0.0)
     assert standby.entry["state"] == "failed" and "did not wait" in standby.problem
 
@@ -104,7 +105,7 @@ def test_only_workers_wait_for_go():
 def test_the_worker_says_standby_then_goes_only_on_go(capsys):
     import io
 
-    from wrn.events import parse
+    from wrn.contract import parse_record as parse
     from wrn.train import wait_as_standby
 
     assert wait_as_standby(1, 3.25, io.StringIO("go\n")) is True
