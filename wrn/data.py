@@ -1,7 +1,7 @@
 """RP2K reader: file scanning, sharding, pipelines.
 
 The data path checks and the layout on disk are in ``wrn.datapath``, the class index in
-``wrn.classindex``.
+``wrn.classindex``, the image file checks in ``wrn.images``.
 
 Sharding for data parallel training (``shard_indices``): every epoch all ranks draw the same
 permutation of the whole split from ``(seed, epoch)`` and rank ``r`` of ``w`` takes
@@ -43,13 +43,16 @@ from wrn.datapath import (  # noqa: F401 (moved there; importers of wrn.data sti
     count_images,
     resolve_data_path,
 )
+from wrn.images import (  # noqa: F401 (moved there; importers of wrn.data still get them)
+    MIN_IMAGE_BYTES,
+    TAIL_BYTES,
+    _quick_check_folder,
+    check_image_full,
+    check_image_quick,
+)
 
 #: ``verify`` modes of ``scan_split``.
 VERIFY_MODES = ("off", "quick", "full")
-#: Files smaller than this cannot be a real JPEG or PNG image.
-MIN_IMAGE_BYTES = 64
-#: How many bytes at the end of a file the quick check searches for the end marker.
-TAIL_BYTES = 4096
 #: ``scan_split`` uses helper processes only for at least this many class folders (starting
 #: them costs more than a small dataset's whole scan).
 POOL_MIN_FOLDERS = 64
@@ -58,11 +61,6 @@ MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 #: Eval resizes the shorter side to ``round(image_size / EVAL_CROP_FRACTION)``, then centre crops.
 EVAL_CROP_FRACTION = 0.875
-
-_JPEG_SOI = b"\xff\xd8\xff"
-_JPEG_EOI = b"\xff\xd9"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_IEND = b"IEND"
 
 
 # --------------------------------------------------------------------------- scanning
@@ -112,92 +110,6 @@ class Split:
         where = f" in {self.directory}" if self.directory else ""
         return (f"skipped {len(self.skipped)} unreadable image file(s){where}, using {len(self.files)}: "
                 f"{shown}{more}")
-
-
-def check_image_quick(path: str | os.PathLike, dir_fd: int | None = None) -> str | None:
-    """Structural check without decoding: None if ``path`` looks like a whole JPEG or PNG.
-
-    Reads only the first 16 and last ``TAIL_BYTES`` bytes: a JPEG must start with FF D8 FF and
-    have an FF D9 end marker in its tail; a PNG must have the 8-byte signature and an ``IEND``
-    chunk in its tail. The format is taken from the content, not the file name. Returns the
-    reason otherwise (too small, truncated, unknown format, unreadable). ``dir_fd``: ``path``
-    is relative to that open folder (as ``os.open``).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
-    except OSError as exc:
-        return f"unreadable: {exc.strerror}"
-    try:
-        size = os.lseek(fd, 0, os.SEEK_END)
-        if size < MIN_IMAGE_BYTES:
-            return "empty file" if size == 0 else f"too small to be an image ({size} bytes)"
-        head = os.pread(fd, 16, 0)
-        tail = os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES))
-    except OSError as exc:
-        return f"unreadable: {exc.strerror}"
-    finally:
-        os.close(fd)
-    return _content_problem(head, tail)
-
-
-def _content_problem(head: bytes, tail: bytes) -> str | None:
-    """The quick check's verdict on a file's first 16 and last ``TAIL_BYTES`` bytes."""
-    if head.startswith(_JPEG_SOI):
-        return None if _JPEG_EOI in tail else "truncated JPEG (no end-of-image marker)"
-    if head.startswith(_PNG_SIGNATURE):
-        return None if _PNG_IEND in tail else "truncated PNG (no IEND chunk)"
-    return "not a JPEG or PNG file"
-
-
-def _quick_check_folder(folder: str, names: Sequence[str]) -> list[tuple[str, str]]:
-    """``check_image_quick`` over the files ``names`` of ``folder``: the ``(name, reason)`` of
-    those that fail. Opens each file relative to the open folder, and a file that passes costs
-    five system calls and no Python call: half the time of ``check_image_quick`` per path on
-    RP2K's 384k files (BENCHMARKS.md), where the kernel would walk the whole path each time."""
-    bad: list[tuple[str, str]] = []
-    op, seek, pread, close = os.open, os.lseek, os.pread, os.close
-    try:
-        dfd = op(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        return [(name, f"unreadable: {exc.strerror}") for name in names]
-    try:
-        for name in names:
-            try:
-                fd = op(name, os.O_RDONLY, dir_fd=dfd)
-            except OSError:
-                bad.append((name, check_image_quick(name, dir_fd=dfd) or "unreadable"))
-                continue
-            try:
-                size = seek(fd, 0, 2)
-                head = pread(fd, 16, 0) if size >= MIN_IMAGE_BYTES else b""
-                tail = pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES)) if head else b""
-            except OSError:
-                head = b""
-            finally:
-                close(fd)
-            if head and ((head.startswith(_JPEG_SOI) and _JPEG_EOI in tail)
-                         or (head.startswith(_PNG_SIGNATURE) and _PNG_IEND in tail)):
-                continue
-            # the rare failure: ask the whole check again for its reason
-            bad.append((name, check_image_quick(name, dir_fd=dfd) or "changed while checked"))
-    finally:
-        close(dfd)
-    return bad
-
-
-def check_image_full(path: str | os.PathLike) -> str | None:
-    """``check_image_quick`` plus a full decode with Pillow; None if the image is usable."""
-    problem = check_image_quick(path)
-    if problem:
-        return problem
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
-        return f"cannot be decoded: {str(exc) or type(exc).__name__}"
-    return None
 
 
 def _scan_folder(args: tuple[str, str]) -> tuple[list[str], list[tuple[str, str]], bool]:
