@@ -228,7 +228,7 @@ def test_the_helpers_work_while_the_caller_holds_the_gil(tree, tmp_path):
 #: itself on a folder ending in $SCAN_DIE_ON.
 _SLOW_SCAN = """
 import os, signal, time
-import wrn.data as data
+import wrn.scan as scan
 
 def _scan_folder(args):
     folder = args[0]
@@ -237,7 +237,7 @@ def _scan_folder(args):
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(600)
 
-data._scan_folder = _scan_folder
+scan._scan_folder = _scan_folder
 """
 
 
