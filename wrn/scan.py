@@ -174,9 +174,9 @@ class SplitListing:
 
 def list_split(root: str | os.PathLike, split: str, classes: Sequence[str], verify: str = "quick",
                workers: int = 1, cpus: Sequence[int] | None = None) -> SplitListing:
-    """The usable images of ``root/<split>/<class>/`` folder by folder (see ``scan_split``,
-    which makes a ``Split`` of it, and ``wrn.dataindex``, which writes it without making a path
-    string per file)."""
+    """The usable images of ``root/<split>/<class>/`` folder by folder (see
+    ``wrn.splits.scan_split``, which makes a ``Split`` of it, and ``wrn.dataindex``, which
+    writes it without making a path string per file)."""
     return ListingJob(root, (split,), classes, verify=verify, workers=workers, cpus=cpus).result()[split]
 
 
