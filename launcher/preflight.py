@@ -53,7 +53,7 @@ except Exception as exc:
     out["import"] = f"{type(exc).__name__}: {exc}"
 if out["project"] is not None:
     try:
-        from wrn.data import check_data_path
+        from wrn.datapath import check_data_path
         check_data_path(args["data_path"])
     except Exception as exc:
         out["data"] = str(exc)

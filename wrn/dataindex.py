@@ -48,8 +48,10 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from wrn.data import ListingJob, Split, SplitListing, build_class_index, scan_workers
+from wrn.classindex import build_class_index
 from wrn.fileio import write_atomic
+from wrn.scan import ListingJob, SplitListing, scan_workers
+from wrn.splits import Split
 
 #: Folder of the run directory that holds index files.
 INDEX_DIR = "data-index"

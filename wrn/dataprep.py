@@ -38,9 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from wrn.classindex import save_class_index
 from wrn.config import ConfigError
-from wrn.data import IMAGE_EXTENSIONS, DataError, save_class_index, scan_split, scan_workers
+from wrn.datapath import IMAGE_EXTENSIONS, DataError
 from wrn.fileio import write_json_atomic
+from wrn.scan import scan_workers
+from wrn.splits import scan_split
 
 #: Encodings tried, in order, for member names without the UTF-8 flag.
 NAME_ENCODINGS = ("utf-8", "gbk", "gb18030")
@@ -474,7 +477,7 @@ def _extract_archive(source: Path, target: Path, encoding: str | None, progress,
 
 
 def _verify(root: Path, verify: str, result: Prepared, log) -> None:
-    from wrn.data import build_class_index
+    from wrn.classindex import build_class_index
 
     try:
         classes = build_class_index(root)
