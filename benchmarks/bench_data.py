@@ -1,7 +1,7 @@
 """Data pipeline throughput, and how long training waits for data.
 
 Part 1 (result ``data_pipeline_imgs_per_s``): images/s of the RP2K train pipeline
-(``wrn.data.train_dataset``: decode + random resized crop 224 + flip + normalize + HWC->CHW,
+(``wrn.pipeline.train_dataset``: decode + random resized crop 224 + flip + normalize + HWC->CHW,
 batches of 32, 2 workers) over one full pass of a generated photo-sized dataset, against a
 plain single-process PIL loop doing the same work on the same files in the same order and
 producing the same float32 [32, 3, 224, 224] batches. Page cache warmed first, so both sides

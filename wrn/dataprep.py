@@ -16,7 +16,7 @@ UTF-8 flag. ``prepare(source, out)``:
    UTF-8, or GBK read as CP437/Latin-1) are renamed in place to what they should be
    (``repair_names``); a name that cannot be repaired is reported;
 3. the folder holding ``train/`` and ``test/`` is found at any depth (``find_data_root``);
-4. every image is verified (``wrn.data.scan_split``, on the usable cores): bad ones are counted
+4. every image is verified (``wrn.splits.scan_split``, on the usable cores): bad ones are counted
    and listed, stray files (not an image in a class folder) too;
 5. ``classes.json`` (the class index) and ``prepare.json`` (this report) are written into that
    folder (the report also into ``out``), and its path is the ``data_path`` to use.

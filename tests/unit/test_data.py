@@ -1,4 +1,5 @@
-"""Tests for wrn.data: data path checks, class index, scanning, sharding and the pipelines.
+"""Tests for the RP2K reader: data path checks (wrn.datapath), class index (wrn.classindex),
+scanning (wrn.scan, wrn.splits), sharding (wrn.shards) and the pipelines (wrn.pipeline).
 
 Everything runs on real files written into tmp_path; the pipeline tests run MindSpore's
 dataset engine on CPU with tiny images.
