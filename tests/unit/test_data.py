@@ -116,6 +116,14 @@ def test_import_does_not_load_mindspore():
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
+def test_the_launchers_and_the_scan_helpers_modules_do_not_load_numpy():
+    """The launcher and its pre-flight probe import wrn.datapath; a scan helper that is spawned
+    imports wrn.scan: neither pays for numpy."""
+    code = ("import sys, wrn.datapath, wrn.classindex, wrn.images, wrn.scan; "
+            "assert 'numpy' not in sys.modules, 'numpy imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
 # --------------------------------------------------------------------------- class index
 
 
