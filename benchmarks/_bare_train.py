@@ -26,8 +26,11 @@ def main() -> None:
 
     prepare_process_env()
     t0 = time.time()
-    from wrn import data
+    from wrn.classindex import build_class_index
     from wrn.config import load_config
+    from wrn.datapath import resolve_data_path
+    from wrn.pipeline import train_dataset
+    from wrn.splits import scan_split
 
     cfg = load_config(args.config, [])
     epochs = args.epochs or cfg.epoch_size
@@ -39,13 +42,13 @@ def main() -> None:
     from wrn.models import build_model
     from wrn.steps import make_loss, make_optimizer
 
-    root = data.resolve_data_path(cfg.data_path)
-    classes = data.build_class_index(root)
-    split = data.scan_split(root, "train", classes, verify=cfg.verify_images)
+    root = resolve_data_path(cfg.data_path)
+    classes = build_class_index(root)
+    split = scan_split(root, "train", classes, verify=cfg.verify_images)
     workers = max(1, min(cfg.num_parallel_workers, thread_budget() or 64))
-    dataset, steps = data.train_dataset(split, rank=0, world=1, batch_size=cfg.batch_size,
-                                        image_size=cfg.image_size, seed=cfg.seed, num_workers=workers,
-                                        crop_min_scale=cfg.crop_min_scale)
+    dataset, steps = train_dataset(split, rank=0, world=1, batch_size=cfg.batch_size,
+                                   image_size=cfg.image_size, seed=cfg.seed, num_workers=workers,
+                                   crop_min_scale=cfg.crop_min_scale)
     net = build_model(cfg.model, cfg.num_classes, cfg.image_size, cfg.dropout)
     lr = lr_schedule(cfg.lr_schedule, cfg.lr, steps, epochs, warmup_epochs=cfg.warmup_epochs,
                      lr_end=cfg.lr_end, decay_epochs=cfg.lr_decay_epochs,

@@ -1,7 +1,7 @@
 """Data pipeline throughput, and how long training waits for data.
 
 Part 1 (result ``data_pipeline_imgs_per_s``): images/s of the RP2K train pipeline
-(``wrn.data.train_dataset``: decode + random resized crop 224 + flip + normalize + HWC->CHW,
+(``wrn.pipeline.train_dataset``: decode + random resized crop 224 + flip + normalize + HWC->CHW,
 batches of 32, 2 workers) over one full pass of a generated photo-sized dataset, against a
 plain single-process PIL loop doing the same work on the same files in the same order and
 producing the same float32 [32, 3, 224, 224] batches. Page cache warmed first, so both sides
@@ -54,7 +54,7 @@ def warm_page_cache(files) -> int:
 
 def make_ours(split):
     """Our real training pipeline (rank 0 of 1) and its steps per pass."""
-    from wrn.data import train_dataset
+    from wrn.pipeline import train_dataset
 
     dataset, steps = train_dataset(split, rank=0, world=1, batch_size=BATCH, image_size=IMAGE_SIZE,
                                    seed=1, num_workers=WORKERS, crop_min_scale=CROP_SCALE[0])
@@ -111,7 +111,7 @@ def run_peer(files, rng: np.random.Generator) -> tuple[float, int]:
     """The plain PIL loop over ``files`` (a whole number of batches); return (seconds, images)."""
     from PIL import Image
 
-    from wrn.data import MEAN, STD
+    from wrn.pipeline import MEAN, STD
 
     mean = np.array(MEAN, dtype=np.float32)
     inv_std = (1.0 / np.array(STD, dtype=np.float32)).astype(np.float32)
@@ -134,7 +134,8 @@ def run_peer(files, rng: np.random.Generator) -> tuple[float, int]:
 
 def throughput(args, root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Part 1: both sides alternately, ``args.runs`` times each."""
-    from wrn.data import build_class_index, scan_split
+    from wrn.classindex import build_class_index
+    from wrn.splits import scan_split
 
     classes = build_class_index(root)
     split = scan_split(root, "train", classes, verify="quick")
@@ -299,7 +300,7 @@ def main() -> None:
     args = parser.parse_args()
     from wrn.dist import prepare_process_env
 
-    from wrn.data import build_class_index
+    from wrn.classindex import build_class_index
 
     prepare_process_env()
     results: list[dict[str, Any]] = []

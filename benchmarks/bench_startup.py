@@ -99,15 +99,17 @@ def mem():
         if k in ('Rss', 'Pss', 'Private_Clean', 'Private_Dirty'):
             out[k] = int(v.split()[0]) / 1024
     return {'rss': out['Rss'], 'pss': out['Pss'], 'uss': out['Private_Clean'] + out['Private_Dirty']}
-from wrn import data, dataindex
+from wrn import dataindex
+from wrn.classindex import build_class_index
+from wrn.splits import scan_split
 mode, root, folder = sys.argv[1:4]
 before = mem()
 if mode == 'index':
     index = dataindex.obtain(root, folder)
     splits = [index.train, index.test]
 else:
-    classes = data.build_class_index(root)
-    splits = [data.scan_split(root, s, classes, verify='off') for s in ('train', 'test')]
+    classes = build_class_index(root)
+    splits = [scan_split(root, s, classes, verify='off') for s in ('train', 'test')]
 n = sum(len(f) for s in splits for f in s.files) + sum(int(s.labels.sum()) for s in splits)
 print('ready', flush=True)
 sys.stdin.readline()
@@ -149,7 +151,7 @@ def main() -> None:
         log("warming the page cache")
         warm(tree)
         warm(sample)
-    from wrn.data import build_class_index
+    from wrn.classindex import build_class_index
 
     classes = len(build_class_index(tree))
     results, runs, mem = [], {}, {}

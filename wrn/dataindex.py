@@ -32,7 +32,7 @@ and the UTF-8 file names one after another. Ranks map it read-only, so on one ho
 rank shares the same pages: the index costs each rank almost no private memory (see
 BENCHMARKS.md), where a list of 384k path strings cost about 90 MB per rank.
 
-Imports only numpy (and ``wrn.data``); MindSpore is not needed.
+Imports only numpy (and ``wrn.classindex``, ``wrn.scan``, ``wrn.splits``); MindSpore is not needed.
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from wrn.data import ListingJob, Split, SplitListing, build_class_index, scan_workers
+from wrn.classindex import build_class_index
 from wrn.fileio import write_atomic
+from wrn.scan import ListingJob, SplitListing, scan_workers
+from wrn.splits import Split
 
 #: Folder of the run directory that holds index files.
 INDEX_DIR = "data-index"

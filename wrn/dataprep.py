@@ -16,7 +16,7 @@ UTF-8 flag. ``prepare(source, out)``:
    UTF-8, or GBK read as CP437/Latin-1) are renamed in place to what they should be
    (``repair_names``); a name that cannot be repaired is reported;
 3. the folder holding ``train/`` and ``test/`` is found at any depth (``find_data_root``);
-4. every image is verified (``wrn.data.scan_split``, on the usable cores): bad ones are counted
+4. every image is verified (``wrn.splits.scan_split``, on the usable cores): bad ones are counted
    and listed, stray files (not an image in a class folder) too;
 5. ``classes.json`` (the class index) and ``prepare.json`` (this report) are written into that
    folder (the report also into ``out``), and its path is the ``data_path`` to use.
@@ -38,9 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from wrn.classindex import save_class_index
 from wrn.config import ConfigError
-from wrn.data import IMAGE_EXTENSIONS, DataError, save_class_index, scan_split, scan_workers
+from wrn.datapath import IMAGE_EXTENSIONS, DataError
 from wrn.fileio import write_json_atomic
+from wrn.scan import scan_workers
+from wrn.splits import scan_split
 
 #: Encodings tried, in order, for member names without the UTF-8 flag.
 NAME_ENCODINGS = ("utf-8", "gbk", "gb18030")
@@ -474,7 +477,7 @@ def _extract_archive(source: Path, target: Path, encoding: str | None, progress,
 
 
 def _verify(root: Path, verify: str, result: Prepared, log) -> None:
-    from wrn.data import build_class_index
+    from wrn.classindex import build_class_index
 
     try:
         classes = build_class_index(root)

@@ -87,11 +87,15 @@ def evaluate_checkpoint(cfg, ckpt: Path, info, classes_path: str | None, output_
     """Load ``ckpt`` into the configured model and score the test split; rank 0 writes eval.json."""
     import os
 
-    from wrn import checkpoint, data
+    from wrn import checkpoint
+    from wrn.classindex import build_class_index, load_class_index
+    from wrn.datapath import resolve_data_path
+    from wrn.pipeline import eval_dataset
+    from wrn.splits import scan_split
 
     t0 = time.time()
     device_target = resolve_device_target(cfg.device_target)
-    root = data.resolve_data_path(cfg.data_path)
+    root = resolve_data_path(cfg.data_path)
     info = setup_mindspore(device_target, cfg.mode, cfg.seed, info)
     rank, world = max(info.rank, 0), info.world_size
 
@@ -99,18 +103,18 @@ def evaluate_checkpoint(cfg, ckpt: Path, info, classes_path: str | None, output_
     from wrn.steps import evaluate, param_checksum
 
     index_file = find_class_index(ckpt, classes_path)
-    classes = data.load_class_index(index_file) if index_file else data.build_class_index(root)
+    classes = load_class_index(index_file) if index_file else build_class_index(root)
     if len(classes) != cfg.num_classes:
         raise ConfigError(f"the class index ({index_file or root / 'train'}) has {len(classes)} "
                           f"classes but num_classes is {cfg.num_classes}; pass --set "
                           f"num_classes={len(classes)} or the config used for training")
-    split = data.scan_split(root, "test", classes, verify=cfg.verify_images)
+    split = scan_split(root, "test", classes, verify=cfg.verify_images)
     net = build_model(cfg.model, cfg.num_classes, cfg.image_size, cfg.dropout)
     meta = checkpoint.load(ckpt, net)
     budget = thread_budget()
     workers = max(1, min(cfg.num_parallel_workers, budget or os.cpu_count() or 1))
-    dataset, _ = data.eval_dataset(split, rank=rank, world=world, batch_size=cfg.batch_size,
-                                   image_size=cfg.image_size, num_workers=workers)
+    dataset, _ = eval_dataset(split, rank=rank, world=world, batch_size=cfg.batch_size,
+                              image_size=cfg.image_size, num_workers=workers)
     result = evaluate(net, dataset, world) | {"epoch": meta.get("epoch")}
     if rank == 0:
         emit(Eval.of(rank, **result))

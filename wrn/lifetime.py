@@ -1,7 +1,7 @@
 """A child process that dies with its parent (Linux ``prctl(PR_SET_PDEATHSIG)``).
 
-Used by the node agent for the workers it starts (``launcher.agent.proc``) and by a worker for the
-helper processes that scan its data (``wrn.data``); standard library only.
+Used by the node agent for the workers it starts (``launcher.agent.proc``) and by a worker for
+the helper processes that scan its data (``wrn.scan``); standard library only.
 """
 
 from __future__ import annotations

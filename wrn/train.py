@@ -193,24 +193,24 @@ class Setup:
     def train_batches(self, epoch: int, skip: int) -> Iterator:
         """A fresh pipeline for ``epoch`` (1-based), its first ``skip`` batches dropped inside
         it after augmentation, so the crops of the rest are those of an uninterrupted epoch."""
-        from wrn import data
+        from wrn.pipeline import train_dataset
 
-        dataset, _ = data.train_dataset(self.train_split, rank=self.rank, world=self.world,
-                                        batch_size=self.cfg.batch_size, image_size=self.cfg.image_size,
-                                        seed=self.cfg.seed, num_workers=self.num_workers,
-                                        crop_min_scale=self.cfg.crop_min_scale, start_epoch=epoch - 1,
-                                        skip_steps=skip, replay_skipped=True)
+        dataset, _ = train_dataset(self.train_split, rank=self.rank, world=self.world,
+                                   batch_size=self.cfg.batch_size, image_size=self.cfg.image_size,
+                                   seed=self.cfg.seed, num_workers=self.num_workers,
+                                   crop_min_scale=self.cfg.crop_min_scale, start_epoch=epoch - 1,
+                                   skip_steps=skip, replay_skipped=True)
         return iter(dataset.create_tuple_iterator(num_epochs=1))
 
     def sink_epoch(self, epoch: int, skip: int) -> "EpochSink":
         """``train_batches`` for data sinking: the same pipeline on the device queue."""
-        from wrn import data
+        from wrn.pipeline import train_dataset
 
-        dataset, _ = data.train_dataset(self.train_split, rank=self.rank, world=self.world,
-                                        batch_size=self.cfg.batch_size, image_size=self.cfg.image_size,
-                                        seed=self.cfg.seed, num_workers=self.num_workers,
-                                        crop_min_scale=self.cfg.crop_min_scale, start_epoch=epoch - 1,
-                                        skip_steps=skip, replay_skipped=True)
+        dataset, _ = train_dataset(self.train_split, rank=self.rank, world=self.world,
+                                   batch_size=self.cfg.batch_size, image_size=self.cfg.image_size,
+                                   seed=self.cfg.seed, num_workers=self.num_workers,
+                                   crop_min_scale=self.cfg.crop_min_scale, start_epoch=epoch - 1,
+                                   skip_steps=skip, replay_skipped=True)
         return EpochSink(self.step_cell, dataset)
 
     def sync_batchnorm(self) -> None:
@@ -263,11 +263,13 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     while they work; the others wait for the index after joining; ``rescan`` forces a new scan. Rank 0 writes
     ``classes.json`` and warns about skipped image files and a ``pretrained`` initialisation.
     """
-    from wrn import data, dataindex
+    from wrn import dataindex, shards
     from wrn.checkpoint import config_hash
+    from wrn.datapath import resolve_data_path
+    from wrn.pipeline import eval_dataset
 
     device_target = resolve_device_target(cfg.device_target)
-    root = data.resolve_data_path(cfg.data_path)
+    root = resolve_data_path(cfg.data_path)
     scan = dataindex.ScanOnce(root, output_dir / dataindex.INDEX_DIR, verify=cfg.verify_images,
                               rescan=rescan, log=lambda msg: print(f"data: {msg}", flush=True))
     classes = list(scan.classes)
@@ -291,11 +293,11 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
     num_workers = max(1, min(cfg.num_parallel_workers, threads or os.cpu_count() or 1))
     index = scan.build() if builder else scan.wait()
     train_split, test_split = _use_index(index, classes, rank, output_dir)
-    steps_per_epoch = data.steps_per_epoch(len(train_split.files), world, cfg.batch_size)
+    steps_per_epoch = shards.steps_per_epoch(len(train_split.files), world, cfg.batch_size)
     net, lr, amp, optimizer, step_cell = _build_model(cfg, device_target, steps_per_epoch, rank,
                                                       pretrained)
-    eval_ds, _ = data.eval_dataset(test_split, rank=rank, world=world, batch_size=cfg.batch_size,
-                                   image_size=cfg.image_size, num_workers=num_workers)
+    eval_ds, _ = eval_dataset(test_split, rank=rank, world=world, batch_size=cfg.batch_size,
+                              image_size=cfg.image_size, num_workers=num_workers)
     return Setup(cfg=cfg, output_dir=output_dir, rank=rank, world=world, device_target=device_target,
                  threads=threads, num_workers=num_workers, classes=classes, train_split=train_split,
                  test_split=test_split, steps_per_epoch=steps_per_epoch, net=net, lr=lr, amp=amp,
@@ -306,12 +308,12 @@ def setup(cfg: TrainConfig, output_dir: Path, info: WorldInfo, resume_ckpt: str 
 def _use_index(index, classes: list[str], rank: int, output_dir: Path):
     """The train and test splits of the data index; rank 0 writes ``classes.json`` and warns
     about skipped files."""
-    from wrn import data
+    from wrn.classindex import save_class_index
 
     train_split, test_split = index.train, index.test
     if rank == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
-        data.save_class_index(classes, output_dir / "classes.json")
+        save_class_index(classes, output_dir / "classes.json")
         skipped = list(train_split.skipped) + list(test_split.skipped)
         if skipped:
             emit(WarningEvent.of(rank, message=f"skipped {len(skipped)} unreadable image file(s)",

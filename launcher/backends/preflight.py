@@ -7,7 +7,7 @@ which wrn-launch that is (its version, and whether it is the distribution instal
 python or a source folder such as ``workdir=`` on PYTHONPATH; ``launcher.installation``)
 and whether its import names clash with other code there (``wrn_launch.clashes``, the message
 written there), whether the data path is there
-(``wrn.data.check_data_path``; the built-in dataset counts), the host's devices and cores,
+(``wrn.datapath.check_data_path``; the built-in dataset counts), the host's devices and cores,
 and, on the master, whether the scheduler port is free. The results
 make one table; any failure becomes one ``PlanError`` naming every failed host, and nothing has
 been started anywhere.
@@ -56,7 +56,7 @@ except Exception as exc:
     out["import"] = f"{type(exc).__name__}: {exc}"
 if out["project"] is not None:
     try:
-        from wrn.data import check_data_path
+        from wrn.datapath import check_data_path
         check_data_path(args["data_path"])
     except Exception as exc:
         out["data"] = str(exc)

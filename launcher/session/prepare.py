@@ -306,7 +306,8 @@ def _host_specs(config: LaunchConfig, resume_dir: Path | None) -> list[HostSpec]
 
 
 def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str], world: int) -> None:
-    from wrn.data import BUILTIN_DATA, check_data_path, count_images
+    from wrn.config import BUILTIN_DATA
+    from wrn.datapath import check_data_path, count_images
 
     try:
         check_data_path(cfg.data_path)

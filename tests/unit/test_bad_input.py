@@ -104,7 +104,8 @@ def _dataset(root, classes=(b"cat", b"dog"), images=2):
 
 
 def test_a_class_folder_named_in_gbk_is_one_error_saying_how_to_fix(tmp_path):
-    from wrn.data import DataError, build_class_index, save_class_index
+    from wrn.classindex import build_class_index, save_class_index
+    from wrn.datapath import DataError
 
     root = _dataset(tmp_path / "d", (b"cat", "\u997c\u5e72".encode("gbk")))
     with pytest.raises(DataError, match=r"not valid UTF-8.*unzip -O GBK.*convmv"):

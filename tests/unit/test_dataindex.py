@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wrn import data as D
 from wrn import dataindex as X
 from wrn import synth
+from wrn.classindex import build_class_index
+from wrn.datapath import DataError, count_images
+from wrn.scan import ListingJob
+from wrn.splits import scan_split
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,19 +38,19 @@ def tree(tmp_path, source) -> Path:
 
 
 def test_linked_tree_has_the_asked_shape(tree):
-    classes = D.build_class_index(tree)
+    classes = build_class_index(tree)
     assert len(classes) == 70 and len(set(classes)) == 70
     assert any("（" in c and "）" in c for c in classes) and any("%" in c for c in classes)
-    assert D.count_images(tree, "train") == 700 and D.count_images(tree, "test") == 90
+    assert count_images(tree, "train") == 700 and count_images(tree, "test") == 90
 
 
 def test_the_index_holds_what_a_scan_finds(tree, tmp_path):
-    (tree / "train" / D.build_class_index(tree)[3] / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * 200)
+    (tree / "train" / build_class_index(tree)[3] / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * 200)
     index = X.obtain(tree, tmp_path / "run" / X.INDEX_DIR)
     assert index.built
-    classes = D.build_class_index(tree)
+    classes = build_class_index(tree)
     for split in ("train", "test"):
-        want = D.scan_split(tree, split, classes, verify="quick")
+        want = scan_split(tree, split, classes, verify="quick")
         got = index.splits[split]
         assert list(got.files) == list(want.files)
         assert np.array_equal(got.labels, want.labels)
@@ -61,9 +64,9 @@ def test_the_index_holds_what_a_scan_finds(tree, tmp_path):
 
 
 def test_the_scan_on_several_processes_equals_the_serial_one(tree):
-    classes = D.build_class_index(tree)
-    serial = D.scan_split(tree, "train", classes, verify="quick", workers=1)
-    pooled = D.scan_split(tree, "train", classes, verify="quick", workers=3)
+    classes = build_class_index(tree)
+    serial = scan_split(tree, "train", classes, verify="quick", workers=1)
+    pooled = scan_split(tree, "train", classes, verify="quick", workers=3)
     assert serial.files == pooled.files and np.array_equal(serial.labels, pooled.labels)
 
 
@@ -73,7 +76,7 @@ def test_an_unchanged_tree_reuses_the_index_a_changed_one_gets_a_new_one(tree, t
     again = X.obtain(tree, folder)
     assert first.built and not again.built and again.path == first.path
     time.sleep(0.01)
-    cls = D.build_class_index(tree)[5]
+    cls = build_class_index(tree)[5]
     os.link(next((tree / "train" / cls).iterdir()), tree / "train" / cls / "zz_new.jpg")
     changed = X.obtain(tree, folder)
     assert changed.built and changed.path != first.path and len(changed.train) == 701
@@ -132,7 +135,7 @@ def test_bad_data_is_a_data_error_and_leaves_no_lock(tmp_path):
     (root / "train" / "a").mkdir(parents=True)
     (root / "test").mkdir()
     (root / "train" / "a" / "x.jpg").write_bytes(b"")
-    with pytest.raises(D.DataError, match="no usable images"):
+    with pytest.raises(DataError, match="no usable images"):
         X.obtain(root, tmp_path / X.INDEX_DIR)
     assert not list((tmp_path / X.INDEX_DIR).glob("*.lock"))
 
@@ -186,12 +189,13 @@ def test_the_scan_uses_helpers_once_mindspore_is_loaded_and_the_process_is_pinne
     come from a fork server) and binding itself to one core (helpers get the cores it had
     before) scans as well as one that starts before joining."""
     code = ("import os, sys, mindspore\n"
-            "from wrn import data\n"
+            "from wrn.classindex import build_class_index\n"
+            "from wrn.splits import scan_split\n"
             "cpus = sorted(os.sched_getaffinity(0))\n"
             "os.sched_setaffinity(0, cpus[:1])\n"
-            "c = data.build_class_index(sys.argv[1])\n"
-            "a = data.scan_split(sys.argv[1], 'train', c, workers=2, cpus=cpus)\n"
-            "b = data.scan_split(sys.argv[1], 'train', c, workers=1)\n"
+            "c = build_class_index(sys.argv[1])\n"
+            "a = scan_split(sys.argv[1], 'train', c, workers=2, cpus=cpus)\n"
+            "b = scan_split(sys.argv[1], 'train', c, workers=1)\n"
             "print(a.files == b.files, len(a))\n")
     out = _run_code(code, tree)
     assert out.stdout.split() == ["True", "700"], out.stderr[-2000:]
@@ -212,9 +216,10 @@ def test_the_helpers_work_while_the_caller_holds_the_gil(tree, tmp_path):
     """A builder starts the scan, then MindSpore's init() holds the GIL for seconds: the helpers
     must not need this process meanwhile (a process pool's feeding thread did, and waited)."""
     code = ("import sys, time\n"
-            "from wrn import data\n"
-            "c = data.build_class_index(sys.argv[1])\n"
-            "job = data.ListingJob(sys.argv[1], ('train', 'test'), c, workers=2)\n"
+            "from wrn.classindex import build_class_index\n"
+            "from wrn.scan import ListingJob\n"
+            "c = build_class_index(sys.argv[1])\n"
+            "job = ListingJob(sys.argv[1], ('train', 'test'), c, workers=2)\n"
             "t = time.monotonic(); sum(range(60_000_000)); held = time.monotonic() - t\n"
             "got = job.result()\n"
             "print(round(held, 2), round(job.seconds, 2), got['train'].count, got['test'].count)\n")
@@ -229,7 +234,7 @@ def test_the_helpers_work_while_the_caller_holds_the_gil(tree, tmp_path):
 #: itself on a folder ending in $SCAN_DIE_ON.
 _SLOW_SCAN = """
 import os, signal, time
-import wrn.data as data
+import wrn.scan as scan
 
 def _scan_folder(args):
     folder = args[0]
@@ -238,7 +243,7 @@ def _scan_folder(args):
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(600)
 
-data._scan_folder = _scan_folder
+scan._scan_folder = _scan_folder
 """
 
 
@@ -256,7 +261,8 @@ def _slow_scan_child(tmp_path, tree, body, **env):
     (site / "sitecustomize.py").write_text(_SLOW_SCAN)
     marks = tmp_path / "marks"
     marks.mkdir()
-    code = "import os, sys, time, types\nfrom wrn import data\n" + body
+    code = ("import os, sys, time, types\nfrom wrn.classindex import build_class_index\n"
+            "from wrn.datapath import DataError\nfrom wrn.scan import ListingJob\n" + body)
     proc = subprocess.Popen([sys.executable, "-c", code, str(tree)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}",
@@ -269,8 +275,8 @@ def test_the_helpers_die_with_the_process_that_started_them(tree, tmp_path, mind
     """Killed mid-scan, a worker leaves no helper: forked ones, and spawned ones (MindSpore
     loaded), which a fork server had kept alive."""
     body = (("sys.modules['mindspore'] = types.ModuleType('mindspore')\n" if mindspore_loaded else "")
-            + "c = data.build_class_index(sys.argv[1])\n"
-            "job = data.ListingJob(sys.argv[1], ('train',), c, workers=2)\n"
+            + "c = build_class_index(sys.argv[1])\n"
+            "job = ListingJob(sys.argv[1], ('train',), c, workers=2)\n"
             "print(*[p.pid for p, _ in job._helpers], flush=True)\n"
             "time.sleep(600)\n")
     proc, marks = _slow_scan_child(tmp_path, tree, body)
@@ -293,13 +299,13 @@ def test_the_helpers_die_with_the_process_that_started_them(tree, tmp_path, mind
 def test_a_helper_that_dies_is_an_error_at_once_not_after_the_others(tree, tmp_path):
     # 70 folders, 2 helpers: chunks of 70 // 32 = 2 folders, helper 1 starts with chunk 1, whose
     # first folder is the third; helper 0, whose result is read first, sleeps meanwhile
-    victim = D.build_class_index(tree)[2]
-    body = ("c = data.build_class_index(sys.argv[1])\n"
-            "job = data.ListingJob(sys.argv[1], ('train',), c, workers=2)\n"
+    victim = build_class_index(tree)[2]
+    body = ("c = build_class_index(sys.argv[1])\n"
+            "job = ListingJob(sys.argv[1], ('train',), c, workers=2)\n"
             "t = time.monotonic()\n"
             "try:\n"
             "    job.result()\n"
-            "except data.DataError as exc:\n"
+            "except DataError as exc:\n"
             "    print(round(time.monotonic() - t), exc, flush=True)\n")
     proc, _ = _slow_scan_child(tmp_path, tree, body, SCAN_DIE_ON=victim)
     try:
@@ -311,13 +317,13 @@ def test_a_helper_that_dies_is_an_error_at_once_not_after_the_others(tree, tmp_p
 
 
 def test_a_folder_that_cannot_be_listed_is_a_data_error_with_or_without_helpers(tree, tmp_path):
-    classes = D.build_class_index(tree)
+    classes = build_class_index(tree)
     for workers in (1, 2):
-        job = D.ListingJob(tree, ("train",), classes, workers=workers)
+        job = ListingJob(tree, ("train",), classes, workers=workers)
         gone = tree / "train" / classes[-1]
         gone.rename(tmp_path / f"moved-{workers}")
         try:
-            with pytest.raises(D.DataError, match=f"cannot list .*{classes[-1]}"):
+            with pytest.raises(DataError, match=f"cannot list .*{classes[-1]}"):
                 job.result()
         finally:
             (tmp_path / f"moved-{workers}").rename(gone)
@@ -339,6 +345,6 @@ def test_start_refuses_a_test_class_missing_from_train_before_anything_runs(tree
     (tree / "test" / "not-a-class").mkdir()
     scan = X.ScanOnce(tree, tmp_path / X.INDEX_DIR)
     assert scan.claim()
-    with pytest.raises(D.DataError, match="not-a-class"):
+    with pytest.raises(DataError, match="not-a-class"):
         scan.start()
     assert not scan.lock.exists() and not list((tmp_path / X.INDEX_DIR).glob("*.idx"))

@@ -423,7 +423,8 @@ folder_names = st.one_of(st.binary(min_size=1, max_size=12).filter(
 @example([b"ok", b"\xff"])
 @given(st.lists(folder_names, min_size=0, max_size=5, unique=True))
 def test_class_folders(names):
-    from wrn.data import DataError, build_class_index, count_images, save_class_index
+    from wrn.classindex import build_class_index, save_class_index
+    from wrn.datapath import DataError, count_images
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -495,7 +496,8 @@ def test_archives(raw):
 @FUZZ
 @given(st.one_of(json_values.map(json.dumps), hostile))
 def test_class_index_files(text):
-    from wrn.data import DataError, load_class_index
+    from wrn.classindex import load_class_index
+    from wrn.datapath import DataError
 
     classes = _parse_file("classes.json", text, load_class_index, DataError)
     assert classes is None or classes and all(isinstance(c, str) and c for c in classes)

@@ -9,15 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wrn import data as D
 from wrn import synth
+from wrn.classindex import build_class_index
+from wrn.pipeline import train_dataset
+from wrn.splits import scan_split
 
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
     root = tmp_path_factory.mktemp("sink")
     synth.generate(root, num_classes=3, train_per_class=8, test_per_class=1, seed=3)
-    return D.scan_split(root, "train", D.build_class_index(root))
+    return scan_split(root, "train", build_class_index(root))
 
 
 class Transfer:
@@ -52,9 +54,9 @@ def fake_data_sink(monkeypatch):
 
 
 def _dataset(split, skip=0):
-    ds, steps = D.train_dataset(split, rank=0, world=1, batch_size=4, image_size=16, seed=2,
-                                num_workers=1, start_epoch=1, skip_steps=skip,
-                                replay_skipped=True)
+    ds, steps = train_dataset(split, rank=0, world=1, batch_size=4, image_size=16, seed=2,
+                              num_workers=1, start_epoch=1, skip_steps=skip,
+                              replay_skipped=True)
     return ds, steps
 
 

@@ -13,9 +13,11 @@ import pytest
 from PIL import Image
 
 from tests.support import REPO
-from wrn import data as D
 from wrn import synth
+from wrn.classindex import build_class_index
 from wrn.config import BUILTIN_DATA
+from wrn.datapath import resolve_data_path
+from wrn.splits import scan_split
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -56,16 +58,16 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, small):
 
 def test_exactly_one_corrupt_file_and_the_rest_decode(small):
     root, summary = small
-    classes = D.build_class_index(root)
-    train = D.scan_split(root, "train", classes, verify="full")
-    test = D.scan_split(root, "test", classes, verify="full")
+    classes = build_class_index(root)
+    train = scan_split(root, "train", classes, verify="full")
+    test = scan_split(root, "test", classes, verify="full")
     assert [Path(p).relative_to(root).as_posix() for p, _ in train.skipped] == summary["corrupt"]
     assert len(summary["corrupt"]) == 1
     assert test.skipped == ()
     assert len(train) == summary["train"] == 100
     assert len(test) == summary["test"] == 50
     # the quick check alone already catches it
-    assert len(D.scan_split(root, "train", classes, verify="quick").skipped) == 1
+    assert len(scan_split(root, "train", classes, verify="quick").skipped) == 1
 
 
 def test_mixed_formats_and_extension_case(small):
@@ -86,10 +88,10 @@ def test_mixed_formats_and_extension_case(small):
 def test_colour_alone_does_not_identify_the_class(small):
     # nearest class-mean on raw pixels must be far from perfect: the classes are shapes
     root, _ = small
-    classes = D.build_class_index(root)
+    classes = build_class_index(root)
 
     def load(split):
-        s = D.scan_split(root, split, classes)
+        s = scan_split(root, split, classes)
         x = np.stack([np.asarray(Image.open(f).convert("RGB").resize((16, 16)), np.float32).ravel() for f in s.files])
         return x, s.labels
 
@@ -129,11 +131,11 @@ def test_ensure_builtin_concurrent_processes_make_one_dataset(tmp_path, monkeypa
     assert summary["num_classes"] == 10
     assert summary["train"] == 1200
     assert summary["test"] == 300
-    classes = D.build_class_index(target)
-    assert len(D.scan_split(target, "train", classes)) == 1200
+    classes = build_class_index(target)
+    assert len(scan_split(target, "train", classes)) == 1200
     # the config value resolves to the same folder, without generating again
     before = (target / synth.COMPLETE_MARKER).stat().st_mtime_ns
-    assert D.resolve_data_path(BUILTIN_DATA) == target.resolve()
+    assert resolve_data_path(BUILTIN_DATA) == target.resolve()
     assert (target / synth.COMPLETE_MARKER).stat().st_mtime_ns == before
 
 
