@@ -27,11 +27,14 @@ from cluster.hosts import format_hostfile, mask_command, mask_env
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan
 from launcher.backends.base import BackendError
 from launcher.config import LaunchConfig, LaunchError
-from launcher.supervise.monitor import Monitor, RunResult, RunState
+from launcher.supervise.monitor import Monitor
+from launcher.supervise.ranks import RunBoard
+from launcher.supervise.result import RunResult, RunState
+from launcher.supervise.stalls import StallPolicy
 from launcher.session.prepare import HOSTFILE_NAME, Prepared, prepare, versions
 from launcher.supervise.result import RunSummary
 from launcher.rundir.record import RunRecord, RunRecordWriter, masked_plan
-from launcher.ui.renderers import Renderer, make_renderer
+from launcher.ui.renderers import Renderer, RunConsole, make_renderer
 from launcher.rundir.layout import archive_logs, create_run_dir, iso_time
 from launcher.rundir.files import RunFiles
 from launcher.backends.slurm import SlurmBackend, record_job
@@ -55,14 +58,6 @@ class LaunchResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
-
-
-def failure_reason(result: RunResult) -> str:
-    """One line naming who failed, where and how (the restart reason in run.json)."""
-    cause = result.root_cause
-    if cause is None:
-        return result.summary.note or "a worker failed"
-    return f"{cause.who} on {cause.host}: {cause.reason}"
 
 
 def _dropped_names(shrink: dict[str, Any]) -> str:
@@ -166,6 +161,8 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
     attempt's result and plan."""
     config, run_dir = prepared.config, prepared.run_dir
     record = _first_record(prepared)
+    board = RunBoard(run_dir.name, prepared.request.backend, stalls=StallPolicy(config.supervisor))
+    renderer, ui = ui, RunConsole(ui, board)
     fetcher = None
     standby: Standby | None = None  # the next attempt, started and waiting (--standby)
     finished: RunRecord | None = None  # the last monitored attempt's record
@@ -195,9 +192,9 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
             record.plan = masked_plan(plan.to_dict())
             record.rank_table = str(run_dir / RANK_TABLE_NAME) if plan.rank_table else None
             files = RunFiles(run_dir)
-            monitor = Monitor(plan, files, ui, prepared.backend, config.supervisor, record,
+            monitor = Monitor(plan, files, renderer, prepared.backend, config.supervisor, record,
                               RunRecordWriter(run_dir, len(plan.processes), files.trouble),
-                              prepared.notes, fetcher, adopt=standby,
+                              board, prepared.notes, fetcher, adopt=standby,
                               start_standby=_standby_starter(prepared, restarts))
             standby = None  # released and adopted: the monitor owns its agents now
             try:
@@ -208,7 +205,7 @@ def _run_attempts(prepared: Prepared, ui: Renderer) -> tuple[RunResult, LaunchPl
             if result.state is not RunState.FAILED or restarts >= config.max_restarts:
                 return result, plan
             restarts += 1
-            reason = failure_reason(result)
+            reason = result.failure_reason()
             record = result.record.next_attempt("restarted", reason)
             archive_logs(run_dir, record.attempt - 1)
             ui.message("warning", f"restart {restarts} of {config.max_restarts} from the newest "

@@ -266,7 +266,6 @@ def run(args: argparse.Namespace, overrides: Sequence[str], argv: Sequence[str])
     try:
         config = launch_config(args, overrides, argv)
         renderer = make_renderer(sys.stdout, plain=args.plain, json_lines=args.json,
-                                 stall_after=config.supervisor.stall_timeout or ADAPTIVE_FLOOR_S,
                                  tail_ranks=config.tail_ranks)
         result = launch(config, renderer=renderer)
     except (LaunchError, PlanError) as exc:

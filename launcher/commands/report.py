@@ -93,7 +93,7 @@ def summary_table(record: LoadedRun) -> Table:
     table = Table(box=box.SIMPLE, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    start = record.start_event or {}
+    start = record.start_event
     status = record.status
     rows: list[tuple[str, Any]] = [
         ("run", str(record.path)),
@@ -105,16 +105,15 @@ def summary_table(record: LoadedRun) -> Table:
         ("devices", record.devices + (f" ({', '.join(record.hosts)})" if record.hosts else "")),
     ]
     if start:
-        params = start.get("params")
-        model = str(start.get("model"))
-        if isinstance(params, int):
-            model += f" ({params:,} parameters)"
+        model = str(start.model)
+        if start.params is not None:
+            model += f" ({start.params:,} parameters)"
         rows.append(("model", model))
-        if start.get("batch_size") and record.world_size:
-            rows.append(("batch", f"{start['batch_size']} per device x {record.world_size} = "
-                                  f"{start['batch_size'] * record.world_size}"))
+        if start.batch_size and record.world_size:
+            rows.append(("batch", f"{start.batch_size} per device x {record.world_size} = "
+                                  f"{start.batch_size * record.world_size}"))
     epochs = record.epochs()
-    total = start.get("epochs")
+    total = start.epochs if start else None
     done = max((r.epoch for r in epochs if r.loss is not None), default=0)
     rows.append(("epochs", f"{done}/{total}" if total else str(done)))
     rows.append(("final loss", fmt_loss(record.final_loss)))
@@ -276,8 +275,9 @@ def svg_document(record: LoadedRun) -> str:
     width, height = 900, 660
     steps = record.step_losses()
     per_epoch = record.epochs()
-    spe = (record.start_event or {}).get("steps_per_epoch")
-    epoch_means = [(r.epoch * spe, r.loss) for r in per_epoch if r.loss is not None and isinstance(spe, int)]
+    start = record.start_event
+    spe = start.steps_per_epoch if start else None
+    epoch_means = [(r.epoch * spe, r.loss) for r in per_epoch if r.loss is not None and spe is not None]
     acc = [(e, v * 100 if v <= 1.0 else v) for e, v in record.accuracy()]
     status = record.status
     head = f"{record.name} · {status} · {record.devices} · final loss {fmt_loss(record.final_loss)} · " \
@@ -287,8 +287,8 @@ def svg_document(record: LoadedRun) -> str:
             f"<title>{escape(PROG)} report: {escape(record.name)}</title>",
             f'<rect width="{width}" height="{height}" fill="#fafafa"/>',
             f'<text x="20" y="28" font-size="17" font-weight="bold">{escape(head)}</text>']
-    total_epochs = (record.start_event or {}).get("epochs")
-    total_steps = total_epochs * spe if isinstance(total_epochs, int) and isinstance(spe, int) else None
+    total_epochs = start.epochs if start else None
+    total_steps = total_epochs * spe if total_epochs is not None and spe is not None else None
     body += _panel(80, 70, 780, 230, "training loss", "global step",
                    [{"points": steps, "color": "#1f77b4", "label": "loss per logged step (rank 0)", "stroke": 1.2},
                     {"points": epoch_means, "color": "#ff7f0e", "label": "epoch mean (all ranks)",

@@ -20,7 +20,8 @@ from launcher import PROG
 from launcher.supervise.progress import RunProgress
 from launcher.rundir.record import RUN_JSON, RunRecord
 from launcher.rundir.layout import LOCK_NAME, METRICS, RunDirLock
-from wrn.contract import number
+from wrn.contract import Checkpoint, EpochEnd, Eval, Event, Start, Step, WarningEvent, event_from, \
+    number
 
 #: Shown under the table when a run's status is "lost".
 LOST_NOTE = ("lost: run.json still says running, but the launcher was killed before it could record "
@@ -98,7 +99,7 @@ class LoadedRun:
 
     path: Path
     record: RunRecord
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)   # metrics.jsonl, typed
     eval: dict[str, Any] | None = None
     bad_lines: int = 0
 
@@ -157,7 +158,7 @@ class LoadedRun:
         if isinstance(size, int):
             return size
         start = self.start_event
-        return start.get("world_size") if start else None
+        return start.world_size if start else None
 
     @property
     def backend(self) -> str | None:
@@ -179,63 +180,63 @@ class LoadedRun:
         return text
 
     # -- events -----------------------------------------------------------------------------------
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        """Events of one kind, in file order."""
-        return [e for e in self.events if e.get("event") == kind]
+    def of(self, kind: type[Event]) -> list[Any]:
+        """Events of one type, in file order."""
+        return [e for e in self.events if isinstance(e, kind)]
 
     @property
-    def start_event(self) -> dict[str, Any] | None:
-        starts = sorted(self.of("start"), key=lambda e: (e.get("rank") != 0, e.get("rank")))
+    def start_event(self) -> Start | None:
+        starts = sorted((e for e in self.of(Start) if e.rank is not None),
+                        key=lambda e: (e.rank != 0, e.rank))
         return starts[0] if starts else None
 
-    def _lead_rank(self, kind: str) -> int | None:
-        ranks = sorted({e.get("rank") for e in self.of(kind) if isinstance(e.get("rank"), int)})
+    def _lead_rank(self, kind: type[Event]) -> int | None:
+        ranks = sorted({e.rank for e in self.of(kind) if e.rank is not None})
         return ranks[0] if ranks else None
 
     def step_losses(self) -> list[tuple[int, float]]:
         """(global step, loss) of the lowest reporting rank (rank 0), the newest attempt winning
         where a restart repeated steps."""
-        lead = self._lead_rank("step")
+        lead = self._lead_rank(Step)
         points: dict[int, float] = {}
-        for e in self.of("step"):
-            g, loss = e.get("global_step"), number(e.get("loss"))
-            if e.get("rank") == lead and isinstance(g, int) and loss is not None:
-                points[g] = loss
+        for e in self.of(Step):
+            if e.rank == lead and e.global_step is not None and e.loss is not None:
+                points[e.global_step] = e.loss
         return sorted(points.items())
 
-    def evals(self) -> list[dict[str, Any]]:
+    def evals(self) -> list[Eval]:
         """Evaluation events, one per epoch (rank 0's, the newest winning)."""
-        by_epoch: dict[int, dict[str, Any]] = {}
-        lead = self._lead_rank("eval")
-        for e in self.of("eval"):
-            if e.get("rank") == lead and isinstance(e.get("epoch"), int) and number(e.get("top1")) is not None:
-                by_epoch[e["epoch"]] = e
+        by_epoch: dict[int, Eval] = {}
+        lead = self._lead_rank(Eval)
+        for e in self.of(Eval):
+            if e.rank == lead and e.epoch is not None and e.top1 is not None:
+                by_epoch[e.epoch] = e
         return [by_epoch[k] for k in sorted(by_epoch)]
 
     def accuracy(self) -> list[tuple[int, float]]:
         """(epoch, top-1 as a fraction) of every evaluation."""
-        return [(e["epoch"], float(e["top1"])) for e in self.evals()]
+        return [(e.epoch, e.top1) for e in self.evals()]
 
     def epochs(self) -> list[EpochRow]:
         """Per-epoch rows from the epoch_end, eval and checkpoint events."""
-        per: dict[int, dict[int, dict[str, Any]]] = {}
-        for e in self.of("epoch_end"):
-            if isinstance(e.get("epoch"), int) and isinstance(e.get("rank"), int):
-                per.setdefault(e["epoch"], {})[e["rank"]] = e  # the newest attempt wins
+        per: dict[int, dict[int, EpochEnd]] = {}
+        for e in self.of(EpochEnd):
+            if e.epoch is not None and e.rank is not None:
+                per.setdefault(e.epoch, {})[e.rank] = e  # the newest attempt wins
         rows: dict[int, EpochRow] = {}
         for epoch, ranks in per.items():
-            losses = [v for v in (number(r.get("loss")) for r in ranks.values()) if v is not None]
-            secs = [v for v in (number(r.get("seconds")) for r in ranks.values()) if v is not None]
-            ips = [v for v in (number(r.get("imgs_per_s")) for r in ranks.values()) if v is not None]
+            losses = [r.loss for r in ranks.values() if r.loss is not None]
+            secs = [r.seconds for r in ranks.values() if r.seconds is not None]
+            ips = [r.imgs_per_s for r in ranks.values() if r.imgs_per_s is not None]
             scale = (self.world_size or len(ranks)) / len(ranks) if ips else 1.0
             rows[epoch] = EpochRow(epoch, loss=sum(losses) / len(losses) if losses else None,
                                    seconds=max(secs) if secs else None,
                                    imgs_per_s=sum(ips) * scale if ips else None)
         for e in self.evals():
-            rows.setdefault(e["epoch"], EpochRow(e["epoch"])).top1 = float(e["top1"])
-        for e in self.of("checkpoint"):
-            if isinstance(e.get("epoch"), int) and e["epoch"] in rows:
-                rows[e["epoch"]].checkpoint = True
+            rows.setdefault(e.epoch, EpochRow(e.epoch)).top1 = e.top1
+        for e in self.of(Checkpoint):
+            if e.epoch in rows:
+                rows[e.epoch].checkpoint = True
         return [rows[k] for k in sorted(rows)]
 
     # -- headline numbers --------------------------------------------------------------------------
@@ -262,12 +263,13 @@ class LoadedRun:
         same way as a finished run's."""
         progress = RunProgress(self.world_size or 1)
         for event in self.events:
-            progress.update(event, number(event.get("time")) or 0.0)
+            progress.update(event, event.time or 0.0)
         return progress
 
     @property
     def skipped_files(self) -> int:
-        return sum(e["skipped_files"] for e in self.of("warning") if isinstance(e.get("skipped_files"), int))
+        counts = (e.extra.get("skipped_files") for e in self.of(WarningEvent))
+        return sum(n for n in counts if isinstance(n, int) and not isinstance(n, bool))
 
 
 def read_run_record(path: str | Path) -> tuple[Path, RunRecord]:
@@ -297,7 +299,8 @@ def load_run(path: str | Path) -> LoadedRun:
         ev = json.loads((root / "eval.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         ev = None
-    return LoadedRun(path=root.resolve(), record=record, events=events,
+    typed = [e for e in map(event_from, events) if e is not None]
+    return LoadedRun(path=root.resolve(), record=record, events=typed,
                      eval=ev if isinstance(ev, dict) else None, bad_lines=bad)
 
 

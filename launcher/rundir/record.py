@@ -11,7 +11,7 @@ Layout of run.json (``"format": 1``)::
     attempt (this attempt's number, 1-based), attempts (earlier attempts), max_restarts,
     status ("running", "succeeded", "failed", "interrupted", "preempted"), start_time, end_time, wall_s,
     exit_code, processes [{name, role, host, rank, pid, pgid, start_time, end_time, exit_code,
-    signal, error, log}], agents [{host, pid}], root_cause, summary, launcher_error,
+    signal, error, log, stalled (workers: warned about as stalled and not heard from since)}], agents [{host, pid}], root_cause, summary, launcher_error,
     shrinks (hosts a restart left out, ``--min-devices``; only when there were some),
     standbys ([{attempt, state, start_time, ready_s, reason}], ``--standby``; only with it)
 """
@@ -59,6 +59,7 @@ class ProcessRecord:
     signal: str | None = None
     error: str | None = None
     log: str | None = None
+    stalled: bool | None = None      # a worker warned about as stalled, not heard from since
 
     def json_text(self) -> str:
         """This entry as run.json writes it (computed once: a record is replaced, not changed)."""
@@ -71,7 +72,8 @@ class ProcessRecord:
         return {"name": self.name, "role": self.role, "host": self.host, "rank": self.rank,
                 "pid": self.pid, "pgid": self.pgid, "start_time": self.start_time,
                 "end_time": self.end_time, "exit_code": self.exit_code, "signal": self.signal,
-                "error": self.error, "log": self.log}
+                "error": self.error, "log": self.log,
+                **({"stalled": self.stalled} if self.stalled is not None else {})}
 
     @classmethod
     def from_dict(cls, data: Any) -> "ProcessRecord | None":
@@ -82,7 +84,8 @@ class ProcessRecord:
                    pid=whole(data.get("pid")), pgid=whole(data.get("pgid")),
                    start_time=text(data.get("start_time")), end_time=text(data.get("end_time")),
                    exit_code=whole(data.get("exit_code")), signal=text(data.get("signal")),
-                   error=text(data.get("error")), log=text(data.get("log")))
+                   error=text(data.get("error")), log=text(data.get("log")),
+                   stalled=data.get("stalled") if isinstance(data.get("stalled"), bool) else None)
 
 
 @dataclass
@@ -325,3 +328,39 @@ class RunRecordWriter:
             return False
         self.writes += 1
         return True
+
+
+class RecordKeeper:
+    """Keeps a running attempt's run.json up to date: a change is noted (``changed``) and the
+    record is written when the writer is due (``flush``), or at once (``force``). A process's
+    entry (``processes``: name -> an object whose ``record()`` is its ``ProcessRecord``) is
+    rebuilt only when that process changed. A write that fails (a full disk) is tried again at
+    the next flush."""
+
+    def __init__(self, record: RunRecord, writer: RunRecordWriter, processes: Mapping[str, Any]) -> None:
+        self.record, self.writer = record, writer
+        self._processes = processes
+        self._entries = {name: proc.record() for name, proc in processes.items()}
+        self._changed: set[str] = set()
+        self.dirty = False
+
+    def changed(self, name: str | None = None) -> None:
+        """The record (and process ``name``'s entry in it) changed."""
+        if name is not None:
+            self._changed.add(name)
+        self.dirty = True
+
+    def flush(self, agents: list[AgentRecord], root_cause: dict[str, Any] | None,
+              force: bool = False) -> None:
+        """Write the record if it changed and the writer is due (or ``force``)."""
+        if not self.dirty or not (force or self.writer.due()):
+            return
+        self.dirty = False
+        for name in self._changed:
+            self._entries[name] = self._processes[name].record()
+        self._changed.clear()
+        self.record.processes = list(self._entries.values())
+        self.record.agents = agents
+        self.record.root_cause = root_cause
+        if not self.writer.write(self.record):
+            self.dirty = True  # written again when due: the disk may have room by then

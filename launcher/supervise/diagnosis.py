@@ -19,9 +19,11 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from launcher.ui.formatting import fmt_span
 from launcher.rundir.layout import path_inside
+from wrn.fileio import write_atomic
 
 DIAGNOSTICS_DIR = "diagnostics"
 _FRAME = re.compile(r'^\s*File "(?P<file>.*)", line (?P<line>\d+) in (?P<func>.*)$')
@@ -253,3 +255,20 @@ def stacks_file_text(item: RankStacks, attempt: int, reason: str) -> str:
         head.append(f"note: {item.error}")
     body = item.stacks.rstrip() or "(no stacks)"
     return "\n".join(head) + "\n\nPython stacks, every thread (most recent call first):\n" + body + "\n"
+
+
+def write_stacks(run_dir: str | Path, attempt: int, answers: list[RankStacks], reason: str,
+                 logs: Mapping[str, str]) -> list[str]:
+    """Each answer to ``diagnostics/attempt-<n>/<host>-rank<k>.txt`` (``logs``: each worker's
+    log by name, which names its file); the problems writing them (a full disk)."""
+    problems = []
+    for item in answers:
+        path = stacks_path(run_dir, attempt, logs.get(item.name) or f"{item.name}.log")
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, stacks_file_text(item, attempt, reason))
+        except OSError as exc:
+            problems.append(f"cannot write {path}: {exc.strerror}")
+    return problems

@@ -1,10 +1,36 @@
-"""What an attempt comes to: the root cause that is blamed for a failure, and the summary shown
-at the end and stored in run.json."""
+"""What an attempt comes to: its state and exit code, the root cause that is blamed for a
+failure, and the summary shown at the end and stored in run.json.
+
+Exit status of an attempt: 0 succeeded, 1 failed, 128+N interrupted by signal N.
+"""
 
 from __future__ import annotations
 
+import enum
+import os
+import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from launcher.rundir.record import RunRecord
+
+
+class RunState(enum.Enum):
+    """How an attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    PREEMPTED = "preempted"      # SIGTERM or SIGUSR1 inside a Slurm job (scancel, requeue, time limit)
+
+
+def interrupted_state(signum: int) -> RunState:
+    """PREEMPTED for SIGTERM/SIGUSR1 inside a Slurm job (the workers then write a step
+    checkpoint: ``wrn.loop.StopOnSignal``), else INTERRUPTED."""
+    if signum in (signal.SIGTERM, signal.SIGUSR1) and os.environ.get("SLURM_JOB_ID"):
+        return RunState.PREEMPTED
+    return RunState.INTERRUPTED
 
 
 @dataclass
@@ -26,6 +52,13 @@ class RootCause:
     @property
     def who(self) -> str:
         return f"rank {self.rank}" if self.rank is not None else self.name
+
+    @classmethod
+    def of(cls, proc: Any, reason: str, error: str | None = None) -> "RootCause":
+        """``proc`` (a ``ProcessState``) failed for ``reason``; ``error``: its error event."""
+        return cls(name=proc.name, host=proc.host, rank=proc.rank, reason=reason,
+                   exit_code=proc.exit_code, signal=proc.signal, log=proc.log,
+                   log_tail=list(proc.tail), error=error or proc.error)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "host": self.host, "rank": self.rank, "reason": self.reason,
@@ -59,3 +92,26 @@ class RunSummary:
         out = {k: v for k, v in vars(self).items() if k not in ("root_cause", "checksums")}
         out["checksums"] = {str(k): v for k, v in self.checksums.items()}
         return out
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one attempt came to: its state and exit code, the summary shown at the end, every
+    process that failed (by name: rank k's worker is ``rank<k>``), and the final run record."""
+
+    state: RunState
+    exit_code: int
+    summary: RunSummary
+    record: "RunRecord"
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def root_cause(self) -> RootCause | None:
+        return self.summary.root_cause
+
+    def failure_reason(self) -> str:
+        """One line naming who failed, where and how (the restart reason in run.json)."""
+        cause = self.root_cause
+        if cause is None:
+            return self.summary.note or "a worker failed"
+        return f"{cause.who} on {cause.host}: {cause.reason}"

@@ -35,20 +35,20 @@ import time
 from typing import Any, Callable
 
 from cluster.plan import LaunchPlan, ProcessSpec
-from launcher.backends.base import Backend
-from launcher.agent.handle import AgentHandle, agent_spec, Inbound, beat
-from wrn.contract import Exited, Line, Started
-from launcher.config import SupervisorConfig
-from launcher.ui.formatting import exit_text
+from launcher.agent.handle import AgentHandle, Inbound, agent_spec, beat
 from launcher.agent.proc import kill_group
+from launcher.backends.base import Backend
+from launcher.config import SupervisorConfig
 from launcher.rundir.layout import iso_time
-from wrn.contract import STANDBY_ENV, Go, Stop, parse_record as parse_event
+from launcher.ui.formatting import exit_text
+from wrn.contract import STANDBY_ENV, Checkpoint, EpochEnd, Eval, Exited, Finish, Go, Line, \
+    StandbyReady, Start, Started, Step, Stop, parse_event
 
 #: The longest a standby's stop takes before its agents are killed: its workers hold no state.
 STOP_GRACE_S = 1.0
 STOP_SLACK_S = 5.0
 #: Events a waiting worker never sends: seeing one means it did not wait.
-NOT_WAITING = frozenset({"start", "step", "epoch_end", "eval", "checkpoint", "finish"})
+NOT_WAITING = (Start, Step, EpochEnd, Eval, Checkpoint, Finish)
 
 Say = Callable[[str, str], None]
 
@@ -153,12 +153,11 @@ class Standby:
             tail = self._tails.setdefault(msg.name, [])
             tail[:] = (tail + [msg.line])[-3:]
             event = parse_event(msg.line)
-            kind = event.get("event") if event is not None else None
-            if kind in NOT_WAITING:
-                self._fail(f"{msg.name} on {item.host} did not wait (it sent a {kind!r} event: "
+            if isinstance(event, NOT_WAITING):
+                self._fail(f"{msg.name} on {item.host} did not wait (it sent a {event.kind!r} event: "
                            f"a worker without the standby wait, e.g. from --worker-cmd or an "
                            f"older wrn-launch on that host)")
-            elif kind == "standby" and msg.rank in self.workers:
+            elif isinstance(event, StandbyReady) and msg.rank in self.workers:
                 self.ready.add(msg.rank)
                 if self.ready == self.workers and self.entry["state"] == "starting":
                     seconds = time.monotonic() - self.started_at

@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from wrn.contract import number
+from wrn.contract import Event, Step
 
 RATIO = 1.5
 WINDOWS = 3
@@ -58,16 +58,16 @@ class StragglerCheck:
         self._streak: dict[int, tuple[int, int]] = {}         # rank -> (slow windows, first step)
         self._new: list[Straggler] = []
 
-    def add(self, record: dict[str, Any]) -> None:
-        """One ``step`` event (other events are ignored)."""
-        rank, step = record.get("rank"), record.get("global_step")
-        at, inside = number(record.get("time")), number(record.get("step_s"))
-        if record.get("event") != "step" or not isinstance(rank, int) or not isinstance(step, int) \
-                or at is None:
+    def add(self, event: Event) -> None:
+        """One ``step`` event (other events are ignored); its ``time`` is the worker's own."""
+        if not isinstance(event, Step):
+            return
+        rank, step, at, inside = event.rank, event.global_step, event.time, event.step_s
+        if rank is None or step is None or at is None:
             return
         last = self._last.get(rank)
-        self._last[rank] = (at, step, record.get("epoch"))
-        if last is None or inside is None or step <= last[1] or record.get("epoch") != last[2]:
+        self._last[rank] = (at, step, event.epoch)
+        if last is None or inside is None or step <= last[1] or event.epoch != last[2]:
             return  # the first window of an epoch spans its start (pipeline, eval): not compared
         window = self._open.setdefault(step, {})
         window[rank] = ((at - last[0]) / (step - last[1]), inside)

@@ -3,7 +3,7 @@ elapsed and ETA; overall progress; one row per rank with host, device, pid, stat
 loss, imgs/s, seconds since its last event and resident memory; total throughput; latest eval;
 warnings. Rows are grouped by host and collapsed to one row per host when the terminal is too
 short; stalled, failed and slow ranks are highlighted. Layout only: the bookkeeping behind it
-is ``progress.LiveState``."""
+is the run's ``RunBoard`` (``launcher.supervise.ranks``), the state every view reads."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ from rich.text import Text
 from cluster.devices import backend_label
 from launcher.ui.formatting import cells as as_cells
 from launcher.ui.formatting import fmt_ago, fmt_bytes, fmt_duration, fmt_num, fmt_span, fmt_top1
-from launcher.supervise.progress import LiveState, RankView
-from wrn.contract import number
+from launcher.supervise.ranks import ProcessState, RunBoard
 
 
 class _DropTable(Table):
@@ -43,9 +42,11 @@ class _DropTable(Table):
 
 #: Short state names for the per-host rows of the collapsed view.
 SHORT_STATE = {"training": "run", "starting": "start", "finished": "fin", "waiting": "wait",
-               "stalled": "STALL", "failed": "FAIL", "killed": "kill", "stopped": "stop"}
+               "stalled": "STALL", "failed": "FAIL", "killed": "kill", "stopped": "stop",
+               "lost": "lost"}
 STATE_STYLE = {"waiting": "dim", "starting": "cyan", "training": "green", "finished": "green",
-               "done": "dim green", "stopped": "yellow", "failed": "bold red", "killed": "bold red"}
+               "done": "dim green", "stopped": "yellow", "failed": "bold red", "killed": "bold red",
+               "lost": "bold red"}
 PROBLEM_STYLE = {"stalled": "bold white on red", "failed": "bold red", "slow": "bold yellow",
                  "quiet": "yellow"}
 #: How many recent warnings the dashboard lists (counts of all of them are shown too).
@@ -59,7 +60,7 @@ def _hosts_text(hosts: list[str]) -> str:
     return f"{len(hosts)} hosts: {hosts[0]} ... {hosts[-1]}"
 
 
-def _header(state: LiveState, now: float) -> Text:
+def _header(state: RunBoard, now: float) -> Text:
     text = Text()
     text.append(f"backend {backend_label(state.backend) if state.backend else '?'}")
     text.append(f" · {_hosts_text(state.hosts)} · world {state.world_size}")
@@ -72,7 +73,7 @@ def _header(state: LiveState, now: float) -> Text:
     return text
 
 
-def _progress_line(state: LiveState) -> Table:
+def _progress_line(state: RunBoard) -> Table:
     prog = state.progress
     total, done = prog.total_steps, prog.done_steps
     epochs = prog.epochs
@@ -88,7 +89,7 @@ def _progress_line(state: LiveState) -> Table:
     return grid
 
 
-def _stats_line(state: LiveState, now: float) -> Text:
+def _stats_line(state: RunBoard, now: float) -> Text:
     text = Text()
     total = state.aggregate_imgs_per_s(now)
     reporting = sum(1 for v in state.ranks.values() if v.imgs_per_s is not None
@@ -99,20 +100,21 @@ def _stats_line(state: LiveState, now: float) -> Text:
         text.append(f" ({reporting} rank{'s' if reporting != 1 else ''})")
     text.append(f" · loss {fmt_num(state.progress.loss)}")
     ev = state.latest_eval()
-    final = number((state.progress.finish.get(0) or {}).get("top1"))
+    finish = state.progress.finish.get(0)
+    final = finish.top1 if finish else None
     text.append(" · top-1 ")
     if final is not None:
         text.append(fmt_top1(final), style="bold")
         text.append(" (final)")
     elif ev:
-        text.append(fmt_top1(number(ev.get("top1"))), style="bold")
-        text.append(f" (epoch {ev.get('epoch')})")
+        text.append(fmt_top1(ev.top1), style="bold")
+        text.append(f" (epoch {ev.epoch})")
     else:
         text.append("-")
     return text
 
 
-def _rank_cells(state: LiveState, view: RankView, now: float, show_host: bool) -> tuple[list, str]:
+def _rank_cells(state: RunBoard, view: ProcessState, now: float, show_host: bool) -> tuple[list, str]:
     problem = state.problem(view, now)
     status = problem if problem in ("stalled", "slow") else view.state
     style = PROBLEM_STYLE.get(problem or "", "")
@@ -140,7 +142,7 @@ def _rank_cells(state: LiveState, view: RankView, now: float, show_host: bool) -
     return cells, style if problem in ("stalled", "failed") else ""
 
 
-def _host_cells(state: LiveState, host: str, views: list[RankView], now: float) -> list:
+def _host_cells(state: RunBoard, host: str, views: list[ProcessState], now: float) -> list:
     counts: dict[str, int] = {}
     for v in views:
         label = state.problem(v, now) if state.problem(v, now) in ("stalled", "slow") else v.state
@@ -171,10 +173,10 @@ def _host_cells(state: LiveState, host: str, views: list[RankView], now: float) 
             fmt_bytes(sum(rss)) if rss else ""]
 
 
-def _rank_table(state: LiveState, now: float, max_rows: int | None, width: int = 120) -> tuple[Table, int]:
+def _rank_table(state: RunBoard, now: float, max_rows: int | None, width: int = 120) -> tuple[Table, int]:
     """The per-rank table, grouped by host; collapsed to one row per host (plus the ranks that
     need a look) when ``max_rows`` lines cannot hold every rank. Returns (table, lines used)."""
-    groups: dict[str, list[RankView]] = {}
+    groups: dict[str, list[ProcessState]] = {}
     for view in sorted(state.ranks.values(), key=lambda v: v.rank):
         groups.setdefault(view.host, []).append(view)
     multi = len(groups) > 1
@@ -224,7 +226,7 @@ def _rank_table(state: LiveState, now: float, max_rows: int | None, width: int =
     return table, lines
 
 
-def _warnings_text(state: LiveState, width: int) -> Text | None:
+def _warnings_text(state: RunBoard, width: int) -> Text | None:
     skipped = sum(state.skipped_files.values())
     restarts = state.attempt - 1
     if not state.warnings and not skipped and not restarts:
@@ -251,7 +253,7 @@ def _lines(text: Text, width: int) -> int:
     return sum(max(1, -(-cell_len(part) // max(width, 1))) for part in text.plain.split("\n"))
 
 
-def dashboard(state: LiveState, now: float, height: int | None = None, width: int = 120) -> Panel:
+def dashboard(state: RunBoard, now: float, height: int | None = None, width: int = 120) -> Panel:
     """The live view of a run: header, overall progress, per-rank table, throughput, latest
     eval and warnings, sized for a ``width`` x ``height`` terminal (rows collapse per host when
     ``height`` lines cannot hold every rank; None: never collapse)."""

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from rich import box
 from rich.console import Console, Group
@@ -36,9 +36,10 @@ from launcher.ui.formatting import exit_text, fmt_duration, fmt_num, fmt_top1, w
 from launcher.ui.planview import plan_renderables, start_line
 from launcher.rundir.record import masked_plan
 from launcher.ui.procstat import read_rss
-from launcher.supervise.progress import LiveState, RunProgress
+from launcher.supervise.ranks import ProcessState, RunBoard
 from launcher.supervise.result import RunSummary
 from launcher.ui.summaryview import root_cause_lines, summary_rows
+from wrn.contract import Checkpoint, EpochEnd, Error, Eval, Event, Finish, Start, Step, WarningEvent
 from wrn.hostname import local_names
 
 
@@ -52,8 +53,10 @@ class Renderer:
     def show_plan(self, plan: LaunchPlan, notes: dict[str, Any]) -> None:
         """A dry run's plan."""
 
-    def run_started(self, plan: LaunchPlan, run_dir: str, notes: dict[str, Any]) -> None:
-        """The run directory exists and agents are about to start; ``notes`` as in show_plan."""
+    def run_started(self, plan: LaunchPlan, run_dir: str, notes: dict[str, Any],
+                    board: RunBoard) -> None:
+        """An attempt begins: the run directory exists and agents are about to start; ``notes``
+        as in show_plan; ``board`` is the run's live state (the same object every attempt)."""
 
     def process_started(self, name: str, rank: int | None, host: str, pid: int) -> None:
         """A process of the run is running."""
@@ -62,8 +65,12 @@ class Renderer:
                        signal: str | None, expected: bool) -> None:
         """A process ended; ``expected`` when it was asked to stop or succeeded."""
 
-    def event(self, host: str, record: dict[str, Any], progress: RunProgress) -> None:
-        """A worker event (already added to ``progress``)."""
+    def event(self, host: str, record: dict[str, Any], event: Event, board: RunBoard) -> None:
+        """A worker event: its JSON record as received and its typed ``event`` (already on
+        the ``board``)."""
+
+    def health(self, proc: ProcessState, stalled: bool) -> None:
+        """A rank was warned about as stalled (``stalled``), or is heard from again."""
 
     def message(self, level: str, text: str) -> None:
         """A note from the launcher itself: level is ``info``, ``warning`` or ``error``."""
@@ -71,7 +78,7 @@ class Renderer:
     def log_line(self, rank: int | None, host: str, line: str) -> None:
         """A plain output line of a worker (shown only for ``tail_ranks``)."""
 
-    def tick(self, progress: RunProgress) -> None:
+    def tick(self, board: RunBoard) -> None:
         """Called about every second while running (for clocks and ETAs)."""
 
     def finished(self, summary: RunSummary) -> None:
@@ -100,7 +107,8 @@ class PlainRenderer(Renderer):
             self.console.print(item, soft_wrap=isinstance(item, Text))  # long lines stay whole
         self.stream.flush()
 
-    def run_started(self, plan: LaunchPlan, run_dir: str, notes: dict[str, Any]) -> None:
+    def run_started(self, plan: LaunchPlan, run_dir: str, notes: dict[str, Any],
+                    board: RunBoard) -> None:
         self._say(f"run dir {run_dir}")
         self._say(start_line(plan, notes))
         for warning in plan.warnings:
@@ -112,8 +120,8 @@ class PlainRenderer(Renderer):
     def process_exited(self, name, rank, host, exit_code, signal, expected) -> None:
         self._say(f"{who(name, rank)} on {host} {exit_text(exit_code, signal)}")
 
-    def event(self, host: str, record: dict[str, Any], progress: RunProgress) -> None:
-        line = describe_event(record, progress, time.time())
+    def event(self, host: str, record: dict[str, Any], event: Event, board: RunBoard) -> None:
+        line = describe_event(event, board)
         if line:
             self._say(line)
 
@@ -136,55 +144,49 @@ class PlainRenderer(Renderer):
                 self._say(f"  {line}")
 
 
-def describe_event(record: dict[str, Any], progress: RunProgress, now: float) -> str | None:
+def describe_event(event: Event, board: RunBoard) -> str | None:
     """One line for an event worth a line (rank 0's progress, every rank's problems)."""
-    kind, rank = record.get("event"), record.get("rank")
-    if kind == "error":
-        return f"ERROR from rank {rank}: {record.get('kind') or 'error'}: {record.get('message')}"
-    if kind == "warning":
-        extra = {k: v for k, v in record.items()
-                 if k not in ("v", "event", "rank", "time", "message")}
-        return f"WARNING from rank {rank}: {record.get('message')}" + (f" {extra}" if extra else "")
+    rank, progress = event.rank, board.progress
+    if isinstance(event, Error):
+        return f"ERROR from rank {rank}: {event.error_kind or 'error'}: {event.message}"
+    if isinstance(event, WarningEvent):
+        extra = dict(event.extra)
+        return f"WARNING from rank {rank}: {event.message}" + (f" {extra}" if extra else "")
     if rank != 0:
         return None
-    if kind == "start":
-        params = record.get("params")
-        return (f"training {record.get('model')} ({params:,} parameters) on "
-                f"{record.get('world_size')} {record.get('device_target')} worker(s): "
-                f"{record.get('epochs')} epochs x {record.get('steps_per_epoch')} steps, batch "
-                f"{record.get('batch_size')} per device" if isinstance(params, int)
-                else f"training started: {record}")
-    if kind == "step":
-        total, done = progress.total_steps, record.get("global_step")
-        pct = f" ({100 * done / total:.0f}%)" if total and isinstance(done, int) else ""
+    if isinstance(event, Start):
+        return (f"training {event.model} ({event.params:,} parameters) on {event.world_size} "
+                f"{event.device_target} worker(s): {event.epochs} epochs x "
+                f"{event.steps_per_epoch} steps, batch {event.batch_size} per device"
+                if event.params is not None else f"training started: {event.fields()}")
+    if isinstance(event, Step):
+        total, done = progress.total_steps, event.global_step
+        pct = f" ({100 * done / total:.0f}%)" if total and done is not None else ""
         ips = progress.imgs_per_s
-        return (f"epoch {record.get('epoch')}/{progress.epochs or '?'} step {record.get('step')}"
-                f"{pct} loss {fmt_num(record.get('loss'))} lr {fmt_num(record.get('lr'))} "
-                f"{'-' if ips is None else f'{ips:,.1f}'} imgs/s ETA {fmt_duration(progress.eta_s(now))}")
-    if kind == "epoch_end":
-        return (f"epoch {record.get('epoch')} done: loss {fmt_num(record.get('loss'))}, "
-                f"{fmt_num(record.get('seconds'), '.1f')} s")
-    if kind == "eval":
-        return (f"eval after epoch {record.get('epoch')}: top-1 {fmt_top1(record.get('top1'))} "
-                f"({record.get('correct')}/{record.get('total')})")
-    if kind == "checkpoint":
-        return f"checkpoint {record.get('path')}"
-    if kind == "finish":
-        return (f"rank 0 finished: top-1 {fmt_top1(record.get('top1'))}, "
-                f"{fmt_num(record.get('seconds'), '.1f')} s")
+        return (f"epoch {event.epoch}/{progress.epochs or '?'} step {event.step}{pct} loss "
+                f"{fmt_num(event.loss)} lr {fmt_num(event.lr)} "
+                f"{'-' if ips is None else f'{ips:,.1f}'} imgs/s ETA "
+                f"{fmt_duration(progress.eta_s(board.clock()))}")
+    if isinstance(event, EpochEnd):
+        return f"epoch {event.epoch} done: loss {fmt_num(event.loss)}, {fmt_num(event.seconds, '.1f')} s"
+    if isinstance(event, Eval):
+        return (f"eval after epoch {event.epoch}: top-1 {fmt_top1(event.top1)} "
+                f"({event.correct}/{event.total})")
+    if isinstance(event, Checkpoint):
+        return f"checkpoint {event.path}"
+    if isinstance(event, Finish):
+        return f"rank 0 finished: top-1 {fmt_top1(event.top1)}, {fmt_num(event.seconds, '.1f')} s"
     return None
 
 
 class RichRenderer(Renderer):
-    """The live dashboard (``dashboard``) in a terminal; milestones and problems scroll above
-    it, then the summary table and, on failure, a root-cause panel."""
+    """The live dashboard (``dashboard``, drawn from the run's board) in a terminal; milestones
+    and problems scroll above it, then the summary table and, on failure, a root-cause panel."""
 
-    def __init__(self, console: Console | None = None, stall_after: float = 300.0,
-                 min_refresh_s: float = 0.25) -> None:
+    def __init__(self, console: Console | None = None, min_refresh_s: float = 0.25) -> None:
         self.console = console or Console()
-        self.stall_after = stall_after
         self.min_refresh_s = min_refresh_s
-        self.state: LiveState | None = None
+        self.board: RunBoard | None = None
         self.live: Live | None = None
         self._last_refresh = 0.0
         self._local = local_names()
@@ -194,7 +196,7 @@ class RichRenderer(Renderer):
 
     def _view(self) -> Any:
         size = self.console.size
-        return dashboard(self.state, time.time(), max(size.height - 1, 8), size.width)
+        return dashboard(self.board, self.board.clock(), max(size.height - 1, 8), size.width)
 
     def _refresh(self, force: bool = False) -> None:
         if self.live is None:
@@ -208,17 +210,14 @@ class RichRenderer(Renderer):
         for item in plan_renderables(plan, notes):
             self.console.print(item)
 
-    def run_started(self, plan: LaunchPlan, run_dir: str, notes: dict[str, Any]) -> None:
-        now = time.time()
-        if self.state is None:
+    def run_started(self, plan: LaunchPlan, run_dir: str, notes: dict[str, Any],
+                    board: RunBoard) -> None:
+        if self.board is None:
             self._print(Text(f"run dir {run_dir}", style="bold"))
             self._print(Text(start_line(plan, notes)))
             for warning in plan.warnings:
                 self._print(Text(f"warning: {warning}", style="yellow"))
-            self.state = LiveState.from_plan(plan, run_dir, stall_after=self.stall_after, t0=now)
-        else:
-            self.state.restarted(now)
-            self.state.finished_status = None
+        self.board = board
         if self.live is None:
             self.live = Live(console=self.console, auto_refresh=False, transient=False,
                              redirect_stdout=False, redirect_stderr=False,
@@ -227,28 +226,23 @@ class RichRenderer(Renderer):
         self._refresh(force=True)
 
     def process_started(self, name, rank, host, pid) -> None:
-        if self.state is not None:
-            self.state.process_started(rank, host, pid, time.time())
-            self._refresh()
+        self._refresh()
 
     def process_exited(self, name, rank, host, exit_code, signal, expected) -> None:
-        if self.state is not None:
-            self.state.process_exited(rank, exit_code, signal, expected, time.time())
         if not expected:
             self._print(Text(f"{who(name, rank)} on {host} {exit_text(exit_code, signal)}", style="bold red"))
         self._refresh()
 
-    def event(self, host: str, record: dict[str, Any], progress: RunProgress) -> None:
-        now = time.time()
-        if self.state is not None:
-            self.state.event(host, record, now, progress)
-        kind = record.get("event")
-        milestone = record.get("rank") == 0 and kind in ("start", "epoch_end", "eval", "checkpoint")
-        if kind in ("error", "warning") or milestone:
-            line = describe_event(record, progress, now)
+    def event(self, host: str, record: dict[str, Any], event: Event, board: RunBoard) -> None:
+        milestone = event.rank == 0 and isinstance(event, (Start, EpochEnd, Eval, Checkpoint))
+        if isinstance(event, (Error, WarningEvent)) or milestone:
+            line = describe_event(event, board)
             if line:
-                style = {"error": "bold red", "warning": "yellow"}.get(kind, "")
+                style = {"error": "bold red", "warning": "yellow"}.get(event.kind, "")
                 self._print(Text(line, style=style))
+        self._refresh()
+
+    def health(self, proc: ProcessState, stalled: bool) -> None:
         self._refresh()
 
     def log_line(self, rank: int | None, host: str, line: str) -> None:
@@ -256,24 +250,18 @@ class RichRenderer(Renderer):
             self._print(Text(f"[rank {rank}] {line}"))
             self._refresh()
 
-    def tick(self, progress: RunProgress) -> None:
-        if self.state is None:
-            return
-        for view in self.state.ranks.values():
-            if view.pid and not view.ended and view.host in self._local:
-                view.rss = read_rss(view.pid)
+    def tick(self, board: RunBoard) -> None:
+        for proc in board.ranks.values():
+            if proc.pid and not proc.ended and proc.host in self._local:
+                proc.rss = read_rss(proc.pid)
         self._refresh()
 
     def message(self, level: str, text: str) -> None:
-        if self.state is not None:
-            self.state.message(level, text, time.time())
         style = {"warning": "yellow", "error": "bold red"}.get(level, "")
         self._print(Text(text if level == "info" else f"{level}: {text}", style=style))
         self._refresh()
 
     def finished(self, summary: RunSummary) -> None:
-        if self.state is not None:
-            self.state.finished_status = summary.status
         self.close()
         table = Table(title="wrn-launch summary", box=box.ROUNDED, show_header=False)
         table.add_column(style="bold")
@@ -302,7 +290,9 @@ class JsonRenderer(Renderer):
     """``--json``: one JSON object per line, for other tools. Worker events appear exactly as
     in metrics.jsonl (the event plus ``host``); the launcher's own records carry
     ``"source": "launcher"`` and an ``event`` of ``plan``, ``run_started``, ``process_started``,
-    ``process_exited``, ``message``, ``log_line`` (--tail-ranks) or ``summary``."""
+    ``process_exited``, ``stalled`` and ``recovered`` (a rank warned about as stalled, heard from
+    again: the same judgement as the dashboard's and run.json's), ``message``, ``log_line``
+    (--tail-ranks) or ``summary``."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -317,7 +307,8 @@ class JsonRenderer(Renderer):
     def show_plan(self, plan: LaunchPlan, notes: dict[str, Any]) -> None:
         self._launcher("plan", plan=masked_plan(plan.to_dict()), notes=notes)
 
-    def run_started(self, plan: LaunchPlan, run_dir: str, notes: dict[str, Any]) -> None:
+    def run_started(self, plan: LaunchPlan, run_dir: str, notes: dict[str, Any],
+                    board: RunBoard) -> None:
         self._launcher("run_started", run_dir=run_dir, backend=plan.backend,
                        world_size=plan.world_size, hosts=list(plan.hosts), warnings=list(plan.warnings))
 
@@ -328,8 +319,12 @@ class JsonRenderer(Renderer):
         self._launcher("process_exited", name=name, rank=rank, host=host, exit_code=exit_code,
                        signal=signal, expected=expected)
 
-    def event(self, host: str, record: dict[str, Any], progress: RunProgress) -> None:
+    def event(self, host: str, record: dict[str, Any], event: Event, board: RunBoard) -> None:
         self._write({**record, "host": host})
+
+    def health(self, proc: ProcessState, stalled: bool) -> None:
+        self._launcher("stalled" if stalled else "recovered", name=proc.name, rank=proc.rank,
+                       host=proc.host)
 
     def message(self, level: str, text: str) -> None:
         self._launcher("message", level=level, text=text)
@@ -344,19 +339,68 @@ class JsonRenderer(Renderer):
 
 
 def make_renderer(stream: TextIO | None = None, *, plain: bool = False, json_lines: bool = False,
-                  stall_after: float = 300.0, tail_ranks: Any = ()) -> Renderer:
+                  tail_ranks: Any = ()) -> Renderer:
     """The renderer for ``stream``: ``JsonRenderer`` with ``json_lines``; else the live
     ``RichRenderer`` when ``stream`` is a terminal (and TERM is not dumb) and not ``plain``;
-    else ``PlainRenderer``. ``stall_after`` is --stall-timeout (when the dashboard says
-    stalled); ``tail_ranks`` the ranks whose log lines are shown (--tail-ranks)."""
+    else ``PlainRenderer``. ``tail_ranks``: the ranks whose log lines are shown (--tail-ranks)."""
     stream = stream or sys.stdout
     renderer: Renderer
     if json_lines:
         renderer = JsonRenderer(stream)
     elif hasattr(stream, "isatty") and stream.isatty() and not plain \
             and os.environ.get("TERM") != "dumb":
-        renderer = RichRenderer(Console(file=stream), stall_after=stall_after)
+        renderer = RichRenderer(Console(file=stream))
     else:
         renderer = PlainRenderer(stream)
     renderer.tail_ranks = frozenset(tail_ranks)
     return renderer
+
+
+class RunConsole:
+    """What the launcher says during a run: every call goes to the renderer, and a broken
+    terminal or pipe (``OSError``, ``ValueError``) never breaks supervision (the renderer is
+    left alone from then on); warnings and errors are also kept on the run's board, whose
+    dashboard lists them."""
+
+    def __init__(self, renderer: Renderer, board: RunBoard | None = None) -> None:
+        self.renderer, self.board = renderer, board
+        self.broken = False
+
+    def _call(self, method: Callable[..., None], *args: Any) -> None:
+        if self.broken:
+            return
+        try:
+            method(*args)
+        except (OSError, ValueError):
+            self.broken = True
+
+    def run_started(self, plan: LaunchPlan, run_dir: str, notes: dict[str, Any],
+                    board: RunBoard) -> None:
+        self._call(self.renderer.run_started, plan, run_dir, notes, board)
+
+    def process_started(self, name: str, rank: int | None, host: str, pid: int | None) -> None:
+        self._call(self.renderer.process_started, name, rank, host, pid)
+
+    def process_exited(self, name: str, rank: int | None, host: str, exit_code: int | None,
+                       signal: str | None, expected: bool) -> None:
+        self._call(self.renderer.process_exited, name, rank, host, exit_code, signal, expected)
+
+    def event(self, host: str, record: dict[str, Any], event: Event, board: RunBoard) -> None:
+        self._call(self.renderer.event, host, record, event, board)
+
+    def health(self, proc: ProcessState, stalled: bool) -> None:
+        self._call(self.renderer.health, proc, stalled)
+
+    def message(self, level: str, text: str) -> None:
+        if self.board is not None:
+            self.board.message(level, text, self.board.clock())
+        self._call(self.renderer.message, level, text)
+
+    def log_line(self, rank: int | None, host: str, line: str) -> None:
+        self._call(self.renderer.log_line, rank, host, line)
+
+    def tick(self, board: RunBoard) -> None:
+        self._call(self.renderer.tick, board)
+
+    def finished(self, summary: RunSummary) -> None:
+        self._call(self.renderer.finished, summary)

@@ -11,7 +11,10 @@ from launcher.backends.base import Backend
 from launcher.backends.local import LocalBackend
 from wrn.contract import Exited, Hello, Line, parse_message
 from launcher.config import LaunchConfig, SupervisorConfig
-from launcher.supervise.monitor import Monitor, RunState
+from launcher.supervise.monitor import Monitor
+from launcher.supervise.ranks import RunBoard
+from launcher.supervise.result import RunState
+from launcher.supervise.stalls import StallPolicy
 from launcher.backends.ports import reserve_port
 from launcher.session.prepare import Prepared
 from launcher.rundir.record import RunRecord, RunRecordWriter
@@ -53,8 +56,10 @@ def test_an_unknown_message_type_is_logged_and_ignored(tmp_path, monkeypatch):
                                  worker_cmd=tuple(FAKE_WORKER_CMD.split())))
     files = RunFiles(run_dir)
     try:
-        result = Monitor(plan, files, PlainRenderer(io.StringIO()), _NoisyAgent(),
-                         SupervisorConfig(grace=1), RunRecord(), RunRecordWriter(run_dir)).run()
+        options = SupervisorConfig(grace=1)
+        result = Monitor(plan, files, PlainRenderer(io.StringIO()), _NoisyAgent(), options,
+                         RunRecord(), RunRecordWriter(run_dir),
+                         RunBoard(stalls=StallPolicy(options))).run()
     finally:
         files.close()
     assert result.state is RunState.SUCCEEDED

@@ -9,6 +9,7 @@ from launcher.supervise.diagnosis import RankStacks, describe_position, diagnose
 from launcher.supervise.stragglers import Straggler, StragglerCheck
 from wrn.config import ConfigError
 from wrn.faults import Fault, check_ranks, from_env, parse_faults
+from wrn.contract import event_from
 
 
 def test_fault_texts_parse():
@@ -94,8 +95,8 @@ def test_positions_read_as_a_user_counts():
 
 def _steps(check, rank, times, step_s, first_step=1):
     for i, t in enumerate(times):
-        check.add({"event": "step", "rank": rank, "epoch": 1, "global_step": first_step + 2 * i,
-                   "time": t, "step_s": step_s})
+        check.add(event_from({"event": "step", "rank": rank, "epoch": 1,
+                              "global_step": first_step + 2 * i, "time": t, "step_s": step_s}))
 
 
 def test_a_rank_the_others_wait_for_is_a_straggler_after_three_windows():
@@ -136,11 +137,14 @@ def test_stall_limits_adapt_unless_given():
 
 
 def test_a_named_straggler_shows_as_slow_on_the_dashboard():
-    from launcher.supervise.progress import LiveState
+    from launcher.config import SupervisorConfig
+    from launcher.supervise.ranks import RunBoard
+    from launcher.supervise.stalls import StallPolicy
 
-    state = LiveState("r", "cpu", [(0, "h", 0), (1, "h", 1)], stall_after=30.0, t0=100.0)
+    state = RunBoard("r", "cpu", [(0, "h", 0), (1, "h", 1)],
+                     stalls=StallPolicy(SupervisorConfig(stall_timeout=30.0)), t0=100.0)
     for rank in (0, 1):
-        state.event("h", {"event": "start", "rank": rank, "steps_per_epoch": 9}, 100.0)
+        state.feed({"event": "start", "rank": rank, "steps_per_epoch": 9, "host": "h"}, 100.0)
     state.progress.stragglers.named[1] = Straggler(1, 3.0, 2)  # as StragglerCheck names it
     assert state.problem(state.ranks[1], 101.0) == "slow"
     assert state.problem(state.ranks[0], 101.0) is None

@@ -23,6 +23,7 @@ from launcher.backends.ports import parse_port_range, reserve_port
 from launcher.supervise.progress import RunProgress
 from launcher.rundir.layout import RunDirLock, check_run_dir, create_run_dir, default_run_dir
 from launcher.backends.local import LocalBackend
+from wrn.contract import event_from
 
 HCCN_CONF = "".join(f"address_{i}=192.98.92.{100 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
 RUN = "/runs/r1"
@@ -433,10 +434,10 @@ def test_local_backend_command():
 def test_progress_bookkeeping():
     p = RunProgress(world_size=2)
     for r in (0, 1):
-        p.update({"event": "start", "rank": r, "epochs": 2, "steps_per_epoch": 10}, 0.0)
+        p.update(event_from({"event": "start", "rank": r, "epochs": 2, "steps_per_epoch": 10}), 0.0)
     def step(rank, global_step, loss, ips, now):
-        p.update({"event": "step", "rank": rank, "epoch": 1, "global_step": global_step, "loss": loss,
-                  "imgs_per_s": ips}, now)
+        p.update(event_from({"event": "step", "rank": rank, "epoch": 1, "global_step": global_step, "loss": loss,
+                  "imgs_per_s": ips}), now)
     step(0, 1, 2.0, 90.0, 10.0)
     step(1, 1, 2.1, 110.0, 10.0)
     step(0, 5, 1.5, 100.0, 14.0)
@@ -446,15 +447,15 @@ def test_progress_bookkeeping():
     assert p.imgs_per_s == pytest.approx(210.0)  # mean of the ranks' latest x world size
     assert p.eta_s(14.0) == pytest.approx(15.0)  # 4 steps took 4 s, 15 left
     for epoch, top1 in ((1, 0.7), (2, 0.6)):
-        p.update({"event": "checkpoint", "rank": 0, "epoch": epoch, "path": f"e{epoch}.ckpt"}, 20.0)
-        p.update({"event": "eval", "rank": 0, "epoch": epoch, "top1": top1}, 20.0)
+        p.update(event_from({"event": "checkpoint", "rank": 0, "epoch": epoch, "path": f"e{epoch}.ckpt"}), 20.0)
+        p.update(event_from({"event": "eval", "rank": 0, "epoch": epoch, "top1": top1}), 20.0)
     assert p.best_checkpoint() == "e1.ckpt"
     assert p.replicas_in_sync() is None
-    p.update({"event": "finish", "rank": 0, "checksum": "x", "top1": 0.6}, 30.0)
-    p.update({"event": "finish", "rank": 1, "checksum": "x", "top1": 0.6}, 30.0)
+    p.update(event_from({"event": "finish", "rank": 0, "checksum": "x", "top1": 0.6}), 30.0)
+    p.update(event_from({"event": "finish", "rank": 1, "checksum": "x", "top1": 0.6}), 30.0)
     assert p.replicas_in_sync() is True
     assert p.top1() == 0.6
-    p.update({"event": "finish", "rank": 1, "checksum": "y", "top1": 0.6}, 30.0)
+    p.update(event_from({"event": "finish", "rank": 1, "checksum": "y", "top1": 0.6}), 30.0)
     assert p.replicas_in_sync() is False
 
 

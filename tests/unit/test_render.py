@@ -15,10 +15,14 @@ from rich.console import Console
 from launcher.ui.dashboard import dashboard
 from launcher.ui.formatting import fmt_ago, fmt_bytes
 from launcher.ui.procstat import read_rss
-from launcher.supervise.progress import LiveState, RunProgress
+from launcher.config import SupervisorConfig
+from launcher.supervise.progress import RunProgress
+from launcher.supervise.ranks import Outcome, RunBoard
 from launcher.supervise.result import RunSummary
+from launcher.supervise.stalls import StallPolicy
 from launcher.ui.renderers import JsonRenderer, PlainRenderer, RichRenderer, make_renderer
 from tests.support import EVENTS
+from wrn.contract import event_from
 from wrn.hostname import local_names
 
 WIDTHS = (80, 120, 200)
@@ -29,17 +33,22 @@ def load(name: str) -> list[dict]:
     return [json.loads(line) for line in (EVENTS / f"{name}.jsonl").read_text().splitlines()]
 
 
-def state_for(name: str, until_s: float | None = None, stall_after: float = 20.0) -> tuple[LiveState, float]:
-    """A LiveState fed ``name``'s events up to ``until_s`` seconds after the first; returns
+def stall_policy(stall_after: float) -> StallPolicy:
+    """The stall policy with a fixed warning limit (``--stall-timeout``)."""
+    return StallPolicy(SupervisorConfig(stall_timeout=stall_after))
+
+
+def state_for(name: str, until_s: float | None = None, stall_after: float = 20.0) -> tuple[RunBoard, float]:
+    """A RunBoard fed ``name``'s events up to ``until_s`` seconds after the first; returns
     it and the time of the last event fed."""
     records = load(name)
     starts = {r["rank"]: r for r in records if r["event"] == "start"}
     world = next(iter(starts.values()))["world_size"]
     hosts = sorted({r["host"] for r in starts.values()})
     per_host = world // len(hosts)
-    state = LiveState(f"{name}-run", "gpu" if world > 2 else "cpu",
-                      [(r, starts[r]["host"], r % per_host) for r in sorted(starts)],
-                      stall_after=stall_after, t0=records[0]["time"] - 5)
+    state = RunBoard(f"{name}-run", "gpu" if world > 2 else "cpu",
+                     [(r, starts[r]["host"], r % per_host) for r in sorted(starts)],
+                     stalls=stall_policy(stall_after), t0=records[0]["time"] - 5)
     state.progress = RunProgress(world)
     until = None if until_s is None else records[0]["time"] + until_s
     return state, state.replay(records, until)
@@ -98,7 +107,7 @@ def test_dashboard_finished_run_shows_final_accuracy_and_no_eta():
     state, last = state_for("real2")
     state.finished_status = "succeeded"
     for rank in (0, 1):
-        state.process_exited(rank, 0, None, True, last + 1)
+        state.exited(state.ranks[rank], Outcome.SUCCEEDED, 0, None, expected=True)
     text = render(dashboard(state, last + 2, height=40, width=100), 100)
     assert "succeeded" in text.splitlines()[0]
     assert "top-1 98.33% (final)" in text
@@ -158,7 +167,7 @@ def test_64_ranks_full_view_groups_by_host():
 
 
 def test_short_screen_with_many_hosts_says_what_it_hides():
-    state = LiveState("tiny", "cpu", [(r, f"h{r}", 0) for r in range(40)], t0=0.0)
+    state = RunBoard("tiny", "cpu", [(r, f"h{r}", 0) for r in range(40)], t0=0.0)
     state.progress = RunProgress(40)
     text = render(dashboard(state, 1.0, height=16, width=80), 80, height=16)
     assert "more host(s)" in text
@@ -166,33 +175,34 @@ def test_short_screen_with_many_hosts_says_what_it_hides():
 
 
 def test_live_state_lifecycle_and_warnings():
-    state = LiveState("r", "cpu", [(0, "h", 0), (1, "h", 1)], stall_after=5.0, t0=100.0)
-    state.process_started(None, "h", 9, 100.0)  # the scheduler: no row
-    state.process_started(0, "h", 11, 100.0)
+    state = RunBoard("r", "cpu", [(0, "h", 0), (1, "h", 1)], stalls=stall_policy(5.0), t0=100.0)
+    assert sorted(state.processes) == ["rank0", "rank1"]  # no scheduler row
+    state.started(state.ranks[0], 100.0, pid=11)
     assert state.ranks[0].state == "starting"
     assert state.ranks[1].state == "waiting"
-    state.event("h", {"event": "start", "rank": 0, "pid": 11, "steps_per_epoch": 4, "epochs": 2}, 101.0)
-    state.event("h", {"event": "step", "rank": 0, "epoch": 1, "step": 2, "global_step": 2,
-                      "steps_per_epoch": 4, "loss": 1.5, "imgs_per_s": 10.0}, 102.0)
+    state.feed({"event": "start", "rank": 0, "pid": 11, "steps_per_epoch": 4, "epochs": 2}, 101.0)
+    state.feed({"event": "step", "rank": 0, "epoch": 1, "step": 2, "global_step": 2,
+                "steps_per_epoch": 4, "loss": 1.5, "imgs_per_s": 10.0}, 102.0)
     view = state.ranks[0]
     assert (view.state, view.epoch, view.step, view.loss) == ("training", 1, 2, 1.5)
     assert state.quiet_s(view, 104.0) == pytest.approx(2.0)
     assert not state.is_stalled(view, 104.0)
     assert state.is_stalled(view, 108.0)
-    state.event("h", {"event": "warning", "rank": 0, "message": "bad files", "skipped_files": 3}, 103.0)
-    state.message("warning", "rank 1 on h looks stalled: no event for 300 s", 104.0)
-    state.message("info", "not kept", 104.0)
+    state.feed({"event": "warning", "rank": 0, "message": "bad files", "skipped_files": 3}, 103.0)
+    warned, = state.check_stalls(108.0)  # what the monitor warns with, counted once
+    state.message("warning", warned.text, 108.0)
+    state.message("info", "not kept", 108.0)
     assert state.skipped_files == {0: 3}
     assert state.stall_warnings == 1
     assert len(state.warnings) == 2
-    state.event("h", {"event": "error", "rank": 0, "message": "boom", "kind": "RuntimeError"}, 105.0)
+    state.feed({"event": "error", "rank": 0, "message": "boom", "kind": "RuntimeError"}, 109.0)
     assert view.state == "failed"
-    assert state.problem(view, 105.0) == "failed"
-    state.process_exited(0, 1, None, False, 106.0)
+    assert state.problem(view, 109.0) == "failed"
+    state.exited(view, Outcome.FAILED, 1, None)
     assert view.state == "failed"
     assert view.exit_code == 1
     assert state.quiet_s(view, 200.0) is None
-    state.process_exited(1, None, "SIGTERM", True, 106.0)
+    state.exited(state.ranks[1], Outcome.FAILED, None, "SIGTERM", expected=True)
     assert state.ranks[1].state == "stopped"
     state.restarted(110.0)
     assert state.attempt == 2
@@ -209,7 +219,7 @@ def test_aggregate_and_latest_eval():
     state, last = state_for("ranks8", until_s=20)
     total = state.aggregate_imgs_per_s()
     assert total == pytest.approx(sum(v.imgs_per_s for v in state.ranks.values()))
-    assert state.latest_eval()["epoch"] >= 1
+    assert state.latest_eval().epoch >= 1
     assert state.elapsed(last) > 0
     assert state.median_imgs_per_s() > 700
 
@@ -249,7 +259,6 @@ def test_make_renderer_picks_by_stream_and_flags(monkeypatch):
     assert isinstance(make_renderer(Tty()), RichRenderer)
     assert isinstance(make_renderer(Tty(), plain=True), PlainRenderer)
     assert isinstance(make_renderer(Tty(), json_lines=True), JsonRenderer)
-    assert make_renderer(Tty(), stall_after=7.0).stall_after == 7.0
     monkeypatch.setenv("TERM", "dumb")
     assert isinstance(make_renderer(Tty()), PlainRenderer)
 
@@ -263,15 +272,16 @@ def _plan(n: int = 2):
 
 def _drive(renderer, plan, records):
     """Call a renderer the way the supervisor does."""
-    renderer.run_started(plan, plan.run_dir, {"chosen": "detected"})
+    board = RunBoard.from_plan(plan, plan.run_dir)
+    renderer.run_started(plan, plan.run_dir, {"chosen": "detected"}, board)
     renderer.process_started("scheduler", None, "h1", 50)
     for rank in range(plan.world_size):
+        board.started(board.ranks[rank], records[0]["time"], pid=100 + rank)
         renderer.process_started(f"rank{rank}", rank, "h1", 100 + rank)
-    progress = RunProgress(plan.world_size)
     for record in records:
-        progress.update(record, record["time"])
-        renderer.event("h1", record, progress)
-    renderer.tick(progress)
+        board.feed(record, record["time"])
+        renderer.event("h1", record, event_from(record), board)
+    renderer.tick(board)
     renderer.message("warning", "something to look at")
     for rank in range(plan.world_size):
         renderer.process_exited(f"rank{rank}", rank, "h1", 0, None, True)
@@ -330,13 +340,13 @@ def test_plain_renderer_has_no_escape_sequences():
 
 def test_live_state_from_plan():
     plan = _plan(2)
-    state = LiveState.from_plan(plan, "/runs/demo-1/", stall_after=9.0, t0=5.0)
+    state = RunBoard.from_plan(plan, "/runs/demo-1/", stalls=stall_policy(9.0), t0=5.0)
     assert state.name == "demo-1"
     assert state.backend == "cpu"
     assert state.world_size == 2
     assert [(v.rank, v.host, v.device) for v in state.ranks.values()] == [(0, "h1", 0), (1, "h1", 1)]
     assert state.hosts == ["h1"]
-    assert state.stall_after == 9.0
+    assert state.stalls.limits(0.0) == (9.0, 18.0)
     assert state.elapsed(7.5) == 2.5
 
 

@@ -68,7 +68,7 @@ def test_record_numbers_from_events(tmp_path):
     assert rec.top1 == 0.4
     assert rec.duration_s == 65.0
     assert rec.accuracy() == [(1, 0.4)]
-    assert rec.start_event["model"] == "m"
+    assert rec.start_event.model == "m"
 
 
 def test_summary_and_eval_json_take_precedence(tmp_path):
