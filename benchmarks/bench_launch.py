@@ -108,7 +108,8 @@ def direct_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
     their argv and environment), planned before the clock starts and spawned directly from
     this process; to the first step on every rank. What any launcher of this worker adds its
     own cost to: the floor under both sides of the launch comparison."""
-    from launcher.api import _create_run_dir
+    from launcher.session.attempts import RunSession
+    from launcher.ui.renderers import Renderer
     from wrn.contract import AGENT_PARENT_ENV as PARENT_ENV
     from launcher.backends.local import LocalBackend
     from launcher.config import LaunchConfig
@@ -116,10 +117,11 @@ def direct_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
     from wrn.contract import parse_record as parse
 
     work.mkdir(parents=True)
-    prepared = prepare(LaunchConfig.from_fields(devices=str(world), backend="cpu",
-                                                config_file=str(cfg), run_dir=str(work / "run")))
-    _create_run_dir(prepared)
-    plan = prepared.plan(0)
+    inputs, held = prepare(LaunchConfig.from_fields(devices=str(world), backend="cpu",
+                                                    config_file=str(cfg), run_dir=str(work / "run")))
+    session = RunSession(inputs, held, Renderer())
+    session.create_run_dir()
+    plan = session.plan(0)
     base = LocalBackend().agent_env("localhost")
     base.pop(PARENT_ENV, None)
     firsts: dict[int, float] = {}
@@ -150,7 +152,7 @@ def direct_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
     finally:
         for proc in procs:
             common.kill_tree(proc)
-        prepared.close()
+        session.close()
 
 
 def _standby_state(run_dir: Path) -> str | None:

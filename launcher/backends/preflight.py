@@ -27,7 +27,8 @@ from cluster.errors import PlanError
 from launcher.backends.base import BackendError
 from launcher.ui.formatting import cells
 from launcher.backends.remotefiles import sftp_available
-from launcher.backends.ssh import RemoteHost, SSHError, SSHSettings, connect, python_command, run_command
+from launcher.config import SSHSettings
+from launcher.backends.sshclient import RemoteHost, SSHError, connect, python_command, run_command
 
 PROBE_TAG = "@wrn-preflight "
 

@@ -5,9 +5,8 @@ Inside an allocation (``SLURM_JOB_ID`` set: salloc, sbatch, an interactive srun 
 are the job's (``scontrol show hostnames $SLURM_JOB_NODELIST``, in Slurm's order: the first one is
 the master, rank 0 and the scheduler), their addresses are Slurm's ``NodeAddr`` (``scontrol show
 node``) and each node runs ``--devices-per-node`` devices, else as many as the job has tasks (or
-GPUs) there. ``slurm_nodes`` pre-flights every node at once with one step running the SSH
-pre-flight's probe (``launcher.preflight.PROBE``) and returns the plan nodes and a
-``SlurmBackend``.
+GPUs) there. ``SlurmBackend.discover`` pre-flights every node at once with one step running the
+SSH pre-flight's probe (``launcher.backends.preflight.PROBE``).
 
 ``SlurmBackend`` starts each node's agent as ``srun --nodes=1 --ntasks=1 -w NODE --overlap
 python -P -m launcher.agent``: the agent protocol runs over srun's stdin/stdout exactly as over an
@@ -27,15 +26,22 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 from cluster.errors import PlanError
 from cluster.plan import Node
-from launcher.backends.base import Backend, BackendError, module_argv, python_path, source_root
+from launcher.backends.base import Backend, BackendError, Discovery, DiscoveryRequest, module_argv, \
+    python_path, source_root
+from launcher.backends.ports import reserve_port
+from launcher.config import LaunchError
+from launcher.installation import versions
 from launcher.rundir.layout import SLURM_JSON
+from wrn.contract import STOP_ON_SIGNAL_ENV
 from wrn.fileio import write_atomic
+
+if TYPE_CHECKING:
+    from launcher.session.resources import HeldResources
 
 #: Seconds a Slurm query (scontrol, squeue, sacct) may take before it is given up.
 QUERY_TIMEOUT = 30.0
@@ -225,6 +231,38 @@ class SlurmBackend(Backend):
         self._procs: list[SrunProcess] = []
         self._lock = threading.Lock()
 
+    @classmethod
+    def discover(cls, request: DiscoveryRequest, held: "HeldResources") -> Discovery:
+        """The nodes of the Slurm job this launcher runs in, pre-flighted in one step (versions,
+        imports, data, devices), then the scheduler port checked on the first node."""
+        config = request.config
+        if request.target == "ascend":
+            raise LaunchError("--launcher slurm runs CPU and GPU workers; an Ascend run inside an "
+                              "allocation needs a rank table per node: use --launcher local with "
+                              "--rank-table on each node (srun wrn-launch ...)")
+        nodes, backend = slurm_nodes(os.environ, versions(), request.target, request.train.data_path,
+                                     config.devices_per_node, config.dev_dir,
+                                     config.supervisor.grace + 5.0)
+        held.backend = backend
+        if sum(len(n.device_ids) for n in nodes) > 1:
+            held.port = reserve_port(config.port, config.port_range)
+            if not backend.port_free(nodes[0].host, held.port.port):
+                raise LaunchError(f"scheduler port {held.port.port} is in use on the first node "
+                                  f"{nodes[0].host} of Slurm job {backend.job}; pass another --port")
+        notes = {"slurm": f"job {backend.job}, " + ", ".join(f"{n.host} {n.address} "
+                                                              f"({len(n.device_ids)})" for n in nodes),
+                 "master": f"{nodes[0].host} (scheduler {nodes[0].address}:"
+                           f"{held.port_number or '-'})"}
+        return Discovery(nodes, notes=notes)
+
+    def worker_env(self) -> dict[str, str]:
+        """Preemption: on SIGTERM/SIGUSR1 every rank finishes its step, checkpoints and stops."""
+        return {STOP_ON_SIGNAL_ENV: "1"}
+
+    def record_run(self, run_dir: Path, nodes: Sequence[Node]) -> None:
+        """``slurm.json``: the job and its nodes (``record_job``)."""
+        record_job(run_dir, self.job, nodes)
+
     def agent_cmd(self, host: str) -> list[str]:
         return srun_argv(host, module_argv(self.python, "launcher.agent"),
                          cpus=self.cpus.get(host))
@@ -299,16 +337,6 @@ class SlurmBackend(Backend):
 
 
 # -- pre-flight and nodes -----------------------------------------------------------------------
-@dataclass
-class SlurmPrepared:
-    """The outcome of ``slurm_nodes``: nodes for the plan, the backend, the checks, notes."""
-
-    nodes: tuple[Node, ...]
-    backend: SlurmBackend
-    checks: list[Any]
-    job: str
-
-
 def probe_nodes(names: Sequence[str], backend: str, data_path: str,
                 dev_dir: str) -> list[dict[str, Any] | None]:
     """Run the pre-flight probe on every node in one step (task i on node i): each node's
@@ -337,11 +365,11 @@ def probe_nodes(names: Sequence[str], backend: str, data_path: str,
 
 def slurm_nodes(env: Mapping[str, str], want: Mapping[str, str | None], backend: str,
                 data_path: str, devices_per_node: int | None, dev_dir: str = "/dev",
-                grace: float = 10.0, table_stream: Any = None) -> SlurmPrepared:
+                grace: float = 10.0, table_stream: Any = None) -> tuple[tuple[Node, ...], SlurmBackend]:
     """The job's nodes, pre-flighted in one step; ``PlanError`` if any node fails. (The
     scheduler port is checked on the first node afterwards: ``SlurmBackend.port_free``.)"""
     from launcher.backends.preflight import HostCheck, judge, print_table, raise_if_failed
-    from launcher.backends.ssh import RemoteHost
+    from launcher.backends.sshclient import RemoteHost
 
     job = job_id(env)
     if job is None:
@@ -379,8 +407,7 @@ def slurm_nodes(env: Mapping[str, str], want: Mapping[str, str | None], backend:
                        python=sys.executable, pythonpath=source_root())
                   for i, name in enumerate(names))
     job_cpus = tasks_per_node(env.get("SLURM_JOB_CPUS_PER_NODE", ""), len(names))
-    backend_ = SlurmBackend(job, names, grace=grace, cpus=dict(zip(names, job_cpus)))
-    return SlurmPrepared(nodes, backend_, checks, job)
+    return nodes, SlurmBackend(job, names, grace=grace, cpus=dict(zip(names, job_cpus)))
 
 
 # -- the job of a run directory ------------------------------------------------------------------

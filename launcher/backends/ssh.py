@@ -1,277 +1,41 @@
-"""Reaching other hosts over SSH (paramiko): connections, the remote node agent, files (over
-SFTP, or exec channels where a host has no SFTP server: ``launcher.backends.remotefiles``).
+"""The SSH backend: agents on other hosts (``--hostfile`` / ``--hosts``), each in a channel of a
+verified SSH connection (``launcher.backends.sshclient``), files over SFTP or exec channels
+(``launcher.backends.remotefiles``).
 
-* ``~/.ssh/config`` (``HostName``, ``User``, ``Port``, ``IdentityFile``, ``IdentitiesOnly``,
-  ``UserKnownHostsFile``), the ssh-agent and the default keys are honoured; the launcher never
-  asks for or passes a password.
-* Host keys are checked against known_hosts (paramiko ``RejectPolicy``); an unknown host is
-  refused with the command that trusts it, unless ``--ssh-accept-new`` opts in (the key is then
-  appended to the known_hosts file, like OpenSSH's ``StrictHostKeyChecking=accept-new``).
-* ``SSHBackend.spawn_agent`` runs ``python -m launcher.agent`` on the host in an SSH channel
-  without a pty. Closing the channel (``kill``), losing the connection, or the launcher dying
-  closes the agent's stdin, and the agent then stops its process groups (see
-  ``launcher.agent``); its PR_SET_PDEATHSIG also fires when the sshd session process dies.
+``SSHBackend.discover`` turns the host list into complete plan nodes (each host's address,
+devices, cores, python, project path and run-directory path) after a parallel pre-flight
+(``launcher.backends.preflight``) and keeps the verified connections for the whole run; on
+Ascend it reads every host's hccn.conf for one merged rank table.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import os
 import shlex
-import socket
+import sys
 import threading
-from dataclasses import dataclass
-from typing import Any, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence, TextIO
 
 import paramiko
 
 from cluster.errors import PlanError
-from launcher.backends.base import Backend, BackendError, module_argv
+from cluster.hosts import HostSpec
+from cluster.plan import Node
+from cluster.ranktable.build import merged_rank_table
+from cluster.ranktable.hccn import parse_hccn_conf
+from launcher.backends.base import Backend, BackendError, Discovery, DiscoveryRequest, module_argv, \
+    source_root
+from launcher.backends.ports import reserve_port
+from launcher.backends.preflight import print_table, raise_if_failed, recheck_hosts, run_preflight
 from launcher.backends.remotefiles import ExecFiles, SFTPFiles
+from launcher.backends.sshclient import ChannelProcess, RemoteHost, SSHError, agent_command, connect, \
+    python_command, resolve_target, run_command
 from launcher.config import SSHSettings
+from launcher.installation import versions
 
-KEEPALIVE_S = 2
-
-# paramiko's transport thread logs failed handshakes with a traceback; without a handler
-# Python prints that to stderr. Every such failure is reported as an SSHError instead.
-logging.getLogger("paramiko").addHandler(logging.NullHandler())
-
-
-class SSHError(PlanError):
-    """A host cannot be reached or used over SSH; ``str()`` is the one-paragraph message."""
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    """One host as SSH reaches it (after ``~/.ssh/config``)."""
-
-    name: str
-    hostname: str
-    port: int
-    user: str
-    key_files: tuple[str, ...] = ()
-    identities_only: bool = False
-    known_hosts: str = "~/.ssh/known_hosts"
-
-    @property
-    def label(self) -> str:
-        """``user@host:port`` for messages."""
-        return f"{self.user}@{self.hostname}:{self.port}"
-
-
-def resolve_target(name: str, settings: SSHSettings, user: str | None = None,
-                   port: int | None = None) -> SSHTarget:
-    """Apply ``~/.ssh/config`` (if present) to host ``name``; hostfile ``user``/``port`` win."""
-    cfg: dict[str, Any] = {}
-    path = os.path.expanduser(settings.config_path)
-    if os.path.isfile(path):
-        try:
-            cfg = paramiko.SSHConfig.from_path(path).lookup(name)
-        except (OSError, paramiko.SSHException, ValueError) as exc:
-            raise SSHError(f"{path}: cannot read the SSH config ({exc}); fix it or point "
-                           f"--ssh-config at another file") from None
-    known = settings.known_hosts or (cfg.get("userknownhostsfile") or "~/.ssh/known_hosts").split()[0]
-    try:
-        final_port = port or int(cfg.get("port", 22))
-    except ValueError:
-        raise SSHError(f"{path}: Port for host {name} is not a number") from None
-    return SSHTarget(name=name, hostname=cfg.get("hostname", name), port=final_port,
-                     user=user or cfg.get("user") or _local_user(),
-                     key_files=tuple(os.path.expanduser(k) for k in cfg.get("identityfile", [])),
-                     identities_only=str(cfg.get("identitiesonly", "no")).lower() == "yes",
-                     known_hosts=os.path.expanduser(known))
-
-
-def _local_user() -> str:
-    import getpass
-    return getpass.getuser()
-
-
-class _UnknownHostKey(paramiko.SSHException):
-    def __init__(self, key: paramiko.PKey) -> None:
-        super().__init__("unknown host key")
-        self.key = key
-
-
-class _RejectUnknown(paramiko.MissingHostKeyPolicy):
-    """Refuse a host whose key is not in known_hosts (the default)."""
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        raise _UnknownHostKey(key)
-
-
-class _AcceptNew(paramiko.MissingHostKeyPolicy):
-    """``--ssh-accept-new``: trust a host seen for the first time and remember its key."""
-
-    _lock = threading.Lock()
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        with self._lock:
-            os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-
-
-def connect(target: SSHTarget, settings: SSHSettings) -> paramiko.SSHClient:
-    """An authenticated, host-key-verified connection to ``target``, or ``SSHError``."""
-    client = paramiko.SSHClient()
-    if os.path.isfile(target.known_hosts):
-        try:
-            client.load_host_keys(target.known_hosts)
-        except (OSError, paramiko.SSHException) as exc:
-            raise SSHError(f"{target.known_hosts}: cannot read known hosts ({exc})") from None
-    client.set_missing_host_key_policy(_AcceptNew(target.known_hosts) if settings.accept_new
-                                       else _RejectUnknown())
-    t = settings.timeout
-    where = f"host {target.name} ({target.label})"
-    try:
-        client.connect(target.hostname, port=target.port, username=target.user,
-                       key_filename=list(target.key_files) or None,
-                       allow_agent=not target.identities_only,
-                       look_for_keys=not target.identities_only, timeout=t, banner_timeout=t,
-                       auth_timeout=t, channel_timeout=t)
-    except _UnknownHostKey as exc:
-        client.close()
-        keyscan = f"ssh-keyscan -p {target.port} {target.hostname} >> {target.known_hosts}"
-        raise SSHError(f"{where}: its host key ({exc.key.get_name()}, SHA256:"
-                       f"{exc.key.fingerprint.split(':', 1)[-1]}) is not in {target.known_hosts}, so "
-                       f"the host is not trusted. Check the key, then trust it with `{keyscan}`, or "
-                       f"pass --ssh-accept-new to accept and remember keys of new hosts") from None
-    except paramiko.BadHostKeyException:
-        client.close()
-        raise SSHError(f"{where}: its host key DIFFERS from the one in {target.known_hosts} "
-                       f"(possible man-in-the-middle, or the host was reinstalled). If the change "
-                       f"is expected, remove the old entry with `ssh-keygen -R "
-                       f"[{target.hostname}]:{target.port} -f {target.known_hosts}`") from None
-    except paramiko.AuthenticationException:
-        client.close()
-        keys = ", ".join(target.key_files) or "ssh-agent and ~/.ssh/id_*"
-        raise SSHError(f"{where}: the server refused our key(s) ({keys}). Add your public key to "
-                       f"~{target.user}/.ssh/authorized_keys there (ssh-copy-id -p {target.port} "
-                       f"{target.user}@{target.hostname}), or set User/IdentityFile for this host "
-                       f"in ~/.ssh/config; passwords are not used") from None
-    except (socket.timeout, TimeoutError):
-        client.close()
-        raise SSHError(f"{where}: no answer within {t:g} s (--ssh-timeout). Check that the host is "
-                       f"up and the address and port are right (hostfile port=, ~/.ssh/config "
-                       f"HostName/Port)") from None
-    except socket.gaierror as exc:
-        client.close()
-        raise SSHError(f"{where}: cannot resolve {target.hostname} ({exc.strerror}); fix the name "
-                       f"in the hostfile or HostName in ~/.ssh/config") from None
-    except (paramiko.ssh_exception.NoValidConnectionsError, ConnectionError, OSError) as exc:
-        client.close()
-        raise SSHError(f"{where}: cannot connect ({getattr(exc, 'strerror', None) or exc}). Is sshd "
-                       f"running there and is port {target.port} right (hostfile port=, "
-                       f"~/.ssh/config Port)?") from None
-    except paramiko.SSHException as exc:
-        client.close()
-        if "banner" in str(exc).lower() or "no existing session" in str(exc).lower():
-            # paramiko: the handshake never completed (a non-SSH service on that port)
-            raise SSHError(f"{where}: something answers on port {target.port} but it is not an "
-                           f"SSH server (no SSH banner within {t:g} s); fix the port (hostfile "
-                           f"port=, ~/.ssh/config Port)") from None
-        raise SSHError(f"{where}: SSH failed ({exc}); try `ssh -p {target.port} "
-                       f"{target.user}@{target.hostname}` to see why") from None
-    transport = client.get_transport()
-    if transport is not None:
-        transport.set_keepalive(KEEPALIVE_S)  # a cut connection is noticed within seconds
-    return client
-
-
-def run_command(client: paramiko.SSHClient, command: str, timeout: float,
-                stdin_data: bytes = b"") -> tuple[int, str, str]:
-    """Run ``command`` (a shell string) on the host: (exit status, stdout, stderr).
-
-    Raises ``TimeoutError`` when it takes longer than ``timeout`` seconds.
-    """
-    transport = client.get_transport()
-    if transport is None:
-        raise ConnectionError("not connected")
-    chan = transport.open_session(timeout=timeout)
-    chan.settimeout(timeout)
-    try:
-        chan.exec_command(command)
-        if stdin_data:
-            chan.sendall(stdin_data)
-        chan.shutdown_write()
-        out, err = bytearray(), bytearray()
-        while True:
-            data = chan.recv(65536)
-            if not data:
-                break
-            out += data
-        while chan.recv_stderr_ready() or not chan.exit_status_ready():
-            data = chan.recv_stderr(65536)
-            if not data:
-                break
-            err += data
-        return chan.recv_exit_status(), out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-    except socket.timeout:
-        raise TimeoutError(f"no answer within {timeout:g} s") from None
-    finally:
-        chan.close()
-
-
-class ChannelProcess:
-    """A remote command in an SSH channel, shaped like the parts of ``subprocess.Popen`` the
-    supervisor uses (``stdin``, ``stdout``, ``stderr``, ``poll``, ``wait``, ``kill``, ``pid``)."""
-
-    def __init__(self, client: paramiko.SSHClient, command: str, timeout: float) -> None:
-        transport = client.get_transport()
-        if transport is None:
-            raise ConnectionError("not connected")
-        self.channel = transport.open_session(timeout=timeout)
-        self.channel.exec_command(command)  # no pty: stdin EOF reaches the agent as EOF
-        self.stdin = self.channel.makefile_stdin("wb")
-        self.stdout = self.channel.makefile("rb")
-        self.stderr = self.channel.makefile_stderr("rb")
-        self.pid: int | None = None  # the remote agent reports its pid in "hello"
-
-    def poll(self) -> int | None:
-        """The exit status once the remote command ended (or the channel closed), else None."""
-        if self.channel.exit_status_ready() or self.channel.closed:
-            return self.channel.recv_exit_status()
-        return None
-
-    def wait(self) -> int:
-        """Block until the remote command ends; -1 when the connection was lost first."""
-        return self.channel.recv_exit_status()
-
-    def kill(self) -> None:
-        """Close the channel: the agent sees stdin EOF and stops its process groups."""
-        self.channel.close()
-
-
-@dataclass(frozen=True)
-class RemoteHost:
-    """A host the SSH transport starts an agent on: target, its python, project and cwd."""
-
-    name: str
-    target: SSHTarget
-    python: str
-    workdir: str | None  # the project's folder there (PYTHONPATH); None: installed there
-    cwd: str
-    run_dir: str | None = None  # the run directory's path there; None: the same as here
-
-
-def python_command(host: RemoteHost, args: str, env: str = "") -> str:
-    """The shell command that runs ``python ARGS`` (already quoted) on ``host``: in the launch
-    directory, with the project's folder there on PYTHONPATH (if it has one) and ``env``.
-    PYTHONSAFEPATH=1 keeps the launch directory off the module path (as ``-P`` does) and is
-    ignored by a Python older than 3.11, so the pre-flight can still report its version."""
-    q = shlex.quote
-    path = f"PYTHONPATH={q(host.workdir)} " if host.workdir else ""
-    return f"cd {q(host.cwd)} && exec env PYTHONSAFEPATH=1 {path}{env}{q(host.python)} {args}"
-
-
-def agent_command(host: RemoteHost) -> str:
-    """The shell command that runs the node agent on ``host`` (no secrets in it, ever)."""
-    return python_command(host, "-P -m launcher.agent", "PYTHONUNBUFFERED=1 ")
+if TYPE_CHECKING:
+    from launcher.session.resources import HeldResources
 
 
 class SSHBackend(Backend):
@@ -293,6 +57,47 @@ class SSHBackend(Backend):
         self.settings = settings or SSHSettings()
         self._procs: list[ChannelProcess] = []
         self._lock = threading.Lock()
+
+    @classmethod
+    def discover(cls, request: DiscoveryRequest, held: "HeldResources") -> Discovery:
+        """The hosts of ``--hostfile``/``--hosts`` (or the resumed run's hostfile), pre-flighted
+        over SSH in parallel (versions, imports, data, devices, the run directory there, the
+        scheduler port on the master); Ascend: one merged rank table's device IPs from every
+        host's hccn.conf."""
+        config, target, specs = request.config, request.target, request.hosts
+        ranktable_startup = target == "ascend" and config.ascend_startup == "ranktable"
+        if sum(s.slots for s in specs) > 1 and not ranktable_startup:
+            held.port = reserve_port(config.port, config.port_range)
+        nodes, backend = prepare_hosts(specs, config.ssh, versions(), target, request.train.data_path,
+                                       held.port_number, os.getcwd(),
+                                       remote_run_dir=config.remote_run_dir, dev_dir=config.dev_dir,
+                                       run_dir=str(request.run_dir), resume=config.resume is not None)
+        held.backend = backend
+        found = Discovery(nodes)
+        if target == "ascend" and (ranktable_startup or config.hccl_rank_table):
+            # every host's hccn.conf over SFTP -> one merged rank table
+            confs = {n.host: read_remote_hccn(backend, n.host, config.hccn_conf) for n in nodes}
+            servers, _text, table_warnings = merged_rank_table(nodes, confs, config.hccn_conf,
+                                                               config.dry_run)
+            found.warnings += table_warnings
+            found.device_ips = {n.host: {d.device_id: d.device_ip for d in server.devices}
+                                for n, server in zip(nodes, servers)}
+            # the table's server ids are the hosts' resolved IPs
+            found.nodes = tuple(dataclasses.replace(n, address=server.server_id)
+                                for n, server in zip(nodes, servers))
+        first = found.nodes[0]
+        found.notes.update(hosts=", ".join(f"{n.host} ({len(n.device_ids)})" for n in found.nodes),
+                           master=f"{first.host} (scheduler {first.address}:"
+                                  f"{held.port_number or '-'})")
+        if target == "ascend" and config.bind_cores is not False:
+            found.notes["core binding"] = "off: the NUMA topology of other hosts is not read"
+        return found
+
+    def recheck(self, request: DiscoveryRequest, nodes: Sequence[Node]) -> dict[str, str]:
+        """Every node's probe again, over the run's own connections."""
+        checks = recheck_hosts(self, nodes, self.settings, versions(), request.target,
+                               request.train.data_path, request.config.dev_dir)
+        return {c.host: "; ".join(c.problems) for c in checks if not c.ok}
 
     def client(self, host: str) -> paramiko.SSHClient:
         """The live connection to ``host``, re-made if it was lost; ``BackendError`` if it
@@ -411,3 +216,60 @@ class SSHBackend(Backend):
         self.stop_agents()
         for client in self.clients.values():
             client.close()
+
+
+def remote_hosts(specs: Sequence[HostSpec], settings: SSHSettings, cwd: str,
+                 run_dir: str | None = None) -> dict[str, RemoteHost]:
+    """Each host's SSH target (after ~/.ssh/config), python, project path and launch dir;
+    ``run_dir`` is the run directory's path on the hosts (None: the same path as here). The
+    project path is ``workdir=``, else this launcher's source folder; None when this launcher is
+    installed (each host's python then imports its own installed wrn-launch)."""
+    return {s.name: RemoteHost(s.name, resolve_target(s.name, settings, s.user, s.port),
+                               s.python or sys.executable, s.workdir or source_root(), cwd, run_dir)
+            for s in specs}
+
+
+def host_device_ids(spec: HostSpec) -> tuple[int, ...]:
+    """The device ids a host runs: its ``devices=``, else ``0..slots-1``."""
+    return spec.devices if spec.devices is not None else tuple(range(spec.slots))
+
+
+def prepare_hosts(specs: Sequence[HostSpec], settings: SSHSettings, want: Mapping[str, str | None],
+                  backend: str, data_path: str, port: int | None, cwd: str,
+                  table_stream: TextIO | None = None,
+                  remote_run_dir: str | None = None, dev_dir: str = "/dev",
+                  run_dir: str | None = None, resume: bool = False) -> tuple[tuple[Node, ...], "SSHBackend"]:
+    """Pre-flight every host in parallel and build the plan nodes; ``PlanError`` if any fails
+    (every connection is closed then, and nothing was started anywhere). The run directory's
+    path on each host (``remote_run_dir``, else ``run_dir``, the local one) is checked there."""
+    hosts = remote_hosts(specs, settings, cwd, remote_run_dir)
+    devices = {s.name: (None if backend == "cpu" else host_device_ids(s)) for s in specs}
+    checked = [dataclasses.replace(h, run_dir=h.run_dir or run_dir) for h in hosts.values()]
+    checks, clients = run_preflight(checked, settings, want, backend, data_path, devices, port,
+                                    dev_dir, resume)
+    print_table(checks, table_stream or sys.stderr)
+    try:
+        raise_if_failed(checks)
+    except PlanError:
+        for client in clients.values():
+            client.close()
+        raise
+    by_name = {c.host: c for c in checks}
+    nodes = tuple(Node(s.name, hosts[s.name].target.hostname, host_device_ids(s),
+                       tuple(by_name[s.name].cpus), python=hosts[s.name].python,
+                       pythonpath=hosts[s.name].workdir, run_dir=hosts[s.name].run_dir)
+                  for s in specs)
+    sftp = {c.host: c.sftp for c in checks}
+    return nodes, SSHBackend(hosts, clients, settings, sftp)
+
+
+def read_remote_hccn(backend: SSHBackend, host: str, path: str) -> dict[int, str] | None:
+    """Parse ``path`` (an hccn.conf) on ``host``: device id -> IP; None if missing."""
+    try:
+        text = backend.read_text(host, path)
+    except FileNotFoundError:
+        return None
+    except BackendError as exc:
+        raise PlanError(f"{host}:{path}: cannot read the hccn.conf ({exc}); check --hccn-conf "
+                        f"and the file's permissions there") from None
+    return parse_hccn_conf(text, f"{host}:{path}")

@@ -16,7 +16,9 @@ from launcher.supervise.ranks import RunBoard
 from launcher.supervise.result import RunState
 from launcher.supervise.stalls import StallPolicy
 from launcher.backends.ports import reserve_port
-from launcher.session.prepare import Prepared
+from launcher.session.attempts import RunSession
+from launcher.session.inputs import LaunchInputs
+from launcher.session.resources import HeldResources
 from launcher.rundir.record import RunRecord, RunRecordWriter
 from launcher.ui.renderers import PlainRenderer
 from launcher.rundir.files import RunFiles
@@ -83,12 +85,13 @@ class _Master(Backend):
         return len(self.asked) > self.taken
 
 
-def _prepared(backend: Backend, tmp_path: Path, **config) -> Prepared:
+def _prepared(backend: Backend, tmp_path: Path, **config) -> RunSession:
     nodes = (Node("master", "10.0.0.1", (0,), (0,)), Node("other", "10.0.0.2", (0,), (0,)))
     port = reserve_port(None)
     request = PlanRequest(backend="cpu", nodes=nodes, run_dir=str(tmp_path), cwd=str(tmp_path),
                           worker_cmd=("w",), scheduler_cmd=("s",), sched_port=port.port)
-    return Prepared(LaunchConfig(**config), None, request, backend, tmp_path, True, port)
+    inputs = LaunchInputs(LaunchConfig(**config), None, request, tmp_path, True)
+    return RunSession(inputs, HeldResources(backend, port), PlainRenderer(io.StringIO()))
 
 
 def test_a_restart_rechecks_its_scheduler_port_on_the_master_host(tmp_path):
@@ -103,7 +106,7 @@ def test_a_restart_rechecks_its_scheduler_port_on_the_master_host(tmp_path):
         assert "--resume-from" in prepared.plan(1).worker(0).argv
         assert "--resume-from" not in prepared.plan(0).worker(0).argv
     finally:
-        prepared.port.release()
+        prepared.held.port.release()
 
 
 def test_a_restart_with_an_explicit_port_taken_on_the_master_says_so(tmp_path):
@@ -116,5 +119,5 @@ def test_a_restart_with_an_explicit_port_taken_on_the_master_says_so(tmp_path):
         assert problem is not None
         assert "master" in problem
     finally:
-        if prepared.port is not None:
-            prepared.port.release()
+        if prepared.held.port is not None:
+            prepared.held.port.release()

@@ -11,11 +11,13 @@ import pytest
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec
 from cluster.plan import Node
-from launcher.backends.multihost import OutputFetcher, remote_hosts, share_run_dir
+from launcher.backends.ssh import remote_hosts
+from launcher.rundir.remote import OutputFetcher, share_run_dir
 from launcher.backends.preflight import run_preflight
 from launcher.backends.remotefiles import ExecFiles, SFTPFiles
-from launcher.backends.ssh import (RemoteHost, SSHError, SSHSettings, SSHTarget, SSHBackend, connect,
-                          resolve_target, run_command)
+from launcher.backends.ssh import SSHBackend
+from launcher.config import SSHSettings
+from launcher.backends.sshclient import RemoteHost, SSHError, SSHTarget, connect, resolve_target, run_command
 
 WANT = {"python": "3.11.9", "mindspore": "2.10.0"}
 
@@ -127,7 +129,7 @@ def test_output_fetcher_copies_rank0_outputs_back(sshd, tmp_path):
 
 def test_merged_rank_table_rules(sshd, tmp_path):
     from cluster.ranktable.build import merged_rank_table, server_address
-    from launcher.backends.multihost import read_remote_hccn
+    from launcher.backends.ssh import read_remote_hccn
 
     nodes = (Node("a", "10.0.0.1", (0, 1), (0,)), Node("b", "127.0.0.2", (0,), (0,)))
     confs = {"a": {0: "192.168.1.1", 1: "192.168.1.2"}, "b": {0: "192.168.1.3"}}

@@ -1,5 +1,5 @@
 """Remote- and file-supplied paths stay inside the run directory: rank 0's outputs copied back
-(``launcher.multihost.OutputFetcher``), log entries of run.json (``wrn-launch logs``), the
+(``launcher.rundir.remote.OutputFetcher``), log entries of run.json (``wrn-launch logs``), the
 metrics file after a torn line, the port-lock folder. No process is started here."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from launcher.backends.local import LocalBackend
-from launcher.backends.multihost import OutputFetcher
+from launcher.rundir.remote import OutputFetcher
 
 
 def _remote(tmp_path: Path) -> tuple[Path, Path]:

@@ -152,11 +152,11 @@ def test_a_damaged_index_file_is_rebuilt(tree, tmp_path):
 
 def test_rescan_reaches_the_first_attempts_workers_only():
     from launcher.config import LaunchConfig
-    from launcher.session.prepare import _worker_args
+    from launcher.session.inputs import worker_args
 
     config = LaunchConfig(rescan=True)
-    assert _worker_args(config, first=True, rescan="abc") == ("--rescan", "abc")
-    assert _worker_args(config, first=False, rescan="abc") == ()
+    assert worker_args(config, first=True, rescan="abc") == ("--rescan", "abc")
+    assert worker_args(config, first=False, rescan="abc") == ()
 
 
 def test_the_rescan_flag_reaches_the_first_attempts_plan(tmp_path):
@@ -167,12 +167,12 @@ def test_the_rescan_flag_reaches_the_first_attempts_plan(tmp_path):
     config = launch_config(build_parser().parse_args(["--rescan", "--devices", "2", "--backend", "cpu",
                                                       "--dry-run", "--run-dir", str(tmp_path / "r")]), (), [])
     assert config.rescan
-    prepared = prepare(config)
+    prepared, held = prepare(config)
     try:
-        first = [p.argv for p in prepared.plan(0).processes if p.role == "worker"]
-        later = [p.argv for p in prepared.plan(1).processes if p.role == "worker"]
+        first = [p.argv for p in prepared.plan(0, held.port_number).processes if p.role == "worker"]
+        later = [p.argv for p in prepared.plan(1, held.port_number).processes if p.role == "worker"]
     finally:
-        prepared.close()
+        held.close()
     tokens = {argv[argv.index("--rescan") + 1] for argv in first}
     assert len(tokens) == 1 and all("--rescan" not in argv for argv in later)
 

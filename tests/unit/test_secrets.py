@@ -51,8 +51,9 @@ def test_rich_plan_view_and_run_record_show_no_secret(tmp_path, env_file):
 
     args = _args(tmp_path, env_file)
     parsed = cli.build_parser().parse_args(args)
-    prepared = prepare(launch_config(parsed, [], args))
-    plan = prepared.plan(0)
+    prepared, held = prepare(launch_config(parsed, [], args))
+    held.close()
+    plan = prepared.plan(0, 29500)
     console = Console(file=io.StringIO(), width=300, record=True)
     for item in plan_renderables(plan, prepared.notes):
         console.print(item)

@@ -1,106 +1,29 @@
-"""Preparing a launch over several hosts (``--hostfile`` / ``--hosts``), before anything starts.
+"""The run directory on other hosts: its inputs made visible there, rank 0's outputs copied back.
 
-``prepare_hosts`` turns the host list into complete plan nodes (each host's address, devices,
-cores, python, project path and run-directory path) after a parallel pre-flight
-(``launcher.backends.preflight``) and returns the ``SSHBackend`` holding the verified connections;
 ``share_run_dir`` makes the run directory's inputs (config.yaml, rank table) visible on every
-host: directly when the path is shared (same marker file seen there), else copied over SFTP.
-``OutputFetcher`` copies rank 0's outputs (checkpoints, latest.json, eval.json, classes.json)
-back over SFTP when rank 0 runs on a host that does not share the run directory.
+host: directly when the path is shared (same marker file seen there), else copied through the
+backend (SFTP, exec channels, srun). ``OutputFetcher`` copies rank 0's outputs (checkpoints,
+latest.json, eval.json, classes.json) back when rank 0 runs on a host that does not share the
+run directory. Everything goes through the ``Backend`` interface: no backend is named here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import posixpath
 import queue
 import secrets
-import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence, TextIO
+from typing import Mapping, Sequence
 
-
-from cluster.errors import PlanError
-from cluster.hosts import HostSpec
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node
-from cluster.ranktable.hccn import parse_hccn_conf
+from launcher.backends.base import Backend
 from launcher.rundir.layout import path_inside
-from launcher.backends.preflight import HostCheck, print_table, raise_if_failed, run_preflight
-from launcher.backends.base import Backend, BackendError, source_root
-from launcher.backends.ssh import RemoteHost, SSHBackend, SSHSettings, resolve_target
 from wrn.config import PLAIN_NAME
 from wrn.fileio import write_atomic
 
 #: Written into a new run directory; seen with the same content on a host = shared path.
 MARKER_NAME = ".wrn-run-marker"
-
-
-@dataclass
-class HostsPrepared:
-    """The outcome of ``prepare_hosts``: nodes for the plan, the backend, the checks."""
-
-    nodes: tuple[Node, ...]
-    backend: SSHBackend
-    checks: list[HostCheck]
-
-
-def remote_hosts(specs: Sequence[HostSpec], settings: SSHSettings, cwd: str,
-                 run_dir: str | None = None) -> dict[str, RemoteHost]:
-    """Each host's SSH target (after ~/.ssh/config), python, project path and launch dir;
-    ``run_dir`` is the run directory's path on the hosts (None: the same path as here). The
-    project path is ``workdir=``, else this launcher's source folder; None when this launcher is
-    installed (each host's python then imports its own installed wrn-launch)."""
-    return {s.name: RemoteHost(s.name, resolve_target(s.name, settings, s.user, s.port),
-                               s.python or sys.executable, s.workdir or source_root(), cwd, run_dir)
-            for s in specs}
-
-
-def host_device_ids(spec: HostSpec) -> tuple[int, ...]:
-    """The device ids a host runs: its ``devices=``, else ``0..slots-1``."""
-    return spec.devices if spec.devices is not None else tuple(range(spec.slots))
-
-
-def prepare_hosts(specs: Sequence[HostSpec], settings: SSHSettings, want: Mapping[str, str | None],
-                  backend: str, data_path: str, port: int | None, cwd: str,
-                  table_stream: TextIO | None = None,
-                  remote_run_dir: str | None = None, dev_dir: str = "/dev",
-                  run_dir: str | None = None, resume: bool = False) -> HostsPrepared:
-    """Pre-flight every host in parallel and build the plan nodes; ``PlanError`` if any fails
-    (every connection is closed then, and nothing was started anywhere). The run directory's
-    path on each host (``remote_run_dir``, else ``run_dir``, the local one) is checked there."""
-    hosts = remote_hosts(specs, settings, cwd, remote_run_dir)
-    devices = {s.name: (None if backend == "cpu" else host_device_ids(s)) for s in specs}
-    checked = [dataclasses.replace(h, run_dir=h.run_dir or run_dir) for h in hosts.values()]
-    checks, clients = run_preflight(checked, settings, want, backend, data_path, devices, port,
-                                    dev_dir, resume)
-    print_table(checks, table_stream or sys.stderr)
-    try:
-        raise_if_failed(checks)
-    except PlanError:
-        for client in clients.values():
-            client.close()
-        raise
-    by_name = {c.host: c for c in checks}
-    nodes = tuple(Node(s.name, hosts[s.name].target.hostname, host_device_ids(s),
-                       tuple(by_name[s.name].cpus), python=hosts[s.name].python,
-                       pythonpath=hosts[s.name].workdir, run_dir=hosts[s.name].run_dir)
-                  for s in specs)
-    sftp = {c.host: c.sftp for c in checks}
-    return HostsPrepared(nodes, SSHBackend(hosts, clients, settings, sftp), checks)
-
-
-def read_remote_hccn(backend: SSHBackend, host: str, path: str) -> dict[int, str] | None:
-    """Parse ``path`` (an hccn.conf) on ``host``: device id -> IP; None if missing."""
-    try:
-        text = backend.read_text(host, path)
-    except FileNotFoundError:
-        return None
-    except BackendError as exc:
-        raise PlanError(f"{host}:{path}: cannot read the hccn.conf ({exc}); check --hccn-conf "
-                        f"and the file's permissions there") from None
-    return parse_hccn_conf(text, f"{host}:{path}")
 
 
 def share_run_dir(run_dir: Path, backend: Backend, nodes: Sequence[Node]) -> dict[str, str]:
