@@ -9,9 +9,10 @@ Layout of run.json (``"format": 1``)::
 
     format, command, cwd, versions, backend, plan, env, config, rank_table,
     attempt (this attempt's number, 1-based), attempts (earlier attempts), max_restarts,
-    status ("running", "succeeded", "failed", "interrupted", "preempted"), start_time, end_time, wall_s,
-    exit_code, processes [{name, role, host, rank, pid, pgid, start_time, end_time, exit_code,
-    signal, error, log, stalled (workers: warned about as stalled and not heard from since)}], agents [{host, pid}], root_cause, summary, launcher_error,
+    status ("running", "succeeded", "failed", "interrupted", "preempted"), start_time, end_time,
+    wall_s, exit_code, processes [{name, role, host, rank, pid, pgid, start_time, end_time,
+    exit_code, signal, error, log, stalled (workers: warned about as stalled and not heard from
+    since)}], agents [{host, pid}], root_cause, summary, launcher_error,
     shrinks (hosts a restart left out, ``--min-devices``; only when there were some),
     standbys ([{attempt, state, start_time, ready_s, reason}], ``--standby``; only with it)
 """
@@ -21,13 +22,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cluster.hosts import mask_env
-from wrn.contract import number, text, whole
 from launcher.rundir.files import WriteTrouble
+from wrn.contract import number, text, whole
 from wrn.fileio import write_atomic
 
 RUN_JSON = "run.json"
@@ -76,7 +78,7 @@ class ProcessRecord:
                 **({"stalled": self.stalled} if self.stalled is not None else {})}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ProcessRecord | None":
+    def from_dict(cls, data: Any) -> ProcessRecord | None:
         if not isinstance(data, dict):
             return None
         return cls(name=text(data.get("name")) or "?", role=text(data.get("role")) or "worker",
@@ -99,7 +101,7 @@ class AgentRecord:
         return {"host": self.host, "pid": self.pid}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "AgentRecord | None":
+    def from_dict(cls, data: Any) -> AgentRecord | None:
         if not isinstance(data, dict):
             return None
         return cls(text(data.get("host")) or "?", whole(data.get("pid")))
@@ -132,7 +134,7 @@ class AttemptRecord:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any) -> "AttemptRecord | None":
+    def from_dict(cls, data: Any) -> AttemptRecord | None:
         if not isinstance(data, dict):
             return None
         number = whole(data.get("attempt")) or 0
@@ -198,7 +200,7 @@ class RunRecord:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
         """Read a run.json object; fields of the wrong type count as missing."""
         command = data.get("command")
         return cls(
@@ -241,7 +243,7 @@ class RunRecord:
                 for shrink in self.shrinks for d in shrink.get("dropped") or ()
                 if isinstance(d, dict)]
 
-    def next_attempt(self, outcome: str, reason: str | None = None) -> "RunRecord":
+    def next_attempt(self, outcome: str, reason: str | None = None) -> RunRecord:
         """A fresh record for the next attempt: this one moved into ``attempts``."""
         return dataclasses.replace(
             self, attempt=self.attempt + 1, attempts=self.attempts + [self.as_attempt(outcome, reason)],
@@ -337,9 +339,12 @@ class RecordKeeper:
     rebuilt only when that process changed. A write that fails (a full disk) is tried again at
     the next flush."""
 
-    def __init__(self, record: RunRecord, writer: RunRecordWriter, processes: Mapping[str, Any]) -> None:
+    def __init__(self, record: RunRecord, writer: RunRecordWriter, processes: Mapping[str, Any],
+                 troubles: tuple[WriteTrouble, ...] = ()) -> None:
         self.record, self.writer = record, writer
         self._processes = processes
+        #: every write into the run directory that can fail (run.json's and the others')
+        self.troubles = tuple({id(t): t for t in (writer.trouble, *troubles)}.values())
         self._entries = {name: proc.record() for name, proc in processes.items()}
         self._changed: set[str] = set()
         self.dirty = False
@@ -350,8 +355,7 @@ class RecordKeeper:
             self._changed.add(name)
         self.dirty = True
 
-    def flush(self, agents: list[AgentRecord], root_cause: dict[str, Any] | None,
-              force: bool = False) -> None:
+    def flush(self, force: bool = False) -> None:
         """Write the record if it changed and the writer is due (or ``force``)."""
         if not self.dirty or not (force or self.writer.due()):
             return
@@ -360,7 +364,9 @@ class RecordKeeper:
             self._entries[name] = self._processes[name].record()
         self._changed.clear()
         self.record.processes = list(self._entries.values())
-        self.record.agents = agents
-        self.record.root_cause = root_cause
         if not self.writer.write(self.record):
             self.dirty = True  # written again when due: the disk may have room by then
+
+    def warnings(self) -> list[str]:
+        """The first failed write into the run directory, said once (a full disk)."""
+        return [w for w in (t.take_warning() for t in self.troubles) if w is not None]

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
-from launcher.ui.formatting import fmt_span
 from launcher.rundir.layout import path_inside
+from launcher.ui.formatting import fmt_span
 from wrn.fileio import write_atomic
 
 DIAGNOSTICS_DIR = "diagnostics"

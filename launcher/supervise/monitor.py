@@ -24,12 +24,11 @@ Every view reads the board the monitor feeds, so they agree on each rank's state
 
 from __future__ import annotations
 
-import json
 import queue
 import signal
 import time
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cluster.plan import LaunchPlan
 from launcher.agent.handle import AgentHandle, Inbound, agent_spec, beat
@@ -39,16 +38,27 @@ from launcher.config import SupervisorConfig
 from launcher.rundir.files import RunFiles
 from launcher.rundir.layout import iso_time
 from launcher.rundir.record import AgentRecord, RecordKeeper, RunRecord, RunRecordWriter
-from launcher.supervise.diagnosis import RankStacks, write_stacks
 from launcher.supervise.ranks import Outcome, ProcessState, RunBoard
-from launcher.supervise.result import RootCause, RunResult, RunState, RunSummary, interrupted_state
+from launcher.supervise.result import RootCause, RunResult, RunState, interrupted_state, outcome, summarize
 from launcher.supervise.signals import SignalCatcher
-from launcher.supervise.stalls import Stall, StacksRound
-from launcher.supervise.standby import Say, Standby
+from launcher.supervise.stalls import StallWatch
+from launcher.supervise.standby import Say, Standby, StandbySlot
 from launcher.ui.formatting import exit_text, who
 from launcher.ui.renderers import Renderer, RunConsole
-from wrn.contract import AgentWarning, Done, Exited, Hello, Line, Stacks, StacksDone, Started, \
-    Stop, Stopping, event_from, number, parse_record
+from wrn.contract import (
+    AgentWarning,
+    Done,
+    Exited,
+    Hello,
+    Line,
+    Stacks,
+    StacksDone,
+    Started,
+    Stop,
+    Stopping,
+    event_from,
+    parse_record,
+)
 
 #: Extra seconds an agent gets beyond the grace period to report that its processes ended,
 #: before the launcher kills the recorded process groups itself (local hosts only).
@@ -72,12 +82,11 @@ class Monitor:
         self.plan, self.files, self.backend, self.opts = plan, files, backend, options
         self.ui = RunConsole(renderer, board)
         self.record, self.writer, self.notes, self.fetcher = record, writer, notes or {}, fetcher
-        self.adopt, self.start_standby = adopt, start_standby
-        self.standby: Standby | None = None
+        self.adopt, self.next_standby = adopt, StandbySlot(start_standby, record.standbys)
         self.board = board
         board.begin_attempt(plan, board.clock())
         self.procs = board.processes
-        self.keeper = RecordKeeper(record, writer, self.procs)
+        self.keeper = RecordKeeper(record, writer, self.procs, (files.trouble,))
         self.inbox: queue.Queue = adopt.inbox if adopt is not None else queue.Queue()
         self.agents: dict[str, AgentHandle] = dict(adopt.agents) if adopt is not None else {}
         self.signals = SignalCatcher()
@@ -87,14 +96,16 @@ class Monitor:
         self.stopping_since: float | None = None
         self.stop_deadline: float | None = None
         self.sched_deadline: float | None = None
-        self.stacks: StacksRound | None = None
         self.start_wall = time.time()
         self._terminated_from_outside = False  # a process died of a SIGTERM the launcher did not send
         self._workers = sum(1 for p in self.procs.values() if p.is_worker)
+        self.stalls = StallWatch(board, self.agents, self.ui, self.keeper.changed, self._fail_with,
+                                 files.root, record.attempt)
         self._handlers: dict[type, Callable[[str, Any], None]] = {
             Hello: self._on_hello, Started: self._on_started, Line: self._on_line,
             Exited: self._on_exited, AgentWarning: self._on_warning,
-            Stacks: self._on_stacks, StacksDone: self._on_stacks_done,
+            Stacks: self.stalls.on_stacks,
+            StacksDone: lambda host, msg: self.stalls.on_done(host, self.stopping_since is not None),
             Stopping: lambda host, msg: None, Done: lambda host, msg: None}
 
     # -- the attempt ------------------------------------------------------------------------------
@@ -154,11 +165,12 @@ class Monitor:
                 pass
             now = self.board.clock()
             self._check_signal()
-            if self.stopping_since is None and self.stacks is None:
-                self._act_on_stalls(self.board.check_stalls(now), now)
-            self._check_stacks(now)
+            self.stalls.tick(now, self.stopping_since is not None)
             self._check_deadlines(now)
-            self._check_standby(now)
+            ready = self.stopping_since is None and self.board.stalls.all_stepped \
+                and self.board.outcomes[Outcome.RUNNING] == self._workers
+            if self.next_standby.check(now, ready, self.ui.message, lambda: beat(self.agents.values())):
+                self.keeper.changed()
             self._flush()
             if now - last_beat >= self.opts.heartbeat_interval:
                 last_beat = now
@@ -185,6 +197,11 @@ class Monitor:
                                item.value)
 
     # -- agent messages ---------------------------------------------------------------------------
+    @property
+    def standby(self) -> Standby | None:
+        """The next attempt's standby, once started (``--standby``)."""
+        return self.next_standby.standby
+
     def _on_hello(self, host: str, msg: Hello) -> None:
         agent = self.agents[host]
         if agent.pid is None and msg.pid:  # a remote agent: its pid there
@@ -258,9 +275,9 @@ class Monitor:
                 self._fail(proc, exit_text(proc.exit_code, proc.signal) + " while workers were running")
         elif not ok and self._in_collective(proc):
             # a rank timed out waiting for the others: a symptom; find who they waited for
-            if self.stacks is None:
-                self._collect_stacks(proc, exit_text(proc.exit_code, proc.signal) + " in a collective",
-                                     failed=True)
+            if self.stalls.round is None:
+                self.stalls.begin(proc, exit_text(proc.exit_code, proc.signal) + " in a collective",
+                                  failed=True)
         elif not ok:
             self._fail(proc, exit_text(proc.exit_code, proc.signal))
         elif self.board.outcomes[Outcome.SUCCEEDED] == self._workers \
@@ -302,61 +319,6 @@ class Monitor:
             self._fail_with(RootCause(name=f"agent@{host}", host=host, rank=None, reason=reason,
                                       exit_code=returncode, log=f"logs/agent-{host}.log",
                                       log_tail=list(self.agents[host].stderr_tail)))
-
-    # -- stalls -----------------------------------------------------------------------------------
-    def _act_on_stalls(self, actions: list, now: float) -> None:
-        for action in actions:
-            if isinstance(action, Stall):
-                self._collect_stacks(action.proc, action.reason, stop_at=action.stop_at,
-                                     since=action.since)
-            else:
-                self.keeper.changed(action.proc.name)
-                self.ui.health(action.proc, stalled=True)
-                self.ui.message("warning", action.text)
-
-    def _collect_stacks(self, proc: ProcessState, reason: str, failed: bool = False,
-                        stop_at: float = 0.0, since: float | None = None) -> None:
-        """Ask every agent with running workers for their stacks; ``_check_stacks`` fails the
-        run once they are in and the limit is reached, unless ``proc`` is heard from first."""
-        hosts = {p.host for p in self.procs.values() if p.running and p.is_worker}
-        hosts = {h for h in hosts if self.agents[h].alive}
-        self.stacks = StacksRound(proc, reason, hosts, self.board.clock(), failed=failed,
-                                  stop_at=stop_at, since=since)
-        if failed:
-            self.ui.message("warning", f"rank {proc.rank} on {proc.host} {reason}; collecting "
-                                       f"every running rank's stacks")
-        self.stacks.ask(self.agents)
-        self._check_stacks(self.board.clock())
-
-    def _on_stacks(self, host: str, msg: Stacks) -> None:
-        proc = self.procs.get(msg.name)
-        if self.stacks is None or proc is None or proc.rank is None:
-            return
-        self.stacks.answers.append(RankStacks(rank=proc.rank, host=host, name=msg.name,
-                                              position=msg.position, stacks=msg.stacks,
-                                              process=msg.process, error=msg.error, pid=msg.pid))
-
-    def _on_stacks_done(self, host: str, msg: StacksDone) -> None:
-        if self.stacks is not None:
-            self.stacks.answered(host)
-            self._check_stacks(self.board.clock())
-
-    def _check_stacks(self, now: float) -> None:
-        """Fail the stalled run once every agent answered (or the wait is over)."""
-        pending = self.stacks
-        status = pending.status(now) if pending is not None else None
-        if status == "cancelled":  # heard from (or ended) before its limit: no stall after all
-            self.stacks = None
-            self.board.stalls.check_soon()
-        elif status == "due":
-            self.stacks = None
-            if self.stopping_since is not None:
-                return  # something else failed meanwhile, and is the root cause
-            logs = {p.name: p.log for p in self.procs.values()}
-            for problem in write_stacks(self.files.root, self.record.attempt, pending.answers,
-                                        pending.reason, logs):
-                self.ui.message("warning", problem)
-            self._fail_with(pending.cause(self.board.ranks, self.board.progress, self.record.attempt))
 
     # -- failing and stopping ---------------------------------------------------------------------
     def _fail(self, proc: ProcessState, reason: str) -> None:
@@ -417,28 +379,6 @@ class Monitor:
             for agent in self.agents.values():
                 agent.kill()
 
-    def _check_standby(self, now: float) -> None:
-        """Start the next standby once every worker has stepped; keep the one started."""
-        if self.standby is not None:
-            if self.standby.tick(now):
-                self._save()
-            return
-        if self.start_standby is None or self.stopping_since is not None \
-                or self.board.outcomes[Outcome.RUNNING] != self._workers \
-                or not self.board.stalls.all_stepped:
-            return
-        start, self.start_standby = self.start_standby, None
-        beat(self.agents.values())  # starting it can take a while over SSH (a port check, agents)
-        try:
-            self.standby = start(self.ui.message)
-        except Exception as exc:  # a plan or port problem: this attempt goes on without one
-            self.ui.message("warning", f"standby: none started, a restart will start cold: "
-                                       f"{type(exc).__name__}: {exc}")
-        beat(self.agents.values())
-        if self.standby is not None:
-            self.record.standbys.append(self.standby.entry)
-            self._save()
-
     # -- the record and the end -------------------------------------------------------------------
     def _set_state(self, state: RunState) -> None:
         """How the attempt is ending; run.json's status says the same from now on."""
@@ -448,21 +388,15 @@ class Monitor:
     def _save(self, force: bool = False) -> None:
         """The run record changed: write it now if the writer is due (or ``force``), else
         within its interval (``_flush`` in the loop)."""
+        self.record.agents = [AgentRecord(a.host, a.pid) for a in self.agents.values()]
+        self.record.root_cause = self.root_cause.to_dict() if self.root_cause else None
         self.keeper.changed()
         self._flush(force)
 
     def _flush(self, force: bool = False) -> None:
-        if self.keeper.dirty:
-            self.keeper.flush([AgentRecord(a.host, a.pid) for a in self.agents.values()],
-                              self.root_cause.to_dict() if self.root_cause else None, force=force)
-        self._warn_write_trouble()
-
-    def _warn_write_trouble(self) -> None:
-        """Say once that the run directory cannot be written (a full disk)."""
-        for trouble in {id(t): t for t in (self.files.trouble, self.writer.trouble)}.values():
-            warning = trouble.take_warning()
-            if warning is not None:
-                self.ui.message("warning", warning)
+        self.keeper.flush(force)
+        for warning in self.keeper.warnings():  # a full disk, said once
+            self.ui.message("warning", warning)
 
     def _fetch_outputs(self) -> None:
         """Wait for rank 0's outputs to be copied back (a host not sharing the run dir)."""
@@ -472,29 +406,13 @@ class Monitor:
 
     def _finish(self) -> RunResult:
         workers = [p for p in self.procs.values() if p.is_worker]
-        note = None
-        if self.interrupted is not None:
-            state, code = interrupted_state(self.interrupted), 128 + self.interrupted
-            note = f"by {signal_name(self.interrupted)}"
-        elif self.root_cause is not None:
-            state, code = RunState.FAILED, 1
-        elif workers and all(p.outcome is Outcome.SUCCEEDED for p in workers):
-            state, code = RunState.SUCCEEDED, 0
-        else:
-            state, code, note = RunState.FAILED, 1, "not every worker succeeded"
+        state, code, note = outcome(self.interrupted, self.root_cause is not None,
+                                    bool(workers) and all(p.outcome is Outcome.SUCCEEDED for p in workers))
         self._set_state(state)
         self.board.finished_status = state.value
         end = time.time()
-        progress = self.board.progress
-        top1 = progress.top1()
-        summary = RunSummary(
-            status=state.value, exit_code=code, run_dir=str(self.files.root),
-            wall_s=end - self.start_wall, imgs_per_s=progress.final_imgs_per_s(),
-            final_loss=progress.final_loss(),
-            top1=top1 if top1 is not None else _eval_json_top1(self.files.root / "eval.json"),
-            best_checkpoint=progress.best_checkpoint(), replicas_in_sync=progress.replicas_in_sync(),
-            checksums=progress.checksums(), root_cause=self.root_cause, note=note,
-            stragglers=progress.stragglers.to_list(), hosts_dropped=self.record.dropped_hosts())
+        summary = summarize(state, code, note, self.files.root, end - self.start_wall,
+                            self.board.progress, self.root_cause, self.record.dropped_hosts())
         self.record.end_time = iso_time(end)
         self.record.wall_s = round(end - self.start_wall, 3)
         self.record.exit_code = code
@@ -508,11 +426,3 @@ class Monitor:
         failures = {p.name: p.error or exit_text(p.exit_code, p.signal)
                     for p in self.procs.values() if p.outcome in (Outcome.FAILED, Outcome.LOST)}
         return RunResult(state, code, summary, self.record, failures)
-
-
-def _eval_json_top1(path: Path) -> float | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("top1")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return number(value)

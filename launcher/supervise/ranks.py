@@ -18,8 +18,9 @@ import collections
 import enum
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.agent.handle import TAIL_LINES
@@ -90,7 +91,7 @@ class ProcessState:
     stalled: bool = False                    # warned about, and not heard from since
 
     @classmethod
-    def of(cls, spec: ProcessSpec, device: int | None = None) -> "ProcessState":
+    def of(cls, spec: ProcessSpec, device: int | None = None) -> ProcessState:
         return cls(name=spec.name, host=spec.host, rank=spec.rank, device=device, role=spec.role,
                    log=spec.log)
 
@@ -160,7 +161,7 @@ class RunBoard:
 
     @classmethod
     def from_plan(cls, plan: LaunchPlan, run_dir: str, *, stalls: StallPolicy | None = None,
-                  t0: float | None = None) -> "RunBoard":
+                  t0: float | None = None) -> RunBoard:
         """A board for ``plan`` running in ``run_dir``."""
         board = cls(os.path.basename(os.path.normpath(run_dir)), plan.backend, stalls=stalls, t0=t0)
         board.begin_attempt(plan, t0, first=True)

@@ -7,13 +7,19 @@ Exit status of an attempt: 0 succeeded, 1 failed, 128+N interrupted by signal N.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from launcher.agent.proc import signal_name
+from wrn.contract import number
 
 if TYPE_CHECKING:
     from launcher.rundir.record import RunRecord
+    from launcher.supervise.progress import RunProgress
 
 
 class RunState(enum.Enum):
@@ -54,7 +60,7 @@ class RootCause:
         return f"rank {self.rank}" if self.rank is not None else self.name
 
     @classmethod
-    def of(cls, proc: Any, reason: str, error: str | None = None) -> "RootCause":
+    def of(cls, proc: Any, reason: str, error: str | None = None) -> RootCause:
         """``proc`` (a ``ProcessState``) failed for ``reason``; ``error``: its error event."""
         return cls(name=proc.name, host=proc.host, rank=proc.rank, reason=reason,
                    exit_code=proc.exit_code, signal=proc.signal, log=proc.log,
@@ -102,7 +108,7 @@ class RunResult:
     state: RunState
     exit_code: int
     summary: RunSummary
-    record: "RunRecord"
+    record: RunRecord
     failures: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -115,3 +121,38 @@ class RunResult:
         if cause is None:
             return self.summary.note or "a worker failed"
         return f"{cause.who} on {cause.host}: {cause.reason}"
+
+
+def outcome(interrupted: int | None, failed: bool, all_succeeded: bool) -> tuple[RunState, int, str | None]:
+    """(state, exit code, note) of an attempt that ended: interrupted by a signal (128 + its
+    number), failed (a root cause), succeeded (every worker did), else failed all the same."""
+    if interrupted is not None:
+        return interrupted_state(interrupted), 128 + interrupted, f"by {signal_name(interrupted)}"
+    if failed:
+        return RunState.FAILED, 1, None
+    if all_succeeded:
+        return RunState.SUCCEEDED, 0, None
+    return RunState.FAILED, 1, "not every worker succeeded"
+
+
+def summarize(state: RunState, code: int, note: str | None, run_dir: Path, wall_s: float,
+              progress: RunProgress, root_cause: RootCause | None,
+              hosts_dropped: list[str]) -> RunSummary:
+    """The summary of an attempt from what its events added up to (the final top-1 falls back
+    to rank 0's eval.json)."""
+    top1 = progress.top1()
+    return RunSummary(
+        status=state.value, exit_code=code, run_dir=str(run_dir), wall_s=wall_s,
+        imgs_per_s=progress.final_imgs_per_s(), final_loss=progress.final_loss(),
+        top1=top1 if top1 is not None else _eval_json_top1(run_dir / "eval.json"),
+        best_checkpoint=progress.best_checkpoint(), replicas_in_sync=progress.replicas_in_sync(),
+        checksums=progress.checksums(), root_cause=root_cause, note=note,
+        stragglers=progress.stragglers.to_list(), hosts_dropped=hosts_dropped)
+
+
+def _eval_json_top1(path: Path) -> float | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("top1")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return number(value)

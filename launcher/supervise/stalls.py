@@ -17,6 +17,8 @@ stacks are asked for ``STACKS_LEAD_S`` before it and the run is stopped at it).
 ``StacksRound`` is the collection that follows: every agent with running workers is asked
 for their stacks, the answers come in, and the round is due once they all answered (or the
 wait is over) and the limit is reached, or cancelled when the rank is heard from first.
+``StallWatch`` is the monitor's side of both: it says the warnings, runs the rounds, writes
+the stacks into the run directory and hands the root cause to the monitor.
 
 Time is an injected clock (``time.monotonic`` in a launch), so all of it is unit-tested in
 milliseconds with a fake clock and fake agent handles.
@@ -26,18 +28,20 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from launcher.config import SupervisorConfig
-from launcher.supervise.diagnosis import DIAGNOSTICS_DIR, RankStacks, diagnose
+from launcher.supervise.diagnosis import DIAGNOSTICS_DIR, RankStacks, diagnose, write_stacks
 from launcher.supervise.result import RootCause
 from launcher.ui.formatting import exit_text
-from wrn.contract import EpochEnd, Event, StacksRequest, Step
+from wrn.contract import EpochEnd, Event, Stacks, StacksRequest, Step
 
 if TYPE_CHECKING:
     from launcher.supervise.progress import RunProgress
-    from launcher.supervise.ranks import ProcessState
+    from launcher.supervise.ranks import ProcessState, RunBoard
 
 #: How often silent workers are looked for.
 STALL_CHECK_S = 0.5
@@ -56,7 +60,7 @@ STACKS_SLACK_S = 3.0
 class Warn:
     """Say that ``proc`` looks stalled (it is marked ``stalled`` until it is heard from)."""
 
-    proc: "ProcessState"
+    proc: ProcessState
     text: str
 
 
@@ -64,7 +68,7 @@ class Warn:
 class Stall:
     """``proc`` reaches its limit at ``stop_at``: collect every rank's stacks, then fail it."""
 
-    proc: "ProcessState"
+    proc: ProcessState
     reason: str
     stop_at: float
     since: float | None
@@ -90,12 +94,12 @@ class StallPolicy:
         self._limits = self.opts.stall_limits()
 
     # -- feeding --------------------------------------------------------------------------------
-    def started(self, proc: "ProcessState", now: float) -> None:
+    def started(self, proc: ProcessState, now: float) -> None:
         """A worker process started: it is starting, measured from now."""
         proc.started_at, proc.last_event_at = now, None
         self._starting[proc.name] = proc
 
-    def heard(self, proc: "ProcessState", event: Event, now: float) -> bool:
+    def heard(self, proc: ProcessState, event: Event, now: float) -> bool:
         """``proc`` emitted ``event``. Once it has stepped it moves to the end of the quiet
         order; its step times feed the adaptive limit. True when it had been warned about
         (it is no longer stalled)."""
@@ -116,7 +120,7 @@ class StallPolicy:
         was, proc.stalled = proc.stalled, False
         return was
 
-    def ended(self, proc: "ProcessState") -> None:
+    def ended(self, proc: ProcessState) -> None:
         """``proc`` ended: no more checks for it."""
         self._starting.pop(proc.name, None)
         self._active.pop(proc.name, None)
@@ -135,7 +139,7 @@ class StallPolicy:
             self._limits = self.opts.stall_limits(max(medians, default=0.0), self._longest_gap)
         return self._limits
 
-    def _judged(self, proc: "ProcessState", now: float):
+    def _judged(self, proc: ProcessState, now: float):
         """(quiet, warn, kill, extra, what) for a tracked worker, None for anything else."""
         if proc.name in self._starting and self._starting[proc.name] is proc:
             return (now - proc.started_at, self.opts.startup_timeout, self.opts.startup_kill, 0.0,
@@ -145,7 +149,7 @@ class StallPolicy:
             return now - proc.last_event_at, warn, kill, proc.allowance, "since its last event"
         return None
 
-    def is_stalled(self, proc: "ProcessState", now: float) -> bool:
+    def is_stalled(self, proc: ProcessState, now: float) -> bool:
         """Silent past its warning limit at ``now`` (what every view shows as stalled)."""
         judged = self._judged(proc, now)
         return judged is not None and judged[0] >= judged[1] + judged[3]
@@ -196,7 +200,7 @@ class StacksRound:
     """One collection of every running worker's stacks, for a stall of ``proc`` (or for a
     worker that ``failed`` inside a collective: whom did it wait for?)."""
 
-    def __init__(self, proc: "ProcessState", reason: str, hosts: Iterable[str], now: float, *,
+    def __init__(self, proc: ProcessState, reason: str, hosts: Iterable[str], now: float, *,
                  failed: bool = False, stop_at: float = 0.0, since: float | None = None) -> None:
         self.proc, self.reason, self.failed = proc, reason, failed
         self.stop_at, self.since = stop_at, since
@@ -204,10 +208,25 @@ class StacksRound:
         self.waiting = set(hosts)
         self.answers: list[RankStacks] = []
 
-    def ask(self, agents: Mapping[str, "object"]) -> None:
+    @classmethod
+    def begin(cls, proc: ProcessState, reason: str, processes: Iterable[ProcessState],
+              agents: Mapping[str, Any], now: float, **kwargs: Any) -> StacksRound:
+        """A round for ``proc``: every live agent with running workers is asked now."""
+        hosts = {p.host for p in processes if p.running and p.is_worker}
+        round_ = cls(proc, reason, {h for h in hosts if agents[h].alive}, now, **kwargs)
+        round_.ask(agents)
+        return round_
+
+    def ask(self, agents: Mapping[str, Any]) -> None:
         """Send the request to every agent it waits for."""
         for host in sorted(self.waiting):
             agents[host].send(StacksRequest(STACKS_TIMEOUT_S))
+
+    def answer(self, host: str, proc: ProcessState, msg: Stacks) -> None:
+        """One worker's stacks (``proc``: its state) came from the agent on ``host``."""
+        self.answers.append(RankStacks(rank=proc.rank, host=host, name=msg.name,
+                                       position=msg.position, stacks=msg.stacks,
+                                       process=msg.process, error=msg.error, pid=msg.pid))
 
     def answered(self, host: str) -> None:
         """The agent on ``host`` sent every stack it has."""
@@ -222,7 +241,7 @@ class StacksRound:
             return "waiting"
         return "due"
 
-    def cause(self, ranks: Mapping[int, "ProcessState"], progress: "RunProgress",
+    def cause(self, ranks: Mapping[int, ProcessState], progress: RunProgress,
               attempt: int) -> RootCause:
         """The root cause, once due: the rank that is not where the others are (``diagnose``)
         is blamed, with where every rank was; a worker that failed in a collective is blamed
@@ -251,3 +270,72 @@ class StacksRound:
                               error=progress.error_text(blamed.rank))
         cause.where, cause.diagnostics = where, folder
         return cause
+
+
+class StallWatch:
+    """The monitor's side of stalls (see the module docstring). ``console`` is the run's
+    ``RunConsole`` (warnings and the ranks' health are said there), ``changed(name)`` notes a
+    change of a process's run.json entry, ``fail(cause)`` fails the attempt; ``agents`` is the
+    monitor's dict of agent handles (by host)."""
+
+    def __init__(self, board: RunBoard, agents: Mapping[str, Any], console: Any,
+                 changed: Callable[[str], None], fail: Callable[[RootCause], None],
+                 run_dir: Path, attempt: int) -> None:
+        self.board, self.agents, self.console = board, agents, console
+        self.changed, self.fail = changed, fail
+        self.run_dir, self.attempt = run_dir, attempt
+        self.round: StacksRound | None = None
+
+    def tick(self, now: float, stopping: bool) -> None:
+        """Warn about silent workers and begin a round for a stall (not while stopping, nor
+        while a round runs); fail the attempt once a round is due."""
+        if not stopping and self.round is None:
+            for action in self.board.check_stalls(now):
+                if isinstance(action, Stall):
+                    self.begin(action.proc, action.reason, stop_at=action.stop_at,
+                               since=action.since)
+                else:
+                    self.changed(action.proc.name)
+                    self.console.health(action.proc, stalled=True)
+                    self.console.message("warning", action.text)
+        self._check(now, stopping)
+
+    def begin(self, proc: ProcessState, reason: str, failed: bool = False,
+              stop_at: float = 0.0, since: float | None = None) -> None:
+        """Ask every agent with running workers for their stacks: a stall of ``proc``, or
+        ``failed`` (it failed inside a collective: whom did it wait for?)."""
+        if failed:
+            self.console.message("warning", f"rank {proc.rank} on {proc.host} {reason}; "
+                                            f"collecting every running rank's stacks")
+        self.round = StacksRound.begin(proc, reason, self.board.processes.values(), self.agents,
+                                       self.board.clock(), failed=failed, stop_at=stop_at,
+                                       since=since)
+        self._check(self.board.clock(), False)
+
+    def on_stacks(self, host: str, msg: Stacks) -> None:
+        proc = self.board.processes.get(msg.name)
+        if self.round is not None and proc is not None and proc.rank is not None:
+            self.round.answer(host, proc, msg)
+
+    def on_done(self, host: str, stopping: bool) -> None:
+        if self.round is not None:
+            self.round.answered(host)
+            self._check(self.board.clock(), stopping)
+
+    def _check(self, now: float, stopping: bool) -> None:
+        """Cancel the round (the rank was heard from) or, once due, write the stacks and fail
+        the attempt with the rank that is not where the others are."""
+        pending = self.round
+        status = pending.status(now) if pending is not None else None
+        if status == "cancelled":  # heard from (or ended) before its limit: no stall after all
+            self.round = None
+            self.board.stalls.check_soon()
+        elif status == "due":
+            self.round = None
+            if stopping:
+                return  # something else failed meanwhile, and is the root cause
+            logs = {p.name: p.log for p in self.board.processes.values()}
+            for problem in write_stacks(self.run_dir, self.attempt, pending.answers,
+                                        pending.reason, logs):
+                self.console.message("warning", problem)
+            self.fail(pending.cause(self.board.ranks, self.board.progress, self.attempt))

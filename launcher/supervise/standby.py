@@ -32,7 +32,8 @@ import queue
 import signal
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.agent.handle import AgentHandle, Inbound, agent_spec, beat
@@ -41,8 +42,22 @@ from launcher.backends.base import Backend
 from launcher.config import SupervisorConfig
 from launcher.rundir.layout import iso_time
 from launcher.ui.formatting import exit_text
-from wrn.contract import STANDBY_ENV, Checkpoint, EpochEnd, Eval, Exited, Finish, Go, Line, \
-    StandbyReady, Start, Started, Step, Stop, parse_event
+from wrn.contract import (
+    STANDBY_ENV,
+    Checkpoint,
+    EpochEnd,
+    Eval,
+    Exited,
+    Finish,
+    Go,
+    Line,
+    StandbyReady,
+    Start,
+    Started,
+    Step,
+    Stop,
+    parse_event,
+)
 
 #: The longest a standby's stop takes before its agents are killed: its workers hold no state.
 STOP_GRACE_S = 1.0
@@ -231,3 +246,34 @@ class Standby:
             for pgid in self._groups.values():
                 kill_group(pgid, signal.SIGKILL)
         self.backend.stop_agents([a.popen for a in self.agents.values()])
+
+
+class StandbySlot:
+    """Where an attempt keeps the next attempt's standby: ``start`` (the session's starter, or
+    None without ``--standby``) is called once every rank of the attempt has stepped; the
+    standby it returns is added to ``entries`` (run.json's ``standbys``) and ticked from then
+    on."""
+
+    def __init__(self, start: Callable[[Say], Standby | None] | None,
+                 entries: list[dict[str, Any]]) -> None:
+        self.start, self.entries = start, entries
+        self.standby: Standby | None = None
+
+    def check(self, now: float, ready: bool, say: Say, beat_agents: Callable[[], None]) -> bool:
+        """Tick the standby, or start it when ``ready`` (not stopping, every rank stepped).
+        True when run.json's ``standbys`` changed (a standby started, or its state moved)."""
+        if self.standby is not None:
+            return self.standby.tick(now)
+        if self.start is None or not ready:
+            return False
+        start, self.start = self.start, None
+        beat_agents()  # starting it can take a while over SSH (a port check, agents)
+        try:
+            self.standby = start(say)
+        except Exception as exc:  # a plan or port problem: this attempt goes on without one
+            say("warning", f"standby: none started, a restart will start cold: "
+                           f"{type(exc).__name__}: {exc}")
+        beat_agents()
+        if self.standby is not None:
+            self.entries.append(self.standby.entry)
+        return self.standby is not None
