@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo test test-fast lint bench venv clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(STAMP)
 # Everything that does not start MindSpore training processes.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q $(FAST) $(PYTEST_ARGS)
+
+# ruff over the whole tree (its rules, and why, are in pyproject.toml); .ci/run runs it too.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

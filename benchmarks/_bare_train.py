@@ -21,8 +21,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's epoch_size")
     args = parser.parse_args()
 
-    from wrn.dist import prepare_process_env, resolve_device_target, setup_mindspore, \
-        thread_budget, world_from_env
+    from wrn.dist import prepare_process_env, resolve_device_target, setup_mindspore, thread_budget, world_from_env
 
     prepare_process_env()
     t0 = time.time()

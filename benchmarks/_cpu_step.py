@@ -35,9 +35,9 @@ def _answer(obj: dict[str, Any]) -> None:
 
 def _setup(spec: dict[str, Any]) -> dict[str, Any]:
     """MindSpore set up as the worker does it, plus the settings the spec adds."""
-    from wrn.dist import setup_mindspore, world_from_env
-
     import mindspore as ms
+
+    from wrn.dist import setup_mindspore, world_from_env
 
     info = setup_mindspore("CPU", spec.get("mode", "graph"), int(spec.get("seed", 1)), world_from_env())
     applied: dict[str, Any] = {}

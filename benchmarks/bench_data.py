@@ -298,9 +298,8 @@ def stop(proc: subprocess.Popen, pids: set[int]) -> None:
 def main() -> None:
     parser = common.arg_parser(__doc__.split("\n\n")[0])
     args = parser.parse_args()
-    from wrn.dist import prepare_process_env
-
     from wrn.classindex import build_class_index
+    from wrn.dist import prepare_process_env
 
     prepare_process_env()
     results: list[dict[str, Any]] = []

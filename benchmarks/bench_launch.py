@@ -108,12 +108,12 @@ def direct_run(cfg: Path, work: Path, world: int = 2) -> dict[str, float]:
     their argv and environment), planned before the clock starts and spawned directly from
     this process; to the first step on every rank. What any launcher of this worker adds its
     own cost to: the floor under both sides of the launch comparison."""
-    from launcher.session.attempts import RunSession
-    from launcher.ui.renderers import Renderer
-    from wrn.contract import AGENT_PARENT_ENV as PARENT_ENV
     from launcher.backends.local import LocalBackend
     from launcher.config import LaunchConfig
+    from launcher.session.attempts import RunSession
     from launcher.session.prepare import prepare
+    from launcher.ui.renderers import Renderer
+    from wrn.contract import AGENT_PARENT_ENV as PARENT_ENV
     from wrn.contract import parse_record as parse
 
     work.mkdir(parents=True)

@@ -33,7 +33,8 @@ def bare(cfg: Path) -> float:
 
 def launched(cfg: Path, run_dir: Path) -> list[float]:
     """Per-rank peak RSS of a 2-worker wrn-launch run of ``cfg``."""
-    res = subprocess.run(common.launch_cmd(2, cfg, run_dir), cwd=common.ROOT, env=common.env(), capture_output=True, text=True, timeout=900)
+    res = subprocess.run(common.launch_cmd(2, cfg, run_dir), cwd=common.ROOT, env=common.env(),
+                         capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         raise RuntimeError(f"wrn-launch failed ({res.returncode}): {res.stdout[-3000:]}")
     evs = common.events_in(run_dir / "metrics.jsonl")

@@ -97,8 +97,8 @@ def dashboard_render_s(ranks: int, renders: int = 20) -> float:
     from rich.console import Console
 
     from cluster.plan import Node, PlanRequest, make_plan
-    from launcher.ui.dashboard import dashboard
     from launcher.supervise.progress import LiveState, RunProgress
+    from launcher.ui.dashboard import dashboard
 
     plan = make_plan(PlanRequest(backend="cpu", nodes=(Node("h1", "127.0.0.1", tuple(range(ranks)),
                                                             (0, 1)),),
@@ -163,7 +163,8 @@ def main() -> None:
             met=lambda median, ratio: median <= 10.0))
     render = dashboard_render_s(top)
     log(f"dashboard render at {top} ranks: {render * 1000:.1f} ms")
-    common.emit("scale", results, stand_in=worker.split()[0].rsplit("/", 1)[-1], steps=STEPS, step_s=STEP_S, ideal_s=IDEAL_S,
+    common.emit("scale", results, stand_in=worker.split()[0].rsplit("/", 1)[-1], steps=STEPS,
+                step_s=STEP_S, ideal_s=IDEAL_S,
                 table=[{"ranks": r, "wall": round(med(r, "wall"), 2),
                         "launcher_cpu": round(med(r, "launcher_cpu"), 3),
                         "cpu_per_rank_ms": round(med(r, "cpu_per_rank_ms"), 3),

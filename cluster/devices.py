@@ -20,8 +20,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from cluster.errors import PlanError
 

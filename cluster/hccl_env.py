@@ -4,7 +4,7 @@ from the flags or the caller's environment, checked against HCCL's ranges."""
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from cluster.errors import PlanError
 from cluster.ranktable.table import as_uint

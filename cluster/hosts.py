@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from cluster.devices import DeviceRequest, parse_devices, whole_number
 from cluster.errors import PlanError

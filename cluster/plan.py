@@ -34,17 +34,31 @@ from __future__ import annotations
 
 import os
 import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from cluster.devices import BACKENDS, backend_label, format_ids
 from cluster.errors import PlanError
 from cluster.numa import numa_core_sets
-from cluster.ranktable.table import RankTable, TableDevice, TableServer, build_rank_table, \
-    rank_table_text
-from wrn.contract import BIND_CPUS_ENV, DEVICE_ID_ENV, LOCAL_RANK_ENV, MS_NODE_ID_ENV, MS_ROLE_ENV, \
-    MS_SCHED_HOST_ENV, MS_SCHED_PORT_ENV, MS_WORKER_NUM_ENV, NUM_THREADS_ENV, RANK_ID_ENV, \
-    RANK_SIZE_ENV, RANK_TABLE_FILE_ENV, ROLE_SCHEDULER, ROLE_WORKER, RUN_DIR_ENV
+from cluster.ranktable.table import RankTable, TableDevice, TableServer, build_rank_table, rank_table_text
+from wrn.contract import (
+    BIND_CPUS_ENV,
+    DEVICE_ID_ENV,
+    LOCAL_RANK_ENV,
+    MS_NODE_ID_ENV,
+    MS_ROLE_ENV,
+    MS_SCHED_HOST_ENV,
+    MS_SCHED_PORT_ENV,
+    MS_WORKER_NUM_ENV,
+    NUM_THREADS_ENV,
+    RANK_ID_ENV,
+    RANK_SIZE_ENV,
+    RANK_TABLE_FILE_ENV,
+    ROLE_SCHEDULER,
+    ROLE_WORKER,
+    RUN_DIR_ENV,
+)
 
 #: Variables that would confuse a worker of the *other* launch style if inherited from the
 #: caller's shell (e.g. a leftover MS_ROLE from an msrun session): removed from its environment.

@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from launcher import PROG
 from launcher.commands import COMMANDS, launch
 from launcher.commands.common import SUPPRESS, Parser
-
-
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from cluster.plan import ASCEND_STARTUPS
 from cluster.errors import PlanError
 from cluster.hosts import parse_host_selection
+from cluster.plan import ASCEND_STARTUPS
 from cluster.ranktable.hccn import DEFAULT_HCCN_CONF
 from launcher.backends.ports import DEFAULT_PORT_RANGE
 
@@ -345,7 +346,7 @@ class LaunchConfig:
         return bool(self.hostfile or self.hosts)
 
     @classmethod
-    def from_fields(cls, **values: Any) -> "LaunchConfig":
+    def from_fields(cls, **values: Any) -> LaunchConfig:
         """Build from flat keyword arguments, as the CLI flags name them: the supervisor fields
         (``grace``, ``stall_timeout``, ...) and the SSH ones (``ssh_config``, ``ssh_timeout``,
         ...) go into their sections; fields not given keep their defaults."""
@@ -360,7 +361,7 @@ class LaunchConfig:
             raise LaunchError(str(exc)) from None
         return cls(**values, supervisor=supervisor, ssh=SSHSettings(**ssh))
 
-    def replace(self, **changes: Any) -> "LaunchConfig":
+    def replace(self, **changes: Any) -> LaunchConfig:
         """A copy with ``changes`` (validated again)."""
         return dataclasses.replace(self, **changes)
 

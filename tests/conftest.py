@@ -33,8 +33,8 @@ import subprocess
 
 import pytest
 
-from tests.support.launches import Run, SSHRun, launches
 from tests.support import slurm as slurm_support
+from tests.support.launches import Run, SSHRun, launches
 from tests.support.sshd import serve, sshd_binary
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from wrn.datapath import _HOW_TO_FIX, DataError, _check_names_utf8, _is_hidden
 from wrn.fileio import write_json_atomic

@@ -19,10 +19,11 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -111,7 +112,7 @@ class TrainConfig:
         """Plain dict of all fields, in declaration order (for YAML/JSON output)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """Copy with some fields changed (validated like any other config)."""
         return dataclasses.replace(self, **changes)
 

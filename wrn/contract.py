@@ -30,8 +30,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, TextIO
+from typing import Any, ClassVar, TextIO
 
 # -- environment ---------------------------------------------------------------------------------
 # MindSpore's dynamic cluster (set by cluster.plan, read by wrn.dist and MindSpore itself)
@@ -141,7 +142,7 @@ class Event:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def of(cls, rank: int, **fields: Any) -> "Event":
+    def of(cls, rank: int, **fields: Any) -> Event:
         """An event of ``rank`` from keyword fields: those the class names are set, the others
         go into ``extra`` (a worker's evaluation result carries per-rank counts, say)."""
         names = {f.name for f in dataclasses.fields(cls)} - _BASE_FIELDS
@@ -372,7 +373,7 @@ class Wire:
         return {self.key: self.tag, **{name: getattr(self, name) for name, _ in _wire_fields(type(self))}}
 
     @classmethod
-    def read(cls, obj: Mapping[str, Any]) -> "Wire":
+    def read(cls, obj: Mapping[str, Any]) -> Wire:
         return cls(**{name: read(obj.get(name)) for name, read in _wire_fields(cls)})
 
     def encode(self) -> bytes:
@@ -420,7 +421,7 @@ class Line(Wire):
     line: str = ""
 
     @classmethod
-    def read(cls, obj: Mapping[str, Any]) -> "Line":
+    def read(cls, obj: Mapping[str, Any]) -> Line:
         return cls(str(obj.get("name")), whole(obj.get("rank")), str(obj.get("line", "")))
 
 
@@ -453,7 +454,7 @@ class AgentWarning(Wire):
     message: str = ""
 
     @classmethod
-    def read(cls, obj: Mapping[str, Any]) -> "AgentWarning":
+    def read(cls, obj: Mapping[str, Any]) -> AgentWarning:
         return cls(str(obj.get("message")))
 
 
@@ -472,7 +473,7 @@ class Stacks(Wire):
     error: str | None = None
 
     @classmethod
-    def read(cls, obj: Mapping[str, Any]) -> "Stacks":
+    def read(cls, obj: Mapping[str, Any]) -> Stacks:
         return cls(str(obj.get("name")), whole(obj.get("rank")), whole(obj.get("pid")),
                    text(obj.get("position")) or "", text(obj.get("stacks")) or "",
                    text(obj.get("process")) or "", text(obj.get("error")))
@@ -523,7 +524,7 @@ class AgentSpec:
                 "heartbeat": self.heartbeat, "processes": [dict(p) for p in self.processes]}
 
     @classmethod
-    def read(cls, obj: Any) -> "AgentSpec":
+    def read(cls, obj: Any) -> AgentSpec:
         """The spec of a JSON object; ``ValueError`` when it is not one."""
         if not isinstance(obj, dict) or not isinstance(obj.get("processes"), list):
             raise ValueError("the spec must be an object with a 'processes' list")

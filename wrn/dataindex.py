@@ -15,7 +15,8 @@ and map it. The election needs no rank number, so it works the same under ``wrn-
 ``msrun`` or by hand, with a run directory shared by several hosts (one of them scans) or
 copied to each (one per host scans). The builder touches its lock every ``HEARTBEAT_S``; a
 lock that has not changed for ``STALE_S``, or that names a process of this host that is gone,
-belongs to a builder that died, and a waiter takes over. A builder that fails on bad data raises ``DataError`` and the run ends with its message.
+belongs to a builder that died, and a waiter takes over. A builder that fails on bad data
+raises ``DataError`` and the run ends with its message.
 
 Reuse: the index file is named after the dataset's *stamp* (``tree_stamp``): the data
 folder's real path, the verify mode, and for ``train/`` and ``test/`` the folder's
@@ -42,9 +43,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from wrn.config import BUILTIN_DATA, ConfigError
 

@@ -34,9 +34,9 @@ import shutil
 import stat
 import time
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from wrn.classindex import save_class_index
 from wrn.config import ConfigError

@@ -25,12 +25,25 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
-from wrn.contract import BIND_CPUS_ENV, DEVICE_ID_ENV, LOCAL_RANK_ENV, MS_NODE_ID_ENV, MS_ROLE_ENV, \
-    MS_WORKER_NUM_ENV, NUM_THREADS_ENV, ONEDNN_ISA_ENV, RANK_ID_ENV, RANK_SIZE_ENV, \
-    RANK_TABLE_FILE_ENV, ROLE_SCHEDULER, ROLE_WORKER, VERBOSE_MINDSPORE_ENV
+from wrn.contract import (
+    BIND_CPUS_ENV,
+    DEVICE_ID_ENV,
+    LOCAL_RANK_ENV,
+    MS_NODE_ID_ENV,
+    MS_ROLE_ENV,
+    MS_WORKER_NUM_ENV,
+    NUM_THREADS_ENV,
+    ONEDNN_ISA_ENV,
+    RANK_ID_ENV,
+    RANK_SIZE_ENV,
+    RANK_TABLE_FILE_ENV,
+    ROLE_SCHEDULER,
+    ROLE_WORKER,
+    VERBOSE_MINDSPORE_ENV,
+)
 
 
 @dataclass(frozen=True)

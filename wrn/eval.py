@@ -15,13 +15,12 @@ import argparse
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from wrn.contract import Error, Eval, Finish, emit
 from wrn.config import ConfigError, load_config, split_modelzoo_args
-from wrn.dist import prepare_process_env, resolve_device_target, setup_mindspore, thread_budget, \
-    world_from_env
+from wrn.contract import Error, Eval, Finish, emit
+from wrn.dist import prepare_process_env, resolve_device_target, setup_mindspore, thread_budget, world_from_env
 from wrn.fileio import write_json_atomic
 
 _CKPT_ALIASES = ("--checkpoint_path", "--checkpoint-path", "--ckpt_file", "--ckpt-file",

@@ -23,9 +23,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
 

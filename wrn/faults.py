@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from wrn.contract import ATTEMPT_ENV, FAULT_ENV, WarningEvent, emit
 from wrn.config import ConfigError
+from wrn.contract import ATTEMPT_ENV, FAULT_ENV, WarningEvent, emit
 
 KINDS = ("hang", "crash", "slow")
 #: Exit status of an injected crash.
@@ -126,7 +126,7 @@ def check_ranks(faults: tuple[Fault, ...], world_size: int, source: str = FAULT_
                               f"{world_size} rank(s) (0-{world_size - 1}); pick one of those")
 
 
-def from_env(rank: int, environ: Any = None) -> "FaultInjector | None":
+def from_env(rank: int, environ: Any = None) -> FaultInjector | None:
     """The injector for this rank and attempt, or None (no ``WRN_FAULT``, or none for us)."""
     environ = os.environ if environ is None else environ
     text = environ.get(FAULT_ENV)

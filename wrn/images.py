@@ -10,7 +10,7 @@ Import cost: the standard library only; Pillow is imported by ``check_image_full
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 #: Files smaller than this cannot be a real JPEG or PNG image.
 MIN_IMAGE_BYTES = 64

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,16 +48,16 @@ def peak_rss_mib() -> float:
 class Callback:
     """Hooks ``run_loop`` calls; each does nothing unless a subclass overrides it."""
 
-    def on_epoch_begin(self, state: "LoopState") -> None:
+    def on_epoch_begin(self, state: LoopState) -> None:
         """The epoch's batches are ready (a resumed epoch: its first steps already skipped)."""
 
-    def on_step_end(self, state: "LoopState") -> None:
+    def on_step_end(self, state: LoopState) -> None:
         """One optimizer step is done: ``state.step``, ``state.global_step``, ``state.loss``."""
 
-    def on_epoch_end(self, state: "LoopState") -> None:
+    def on_epoch_end(self, state: LoopState) -> None:
         """The epoch's last batch has been trained on."""
 
-    def on_finish(self, state: "LoopState") -> None:
+    def on_finish(self, state: LoopState) -> None:
         """Every epoch is done (also when a resumed run had none left)."""
 
     def on_event(self, kind: str, fields: dict[str, Any]) -> None:
@@ -240,7 +241,7 @@ class ProgressEvents(Callback):
     def on_epoch_end(self, state: LoopState) -> None:
         seconds = time.time() - self.t_epoch
         done = state.step - state.first_step
-        loss = float(np.mean([l.asnumpy() for l in self.losses])) if self.losses else float("nan")
+        loss = float(np.mean([value.asnumpy() for value in self.losses])) if self.losses else float("nan")
         state.report(EpochEnd(rank=state.rank, epoch=state.epoch, loss=round(loss, 6), seconds=round(seconds, 3),
                      steps=done, imgs_per_s=round(done * self.batch_size / max(seconds, 1e-9), 2),
                      data_wait_s=round(self.wait / max(done, 1), 5), max_rss_mib=peak_rss_mib()))

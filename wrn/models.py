@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import mindspore as ms
 from mindspore import nn, ops

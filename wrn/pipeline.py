@@ -9,6 +9,9 @@ Import cost: this module imports only numpy at the top. MindSpore is imported in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from wrn.shards import EvalSource, TrainSource, _check_skip
@@ -100,9 +103,7 @@ def train_dataset(split: Split, *, rank: int, world: int, batch_size: int, image
     fails to decode is replaced by another sample of the pipeline, keeping the batch count
     equal on all ranks (SKIP would make it unequal and hang the allreduce).
     """
-    import mindspore as ms
     import mindspore.dataset as ds
-    import mindspore.dataset.transforms as T
     import mindspore.dataset.vision as V
 
     if batch_size < 1 or image_size < 1 or num_workers < 1 or not 0 < crop_min_scale <= 1:
@@ -112,18 +113,12 @@ def train_dataset(split: Split, *, rank: int, world: int, batch_size: int, image
                          start_epoch=start_epoch, skip_steps=0 if replay_skipped else skip_steps)
     _check_skip(skip_steps, source.steps)
     _configure_pipeline(augmentation_seed(seed, rank, start_epoch))
-    data = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=False,
-                               num_parallel_workers=1, python_multiprocessing=False)
-    image_ops = [
+    data = _batches(source, lambda: [
         V.RandomCropDecodeResize(image_size, scale=(crop_min_scale, 1.0)),
         V.RandomHorizontalFlip(),
         V.Normalize(mean=list(MEAN), std=list(STD)),
         V.HWC2CHW(),
-    ]
-    data = data.map(operations=image_ops, input_columns=["image"],
-                    num_parallel_workers=usable_workers(num_workers))
-    data = data.map(operations=T.TypeCast(ms.int32), input_columns=["label"])
-    data = data.batch(batch_size, drop_remainder=True)
+    ], num_workers, batch_size, drop_remainder=True)
     data.dataset_size = source.steps  # the source has no __len__; this stops a counting pass
     if replay_skipped and skip_steps:
         ds.config.set_fast_recovery(False)  # replay the skipped rows through the random ops
@@ -147,27 +142,35 @@ def eval_dataset(split: Split, *, rank: int, world: int, batch_size: int, image_
     the scan but fails to decode would be replaced by another row, so scan with
     ``verify="full"`` when the count must be exact even for such files.
     """
-    import mindspore as ms
-    import mindspore.dataset as ds
-    import mindspore.dataset.transforms as T
     import mindspore.dataset.vision as V
 
     if batch_size < 1 or image_size < 1 or num_workers < 1:
         raise ValueError("eval_dataset: batch_size, image_size and num_workers must be >= 1")
     source = EvalSource(split, rank=rank, world=world, batch_size=batch_size)
     _configure_pipeline(None)
-    data = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=False,
-                               num_parallel_workers=1, python_multiprocessing=False)
-    image_ops = [
+    data = _batches(source, lambda: [
         V.Decode(),
         V.Resize(int(round(image_size / EVAL_CROP_FRACTION))),
         V.CenterCrop(image_size),
         V.Normalize(mean=list(MEAN), std=list(STD)),
         V.HWC2CHW(),
-    ]
-    data = data.map(operations=image_ops, input_columns=["image"],
-                    num_parallel_workers=usable_workers(num_workers))
-    data = data.map(operations=T.TypeCast(ms.int32), input_columns=["label"])
-    data = data.batch(batch_size, drop_remainder=False)
+    ], num_workers, batch_size, drop_remainder=False)
     data.wrn_source = source
     return data, source.num_real
+
+
+def _batches(source: Any, image_ops: Callable[[], list], num_workers: int, batch_size: int,
+             drop_remainder: bool):
+    """``source``'s (image, label) rows through the operations ``image_ops()`` makes (made
+    after the dataset, in the order the pipelines always made them) and the label cast to
+    int32, in batches."""
+    import mindspore as ms
+    import mindspore.dataset as ds
+    import mindspore.dataset.transforms as T
+
+    data = ds.GeneratorDataset(source, column_names=["image", "label"], shuffle=False,
+                               num_parallel_workers=1, python_multiprocessing=False)
+    data = data.map(operations=image_ops(), input_columns=["image"],
+                    num_parallel_workers=usable_workers(num_workers))
+    data = data.map(operations=T.TypeCast(ms.int32), input_columns=["label"])
+    return data.batch(batch_size, drop_remainder=drop_remainder)

@@ -11,7 +11,8 @@ of a message. Standard library only.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 #: Wire types (the low three bits of a field key).
 VARINT, I64, LEN, I32 = 0, 1, 2, 5

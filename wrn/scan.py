@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from wrn.classindex import _validated_classes
 from wrn.datapath import IMAGE_EXTENSIONS, DataError, _check_names_utf8, _is_hidden, _is_utf8

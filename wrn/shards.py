@@ -14,7 +14,7 @@ Import cost: numpy; MindSpore is not needed.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class TrainSource:
         self.started = 0  # passes begun, including abandoned probes (diagnostics)
         self.completed = 0
 
-    def __deepcopy__(self, memo) -> "TrainSource":
+    def __deepcopy__(self, memo) -> TrainSource:
         return self
 
     def epoch_indices(self, epoch: int, first: bool = False) -> np.ndarray:
@@ -132,7 +132,7 @@ class EvalSource:
     def __len__(self) -> int:
         return self.num_real + self.num_pad
 
-    def __deepcopy__(self, memo) -> "EvalSource":
+    def __deepcopy__(self, memo) -> EvalSource:
         return self
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:

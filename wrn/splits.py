@@ -9,8 +9,8 @@ Import cost: numpy; MindSpore is not needed.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wrn import protowire
-from wrn import contract
+from wrn import contract, protowire
 
 VERSION_MARK = "MindSpore.Event:1"
 FILE_MARK = ".out.events.summary."
@@ -170,7 +169,7 @@ class SummaryLog:
         if not self._fh.closed:
             self._fh.close()
 
-    def __enter__(self) -> "SummaryLog":
+    def __enter__(self) -> SummaryLog:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -194,7 +193,7 @@ class NullSummary:
     def close(self) -> None:
         """Nothing."""
 
-    def __enter__(self) -> "NullSummary":
+    def __enter__(self) -> NullSummary:
         return self
 
     def __exit__(self, *exc: Any) -> None:

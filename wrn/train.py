@@ -19,19 +19,36 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from wrn import faults, stacks
-from wrn.contract import STANDBY_ENV, STOP_ON_SIGNAL_ENV, Error, Finish, StandbyReady, Start, \
-    WarningEvent, emit
 from wrn.config import ConfigError, TrainConfig, load_config, split_modelzoo_args
-from wrn.dist import WorldInfo, prepare_process_env, resolve_device_target, setup_mindspore, \
-    thread_budget, world_from_env
+from wrn.contract import STANDBY_ENV, STOP_ON_SIGNAL_ENV, Error, Finish, StandbyReady, Start, WarningEvent, emit
+from wrn.dist import (
+    WorldInfo,
+    prepare_process_env,
+    resolve_device_target,
+    setup_mindspore,
+    thread_budget,
+    world_from_env,
+)
 from wrn.hostname import host_name
-from wrn.loop import CheckpointSaver, Evaluator, LoopState, Preempted, \
-    ProgressEvents, StopOnSignal, SummaryRecorder, choose_loop, peak_rss_mib, run_loop, run_sink_loop
+from wrn.loop import (
+    CheckpointSaver,
+    Evaluator,
+    LoopState,
+    Preempted,
+    ProgressEvents,
+    StopOnSignal,
+    SummaryRecorder,
+    choose_loop,
+    peak_rss_mib,
+    run_loop,
+    run_sink_loop,
+)
 
 
 def build_arg_parser(prog: str = "python -m wrn.train") -> argparse.ArgumentParser:
@@ -202,7 +219,7 @@ class Setup:
                                    skip_steps=skip, replay_skipped=True)
         return iter(dataset.create_tuple_iterator(num_epochs=1))
 
-    def sink_epoch(self, epoch: int, skip: int) -> "EpochSink":
+    def sink_epoch(self, epoch: int, skip: int) -> EpochSink:
         """``train_batches`` for data sinking: the same pipeline on the device queue."""
         from wrn.pipeline import train_dataset
 

@@ -9,13 +9,20 @@ table from each host's hccn.conf; it is pure but for resolving host names to IPs
 from __future__ import annotations
 
 import socket
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from cluster.errors import PlanError
 from cluster.plan import Node
 from cluster.ranktable.hccn import device_ips
-from cluster.ranktable.table import (RankTable, TableDevice, TableServer, build_rank_table,
-                                     is_ip, is_loopback, rank_table_text)
+from cluster.ranktable.table import (
+    RankTable,
+    TableDevice,
+    TableServer,
+    build_rank_table,
+    is_ip,
+    is_loopback,
+    rank_table_text,
+)
 
 
 def generate_table(device_ids: Sequence[int], ips: Mapping[int, str], server_ip: str) -> RankTable:

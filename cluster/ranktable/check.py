@@ -20,14 +20,23 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from cluster.devices import format_ids
 from cluster.errors import PlanError
-from cluster.ranktable.table import (PLACEHOLDER_IP, RANK_TABLE_VERSION, RankTable, TableDevice,
-                                     TableServer, as_uint, is_ip, is_loopback)
+from cluster.ranktable.table import (
+    PLACEHOLDER_IP,
+    RANK_TABLE_VERSION,
+    RankTable,
+    TableDevice,
+    TableServer,
+    as_uint,
+    is_ip,
+    is_loopback,
+)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import ipaddress
 import re
 import shutil
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from cluster.devices import format_ids
 from cluster.errors import PlanError

@@ -7,7 +7,7 @@ itself is pure over the addresses it is given.
 from __future__ import annotations
 
 import socket
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from cluster.errors import PlanError
 from cluster.ranktable.hccn import DEFAULT_HCCN_CONF

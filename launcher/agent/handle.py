@@ -20,8 +20,9 @@ import collections
 import json
 import queue
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from cluster.plan import LaunchPlan, ProcessSpec
 from launcher.backends.base import Backend

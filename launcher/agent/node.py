@@ -1,7 +1,8 @@
 """The node agent: owns the processes of one host for the whole run.
 
-``python -m launcher.agent`` (this module, through ``__main__``) is started by the launcher, locally as a subprocess (later over
-SSH, unchanged). It speaks JSON lines, one object per line.
+``python -m launcher.agent`` (this module, through ``__main__``) is started by the launcher:
+locally as a subprocess, over SSH in a channel, under Slurm as an srun step. It speaks JSON
+lines, one object per line: the agent protocol of ``wrn.contract``.
 
 stdin, first line: the spec ::
 
@@ -75,12 +76,29 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from launcher.agent.proc import child_preexec, describe_exit, has_exited, kill_group, pdeathsig_prefix, \
-    set_pdeathsig
+from launcher.agent.proc import child_preexec, describe_exit, has_exited, kill_group, pdeathsig_prefix, set_pdeathsig
+from wrn.contract import (
+    AGENT_PARENT_ENV,
+    BIND_CPUS_ENV,
+    STACKS_FILE_ENV,
+    AgentSpec,
+    AgentWarning,
+    Beat,
+    Done,
+    Exited,
+    Go,
+    Hello,
+    Line,
+    Stacks,
+    StacksDone,
+    StacksRequest,
+    Started,
+    Stop,
+    Stopping,
+    Wire,
+    parse_command,
+)
 from wrn.hostname import host_name
-from wrn.contract import AGENT_PARENT_ENV, BIND_CPUS_ENV, STACKS_FILE_ENV, AgentSpec, AgentWarning, \
-    Beat, Done, Exited, Go, Hello, Line, Stacks, StacksDone, StacksRequest, Started, Stop, Stopping, \
-    Wire, parse_command
 from wrn.stacks import HEADER_BYTES, MAGIC, STACKS_SIGNAL
 
 POLL_S = 0.05
@@ -158,7 +176,7 @@ class Agent:
         self.out = out
         self.grace = spec.grace
         self.children: list[_Child] = []
-        self.commands: "queue.Queue[dict[str, Any]]" = queue.Queue()
+        self.commands: queue.Queue[dict[str, Any]] = queue.Queue()
         self.kill_at: float | None = None
         self._signal: int | None = None
         self.stacks_dir: str | None = None
@@ -177,7 +195,7 @@ class Agent:
         for child in self.children:
             self._read(child)
 
-    def _start(self, proc: dict[str, Any], base_env: dict[str, str]) -> "_Child | None":
+    def _start(self, proc: dict[str, Any], base_env: dict[str, str]) -> _Child | None:
         """Start one process and say so (``started``, or ``exited`` 127 if it cannot start)."""
         env = dict(base_env)
         for key in proc.get("unset", []):

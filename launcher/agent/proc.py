@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from wrn.lifetime import set_pdeathsig
 

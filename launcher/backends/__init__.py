@@ -10,7 +10,8 @@ when it is chosen: a local launch never loads paramiko.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from launcher.backends.base import Backend
@@ -22,7 +23,7 @@ BACKENDS = {"local": "launcher.backends.local:LocalBackend",
             "slurm": "launcher.backends.slurm:SlurmBackend"}
 
 
-def chosen(config: "LaunchConfig", env: Mapping[str, str], has_hosts: bool) -> str:
+def chosen(config: LaunchConfig, env: Mapping[str, str], has_hosts: bool) -> str:
     """The backend of a launch: ssh when there is a host list (``--hostfile``/``--hosts``, or
     the hostfile of the run a ``--resume`` continues); slurm with ``--launcher slurm``, or
     inside an allocation when nothing names this host's devices (``LaunchConfig.slurm``); else
@@ -32,7 +33,7 @@ def chosen(config: "LaunchConfig", env: Mapping[str, str], has_hosts: bool) -> s
     return "slurm" if config.slurm(env) else "local"
 
 
-def backend_class(name: str) -> "type[Backend]":
+def backend_class(name: str) -> type[Backend]:
     """The class of backend ``name`` (its module imported now)."""
     module, _, cls = BACKENDS[name].partition(":")
     return getattr(importlib.import_module(module), cls)

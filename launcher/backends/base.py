@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cluster.hosts import HostSpec
@@ -89,13 +90,13 @@ class DiscoveryRequest:
     directory (its path here), the host list of an SSH launch, and the record of the run a
     ``--resume`` continues."""
 
-    config: "LaunchConfig"
-    train: "TrainConfig"
+    config: LaunchConfig
+    train: TrainConfig
     target: str
     how: str
     run_dir: Path
-    hosts: tuple["HostSpec", ...] = ()
-    previous: "RunRecord | None" = None
+    hosts: tuple[HostSpec, ...] = ()
+    previous: RunRecord | None = None
 
 
 @dataclass
@@ -104,9 +105,9 @@ class Discovery:
     host's share of a ``--rank-table`` (the table, its server index), the cores near each
     device for binding, and lines for the plan view."""
 
-    nodes: tuple["Node", ...]
+    nodes: tuple[Node, ...]
     device_ips: dict[str, dict[int, str]] = field(default_factory=dict)
-    rank_table: "tuple[RankTable, int] | None" = None
+    rank_table: tuple[RankTable, int] | None = None
     device_cpus: dict[str, dict[int, tuple[int, ...]]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -119,7 +120,7 @@ class Backend:
     local = False
 
     @classmethod
-    def discover(cls, request: DiscoveryRequest, held: "HeldResources") -> Discovery:
+    def discover(cls, request: DiscoveryRequest, held: HeldResources) -> Discovery:
         """The nodes of the launch, checked; sets ``held.backend`` (an instance of this class)
         and ``held.port`` (the scheduler port, when there is one). Raises ``LaunchError``."""
         raise NotImplementedError
@@ -164,7 +165,7 @@ class Backend:
         ``agents`` (what ``spawn_agent`` returned), or every one (None). A standby attempt's
         agents outlive the attempt that started them."""
 
-    def recheck(self, request: DiscoveryRequest, nodes: Sequence["Node"]) -> dict[str, str]:
+    def recheck(self, request: DiscoveryRequest, nodes: Sequence[Node]) -> dict[str, str]:
         """For a restart: the hosts of ``nodes`` that fail their pre-flight now, with why
         (host -> problems); none on a backend whose hosts cannot be lost apart from the run."""
         return {}
@@ -176,7 +177,7 @@ class Backend:
         """Variables this way of starting adds to every worker's environment."""
         return {}
 
-    def record_run(self, run_dir: Path, nodes: Sequence["Node"]) -> None:
+    def record_run(self, run_dir: Path, nodes: Sequence[Node]) -> None:
         """Write what this way of starting keeps in the run directory (a job's id, say)."""
 
     def close(self) -> None:

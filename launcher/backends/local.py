@@ -7,8 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from cluster.devices import backend_label, format_ids, list_devices, parse_devices
 from cluster.errors import PlanError
@@ -45,7 +46,7 @@ class LocalBackend(Backend):
         self.python = python or sys.executable
 
     @classmethod
-    def discover(cls, request: DiscoveryRequest, held: "HeldResources") -> Discovery:
+    def discover(cls, request: DiscoveryRequest, held: HeldResources) -> Discovery:
         """This host as the launch's one node: devices (``--devices``, or the resumed run's
         count, or this host's share of ``--rank-table``), device IPs (Ascend), the cores near
         each device (Ascend binding), the data checked, the scheduler port held."""

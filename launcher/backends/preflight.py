@@ -19,16 +19,17 @@ import json
 import os
 import shlex
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from cluster.errors import PlanError
 from launcher.backends.base import BackendError
-from launcher.ui.formatting import cells
 from launcher.backends.remotefiles import sftp_available
-from launcher.config import SSHSettings
 from launcher.backends.sshclient import RemoteHost, SSHError, connect, python_command, run_command
+from launcher.config import SSHSettings
+from launcher.ui.formatting import cells
 
 PROBE_TAG = "@wrn-preflight "
 
@@ -334,7 +335,8 @@ def results_table(checks: Sequence[HostCheck]):
         devices = "logical" if c.devices is None else ",".join(map(str, c.devices)) or "none"
         table.add_row(*cells(c.host, c.address, c.python or "-", c.mindspore or "-", c.project or "-",
                       devices if c.python else "-", str(len(c.cpus)) if c.cpus else "-",
-                      ("sftp" if c.sftp else "exec") if c.python else "-", f"{c.seconds:.1f} s", "ok" if c.ok else "FAILED: " + "; ".join(c.problems)))
+                      ("sftp" if c.sftp else "exec") if c.python else "-", f"{c.seconds:.1f} s",
+                      "ok" if c.ok else "FAILED: " + "; ".join(c.problems)))
     return table
 
 

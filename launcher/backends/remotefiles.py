@@ -14,8 +14,8 @@ import errno
 import os
 import shlex
 import stat
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import paramiko
 

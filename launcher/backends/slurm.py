@@ -26,13 +26,21 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from cluster.errors import PlanError
 from cluster.plan import Node
-from launcher.backends.base import Backend, BackendError, Discovery, DiscoveryRequest, module_argv, \
-    python_path, source_root
+from launcher.backends.base import (
+    Backend,
+    BackendError,
+    Discovery,
+    DiscoveryRequest,
+    module_argv,
+    python_path,
+    source_root,
+)
 from launcher.backends.ports import reserve_port
 from launcher.config import LaunchError
 from launcher.installation import versions
@@ -232,7 +240,7 @@ class SlurmBackend(Backend):
         self._lock = threading.Lock()
 
     @classmethod
-    def discover(cls, request: DiscoveryRequest, held: "HeldResources") -> Discovery:
+    def discover(cls, request: DiscoveryRequest, held: HeldResources) -> Discovery:
         """The nodes of the Slurm job this launcher runs in, pre-flighted in one step (versions,
         imports, data, devices), then the scheduler port checked on the first node."""
         config = request.config

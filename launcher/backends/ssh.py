@@ -15,7 +15,8 @@ import os
 import shlex
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence, TextIO
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 import paramiko
 
@@ -24,13 +25,20 @@ from cluster.hosts import HostSpec
 from cluster.plan import Node
 from cluster.ranktable.build import merged_rank_table
 from cluster.ranktable.hccn import parse_hccn_conf
-from launcher.backends.base import Backend, BackendError, Discovery, DiscoveryRequest, module_argv, \
-    source_root
+from launcher.backends.base import Backend, BackendError, Discovery, DiscoveryRequest, module_argv, source_root
 from launcher.backends.ports import reserve_port
 from launcher.backends.preflight import print_table, raise_if_failed, recheck_hosts, run_preflight
 from launcher.backends.remotefiles import ExecFiles, SFTPFiles
-from launcher.backends.sshclient import ChannelProcess, RemoteHost, SSHError, agent_command, connect, \
-    python_command, resolve_target, run_command
+from launcher.backends.sshclient import (
+    ChannelProcess,
+    RemoteHost,
+    SSHError,
+    agent_command,
+    connect,
+    python_command,
+    resolve_target,
+    run_command,
+)
 from launcher.config import SSHSettings
 from launcher.installation import versions
 
@@ -59,7 +67,7 @@ class SSHBackend(Backend):
         self._lock = threading.Lock()
 
     @classmethod
-    def discover(cls, request: DiscoveryRequest, held: "HeldResources") -> Discovery:
+    def discover(cls, request: DiscoveryRequest, held: HeldResources) -> Discovery:
         """The hosts of ``--hostfile``/``--hosts`` (or the resumed run's hostfile), pre-flighted
         over SSH in parallel (versions, imports, data, devices, the run directory there, the
         scheduler port on the master); Ascend: one merged rank table's device IPs from every
@@ -132,7 +140,7 @@ class SSHBackend(Backend):
         self._procs.append(proc)
         return proc
 
-    def files(self, host: str) -> "SFTPFiles | ExecFiles":
+    def files(self, host: str) -> SFTPFiles | ExecFiles:
         """File operations on ``host``: over SFTP, or exec channels where the pre-flight found
         no SFTP server there."""
         client = self.client(host)
@@ -179,8 +187,8 @@ class SSHBackend(Backend):
         except FileNotFoundError:
             raise
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise BackendError(host, f"cannot {what} on {host} over {files.how} "
-                                     f"({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})") from None
+            cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise BackendError(host, f"cannot {what} on {host} over {files.how} ({cause})") from None
 
     def port_free(self, host: str, port: int) -> bool:
         """Asks the host's python whether ``port`` can be bound there (the pre-flight's test)."""
@@ -238,7 +246,7 @@ def prepare_hosts(specs: Sequence[HostSpec], settings: SSHSettings, want: Mappin
                   backend: str, data_path: str, port: int | None, cwd: str,
                   table_stream: TextIO | None = None,
                   remote_run_dir: str | None = None, dev_dir: str = "/dev",
-                  run_dir: str | None = None, resume: bool = False) -> tuple[tuple[Node, ...], "SSHBackend"]:
+                  run_dir: str | None = None, resume: bool = False) -> tuple[tuple[Node, ...], SSHBackend]:
     """Pre-flight every host in parallel and build the plan nodes; ``PlanError`` if any fails
     (every connection is closed then, and nothing was started anywhere). The run directory's
     path on each host (``remote_run_dir``, else ``run_dir``, the local one) is checked there."""

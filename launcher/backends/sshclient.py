@@ -152,7 +152,7 @@ def connect(target: SSHTarget, settings: SSHSettings) -> paramiko.SSHClient:
                        f"~{target.user}/.ssh/authorized_keys there (ssh-copy-id -p {target.port} "
                        f"{target.user}@{target.hostname}), or set User/IdentityFile for this host "
                        f"in ~/.ssh/config; passwords are not used") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         client.close()
         raise SSHError(f"{where}: no answer within {t:g} s (--ssh-timeout). Check that the host is "
                        f"up and the address and port are right (hostfile port=, ~/.ssh/config "
@@ -209,7 +209,7 @@ def run_command(client: paramiko.SSHClient, command: str, timeout: float,
                 break
             err += data
         return chan.recv_exit_status(), out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-    except socket.timeout:
+    except TimeoutError:
         raise TimeoutError(f"no answer within {timeout:g} s") from None
     finally:
         chan.close()

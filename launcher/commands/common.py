@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from launcher import PROG
 
@@ -19,7 +20,7 @@ STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "bold red",
                 "interrupted": "yellow", "preempted": "yellow", "lost": "bold yellow"}
 
 
-def output_console(stream: TextIO | None = None) -> "Console":
+def output_console(stream: TextIO | None = None) -> Console:
     """Rich output for a command: colours on a terminal; plain text, wide, for pipes and files."""
     from rich.console import Console
 
@@ -72,6 +73,13 @@ tcp_port = number_type(int, 1, "a TCP port number", "a TCP port is 1-65535", 655
 
 
 
+def error(command: str, message: str) -> int:
+    """Say one error of ``wrn-launch COMMAND`` on stderr (``wrn-launch COMMAND: error: ...``);
+    returns 2, the exit status of bad input."""
+    print(f"{PROG}{' ' + command if command else ''}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def write_output(name: str, output: str, data: str | bytes) -> Any:
     """Write ``data`` to ``output`` (``-o``) atomically: its path, or None after one error line."""
     from wrn.fileio import write_atomic
@@ -79,6 +87,5 @@ def write_output(name: str, output: str, data: str | bytes) -> Any:
     try:
         return write_atomic(output, data)
     except OSError as exc:
-        print(f"{name}: error: cannot write {output}: {exc.strerror or exc}; choose another path "
-              f"with -o", file=sys.stderr)
+        error(name, f"cannot write {output}: {exc.strerror or exc}; choose another path with -o")
         return None

@@ -7,7 +7,7 @@ import os
 import sys
 
 from launcher import PROG
-from launcher.commands.common import Parser, write_output
+from launcher.commands.common import Parser, error, write_output
 
 HELP = "list the bundled configs, print or copy one"
 DESCRIPTION = ("The configs bundled with wrn-launch (the repository's configs/ folder). Copy one as "
@@ -50,12 +50,11 @@ def _config_show(args: argparse.Namespace) -> int:
     """``config show NAME [-o FILE [--force]]``: print a bundled config, or copy it."""
     from wrn.config import ConfigError, bundled_config_text
 
-    name = f"{PROG} config show"
+    name = "config show"
     try:
         data = bundled_config_text(args.name)
     except ConfigError as exc:
-        print(f"{name}: error: {exc} (see {PROG} config list)", file=sys.stderr)
-        return 2
+        return error(name, f"{exc} (see {PROG} config list)")
     if args.output is None:
         sys.stdout.flush()
         out = getattr(sys.stdout, "buffer", None)
@@ -66,13 +65,10 @@ def _config_show(args: argparse.Namespace) -> int:
             sys.stdout.write(data.decode("utf-8"))
         return 0
     if os.path.isdir(args.output):
-        print(f"{name}: error: {args.output} is a folder; give a file name with -o",
-              file=sys.stderr)
-        return 2
+        return error(name, f"{args.output} is a folder; give a file name with -o")
     if os.path.lexists(args.output) and not args.force:
-        print(f"{name}: error: {args.output} exists; choose another file with -o or pass --force "
-              f"to replace it", file=sys.stderr)
-        return 2
+        return error(name, f"{args.output} exists; choose another file with -o or pass --force to "
+                           f"replace it")
     if write_output(name, args.output, data) is None:
         return 2
     print(f"wrote {args.output}: a copy of the bundled {args.name.removesuffix('.yaml')}; train "

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
-from launcher.commands.common import Parser
+from launcher.commands.common import Parser, error
 
 HELP = "prepare a downloaded dataset (extract, fix names, verify)"
 DESCRIPTION = "Work on datasets."
@@ -45,8 +46,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _progress(console) -> tuple[Any, Callable[[str, int, int], Callable[[int, int], None]]]:
     """A Rich progress display (started when extraction starts) and the factory ``prepare``
     reports extraction to."""
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(),
                    TextColumn("{task.fields[files]:,}/{task.fields[total_files]:,} files"),
@@ -87,12 +95,10 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
             if bar.live.is_started:
                 bar.stop()
     except ConfigError as exc:
-        print(f"wrn-launch data prepare: error: {exc}", file=sys.stderr)
-        return 2
+        return error("data prepare", str(exc))
     except OSError as exc:
-        print(f"wrn-launch data prepare: error: {exc.filename or args.source}: {exc.strerror}; check "
-              f"the path and its permissions", file=sys.stderr)
-        return 2
+        return error("data prepare", f"{exc.filename or args.source}: {exc.strerror}; check the path "
+                                     f"and its permissions")
     for what, items in (("bad image(s), left out of training", [f"{p} ({why})" for p, why in result.bad]),
                         ("stray file(s), ignored", result.stray)):
         if items:

@@ -4,10 +4,8 @@ checkpoint exported for inference (``wrn.export``)."""
 from __future__ import annotations
 
 import argparse
-import sys
 
-from launcher import PROG
-from launcher.commands.common import positive_int
+from launcher.commands.common import error, positive_int
 
 HELP = "export a checkpoint for inference"
 DESCRIPTION = ("Export a checkpoint for inference. The model comes from the run's config.yaml "
@@ -40,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
                                    overrides=tuple(args.overrides), output=args.output,
                                    batch_size=args.batch_size, verify=args.verify)
     except ConfigError as exc:
-        print(f"{PROG} export: error: {exc}", file=sys.stderr)
-        return 2
+        return error("export", str(exc))
     print("\n".join(describe(result)))
     return 0 if result.same_classes in (None, True) else 1

@@ -15,11 +15,19 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from launcher import PROG
-from launcher.commands.common import SUPPRESS, count, positive_int, seconds, tcp_port, whole_seconds
-from launcher.config import ADAPTIVE_FLOOR_S, ADAPTIVE_MULTIPLE, LaunchConfig, default_of
+from launcher.commands.common import SUPPRESS, count, error, positive_int, seconds, tcp_port, whole_seconds
+from launcher.config import (
+    ADAPTIVE_FLOOR_S,
+    ADAPTIVE_MULTIPLE,
+    BACKEND_CHOICES,
+    LAUNCHER_CHOICES,
+    LaunchConfig,
+    default_of,
+)
 
 
 def _rank_list(text: str) -> tuple[int, ...]:
@@ -82,7 +90,7 @@ def _add_where_arguments(p: argparse.ArgumentParser) -> None:
     where.add_argument("--devices", metavar="N|IDS", default=SUPPRESS,
                        help="a count (8) or device ids (0-3,6); default 1 (with --resume: the "
                             "run's own count). CPU devices are logical")
-    where.add_argument("--backend", choices=("auto", "ascend", "gpu", "cpu"), default=SUPPRESS,
+    where.add_argument("--backend", choices=BACKEND_CHOICES, default=SUPPRESS,
                        help=f"default {default_of('backend')}: Ascend if /dev/davinci* exists, "
                             f"then GPU if the installed MindSpore can use one (the pinned "
                             f"2.10 cannot), else CPU")
@@ -91,7 +99,7 @@ def _add_where_arguments(p: argparse.ArgumentParser) -> None:
                        "workdir=DIR]' (# comments); the first host holds rank 0 and the scheduler")
     where.add_argument("--hosts", metavar="H:N,...", default=SUPPRESS,
                        help="short form of --hostfile: --hosts a:8,b:8")
-    where.add_argument("--launcher", choices=("auto", "local", "ssh", "slurm"), default=SUPPRESS,
+    where.add_argument("--launcher", choices=LAUNCHER_CHOICES, default=SUPPRESS,
                        help="how processes start (default auto: slurm inside a Slurm allocation "
                             "without --hostfile/--hosts/--devices, ssh with --hostfile/--hosts, "
                             "else local)")
@@ -269,7 +277,6 @@ def run(args: argparse.Namespace, overrides: Sequence[str], argv: Sequence[str])
                                  tail_ranks=config.tail_ranks)
         result = launch(config, renderer=renderer)
     except (LaunchError, PlanError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return error("", str(exc))
     return result.exit_code
 

@@ -16,13 +16,13 @@ import collections
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, TextIO
+from typing import TextIO
 
+from launcher.commands.common import error, run_alone
 from launcher.rundir.layout import path_inside
-from launcher import PROG
-from launcher.commands.common import run_alone
 from launcher.rundir.reading import LoadedRun, RunDirError, load_run
 
 
@@ -195,14 +195,12 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     """``wrn-launch logs RUN_DIR [--rank K] [--follow] [--lines N]``; returns the exit status."""
     out = stream or sys.stdout
     if args.lines is not None and args.lines < 0:
-        print(f"{PROG} logs: error: --lines {args.lines}: give 0 or more lines", file=sys.stderr)
-        return 2
+        return error("logs", f"--lines {args.lines}: give 0 or more lines")
     try:
         record = load_run(args.run_dir)
         sources = log_sources(record, args.rank)
     except RunDirError as exc:
-        print(f"{PROG} logs: error: {exc}", file=sys.stderr)
-        return 2
+        return error("logs", str(exc))
     prefix = args.rank is None
     try:
         if args.follow:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from launcher import PROG
-from launcher.commands.common import positive_int
+from launcher.commands.common import error, positive_int
 
 HELP = "print a model's layers and parameter count"
 DESCRIPTION = "Print a model's layers, shapes and parameter count."
@@ -25,7 +23,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         lines = summary_lines(args.name, args.num_classes, args.image_size)
     except ValueError as exc:
-        print(f"{PROG} model: error: {exc}", file=sys.stderr)
-        return 2
+        return error("model", str(exc))
     print("\n".join(lines))
     return 0

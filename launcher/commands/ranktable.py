@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from launcher import PROG
-from launcher.commands.common import Parser, write_output
+from launcher.commands.common import Parser, error, write_output
 
 HELP = "write, merge or check HCCL rank tables"
 DESCRIPTION = ("Write an HCCL rank table (version 1.0) for devices of this host; subcommands: "
@@ -41,11 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _ranktable_check(args: argparse.Namespace) -> int:
     """``ranktable check FILE``: every problem of the table; exit status 0 valid, 2 not."""
+    from cluster.errors import PlanError
     from cluster.ranktable.check import RankTableError, check_table, load_table_json, table_from_data
     from cluster.ranktable.table import RANK_TABLE_VERSION
-    from cluster.errors import PlanError
 
-    name = f"{PROG} ranktable check"
+    name = "ranktable check"
     try:
         data = load_table_json(args.file)
     except RankTableError as exc:
@@ -55,13 +55,12 @@ def _ranktable_check(args: argparse.Namespace) -> int:
     if problems:
         for problem in problems:
             print(f"{args.file}: {problem}", file=sys.stderr)
-        print(f"{name}: {args.file} has {len(problems)} problem(s)", file=sys.stderr)
+        print(f"{PROG} {name}: {args.file} has {len(problems)} problem(s)", file=sys.stderr)
         return 2
     try:
         table = table_from_data(data, args.file)
     except PlanError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
+        return error(name, str(exc))
     print(f"{args.file}: ok: version {RANK_TABLE_VERSION}, {len(table.servers)} server(s), "
           f"{table.world_size} rank(s)")
     print("\n".join(f"  {line}" for line in table.describe().splitlines()))
@@ -72,9 +71,9 @@ def _ranktable_check(args: argparse.Namespace) -> int:
 
 def _ranktable_merge(args: argparse.Namespace) -> int:
     """``ranktable merge FILE... [-o FILE]``: one table of several servers' tables."""
+    from cluster.errors import PlanError
     from cluster.ranktable.build import default_merged_name, merge_tables
     from cluster.ranktable.check import read_table
-    from cluster.errors import PlanError
 
     tables, errors = [], []
     for path in args.files:
@@ -87,22 +86,21 @@ def _ranktable_merge(args: argparse.Namespace) -> int:
             raise PlanError(" ".join(errors))
         merged = merge_tables(tables)
     except PlanError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    return _write_table(f"{PROG} ranktable merge", merged,
+        return error("", str(exc))
+    return _write_table("ranktable merge", merged,
                         args.output or default_merged_name(merged), f"{len(args.files)} table(s)")
 
 
 def run(args: argparse.Namespace) -> int:
     """``ranktable --devices ...``: a rank table for devices of this host."""
+    from cluster.devices import parse_devices
+    from cluster.errors import PlanError
     from cluster.ranktable.build import default_table_name, generate_table
     from cluster.ranktable.hccn import gather_device_ips
     from cluster.ranktable.host import primary_ip
     from cluster.ranktable.table import is_loopback
-    from cluster.devices import parse_devices
-    from cluster.errors import PlanError
 
-    name = f"{PROG} ranktable"
+    name = "ranktable"
     try:
         req = parse_devices(args.devices)
         ids = list(range(req.count)) if req.count is not None else list(req.ids)
@@ -110,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
         ips, source = gather_device_ips(ids, args.hccn_conf)
         table = generate_table(ids, ips, server_ip)
     except PlanError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
+        return error(name, str(exc))
     if is_loopback(server_ip):
         print(f"warning: server_id {server_ip} is a loopback address: fine for this host alone, "
               f"but a merge with other servers refuses it; pass --server-ip <this host's IP>")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 from xml.sax.saxutils import escape
 
 from rich import box
@@ -22,10 +23,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from launcher.ui.formatting import cells, fmt_duration, fmt_loss, fmt_top1, fmt_when
 from launcher import PROG
-from launcher.commands.common import STATUS_STYLE, output_console, run_alone
+from launcher.commands.common import STATUS_STYLE, error, output_console, run_alone
 from launcher.rundir.reading import LoadedRun, RunDirError, load_run
+from launcher.ui.formatting import cells, fmt_duration, fmt_loss, fmt_top1, fmt_when
 from wrn.fileio import write_atomic
 
 PLOT_NAME = "report.svg"
@@ -263,7 +264,8 @@ def _panel(x: float, y: float, w: float, h: float, title: str, xlabel: str,
             out += [f'<circle cx="{px(a)}" cy="{py(b)}" r="3.5" fill="{s["color"]}"/>' for a, b in s["points"]]
         lx = x + w - 190
         ly = y + 18 + 18 * i if legend == "top" else y + h - 10 - 18 * (len(series) - 1 - i)
-        out.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 20}" y2="{ly - 4}" stroke="{s["color"]}" stroke-width="2"/>')
+        out.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 20}" y2="{ly - 4}" stroke="{s["color"]}" '
+                   f'stroke-width="2"/>')
         out.append(f'<text x="{lx + 26}" y="{ly}" font-size="12">{escape(s["label"])}</text>')
     out.append("</g>")
     return out
@@ -329,16 +331,15 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     try:
         record = load_run(args.run_dir)
     except RunDirError as exc:
-        print(f"{PROG} report: error: {exc}", file=sys.stderr)
-        return 2
+        return error("report", str(exc))
     plot = None
     if not args.no_plot:
         target = Path(args.plot) if args.plot else record.path / PLOT_NAME
         try:
             plot = str(write_svg(record, target))
         except OSError as exc:
-            print(f"{PROG} report: error: cannot write the plot {target}: {exc.strerror or exc}; "
-                  f"pass --plot FILE somewhere writable, or --no-plot", file=sys.stderr)
+            error("report", f"cannot write the plot {target}: {exc.strerror or exc}; pass --plot FILE "
+                            f"somewhere writable, or --no-plot")
             return 2
     for item in report_renderables(record, console.size.width, plot):
         console.print(item)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
 from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from launcher.commands.common import PROG, STATUS_STYLE, output_console, run_alone
+from launcher.commands.common import PROG, STATUS_STYLE, error, output_console, run_alone
 from launcher.rundir.reading import LOST_NOTE, LoadedRun, RunDirError, find_runs
 from launcher.rundir.record import RUN_JSON
 from launcher.ui.formatting import cells, fmt_duration, fmt_loss, fmt_top1, fmt_when
@@ -64,8 +65,7 @@ def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     try:
         records = find_runs(args.dir)
     except RunDirError as exc:
-        print(f"{PROG} runs: error: {exc}", file=sys.stderr)
-        return 2
+        return error("runs", str(exc))
     if not records:
         console.print(Text(f"no runs in {args.dir} (a run directory has a {RUN_JSON}; start one "
                            f"with `{PROG} --devices N`)"))

@@ -21,15 +21,14 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from launcher import PROG
-from launcher.commands import COMMANDS, launch
-from launcher.commands.common import Parser, positive_int
 from launcher.backends.base import source_root
-from launcher.rundir.layout import BATCH_SCRIPT, SLURM_JSON, check_run_dir, check_run_name, \
-    default_run_dir
+from launcher.commands import COMMANDS, launch
+from launcher.commands.common import Parser, error, positive_int
+from launcher.rundir.layout import BATCH_SCRIPT, SLURM_JSON, check_run_dir, check_run_name, default_run_dir
 from wrn.fileio import write_atomic
 
 HELP = "run as a Slurm batch job"
@@ -154,8 +153,9 @@ def prepare_job(args: argparse.Namespace) -> tuple[Path, Path]:
         raise SbatchError("--run-dir and --name both name the run directory; give only one")
     for bad in ("--hostfile", "--hosts", "--devices", "--rank-table", "--resume"):
         if any(a == bad or a.startswith(bad + "=") for a in launch_args):
+            fix = "--devices-per-node K" if bad == "--devices" else "drop it"
             raise SbatchError(f"{bad} among the launch args of '{PROG} sbatch': a batch job runs "
-                              f"on the nodes Slurm gives it ({'--devices-per-node K' if bad == '--devices' else 'drop it'})")
+                              f"on the nodes Slurm gives it ({fix})")
     cfg, config = _resolved_config([*launch_args, *(["--name", name] if name else [])])
     if run_dir_arg:
         run_dir = Path(run_dir_arg).expanduser().resolve()
@@ -199,8 +199,7 @@ def run(args: argparse.Namespace, stream=None) -> int:
             return 0
         job = submit(script)
     except (SbatchError, LaunchError, PlanError, ConfigError) as exc:
-        print(f"{PROG} sbatch: error: {exc}", file=sys.stderr)
-        return 2
+        return error("sbatch", str(exc))
     write_atomic(run_dir / SLURM_JSON, json.dumps({"job_id": job, "script": str(script)}) + "\n")
     print(f"submitted Slurm job {job}", file=out)
     print(f"run dir {run_dir}", file=out)

@@ -34,13 +34,13 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 def utc_stamp(now: _dt.datetime | None = None) -> str:
     """``YYYYmmdd-HHMMSS`` in UTC (the run directory suffix)."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
-    return now.astimezone(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    now = now or _dt.datetime.now(_dt.UTC)
+    return now.astimezone(_dt.UTC).strftime("%Y%m%d-%H%M%S")
 
 
 def iso_time(ts: float) -> str:
     """UNIX seconds -> ISO 8601 UTC with milliseconds."""
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="milliseconds")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="milliseconds")
 
 
 def check_run_name(name: str) -> str:
@@ -77,7 +77,7 @@ class RunDirLock:
         self.path = Path(run_dir) / LOCK_NAME
         self._fd: int | None = None
 
-    def acquire(self) -> "RunDirLock":
+    def acquire(self) -> RunDirLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

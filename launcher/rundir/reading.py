@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from launcher import PROG
-from launcher.supervise.progress import RunProgress
-from launcher.rundir.record import RUN_JSON, RunRecord
 from launcher.rundir.layout import LOCK_NAME, METRICS, RunDirLock
-from wrn.contract import Checkpoint, EpochEnd, Eval, Event, Start, Step, WarningEvent, event_from, \
-    number
+from launcher.rundir.record import RUN_JSON, RunRecord
+from launcher.supervise.progress import RunProgress
+from wrn.contract import Checkpoint, EpochEnd, Eval, Event, Start, Step, WarningEvent, event_from, number
 
 #: Shown under the table when a run's status is "lost".
 LOST_NOTE = ("lost: run.json still says running, but the launcher was killed before it could record "
@@ -53,7 +51,7 @@ def parse_time(text: Any) -> _dt.datetime | None:
         when = _dt.datetime.fromisoformat(text)
     except ValueError:
         return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.timezone.utc)
+    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.UTC)
 
 
 def read_events(path: Path) -> tuple[list[dict[str, Any]], int]:
@@ -149,7 +147,7 @@ class LoadedRun:
         if end is None:
             if self.record.status != "running":
                 return None
-            end = _dt.datetime.now(_dt.timezone.utc)
+            end = _dt.datetime.now(_dt.UTC)
         return max(0.0, (end - start).total_seconds())
 
     @property
@@ -320,5 +318,5 @@ def find_runs(root: str | Path) -> list[LoadedRun]:
             records.append(load_run(candidate))
         except RunDirError:
             continue
-    far = _dt.datetime.max.replace(tzinfo=_dt.timezone.utc)
+    far = _dt.datetime.max.replace(tzinfo=_dt.UTC)
     return sorted(records, key=lambda r: (r.start or far, r.name))

@@ -13,8 +13,8 @@ import posixpath
 import queue
 import secrets
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan, Node
 from launcher.backends.base import Backend
@@ -123,7 +123,7 @@ class OutputFetcher:
             if not missing_ok:
                 self.problems.append(f"{self.host}:{self.remote_dir}/{rel} is gone; it was not "
                                      f"copied into {self.local_dir}")
-        except Exception as exc:  # noqa: BLE001 - a failed copy must not stop the launcher
+        except Exception as exc:
             self.problems.append(f"cannot copy {self.host}:{self.remote_dir}/{rel} into "
                                  f"{self.local_dir} ({exc})")
 
@@ -132,7 +132,7 @@ class OutputFetcher:
             entries = self.backend.list_dir(self.host, f"{self.remote_dir}/checkpoints")
         except FileNotFoundError:
             entries = []
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.problems.append(f"cannot list {self.host}:{self.remote_dir}/checkpoints ({exc})")
             entries = []
         for name, size, regular in sorted(entries, key=lambda e: e[0] == "latest.json"):  # latest last

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cluster.errors import PlanError
 from cluster.hosts import format_hostfile, mask_command, mask_env

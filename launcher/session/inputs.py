@@ -9,9 +9,10 @@ directory that was taken, hosts a restart leaves out) makes a new value.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cluster.hosts import HostSpec
 from cluster.plan import LaunchPlan, Node, PlanRequest, make_plan
@@ -66,11 +67,11 @@ class LaunchInputs:
         this launch's attempt ``attempt`` (0: the first)."""
         return (self.previous.attempt + 1 if self.previous is not None else 1) + attempt
 
-    def moved_to(self, run_dir: Path) -> "LaunchInputs":
+    def moved_to(self, run_dir: Path) -> LaunchInputs:
         """The same inputs in ``run_dir`` (a default name that was taken got a suffix)."""
         return dataclasses.replace(self, run_dir=run_dir, notes={**self.notes, "run dir": str(run_dir)})
 
-    def without(self, lost: Mapping[str, str]) -> "LaunchInputs":
+    def without(self, lost: Mapping[str, str]) -> LaunchInputs:
         """The same inputs without the hosts of ``lost`` (a restart under ``--min-devices``)."""
         kept = tuple(n for n in self.nodes if n.host not in lost)
         return dataclasses.replace(

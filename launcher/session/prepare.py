@@ -21,8 +21,16 @@ from pathlib import Path
 from cluster.devices import DEVICE_TARGET, backend_label, detect_backend, gpu_problem
 from cluster.errors import PlanError
 from cluster.hccl_env import hccl_timeout_env
-from cluster.hosts import HostSpec, forwarded_env, mask_env, parse_env_assignments, parse_env_file, \
-    parse_hosts_flag, read_hostfile, select_hosts
+from cluster.hosts import (
+    HostSpec,
+    forwarded_env,
+    mask_env,
+    parse_env_assignments,
+    parse_env_file,
+    parse_hosts_flag,
+    read_hostfile,
+    select_hosts,
+)
 from cluster.plan import CONFIG_NAME, LaunchPlan, PlanRequest
 from launcher.backends import backend_class, chosen
 from launcher.backends.base import DiscoveryRequest, module_argv, python_path

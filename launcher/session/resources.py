@@ -17,9 +17,9 @@ class HeldResources:
     """The resources of one launch. ``port`` changes when a restart (or a standby) needs a new
     scheduler port; ``close`` frees all of them once."""
 
-    backend: "Backend | None" = None
-    port: "PortReservation | None" = None
-    lock: "RunDirLock | None" = None
+    backend: Backend | None = None
+    port: PortReservation | None = None
+    lock: RunDirLock | None = None
 
     @property
     def port_number(self) -> int | None:

@@ -18,9 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.devices import backend_label
+from launcher.supervise.ranks import ProcessState, RunBoard
 from launcher.ui.formatting import cells as as_cells
 from launcher.ui.formatting import fmt_ago, fmt_bytes, fmt_duration, fmt_num, fmt_span, fmt_top1
-from launcher.supervise.ranks import ProcessState, RunBoard
 
 
 class _DropTable(Table):

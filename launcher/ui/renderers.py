@@ -21,7 +21,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from rich import box
 from rich.console import Console, Group
@@ -31,13 +32,13 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.plan import LaunchPlan
+from launcher.rundir.record import masked_plan
+from launcher.supervise.ranks import ProcessState, RunBoard
+from launcher.supervise.result import RunSummary
 from launcher.ui.dashboard import dashboard
 from launcher.ui.formatting import exit_text, fmt_duration, fmt_num, fmt_top1, who
 from launcher.ui.planview import plan_renderables, start_line
-from launcher.rundir.record import masked_plan
 from launcher.ui.procstat import read_rss
-from launcher.supervise.ranks import ProcessState, RunBoard
-from launcher.supervise.result import RunSummary
 from launcher.ui.summaryview import root_cause_lines, summary_rows
 from wrn.contract import Checkpoint, EpochEnd, Error, Eval, Event, Finish, Start, Step, WarningEvent
 from wrn.hostname import local_names

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from launcher.ui.formatting import fmt_duration, fmt_num, fmt_top1
 from launcher.supervise.result import RootCause, RunSummary
+from launcher.ui.formatting import fmt_duration, fmt_num, fmt_top1
 
 
 def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:

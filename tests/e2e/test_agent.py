@@ -33,7 +33,7 @@ class AgentUnderTest:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.popen = subprocess.Popen([PY, "-m", "launcher.agent"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env, cwd=str(REPO))
-        self.messages: "queue.Queue[dict]" = queue.Queue()
+        self.messages: queue.Queue[dict] = queue.Queue()
         self.seen: list[dict] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.send({"version": 1, "grace": grace, "processes": processes})

@@ -1,12 +1,13 @@
 """Real multi-process data parallelism on CPU (MindSpore dynamic cluster started by msrun)."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from tests.support import REPO
 from tests.support.processes import run_msrun, worker_env
-import subprocess
-import sys
 
 pytestmark = pytest.mark.slow
 

@@ -48,8 +48,8 @@ def test_a_full_disk_does_not_stop_the_run_and_is_reported_once(small_disk):
 
 def test_the_writers_drop_what_they_cannot_write(tmp_path):
     """Unit view of the same: a write error is noted, warned once, never raised."""
-    from launcher.rundir.record import RunRecord, RunRecordWriter
     from launcher.rundir.files import RunFiles
+    from launcher.rundir.record import RunRecord, RunRecordWriter
 
     files = RunFiles(tmp_path)
     writer = RunRecordWriter(tmp_path, trouble=files.trouble)

@@ -16,8 +16,17 @@ import pytest
 from tests.support import REPO
 from tests.support.processes import fake_env
 from wrn.config import dump_config, load_config
-from wrn.export import (ExportError, check_format_supported, describe, export_checkpoint,
-                        find_run_config, normalise_format, output_path, predict_mindir, predict_onnx)
+from wrn.export import (
+    ExportError,
+    check_format_supported,
+    describe,
+    export_checkpoint,
+    find_run_config,
+    normalise_format,
+    output_path,
+    predict_mindir,
+    predict_onnx,
+)
 
 NUM_CLASSES = 4
 

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 from tests.e2e import test_launch_e2e
-from tests.e2e.test_launch_e2e import all_gone, start
+from tests.e2e.test_launch_e2e import all_gone, start, succeeded
 from tests.support.processes import wait_for
 from wrn.hostname import host_name
 
@@ -60,9 +60,7 @@ def test_hang_with_a_restart_left_restarts_and_succeeds(tmp_path, cleanup):
     popen, run_dir = start(tmp_path, *HANG, "--max-restarts", "1", "--set", "epoch_size=1",
                            "--set", "log_interval=1")
     cleanup((popen, run_dir))
-    out, err = popen.communicate(timeout=900)
-    assert popen.returncode == 0, out + err
-    record = json.loads((run_dir / "run.json").read_text())
+    _, record = succeeded(popen, run_dir, 900)
     assert record["attempt"] == 2 and record["status"] == "succeeded"
     assert record["attempts"][0]["root_cause"]["rank"] == 1
     assert len(list((run_dir / "diagnostics" / "attempt-1").iterdir())) == 2
@@ -73,9 +71,8 @@ def test_slow_rank_is_named_a_straggler(tmp_path, cleanup):
     popen, run_dir = start(tmp_path, "--env", "WRN_FAULT=slow:rank=1:factor=3", "--plain",
                            "--set", "epoch_size=1", "--set", "log_interval=2")
     cleanup((popen, run_dir))
-    out, err = popen.communicate(timeout=900)
-    assert popen.returncode == 0, out + err
+    out, record = succeeded(popen, run_dir, 900)
     assert re.search(r"WARNING: rank 1 is a straggler: [0-9.]+x the other ranks' time per step", out), out
     assert "rank 0 is a straggler" not in out
-    stragglers = json.loads((run_dir / "run.json").read_text())["summary"]["stragglers"]
+    stragglers = record["summary"]["stragglers"]
     assert [s["rank"] for s in stragglers] == [1] and stragglers[0]["ratio"] > 1.5

@@ -28,6 +28,13 @@ def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     return popen, run_dir
 
 
+def succeeded(popen: subprocess.Popen, run_dir: Path, timeout: float) -> tuple[str, dict]:
+    """Wait for the launch of ``start`` to end, require exit status 0; its stdout and run.json."""
+    out, err = popen.communicate(timeout=timeout)
+    assert popen.returncode == 0, out + err
+    return out, json.loads((run_dir / "run.json").read_text())
+
+
 def events(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []

@@ -9,21 +9,21 @@ from pathlib import Path
 from cluster.plan import Node, PlanRequest, make_plan
 from launcher.backends.base import Backend
 from launcher.backends.local import LocalBackend
-from wrn.contract import Exited, Hello, Line, parse_message
+from launcher.backends.ports import reserve_port
 from launcher.config import LaunchConfig, SupervisorConfig
+from launcher.rundir.files import RunFiles
+from launcher.rundir.record import RunRecord, RunRecordWriter
+from launcher.session.attempts import RunSession
+from launcher.session.inputs import LaunchInputs
+from launcher.session.resources import HeldResources
 from launcher.supervise.monitor import Monitor
 from launcher.supervise.ranks import RunBoard
 from launcher.supervise.result import RunState
 from launcher.supervise.stalls import StallPolicy
-from launcher.backends.ports import reserve_port
-from launcher.session.attempts import RunSession
-from launcher.session.inputs import LaunchInputs
-from launcher.session.resources import HeldResources
-from launcher.rundir.record import RunRecord, RunRecordWriter
 from launcher.ui.renderers import PlainRenderer
-from launcher.rundir.files import RunFiles
 from tests.support.launches import FAKE_WORKER_CMD
 from tests.support.processes import fake_env
+from wrn.contract import Exited, Hello, Line, parse_message
 
 
 def test_only_known_message_types_are_parsed():

@@ -11,11 +11,10 @@ import re
 import select
 import struct
 import subprocess
+import sys
 import termios
 import time
 from pathlib import Path
-
-import sys
 
 import pytest
 

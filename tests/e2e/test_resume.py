@@ -103,7 +103,7 @@ def test_mid_epoch_resume_skips_truncated_newest_and_stays_exact(straight, tmp_p
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out[-3000:]
     assert f"skipping checkpoint {newest.name}" in out
-    records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     starts = [r for r in records if r.get("event") == "start" and r.get("resumed_from")]
     assert starts
     assert all(r["resumed_from"].endswith("-e0003-s000007.ckpt") for r in starts)

@@ -16,6 +16,7 @@ import pytest
 
 from tests.support import REPO
 from tests.support.processes import has_checkpoint_event, pid_alive, run_processes, wait_for
+from tests.support.sshd import hostfile_launch
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +28,9 @@ def train_over_ssh(tmp_path: Path, sshd, hosts: str,
     hostfile = tmp_path / "hosts.txt"
     hostfile.write_text(hosts)
     run_dir = tmp_path / "run"
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    argv, env = hostfile_launch(hostfile, sshd.ssh_config, run_dir, tmp_path, *args)
     t0 = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "launcher.cli", "--hostfile", str(hostfile),
-                           "--ssh-config", str(sshd.ssh_config), "--run-dir", str(run_dir),
-                           "--plain", *args, "--env", "ONEDNN_MAX_CPU_ISA=AVX2"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     return done, run_dir, time.monotonic() - t0
 
 

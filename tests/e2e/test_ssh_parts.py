@@ -11,13 +11,12 @@ import pytest
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec
 from cluster.plan import Node
-from launcher.backends.ssh import remote_hosts
-from launcher.rundir.remote import OutputFetcher, share_run_dir
 from launcher.backends.preflight import run_preflight
 from launcher.backends.remotefiles import ExecFiles, SFTPFiles
-from launcher.backends.ssh import SSHBackend
-from launcher.config import SSHSettings
+from launcher.backends.ssh import SSHBackend, remote_hosts
 from launcher.backends.sshclient import RemoteHost, SSHError, SSHTarget, connect, resolve_target, run_command
+from launcher.config import SSHSettings
+from launcher.rundir.remote import OutputFetcher, share_run_dir
 
 WANT = {"python": "3.11.9", "mindspore": "2.10.0"}
 

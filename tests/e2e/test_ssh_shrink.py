@@ -10,16 +10,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO
 from tests.support.launches import SSHRun
 from tests.support.processes import has_checkpoint_event, run_processes, wait_for
-from tests.support.sshd import serve, sshd_binary
+from tests.support.sshd import hostfile_launch, serve, sshd_binary
 
 pytestmark = pytest.mark.ssh
 A, B = "127.0.0.1", "127.0.0.2"
@@ -90,14 +88,11 @@ def test_run_continues_on_host_a_when_host_b_is_lost(tmp_path, two_sshds):
     hosts = tmp_path / "hosts.txt"
     hosts.write_text(text)
     run_dir = tmp_path / "run"
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    argv, env = hostfile_launch(hosts, ssh_config, run_dir, tmp_path, "--max-restarts", "1",
+                                "--min-devices", "1", "--grace", "2", "--set", "epoch_size=2",
+                                "--set", "eval_interval=0")
     t0 = time.monotonic()
-    launcher = subprocess.Popen([sys.executable, "-m", "launcher.cli", "--hostfile", str(hosts),
-                                 "--ssh-config", str(ssh_config), "--run-dir", str(run_dir),
-                                 "--plain", "--max-restarts", "1", "--min-devices", "1",
-                                 "--grace", "2", "--set", "epoch_size=2", "--set", "eval_interval=0",
-                                 "--env", "ONEDNN_MAX_CPU_ISA=AVX2"],
-                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+    launcher = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: has_checkpoint_event(run_dir), 300, 0.2), launcher.poll()

@@ -4,12 +4,10 @@ the run ends, and nothing is left running."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.e2e import test_launch_e2e
-from tests.e2e.test_launch_e2e import all_gone, events, start
+from tests.e2e.test_launch_e2e import all_gone, events, start, succeeded
 from tests.support.processes import run_processes, wait_for
 
 cleanup = test_launch_e2e.cleanup  # the fixture that kills whatever a run left
@@ -26,9 +24,7 @@ def test_a_restart_continues_from_the_standby_and_the_next_one_is_stopped(tmp_pa
                            "--set", "epoch_size=1", "--set", "log_interval=1",
                            "--set", "image_size=16")
     cleanup((popen, run_dir))
-    out, err = popen.communicate(timeout=600)
-    assert popen.returncode == 0, out + err
-    record = json.loads((run_dir / "run.json").read_text())
+    out, record = succeeded(popen, run_dir, 600)
     assert record["attempt"] == 2 and record["status"] == "succeeded"
     assert record["attempts"][0]["root_cause"]["rank"] == 1
     states = [(s["attempt"], s["state"]) for s in record["standbys"]]

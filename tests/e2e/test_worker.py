@@ -34,7 +34,7 @@ def test_worker_under_msrun_trains_in_sync(msrun_run):
     proc, out, logs = msrun_run
     assert proc.returncode == 0, logs[0][-3000:] + logs[1][-3000:]
     finishes = {}
-    for k, text in logs.items():
+    for text in logs.values():
         evs = _events(text)
         start = next(e for e in evs if e["event"] == "start")
         assert start["world_size"] == 2

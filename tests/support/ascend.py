@@ -4,8 +4,8 @@ on the PCI bus and NUMA nodes with their CPU lists."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from tests.support import FIXTURES
 

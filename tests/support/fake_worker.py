@@ -47,8 +47,8 @@ import sys
 import time
 from pathlib import Path
 
-from wrn import faults, stacks
 from wrn import contract as events
+from wrn import faults, stacks
 
 
 def _env_int(name: str, default: int | None = None) -> int | None:
@@ -92,7 +92,7 @@ def run_scheduler() -> int:
             conn.settimeout(_env_float("FAKE_SCHED_TIMEOUT", 60.0))
             while conn.recv(64):
                 pass
-    except socket.timeout:
+    except TimeoutError:
         print("fake scheduler: timed out waiting for workers", flush=True)
         return 1
     print("fake scheduler: every worker has finished", flush=True)

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,3 +120,16 @@ def serve(binary: str, root: Path, hosts: tuple[str, ...] = HOSTS,
         popen.kill()
         popen.wait()
     log.close()
+
+
+def hostfile_launch(hostfile: Path, ssh_config: Path, run_dir: Path, home: Path,
+                    *args: str) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) of ``wrn-launch --hostfile`` over the test sshd with the real worker,
+    in a bare environment as a user would run it (``--plain``; oneDNN held to AVX2, which both
+    test "hosts" of this machine have)."""
+    from tests.support import REPO
+
+    argv = [sys.executable, "-m", "launcher.cli", "--hostfile", str(hostfile), "--ssh-config",
+            str(ssh_config), "--run-dir", str(run_dir), "--plain", *args,
+            "--env", "ONEDNN_MAX_CPU_ISA=AVX2"]
+    return argv, {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(home)}

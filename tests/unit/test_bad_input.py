@@ -44,8 +44,7 @@ def test_runs_and_logs_read_any_run_json_without_a_traceback(tmp_path, data):
     import io
     import json
 
-    from launcher.commands import logs
-    from launcher.commands import runs
+    from launcher.commands import logs, runs
 
     run = tmp_path / "runs" / "r1"
     (run / "logs").mkdir(parents=True)

@@ -17,7 +17,6 @@ from wrn.config import TrainConfig
 from wrn.models import build_model
 from wrn.steps import make_loss, make_optimizer, make_train_step
 
-
 pytestmark = pytest.mark.usefixtures("mindspore_cpu_pynative")
 
 

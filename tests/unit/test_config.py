@@ -3,9 +3,18 @@
 import pytest
 import yaml
 
-from wrn.config import (BUILTIN_DATA, DEFAULT_CONFIG, ConfigError, TrainConfig, config_keys,
-                        dump_config, load_config, parse_override, split_modelzoo_args)
-from wrn.config import CONFIG_DIR
+from wrn.config import (
+    BUILTIN_DATA,
+    CONFIG_DIR,
+    DEFAULT_CONFIG,
+    ConfigError,
+    TrainConfig,
+    config_keys,
+    dump_config,
+    load_config,
+    parse_override,
+    split_modelzoo_args,
+)
 
 MODELZOO_KEYS = {"data_path": None, "ckpt_path": None, "checkpoint_name": None,
                  "summary_base_dir": None, "batch_size": 128, "lr": 0.1, "momentum": 0.9,

@@ -96,8 +96,8 @@ def test_logs_refuses_a_log_entry_outside_the_run_dir(tmp_path, entry):
 
 
 def test_metrics_after_a_torn_line_start_on_a_line_of_their_own(tmp_path):
-    from launcher.rundir.layout import METRICS
     from launcher.rundir.files import RunFiles
+    from launcher.rundir.layout import METRICS
     from launcher.rundir.reading import read_events
 
     (tmp_path / METRICS).write_text('{"event":"step","step":1}\n{"event":"st')

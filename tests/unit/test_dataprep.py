@@ -181,7 +181,7 @@ def test_names_neither_utf8_nor_gbk_ask_for_an_encoding():
     with pytest.raises(P.PrepareError, match="--encoding"):
         P.choose_encoding([b"\x80\xff\xfe"])
     assert P.choose_encoding([b"abc", "饼干".encode("gbk")]) == "gbk"
-    assert P.choose_encoding(["饼干".encode("utf-8")]) == "utf-8"
+    assert P.choose_encoding(["饼干".encode()]) == "utf-8"
     assert P.choose_encoding([b"\x80\xff\xfe"], "latin-1") == "latin-1"
     assert P.decode_name("a\\饼".encode("gbk"), False, "gbk") == "a/饼"
 

@@ -8,8 +8,8 @@ import pytest
 from launcher.supervise.diagnosis import RankStacks, describe_position, diagnose
 from launcher.supervise.stragglers import Straggler, StragglerCheck
 from wrn.config import ConfigError
-from wrn.faults import Fault, check_ranks, from_env, parse_faults
 from wrn.contract import event_from
+from wrn.faults import Fault, check_ranks, from_env, parse_faults
 
 
 def test_fault_texts_parse():

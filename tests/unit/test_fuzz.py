@@ -24,8 +24,7 @@ from hypothesis import strategies as st
 
 from cluster.devices import parse_devices
 from cluster.errors import PlanError
-from cluster.hosts import parse_env_assignments, parse_env_file, parse_hostfile, parse_hosts_flag, \
-    select_hosts
+from cluster.hosts import parse_env_assignments, parse_env_file, parse_hostfile, parse_hosts_flag, select_hosts
 from cluster.numa import MAX_CPU, numa_core_sets, parse_cpulist, parse_npu_smi_topo
 from launcher.config import LaunchConfig, LaunchError
 
@@ -341,9 +340,9 @@ def test_load_run_and_the_views_of_it(run_json, metric_lines):
     import io
 
     from launcher.commands import logs
+    from launcher.commands.report import report_renderables
     from launcher.commands.runs import runs_table
     from launcher.rundir import reading as runs
-    from launcher.commands.report import report_renderables
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "r"

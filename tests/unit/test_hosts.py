@@ -5,9 +5,18 @@ from __future__ import annotations
 import pytest
 
 from cluster.errors import PlanError
-from cluster.hosts import (HostSpec, forwarded_env, is_secret_name, mask_command, mask_env,
-                           parse_env_assignments, parse_env_file, parse_hostfile,
-                           parse_hosts_flag, read_hostfile)
+from cluster.hosts import (
+    HostSpec,
+    forwarded_env,
+    is_secret_name,
+    mask_command,
+    mask_env,
+    parse_env_assignments,
+    parse_env_file,
+    parse_hostfile,
+    parse_hosts_flag,
+    read_hostfile,
+)
 
 
 def test_hostfile_full_syntax():

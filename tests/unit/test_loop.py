@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 
 from wrn import contract as events
-from wrn.loop import (Callback, CheckpointSaver, Evaluator, LoopState, ProgressEvents, SummaryRecorder,
-                      choose_loop, run_loop, run_sink_loop)
+from wrn.loop import (
+    Callback,
+    CheckpointSaver,
+    Evaluator,
+    LoopState,
+    ProgressEvents,
+    SummaryRecorder,
+    choose_loop,
+    run_loop,
+    run_sink_loop,
+)
 
 
 class Loss:

@@ -11,8 +11,7 @@ import sys
 import pytest
 
 from cluster.errors import PlanError
-from cluster.numa import (numa_core_sets, parse_cpulist, parse_npu_smi_topo, read_topology,
-                          sysfs_device_cpus)
+from cluster.numa import numa_core_sets, parse_cpulist, parse_npu_smi_topo, read_topology, sysfs_device_cpus
 from cluster.plan import Node, PlanRequest, make_plan
 from tests.support.ascend import NPU_SMI_TOPO, fake_npu_smi, fake_sysfs
 

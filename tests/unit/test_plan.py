@@ -11,18 +11,34 @@ import sys
 
 import pytest
 
-from cluster.devices import (DeviceRequest, detect_backend, format_ids, gpu_problem,
-                             list_devices, numbered_nodes, parse_devices, parse_nvidia_smi)
+from cluster.devices import (
+    DeviceRequest,
+    detect_backend,
+    format_ids,
+    gpu_problem,
+    list_devices,
+    numbered_nodes,
+    parse_devices,
+    parse_nvidia_smi,
+)
 from cluster.errors import PlanError
-from cluster.plan import (LaunchPlan, Node, PlanRequest, ProcessSpec, RankInfo, assign_ranks,
-                          core_sets, make_plan, thread_budget)
+from cluster.plan import (
+    LaunchPlan,
+    Node,
+    PlanRequest,
+    ProcessSpec,
+    RankInfo,
+    assign_ranks,
+    core_sets,
+    make_plan,
+    thread_budget,
+)
 from cluster.ranktable.hccn import device_ips, parse_hccn_conf, read_hccn_conf
-from cluster.ranktable.table import (PLACEHOLDER_IP, TableDevice, TableServer, build_rank_table,
-                                     rank_table_text)
-from launcher.backends.ports import parse_port_range, reserve_port
-from launcher.supervise.progress import RunProgress
-from launcher.rundir.layout import RunDirLock, check_run_dir, create_run_dir, default_run_dir
+from cluster.ranktable.table import PLACEHOLDER_IP, TableDevice, TableServer, build_rank_table, rank_table_text
 from launcher.backends.local import LocalBackend
+from launcher.backends.ports import parse_port_range, reserve_port
+from launcher.rundir.layout import RunDirLock, check_run_dir, create_run_dir, default_run_dir
+from launcher.supervise.progress import RunProgress
 from wrn.contract import event_from
 
 HCCN_CONF = "".join(f"address_{i}=192.98.92.{100 + i}\nnetmask_{i}=255.255.255.0\n" for i in range(8))
@@ -401,7 +417,7 @@ def test_parse_port_range():
 # -- run directory, backend, progress --------------------------------------------------------------
 def test_run_dirs(tmp_path):
     import datetime as dt
-    when = dt.datetime(2024, 5, 1, 12, 30, 45, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 5, 1, 12, 30, 45, tzinfo=dt.UTC)
     path = default_run_dir(tmp_path, "wrn-sample", when)
     assert path == tmp_path / "wrn-sample-20240501-123045"
     first, lock = create_run_dir(path, explicit=False)

@@ -13,17 +13,27 @@ import sys
 import pytest
 
 from cluster.errors import PlanError
-from cluster.plan import LaunchPlan, Node, PlanRequest, RankInfo, make_plan
 from cluster.hccl_env import hccl_timeout_env
-from cluster.ranktable.build import (default_merged_name, default_table_name, generate_table,
-                                     merge_tables)
-from cluster.ranktable.check import (Problem, RankTableError, check_table, format_problems,
-                                     load_table_json, read_table, table_from_data)
-from cluster.ranktable.hccn import (gather_device_ips, parse_hccn_conf, parse_hccn_tool_output,
-                                    query_hccn_tool, read_hccn_conf)
+from cluster.plan import LaunchPlan, Node, PlanRequest, RankInfo, make_plan
+from cluster.ranktable.build import default_merged_name, default_table_name, generate_table, merge_tables
+from cluster.ranktable.check import (
+    Problem,
+    RankTableError,
+    check_table,
+    format_problems,
+    load_table_json,
+    read_table,
+    table_from_data,
+)
+from cluster.ranktable.hccn import (
+    gather_device_ips,
+    parse_hccn_conf,
+    parse_hccn_tool_output,
+    query_hccn_tool,
+    read_hccn_conf,
+)
 from cluster.ranktable.host import find_local_server, local_ips, primary_ip
-from cluster.ranktable.table import (RankTable, TableDevice, TableServer, build_rank_table,
-                                     is_loopback)
+from cluster.ranktable.table import RankTable, TableDevice, TableServer, build_rank_table, is_loopback
 from tests.support import FIXTURES
 
 HCCN_CONF = FIXTURES / "hccn.conf"

@@ -63,8 +63,8 @@ def test_shrinks_round_trip_and_summary_lines():
     """A restart that left a host out (--min-devices) is kept in run.json and read back; the
     summary names the host, the attempt, why, and the world sizes."""
     from launcher.rundir.record import RunRecord
-    from launcher.ui.summaryview import summary_rows
     from launcher.supervise.result import RunSummary
+    from launcher.ui.summaryview import summary_rows
 
     shrink = {"attempt": 2, "dropped": [{"host": "b", "devices": 2, "reason": "unreachable"}],
               "world_size_before": 4, "world_size_after": 2}

@@ -12,14 +12,14 @@ import re
 import pytest
 from rich.console import Console
 
-from launcher.ui.dashboard import dashboard
-from launcher.ui.formatting import fmt_ago, fmt_bytes
-from launcher.ui.procstat import read_rss
 from launcher.config import SupervisorConfig
 from launcher.supervise.progress import RunProgress
 from launcher.supervise.ranks import Outcome, RunBoard
 from launcher.supervise.result import RunSummary
 from launcher.supervise.stalls import StallPolicy
+from launcher.ui.dashboard import dashboard
+from launcher.ui.formatting import fmt_ago, fmt_bytes
+from launcher.ui.procstat import read_rss
 from launcher.ui.renderers import JsonRenderer, PlainRenderer, RichRenderer, make_renderer
 from tests.support import EVENTS
 from wrn.contract import event_from

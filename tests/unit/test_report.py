@@ -14,8 +14,7 @@ import pytest
 from rich.console import Console
 
 from launcher.commands import report
-from launcher.commands.report import (nice_ticks, report_renderables, sparkline, svg_document, text_chart,
-                             write_svg)
+from launcher.commands.report import nice_ticks, report_renderables, sparkline, svg_document, text_chart, write_svg
 from launcher.rundir.reading import load_run
 from tests.support import EVENTS
 
@@ -24,7 +23,7 @@ STREAMS = {"real2": (2, 10), "ranks8": (8, 3), "ranks64": (64, 3)}  # ranks, epo
 
 
 def iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def make_run_dir(root: Path, stream: str, status: str = "succeeded", **extra) -> Path:

@@ -45,9 +45,9 @@ def test_dry_run_output_shows_no_secret(tmp_path, capsys, env_file, mode):
 def test_rich_plan_view_and_run_record_show_no_secret(tmp_path, env_file):
     from launcher import cli
     from launcher.commands.launch import launch_config
-    from launcher.ui.planview import plan_renderables
-    from launcher.session.prepare import prepare
     from launcher.rundir.record import masked_plan
+    from launcher.session.prepare import prepare
+    from launcher.ui.planview import plan_renderables
 
     args = _args(tmp_path, env_file)
     parsed = cli.build_parser().parse_args(args)

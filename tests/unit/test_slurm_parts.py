@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from launcher.backends.slurm import allocation_devices, job_id, srun_argv, tasks_per_node
 from launcher.cli import main
 from launcher.config import LaunchConfig, LaunchError
-from launcher.backends.slurm import allocation_devices, job_id, srun_argv, tasks_per_node
 
 
 def test_tasks_per_node_expands_slurms_compact_form():

@@ -13,15 +13,21 @@ import pytest
 from cluster.errors import PlanError
 from cluster.hosts import HostSpec
 from cluster.plan import Node, PlanRequest, make_plan
-from launcher.backends.ssh import host_device_ids, remote_hosts
-from launcher.rundir.remote import output_fetcher
-from launcher.rundir.record import masked_plan
-from wrn_launch import clash_message
-from launcher.backends.preflight import (HostCheck, failure_message, judge, parse_probe, print_table,
-                                probe_command, raise_if_failed)
-from launcher.backends.ssh import SSHBackend
-from launcher.config import SSHSettings
+from launcher.backends.preflight import (
+    HostCheck,
+    failure_message,
+    judge,
+    parse_probe,
+    print_table,
+    probe_command,
+    raise_if_failed,
+)
+from launcher.backends.ssh import SSHBackend, host_device_ids, remote_hosts
 from launcher.backends.sshclient import RemoteHost, SSHTarget, agent_command, resolve_target
+from launcher.config import SSHSettings
+from launcher.rundir.record import masked_plan
+from launcher.rundir.remote import output_fetcher
+from wrn_launch import clash_message
 
 WANT = {"python": "3.11.9", "mindspore": "2.10.0"}
 

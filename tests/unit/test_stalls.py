@@ -9,10 +9,9 @@ from rich.console import Console
 
 from cluster.plan import Node, PlanRequest, make_plan
 from launcher.config import SupervisorConfig
-from launcher.supervise.ranks import Outcome, RunBoard
-from launcher.supervise.stalls import STACKS_SLACK_S, STACKS_TIMEOUT_S, Stall, StacksRound, \
-    StallPolicy, Warn
 from launcher.supervise.diagnosis import RankStacks
+from launcher.supervise.ranks import Outcome, RunBoard
+from launcher.supervise.stalls import STACKS_SLACK_S, STACKS_TIMEOUT_S, StacksRound, Stall, StallPolicy, Warn
 from launcher.ui.dashboard import dashboard
 from wrn.contract import EpochEnd, Start, Step
 

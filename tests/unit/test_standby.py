@@ -6,10 +6,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from launcher.agent.handle import Inbound
-from wrn.contract import Exited, Line
 from launcher.config import SupervisorConfig
 from launcher.supervise.standby import Standby, standby_process
-from wrn.contract import StandbyReady, Step, format_event
+from wrn.contract import Exited, Line, StandbyReady, Step, format_event
 
 
 class Messages:

@@ -8,8 +8,18 @@ import struct
 
 import pytest
 
-from wrn.summary import (NullSummary, SummaryLog, crc32c, encode_scalars_event, frame, masked_crc,
-                         open_summary, read_records, read_summary, summary_dir)
+from wrn.summary import (
+    NullSummary,
+    SummaryLog,
+    crc32c,
+    encode_scalars_event,
+    frame,
+    masked_crc,
+    open_summary,
+    read_records,
+    read_summary,
+    summary_dir,
+)
 
 
 def test_crc32c_known_values():
