@@ -16,7 +16,8 @@ a time, everything that happens:
   group, ``grace`` seconds, SIGKILL) and what fails afterwards is not blamed; before a stall
   (or after a failure inside a collective) every rank's stacks are collected and the rank that
   is not where the others are is blamed;
-* the launcher's signals (``launcher.supervise.signals``): the same clean stop;
+* the launcher's signals: the same clean stop (``launcher.supervise.stopping``: grace
+  periods, deadlines, what a signal means);
 * ``--standby``: the next attempt started once every rank has stepped, and ticked.
 
 Every view reads the board the monitor feeds, so they agree on each rank's state.
@@ -32,17 +33,17 @@ from typing import Any
 
 from cluster.plan import LaunchPlan
 from launcher.agent.handle import AgentHandle, Inbound, agent_spec, beat
-from launcher.agent.proc import describe_exit, kill_group, signal_name
+from launcher.agent.proc import describe_exit, kill_group
 from launcher.backends.base import Backend, BackendError
 from launcher.config import SupervisorConfig
 from launcher.rundir.files import RunFiles
 from launcher.rundir.layout import iso_time
 from launcher.rundir.record import AgentRecord, RecordKeeper, RunRecord, RunRecordWriter
 from launcher.supervise.ranks import Outcome, ProcessState, RunBoard
-from launcher.supervise.result import RootCause, RunResult, RunState, interrupted_state, outcome, summarize
-from launcher.supervise.signals import SignalCatcher
+from launcher.supervise.result import RootCause, RunResult, RunState, outcome, summarize
 from launcher.supervise.stalls import StallWatch
 from launcher.supervise.standby import Say, Standby, StandbySlot
+from launcher.supervise.stopping import SignalCatcher, Stopper
 from launcher.ui.formatting import exit_text, who
 from launcher.ui.renderers import Renderer, RunConsole
 from wrn.contract import (
@@ -54,15 +55,12 @@ from wrn.contract import (
     Stacks,
     StacksDone,
     Started,
-    Stop,
     Stopping,
     event_from,
     parse_record,
 )
 
-#: Extra seconds an agent gets beyond the grace period to report that its processes ended,
-#: before the launcher kills the recorded process groups itself (local hosts only).
-AGENT_STOP_SLACK_S = 5.0
+#: The longest the loop waits for an agent message before it looks at the clock again.
 LOOP_S = 0.1
 #: Names in a worker's error that mean it failed inside a collective (MindSpore's CPU
 #: AllReduce gives up after waiting about 30 s for a rank that does not come).
@@ -92,12 +90,9 @@ class Monitor:
         self.signals = SignalCatcher()
         self.state: RunState | None = None
         self.root_cause: RootCause | None = None
-        self.interrupted: int | None = None
-        self.stopping_since: float | None = None
-        self.stop_deadline: float | None = None
-        self.sched_deadline: float | None = None
+        self.stopper = Stopper(self.agents, self.procs, backend.local, options, self.ui.message,
+                               board.clock)
         self.start_wall = time.time()
-        self._terminated_from_outside = False  # a process died of a SIGTERM the launcher did not send
         self._workers = sum(1 for p in self.procs.values() if p.is_worker)
         self.stalls = StallWatch(board, self.agents, self.ui, self.keeper.changed, self._fail_with,
                                  files.root, record.attempt)
@@ -105,7 +100,7 @@ class Monitor:
             Hello: self._on_hello, Started: self._on_started, Line: self._on_line,
             Exited: self._on_exited, AgentWarning: self._on_warning,
             Stacks: self.stalls.on_stacks,
-            StacksDone: lambda host, msg: self.stalls.on_done(host, self.stopping_since is not None),
+            StacksDone: lambda host, msg: self.stalls.on_done(host, self.stopper.stopping),
             Stopping: lambda host, msg: None, Done: lambda host, msg: None}
 
     # -- the attempt ------------------------------------------------------------------------------
@@ -165,9 +160,10 @@ class Monitor:
                 pass
             now = self.board.clock()
             self._check_signal()
-            self.stalls.tick(now, self.stopping_since is not None)
-            self._check_deadlines(now)
-            ready = self.stopping_since is None and self.board.stalls.all_stepped \
+            self.stalls.tick(now, self.stopper.stopping)
+            if self.stopper.check(now):
+                self._save()
+            ready = not self.stopper.stopping and self.board.stalls.all_stepped \
                 and self.board.outcomes[Outcome.RUNNING] == self._workers
             if self.next_standby.check(now, ready, self.ui.message, lambda: beat(self.agents.values())):
                 self.keeper.changed()
@@ -261,7 +257,7 @@ class Monitor:
             self.ui.message("warning", f"{who(proc.name, proc.rank)} on {host} {error}; counted as "
                                        f"succeeded")
             ok = True
-        stopping = self.stopping_since is not None
+        stopping = self.stopper.stopping
         self.board.exited(proc, Outcome.SUCCEEDED if ok else Outcome.FAILED, msg.exit_code,
                           msg.signal, expected=stopping and not ok, wall=msg.time, error=error)
         self.keeper.changed(proc.name)
@@ -269,7 +265,7 @@ class Monitor:
         if stopping:
             return
         if proc.signal == "SIGTERM":
-            self._terminated_from_outside = True  # e.g. scancel signals every process at once
+            self.stopper.terminated_from_outside = True  # e.g. scancel signals every process at once
         if not proc.is_worker:
             if not ok and self._ended_workers() < self._workers:
                 self._fail(proc, exit_text(proc.exit_code, proc.signal) + " while workers were running")
@@ -282,7 +278,7 @@ class Monitor:
             self._fail(proc, exit_text(proc.exit_code, proc.signal))
         elif self.board.outcomes[Outcome.SUCCEEDED] == self._workers \
                 and any(not p.is_worker and not p.ended for p in self.procs.values()):
-            self.sched_deadline = self.board.clock() + self.opts.scheduler_wait
+            self.stopper.workers_done()
 
     def _finish_ok(self, proc: ProcessState) -> bool:
         finish = self.board.progress.finish.get(proc.rank)
@@ -315,7 +311,7 @@ class Monitor:
             self.board.exited(proc, Outcome.LOST, proc.exit_code, proc.signal, error=(
                 f"lost: the node agent on {host} ended before reporting this process's exit"))
             self.keeper.changed(proc.name)
-        if lost and self.stopping_since is None:
+        if lost and not self.stopper.stopping:
             self._fail_with(RootCause(name=f"agent@{host}", host=host, rank=None, reason=reason,
                                       exit_code=returncode, log=f"logs/agent-{host}.log",
                                       log_tail=list(self.agents[host].stderr_tail)))
@@ -325,7 +321,7 @@ class Monitor:
         self._fail_with(RootCause.of(proc, reason, self.board.progress.error_text(proc.rank)))
 
     def _fail_with(self, cause: RootCause) -> None:
-        if self.root_cause is not None or self.stopping_since is not None:
+        if self.root_cause is not None or self.stopper.stopping:
             return
         self.root_cause = cause
         self._set_state(RunState.FAILED)
@@ -334,50 +330,16 @@ class Monitor:
         self._stop(self.opts.grace, f"{cause.who} failed")
 
     def _stop(self, grace: float, reason: str) -> None:
-        now = self.board.clock()
-        if self.stopping_since is None:
-            self.stopping_since = now
-        self.stop_deadline = now + grace + AGENT_STOP_SLACK_S
-        for agent in self.agents.values():
-            if agent.alive:
-                agent.send(Stop(grace, reason))
+        self.stopper.stop(grace, reason)
         self._save()
 
     def _check_signal(self) -> None:
         signum = self.signals.take()
-        if signum is None:
-            return
-        name = signal_name(signum)
-        if self.stopping_since is None:
-            self.interrupted = signum
-            self._set_state(interrupted_state(signum))
-            self.ui.message("warning", f"{name} received: stopping the run (grace "
-                                       f"{self.opts.grace:g} s; press Ctrl-C again to kill at once)")
-            self._stop(self.opts.grace, f"launcher received {name}")
-        elif self.interrupted is None and self._terminated_from_outside:
-            # the same SIGTERM reached a worker first (scancel, a preemption, a system
-            # shutdown): the run was stopped from outside, not failed; the stop keeps its grace
-            self.interrupted = signum
-            self._set_state(interrupted_state(signum))
-            self.ui.message("warning", f"{name} received: the run was stopped from outside")
-        else:
-            self.ui.message("warning", f"{name} received again: killing every process now")
-            self._stop(0.0, f"launcher received {name} again")
-
-    def _check_deadlines(self, now: float) -> None:
-        if self.sched_deadline is not None and self.stopping_since is None and now >= self.sched_deadline:
-            self.ui.message("warning", f"the scheduler is still running {self.opts.scheduler_wait:g} "
-                                       f"s after the last worker finished; stopping it")
-            self._stop(self.opts.grace, "every worker finished")
-        if self.stop_deadline is not None and now >= self.stop_deadline:
-            self.stop_deadline = now + AGENT_STOP_SLACK_S
-            self.ui.message("warning", "agents did not confirm the stop in time; killing the "
-                                       "recorded process groups")
-            for proc in self.procs.values():
-                if not proc.ended and proc.pgid and self.backend.local:
-                    kill_group(proc.pgid, signal.SIGKILL)
-            for agent in self.agents.values():
-                agent.kill()
+        if signum is not None:
+            state = self.stopper.on_signal(signum)
+            if state is not None:
+                self._set_state(state)
+            self._save()
 
     # -- the record and the end -------------------------------------------------------------------
     def _set_state(self, state: RunState) -> None:
@@ -406,7 +368,7 @@ class Monitor:
 
     def _finish(self) -> RunResult:
         workers = [p for p in self.procs.values() if p.is_worker]
-        state, code, note = outcome(self.interrupted, self.root_cause is not None,
+        state, code, note = outcome(self.stopper.interrupted, self.root_cause is not None,
                                     bool(workers) and all(p.outcome is Outcome.SUCCEEDED for p in workers))
         self._set_state(state)
         self.board.finished_status = state.value
