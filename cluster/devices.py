@@ -29,6 +29,9 @@ from cluster.errors import PlanError
 BACKENDS = ("ascend", "gpu", "cpu")
 #: MindSpore's ``device_target`` for each backend.
 DEVICE_TARGET = {"ascend": "Ascend", "gpu": "GPU", "cpu": "CPU"}
+#: How Ascend workers meet (``--ascend-startup``): MindSpore's dynamic cluster (a scheduler and
+#: MS_WORKER processes, as msrun starts them), or the HCCL rank table alone (MindSpore < 2.4).
+ASCEND_STARTUPS = ("dynamic", "ranktable")
 #: Upper bound on device ids and counts, to catch typos such as ``--devices 80000``.
 MAX_DEVICES = 4096
 

@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster.devices import BACKENDS, backend_label, format_ids
+from cluster.devices import ASCEND_STARTUPS, BACKENDS, backend_label, format_ids
 from cluster.errors import PlanError
 from cluster.numa import numa_core_sets
 from cluster.ranktable.table import RankTable, TableDevice, TableServer, build_rank_table, rank_table_text
@@ -66,9 +66,6 @@ DYNAMIC_CLUSTER_VARS = (MS_ROLE_ENV, MS_SCHED_HOST_ENV, MS_SCHED_PORT_ENV, MS_WO
                         MS_NODE_ID_ENV)
 RANK_TABLE_VARS = (RANK_TABLE_FILE_ENV, "MINDSPORE_HCCL_CONFIG_PATH")
 
-#: How Ascend workers meet (``--ascend-startup``): MindSpore's dynamic cluster (a scheduler and
-#: MS_WORKER processes, as msrun starts them), or the HCCL rank table alone (MindSpore < 2.4).
-ASCEND_STARTUPS = ("dynamic", "ranktable")
 
 CONFIG_NAME = "config.yaml"
 RANK_TABLE_NAME = "rank_table.json"

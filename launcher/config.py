@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cluster.devices import ASCEND_STARTUPS
 from cluster.errors import PlanError
 from cluster.hosts import parse_host_selection
-from cluster.plan import ASCEND_STARTUPS
 from cluster.ranktable.hccn import DEFAULT_HCCN_CONF
 from launcher.backends.ports import DEFAULT_PORT_RANGE
 

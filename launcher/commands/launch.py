@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from cluster.devices import ASCEND_STARTUPS
 from launcher import PROG
 from launcher.commands.common import SUPPRESS, count, error, positive_int, seconds, tcp_port, whole_seconds
 from launcher.config import (
@@ -202,7 +203,7 @@ def _add_ascend_arguments(p: argparse.ArgumentParser) -> None:
     ascend.add_argument("--server-ip", metavar="IP", default=SUPPRESS, help="which server of "
                         "--rank-table this host is (default: matched by this host's addresses, "
                         "then by its hccn.conf device IPs)")
-    ascend.add_argument("--ascend-startup", choices=("dynamic", "ranktable"), default=SUPPRESS,
+    ascend.add_argument("--ascend-startup", choices=ASCEND_STARTUPS, default=SUPPRESS,
                         help="how Ascend workers meet: 'dynamic' (default), MindSpore's dynamic "
                              "cluster, a scheduler plus MS_WORKER processes, as msrun starts "
                              "them; 'ranktable', the HCCL rank table alone (RANK_TABLE_FILE, no "

@@ -113,8 +113,12 @@ def test_metrics_after_a_torn_line_start_on_a_line_of_their_own(tmp_path):
 
 
 def _free_port_pair() -> int:
+    """A port free now (48000-48999 lies in Linux's ephemeral range: a connection of another
+    test can hold a port there, so it is checked, not only drawn)."""
     import random
-    return random.randrange(48000, 49000, 2)
+
+    from launcher.backends.ports import port_is_free
+    return next(p for p in iter(lambda: random.randrange(48000, 49000, 2), None) if port_is_free(p))
 
 
 def test_port_locks_live_in_a_private_folder_of_this_user(tmp_path, monkeypatch):
