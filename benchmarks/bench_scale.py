@@ -97,28 +97,26 @@ def dashboard_render_s(ranks: int, renders: int = 20) -> float:
     from rich.console import Console
 
     from cluster.plan import Node, PlanRequest, make_plan
-    from launcher.supervise.progress import LiveState, RunProgress
+    from launcher.supervise.ranks import RunBoard
     from launcher.ui.dashboard import dashboard
+    from wrn.contract import Start, Step
 
     plan = make_plan(PlanRequest(backend="cpu", nodes=(Node("h1", "127.0.0.1", tuple(range(ranks)),
                                                             (0, 1)),),
                                  run_dir="/r", cwd="/", worker_cmd=("w",), sched_port=29500))
-    progress = RunProgress(ranks)
-    state = LiveState.from_plan(plan, "/r")
-    now = time.time()
-    for rank in range(ranks):
-        state.process_started(rank, "h1", 1000 + rank, now)
-    for rank in range(ranks):
-        for event in ({"event": "start", "rank": rank, "epochs": 1, "steps_per_epoch": STEPS},
-                      {"event": "step", "rank": rank, "epoch": 1, "step": 3, "global_step": 3,
-                       "loss": 0.5, "imgs_per_s": 10.0}):
-            progress.update(event, now)
-            state.event("h1", event, now, progress)
+    state = RunBoard.from_plan(plan, "/r")
+    now = state.clock()
+    for rank, proc in state.ranks.items():
+        state.started(proc, now, pid=1000 + rank)
+    for rank, proc in state.ranks.items():
+        for event in (Start(rank=rank, epochs=1, steps_per_epoch=STEPS),
+                      Step(rank=rank, epoch=1, step=3, global_step=3, loss=0.5, imgs_per_s=10.0)):
+            state.event(proc, event, now)
     console = Console(file=io.StringIO(), width=180, height=50, force_terminal=True)
     times = []
     for _ in range(renders):
         t = time.perf_counter()
-        console.print(dashboard(state, time.time(), height=50, width=180))
+        console.print(dashboard(state, state.clock(), height=50, width=180))
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 

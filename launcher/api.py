@@ -26,7 +26,7 @@ from launcher.session.prepare import prepare
 from launcher.supervise.result import RunSummary
 from launcher.ui.renderers import Renderer, make_renderer
 
-__all__ = ["LaunchConfig", "LaunchError", "LaunchResult", "launch", "prepare"]
+__all__ = ["LaunchConfig", "LaunchError", "LaunchResult", "launch"]
 
 
 @dataclass(frozen=True)

@@ -137,8 +137,9 @@ VERSION = 1
 
 @dataclass
 class Event:
-    """Fields every event has. A field left None is not written; ``extra`` holds fields the
-    class does not name (written as they are, read back into ``extra``)."""
+    """Fields every event has. Every field the class names is written (None as null, as a
+    reader of metrics.jsonl has always seen it); ``extra`` holds fields the class does not
+    name (written as they are, read back into ``extra``)."""
 
     kind: ClassVar[str] = ""
     rank: int | None = None
@@ -156,7 +157,7 @@ class Event:
     def fields(self) -> dict[str, Any]:
         """The event's own fields (not v, event, rank, time), as they are written."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in _BASE_FIELDS and getattr(self, f.name) is not None}
+               if f.name not in _BASE_FIELDS}
         return {**out, **self.extra}
 
     def record(self) -> dict[str, Any]:
@@ -274,8 +275,7 @@ class Error(Event):
     error_kind: str | None = None
 
     def fields(self) -> dict[str, Any]:
-        out = {"message": self.message, "kind": self.error_kind}
-        return {**{k: v for k, v in out.items() if v is not None}, **self.extra}
+        return {"message": self.message, "kind": self.error_kind, **self.extra}
 
 
 @dataclass
@@ -325,7 +325,8 @@ def parse_record(line: str) -> dict[str, Any] | None:
         record = json.loads(line[len(PREFIX):])
     except ValueError:
         return None
-    if not isinstance(record, dict) or record.get("event") not in EVENT_TYPES:
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str) \
+            or record["event"] not in EVENT_TYPES:
         return None
     return record
 

@@ -15,7 +15,7 @@ files in and out of that host's run directory. Every backend has the same small 
   ``same_file(host, path, content)``: files of the run directory there;
 * ``port_free(host, port)``: whether the scheduler could bind ``port`` on that host now;
 * ``stop_agents(agents)``: end the agents of an attempt (their hosts then stop their workers);
-* ``recheck(nodes)`` / ``forget(host)``: a restart's pre-flight of the hosts (``--min-devices``
+* ``recheck(request, nodes)`` / ``forget(host)``: a restart's pre-flight of the hosts (``--min-devices``
   leaves out those that fail it), and dropping a host;
 * ``worker_env()`` and ``record_run(run_dir, nodes)``: what this way of starting adds to every
   worker's environment and to the run directory;
@@ -122,7 +122,9 @@ class Backend:
     @classmethod
     def discover(cls, request: DiscoveryRequest, held: HeldResources) -> Discovery:
         """The nodes of the launch, checked; sets ``held.backend`` (an instance of this class)
-        and ``held.port`` (the scheduler port, when there is one). Raises ``LaunchError``."""
+        and ``held.port`` (the scheduler port, when there is one). Raises ``LaunchError`` or
+        ``PlanError`` (one paragraph each) for anything wrong; what ``held`` holds is released
+        by the caller then."""
         raise NotImplementedError
 
     def agent_cmd(self, host: str) -> list[str]:

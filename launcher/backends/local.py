@@ -69,7 +69,8 @@ class LocalBackend(Backend):
         if share is not None:
             device_ids = _table_devices(*share, available, target, config.rank_table)
         else:
-            devices = config.devices or _resumed_devices(request.previous)
+            devices = config.devices if config.devices is not None else \
+                _resumed_devices(request.previous)
             device_ids = parse_devices(devices).resolve(available, target)
         host = host_name()
         ips: dict[str, dict[int, str]] = {}

@@ -52,7 +52,12 @@ try:
         out["clashes"] = wrn_launch.clash_message(clashes, sys.executable)
     else:
         import wrn, launcher, cluster
-        from launcher.installation import installation
+        try:
+            from launcher.installation import installation
+        except ImportError:  # an older wrn-launch: say its version, as it would
+            installation = getattr(wrn_launch, "installation", None) or (lambda: {
+                "version": wrn.__version__, "installed": None,
+                "location": os.path.dirname(os.path.dirname(os.path.realpath(wrn.__file__)))})
         out["project"] = installation()
 except Exception as exc:
     out["import"] = f"{type(exc).__name__}: {exc}"

@@ -254,7 +254,12 @@ class SlurmBackend(Backend):
         held.backend = backend
         if sum(len(n.device_ids) for n in nodes) > 1:
             held.port = reserve_port(config.port, config.port_range)
-            if not backend.port_free(nodes[0].host, held.port.port):
+            try:
+                free = backend.port_free(nodes[0].host, held.port.port)
+            except BackendError as exc:
+                raise LaunchError(f"Slurm job {backend.job}: {exc}; check that the job's first node "
+                                  f"can run {sys.executable}") from None
+            if not free:
                 raise LaunchError(f"scheduler port {held.port.port} is in use on the first node "
                                   f"{nodes[0].host} of Slurm job {backend.job}; pass another --port")
         notes = {"slurm": f"job {backend.job}, " + ", ".join(f"{n.host} {n.address} "

@@ -225,7 +225,9 @@ class ChannelProcess:
             raise ConnectionError("not connected")
         self.channel = transport.open_session(timeout=timeout)
         self.channel.exec_command(command)  # no pty: stdin EOF reaches the agent as EOF
-        self.stdin = self.channel.makefile_stdin("wb")
+        # unbuffered: a line the agent did not take (its channel closed) is not kept to be
+        # flushed again when the file is closed, or collected at interpreter exit
+        self.stdin = self.channel.makefile_stdin("wb", 0)
         self.stdout = self.channel.makefile("rb")
         self.stderr = self.channel.makefile_stderr("rb")
         self.pid: int | None = None  # the remote agent reports its pid in "hello"
@@ -241,8 +243,14 @@ class ChannelProcess:
         return self.channel.recv_exit_status()
 
     def kill(self) -> None:
-        """Close the channel: the agent sees stdin EOF and stops its process groups."""
+        """Close the channel: the agent sees stdin EOF and stops its process groups. The stdin
+        file is closed too: left open, paramiko closes it when it is collected, at interpreter
+        exit after its buffer, and prints a traceback ("Exception ignored in ... __del__")."""
         self.channel.close()
+        try:
+            self.stdin.close()
+        except Exception:  # the channel is gone (a closed socket, a lost transport): nothing to send
+            pass
 
 
 @dataclass(frozen=True)

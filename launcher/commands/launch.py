@@ -183,7 +183,8 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--plain", action="store_true", help="timestamped lines even on a terminal")
     out.add_argument("--json", action="store_true", help="stream every event as one JSON object "
                      "per line on stdout (worker events as in metrics.jsonl; the launcher's own "
-                     "records have \"source\": \"launcher\")")
+                     "records have \"source\": \"launcher\", among them \"stalled\" and "
+                     "\"recovered\" for a rank warned about as stalled and heard from again)")
     out.add_argument("--tail-ranks", type=_rank_list, metavar="RANKS", default=SUPPRESS,
                      help="also show these ranks' log lines on the console, e.g. 0,3 or 0-3 "
                           "(default none; every rank's lines are always in logs/)")

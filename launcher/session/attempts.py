@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cluster.errors import PlanError
 from cluster.hosts import format_hostfile, mask_command, mask_env
@@ -36,14 +36,17 @@ from launcher.rundir.record import RunRecord, RunRecordWriter, masked_plan
 from launcher.rundir.remote import OutputFetcher, output_fetcher, share_run_dir
 from launcher.session.inputs import HOSTFILE_NAME, LaunchInputs
 from launcher.session.resources import HeldResources
+from launcher.supervise.console import RunConsole
 from launcher.supervise.monitor import Monitor
 from launcher.supervise.ranks import RunBoard
 from launcher.supervise.result import RunResult, RunState
 from launcher.supervise.stalls import StallPolicy
 from launcher.supervise.standby import Say, Standby
-from launcher.ui.renderers import Renderer, RunConsole
 from wrn.config import dump_config
 from wrn.fileio import write_atomic
+
+if TYPE_CHECKING:
+    from launcher.ui.renderers import Renderer
 
 #: How many ports a restart tries before it gives up on finding one free on the master host.
 PORT_TRIES = 20
@@ -59,7 +62,7 @@ class RunSession:
         self.board = RunBoard(inputs.run_dir.name, inputs.request.backend,
                               stalls=StallPolicy(self.config.supervisor))
         self.ui = RunConsole(renderer, self.board)
-        self.notes = dict(inputs.notes)
+        self.notes: dict[str, str] = {}  # what the attempts add to the inputs' notes
         self.fetcher: OutputFetcher | None = None
         self.standby: Standby | None = None      # the next attempt, started and waiting
         self.last_record: RunRecord | None = None  # the last monitored attempt's record
@@ -87,7 +90,6 @@ class RunSession:
                                   f"{exc.strerror}; pass a writable --run-dir") from None
             if run_dir != inputs.run_dir:  # a default name that was taken got a suffix
                 self.inputs = inputs = inputs.moved_to(run_dir)
-                self.notes["run dir"] = str(run_dir)
                 self.board.name = run_dir.name
         dump_config(inputs.train, inputs.run_dir / CONFIG_NAME)
         self.backend.record_run(inputs.run_dir, inputs.nodes)
@@ -117,16 +119,16 @@ class RunSession:
         run_dir = self.inputs.run_dir
         try:
             shared = share_run_dir(run_dir, self.backend, self.inputs.nodes)
+            self.fetcher = output_fetcher(plan, self.inputs.nodes, run_dir, self.backend, shared)
+            how = self.backend.files_via(self.fetcher.host) if self.fetcher is not None else None
         except BackendError as exc:  # the pre-flight checked the path; a race, a quota
             record.status, record.launcher_error = "failed", str(exc)
             record.end_time = iso_time(time.time())
             RunRecordWriter(run_dir).write(record)
             raise LaunchError(f"{exc}; nothing was started (the run directory {run_dir} "
                               f"records this)") from None
-        self.notes["run dir on hosts"] = ", ".join(f"{h}: {how}" for h, how in shared.items())
-        self.fetcher = output_fetcher(plan, self.inputs.nodes, run_dir, self.backend, shared)
+        self.notes["run dir on hosts"] = ", ".join(f"{h}: {way}" for h, way in shared.items())
         if self.fetcher is not None:
-            how = self.backend.files_via(self.fetcher.host)
             self.notes["rank 0 outputs"] = f"copied back from {self.fetcher.host} over {how}"
 
     # -- the attempts -----------------------------------------------------------------------------
@@ -161,7 +163,7 @@ class RunSession:
         files = RunFiles(run_dir)
         monitor = Monitor(plan, files, self.renderer, self.backend, self.config.supervisor, record,
                           RunRecordWriter(run_dir, len(plan.processes), files.trouble), self.board,
-                          self.notes, self.fetcher, adopt=self.standby,
+                          {**self.inputs.notes, **self.notes}, self.fetcher, adopt=self.standby,
                           start_standby=self._standby_starter())
         self.standby = None  # released and adopted: the monitor owns its agents now
         try:
@@ -231,7 +233,6 @@ class RunSession:
         for host in lost:
             self.backend.forget(host)
         self.inputs = inputs.without(lost)
-        self.notes["hosts"] = self.inputs.notes["hosts"]
         if self.held.port is not None and self.inputs.request.world_size == 1:
             self.held.port.release()  # a single CPU/GPU worker runs without a scheduler
             self.held.port = None

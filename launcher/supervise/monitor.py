@@ -29,7 +29,7 @@ import queue
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cluster.plan import LaunchPlan
 from launcher.agent.handle import AgentHandle, Inbound, agent_spec, beat
@@ -39,13 +39,13 @@ from launcher.config import SupervisorConfig
 from launcher.rundir.files import RunFiles
 from launcher.rundir.layout import iso_time
 from launcher.rundir.record import AgentRecord, RecordKeeper, RunRecord, RunRecordWriter
+from launcher.supervise.console import RunConsole
 from launcher.supervise.ranks import Outcome, ProcessState, RunBoard
 from launcher.supervise.result import RootCause, RunResult, RunState, outcome, summarize
 from launcher.supervise.stalls import StallWatch
 from launcher.supervise.standby import Say, Standby, StandbySlot
 from launcher.supervise.stopping import SignalCatcher, Stopper
 from launcher.ui.formatting import exit_text, who
-from launcher.ui.renderers import Renderer, RunConsole
 from wrn.contract import (
     AgentWarning,
     Done,
@@ -59,6 +59,9 @@ from wrn.contract import (
     event_from,
     parse_record,
 )
+
+if TYPE_CHECKING:
+    from launcher.ui.renderers import Renderer
 
 #: The longest the loop waits for an agent message before it looks at the clock again.
 LOOP_S = 0.1
@@ -93,7 +96,7 @@ class Monitor:
         self.stopper = Stopper(self.agents, self.procs, backend.local, options, self.ui.message,
                                board.clock)
         self.start_wall = time.time()
-        self._workers = sum(1 for p in self.procs.values() if p.is_worker)
+        self._workers = len(board.ranks)
         self.stalls = StallWatch(board, self.agents, self.ui, self.keeper.changed, self._fail_with,
                                  files.root, record.attempt)
         self._handlers: dict[type, Callable[[str, Any], None]] = {

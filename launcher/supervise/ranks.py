@@ -154,7 +154,7 @@ class RunBoard:
         self.stall_warnings = 0
         self.finished_status: str | None = None
         self.outcomes: collections.Counter = collections.Counter({Outcome.PENDING: len(self.ranks)})
-        self._begun = False
+        self._begun = bool(self.ranks)  # a board made with its ranks has its first attempt
         self._changes = 0  # counts every change, so derived values are recomputed after one
         self._derived_key: tuple | None = None
         self._derived_value: tuple[float, float | None, int] = (QUIET_MIN_S, None, 0)
@@ -172,17 +172,25 @@ class RunBoard:
         if proc.is_worker:
             self.ranks[proc.rank] = proc
 
-    def begin_attempt(self, plan: LaunchPlan, now: float | None, first: bool | None = None) -> None:
+    def begin_attempt(self, plan: LaunchPlan | None, now: float | None,
+                      first: bool | None = None) -> None:
         """An attempt of ``plan`` begins: every process is pending, the progress is new, the
-        warnings are kept (a restart's plan may have fewer hosts: ``--min-devices``).
-        ``first``: whether it is the run's first here (default: whether none began before)."""
+        warnings are kept (a restart's plan may have fewer hosts: ``--min-devices``; None: the
+        same ranks again, for a recorded run). ``first``: whether it is the run's first here
+        (default: whether none began before)."""
         first = not self._begun if first is None else first
         self._begun = True
-        devices = {r.rank: r.device_id for r in plan.ranks}
+        if plan is not None:
+            devices = {r.rank: r.device_id for r in plan.ranks}
+            specs = [ProcessState.of(spec, devices.get(spec.rank)) for spec in plan.processes]
+            world = plan.world_size
+        else:
+            specs = [ProcessState(p.name, p.host, p.rank, p.device) for p in self.ranks.values()]
+            world = self.world_size
         self.processes, self.ranks = {}, {}
-        for spec in plan.processes:
-            self._add(ProcessState.of(spec, devices.get(spec.rank)))
-        self.progress = RunProgress(plan.world_size)
+        for proc in specs:
+            self._add(proc)
+        self.progress = RunProgress(world)
         self.stalls.reset()
         self.outcomes = collections.Counter({Outcome.PENDING: len(self.ranks)})
         self.finished_status = None
@@ -192,17 +200,6 @@ class RunBoard:
         if not first:
             self.attempt += 1
             self.add_warning(now or 0.0, f"restart {self.attempt - 1}: attempt {self.attempt} started")
-
-    def restarted(self, now: float) -> None:
-        """A new attempt with the same ranks (a replayed or recorded run)."""
-        self.attempt += 1
-        self._changes += 1
-        self.progress = RunProgress(self.world_size)
-        self.stalls.reset()
-        for proc in list(self.ranks.values()):
-            self._add(ProcessState(proc.name, proc.host, proc.rank, proc.device))
-        self.outcomes = collections.Counter({Outcome.PENDING: len(self.ranks)})
-        self.add_warning(now, f"restart {self.attempt - 1}: attempt {self.attempt} started")
 
     # -- feeding ----------------------------------------------------------------------------------
     @property
@@ -255,7 +252,8 @@ class RunBoard:
         if isinstance(event, (Start, Step, EpochEnd)):
             proc.training = True
         if isinstance(event, Start):
-            proc.pid = event.pid if event.pid is not None else proc.pid
+            if proc.pid is None:  # a replayed run; else the agent's pid (run.json's) stays
+                proc.pid = event.pid
             proc.steps_per_epoch = event.steps_per_epoch
             if event.start_epoch:
                 proc.epoch = event.start_epoch

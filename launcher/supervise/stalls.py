@@ -121,10 +121,10 @@ class StallPolicy:
         return was
 
     def ended(self, proc: ProcessState) -> None:
-        """``proc`` ended: no more checks for it."""
+        """``proc`` ended: no more checks for it (``stalled`` keeps saying whether it ended
+        stalled, for run.json)."""
         self._starting.pop(proc.name, None)
         self._active.pop(proc.name, None)
-        proc.stalled = False
 
     # -- judging --------------------------------------------------------------------------------
     def limits(self, now: float) -> tuple[float, float]:

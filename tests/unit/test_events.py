@@ -58,10 +58,11 @@ def test_typed_reading_is_lenient_and_keeps_unknown_fields():
         {"skipped_files": 3}
 
 
-def test_the_written_fields_are_those_given():
+def test_every_named_field_is_written_and_the_others_as_given():
     record = json.loads(events.format_event(Eval.of(0, epoch=1, top1=0.5, local_correct=4))
                         [len(events.PREFIX):])
     assert {k: v for k, v in record.items() if k != "time"} == {
-        "v": 1, "event": "eval", "rank": 0, "epoch": 1, "top1": 0.5, "local_correct": 4}
+        "v": 1, "event": "eval", "rank": 0, "epoch": 1, "top1": 0.5, "correct": None,
+        "total": None, "loss": None, "local_correct": 4}
     error = json.loads(events.format_event(Error(rank=1, message="m", error_kind="K"))[len(events.PREFIX):])
     assert (error["message"], error["kind"]) == ("m", "K")

@@ -204,7 +204,7 @@ def test_live_state_lifecycle_and_warnings():
     assert state.quiet_s(view, 200.0) is None
     state.exited(state.ranks[1], Outcome.FAILED, None, "SIGTERM", expected=True)
     assert state.ranks[1].state == "stopped"
-    state.restarted(110.0)
+    state.begin_attempt(None, 110.0)  # a restart, the same ranks
     assert state.attempt == 2
     assert state.ranks[0].state == "waiting"
     assert state.ranks[0].host == "h"
@@ -272,7 +272,8 @@ def _plan(n: int = 2):
 
 def _drive(renderer, plan, records):
     """Call a renderer the way the supervisor does."""
-    board = RunBoard.from_plan(plan, plan.run_dir)
+    board = RunBoard.from_plan(plan, plan.run_dir,  # its clock: the recorded stream's end
+                               stalls=StallPolicy(clock=lambda: records[-1]["time"]))
     renderer.run_started(plan, plan.run_dir, {"chosen": "detected"}, board)
     renderer.process_started("scheduler", None, "h1", 50)
     for rank in range(plan.world_size):
