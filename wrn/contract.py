@@ -65,6 +65,8 @@ BIND_CPUS_ENV = "WRN_BIND_CPUS"
 VERBOSE_MINDSPORE_ENV = "WRN_VERBOSE_MINDSPORE"
 #: oneDNN's instruction set for the worker (``default`` leaves oneDNN's own choice); set by users.
 ONEDNN_ISA_ENV = "WRN_ONEDNN_ISA"
+#: Where the built-in sample dataset is generated (``wrn.synth``); set by users, read by both ends.
+DATA_HOME_ENV = "WRN_DATA_HOME"
 #: "1" (Slurm launches): SIGTERM/SIGUSR1 stop every rank after the same step, with a checkpoint.
 STOP_ON_SIGNAL_ENV = "WRN_STOP_ON_SIGNAL"
 #: "1": a standby worker: set up, join, say ``standby`` and wait for ``go`` on stdin.

@@ -41,12 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
+from wrn.contract import DATA_HOME_ENV
+
 #: Folder name of the built-in set; bump the suffix whenever the generated content changes.
 BUILTIN_NAME = "rp2k-sample-v1"
 #: Marker file written last into a finished dataset (holds the JSON summary).
 COMPLETE_MARKER = ".complete"
-#: Environment variable naming the folder that holds downloaded/generated datasets.
-DATA_HOME_ENV = "WRN_DATA_HOME"
 
 DEFAULT_TRAIN_PER_CLASS = 120
 DEFAULT_TEST_PER_CLASS = 30
