@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,8 +30,10 @@ def proc(name, code, rank=None, **extra):
 class AgentUnderTest:
     """Starts the agent, feeds it a spec, collects its messages on a thread."""
 
-    def __init__(self, processes, grace=1.0):
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+    def __init__(self, processes, tmp: Path, grace=1.0):
+        # TMPDIR: the agent's stacks folder goes under the test's own folder, so an agent the
+        # test SIGKILLs (which cleans up nothing) leaves nothing in /tmp either.
+        env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp))
         self.popen = subprocess.Popen([PY, "-m", "launcher.agent"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env, cwd=str(REPO))
         self.messages: queue.Queue[dict] = queue.Queue()
@@ -67,11 +70,11 @@ class AgentUnderTest:
 
 
 @pytest.fixture
-def agents():
+def agents(tmp_path):
     made = []
 
     def make(*a, **kw):
-        made.append(AgentUnderTest(*a, **kw))
+        made.append(AgentUnderTest(*a, tmp=tmp_path, **kw))
         return made[-1]
     yield make
     for agent in made:

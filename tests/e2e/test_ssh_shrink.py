@@ -36,7 +36,7 @@ def two_sshds(tmp_path_factory):
         pytest.skip(message)
     serving_a = serve(binary, tmp_path_factory.mktemp("sshd-a"), ("127.0.0.1",))
     a = next(serving_a)
-    serving_b = serve(binary, tmp_path_factory.mktemp("sshd-b"), ("127.0.0.2",))
+    serving_b = serve(binary, tmp_path_factory.mktemp("sshd-b"), ("127.0.0.2",), own_tmp=True)
     b = next(serving_b)
     (b.dir / "authorized_keys").write_text((a.dir / "user_key.pub").read_text())
     try:

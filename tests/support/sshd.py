@@ -79,12 +79,17 @@ def _listening(host: str, port: int) -> bool:
 
 
 def serve(binary: str, root: Path, hosts: tuple[str, ...] = HOSTS,
-          sftp: bool = True) -> Iterator[SSHD]:
+          sftp: bool = True, own_tmp: bool = False) -> Iterator[SSHD]:
     """A fixture body (``yield from serve(...)``): starts sshd (``binary``) with its keys and
     configuration in ``root``, listening on ``hosts``, yields it, and stops it when resumed.
     Fails if it does not start. ``sftp=False`` leaves out the SFTP subsystem, as hardened
-    servers do."""
+    servers do. ``own_tmp=True`` gives every session ``TMPDIR=root/tmp``, a temporary folder of
+    the host's own, for a host the test kills (whose processes clean up nothing), as a real
+    lost host takes its /tmp with it."""
     os.chmod(root, 0o700)
+    tmp = root / "tmp"
+    if own_tmp:
+        tmp.mkdir()
     _keygen(root / "host_key")
     _keygen(root / "user_key")
     _keygen(root / "other_key")
@@ -97,7 +102,8 @@ def serve(binary: str, root: Path, hosts: tuple[str, ...] = HOSTS,
         f"AuthorizedKeysFile {root / 'authorized_keys'}", "UsePAM no", "StrictModes no",
         "PermitRootLogin yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
         "PubkeyAuthentication yes", "MaxStartups 100", "MaxSessions 100", "LogLevel ERROR",
-        *(["Subsystem sftp internal-sftp"] if sftp else []), ""]))
+        *(["Subsystem sftp internal-sftp"] if sftp else []),
+        *([f"SetEnv TMPDIR={tmp}"] if own_tmp else []), ""]))
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
     log = open(root / "sshd.log", "w")
     popen = subprocess.Popen([binary, "-D", "-f", str(config), "-e"], stdout=log,
