@@ -8,6 +8,7 @@
     wrn-launch --rank-table FILE [--server-ip IP] [--hccl-connect-timeout S] ...
     wrn-launch ranktable --devices 0-7 [--hccn-conf FILE] [--server-ip IP] [-o FILE]
     wrn-launch ranktable merge A.json B.json [-o C.json] | ranktable check FILE
+    wrn-launch eval CKPT_OR_RUN_DIR [--devices N | --hostfile FILE ...] [--set k=v ...]
     wrn-launch export CKPT --format MINDIR|ONNX|AIR [--config FILE] [-o OUT] [--verify]
     wrn-launch config list | config show NAME [-o FILE [--force]]
     wrn-launch data prepare ARCHIVE_OR_DIR [OUT] [--verify quick|full|off] [--encoding NAME]
@@ -93,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(rest)
         if args.command is not None:
             args = parser.parse_args(argv)
+            args.argv = tuple(argv)  # the command line as given, for a run's run.json
             return args.run(args)
         return launch.run(args, overrides, argv)
     except KeyboardInterrupt:  # only before or after supervision; the monitor handles its own

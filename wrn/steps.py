@@ -7,6 +7,7 @@ test drives ``make_train_step`` directly), so what is tested is what trains.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import mindspore as ms
@@ -15,6 +16,7 @@ from mindspore import nn, ops
 
 from wrn.config import TrainConfig
 from wrn.models import no_decay_param
+from wrn.scores import ClassScores, Tally
 
 
 def amp_level_for(cfg: TrainConfig, device_target: str) -> str:
@@ -115,6 +117,43 @@ def evaluate(net: nn.Cell, dataset, world_size: int) -> dict[str, Any]:
     return {"top1": correct / count if count else 0.0, "correct": int(round(correct)),
             "total": int(round(count)), "loss": loss_sum / count if count else 0.0,
             "local_correct": int(round(local[0])), "local_total": int(round(local[1]))}
+
+
+class EvalOutputs(nn.Cell):
+    """``(images, labels) -> (logits, losses)`` for one batch, the loss of padding rows
+    (label -1) zeroed: what ``score_split`` counts per class."""
+
+    def __init__(self, net: nn.Cell):
+        super().__init__(auto_prefix=False)  # keep the network's parameter names unchanged
+        self.net = net
+        self.loss = nn.CrossEntropyLoss(reduction="none")
+
+    def construct(self, images, labels):
+        logits = self.net(images)
+        valid = (labels >= 0).astype(ms.float32)
+        return logits, self.loss(logits, ops.maximum(labels, 0)) * valid
+
+
+def score_split(net: nn.Cell, dataset, world_size: int, classes,
+                on_batch: Callable[[int, int], None] | None = None) -> ClassScores:
+    """Score this rank's disjoint eval shard per class, then sum the counts over ranks (one
+    AllReduce of the confusion matrix, top-k hits and loss): the same exact top-1 as
+    ``evaluate``, with per-class accuracy, top-5 and the confused pairs. ``on_batch(n, rows)``
+    is called after the n-th batch (1-based) with its number of real (unpadded) rows."""
+    net.set_train(False)
+    outputs = EvalOutputs(net)
+    tally = Tally(len(classes))
+    for n, (images, labels) in enumerate(dataset.create_tuple_iterator(num_epochs=1), start=1):
+        logits, losses = outputs(images, labels)
+        labels = labels.asnumpy()
+        tally.add(logits.asnumpy(), labels, losses.asnumpy())
+        if on_batch is not None:
+            on_batch(n, int((labels >= 0).sum()))
+    net.set_train(True)
+    summed = None
+    if world_size > 1:
+        summed = AllReduceSum()(ms.Tensor(tally.vector())).asnumpy()
+    return tally.scores(classes, summed)
 
 
 def _is_bn_stat(param) -> bool:

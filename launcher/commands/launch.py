@@ -54,17 +54,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     Flags not given on the command line are absent from the namespace (``SUPPRESS``), so the
     config's own defaults apply."""
-    _add_what_arguments(p)
-    _add_where_arguments(p)
-    _add_run_dir_arguments(p)
-    _add_supervision_arguments(p)
-    _add_output_arguments(p)
-    _add_ascend_arguments(p)
-    _add_ssh_arguments(p)
-    _add_testing_arguments(p)
+    add_what_arguments(p)
+    add_where_arguments(p)
+    add_run_dir_arguments(p)
+    add_supervision_arguments(p)
+    add_output_arguments(p)
+    add_ascend_arguments(p)
+    add_ssh_arguments(p)
+    add_testing_arguments(p)
 
 
-def _add_what_arguments(p: argparse.ArgumentParser) -> None:
+def add_what_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to train")
     what.add_argument("--config", dest="config_file", metavar="FILE", default=SUPPRESS,
                       help="training config YAML (default: the bundled default.yaml, see "
@@ -86,7 +86,7 @@ def _add_what_arguments(p: argparse.ArgumentParser) -> None:
                       "reuses it while no data folder has changed)")
 
 
-def _add_where_arguments(p: argparse.ArgumentParser) -> None:
+def add_where_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_argument_group("where it runs")
     where.add_argument("--devices", metavar="N|IDS", default=SUPPRESS,
                        help="a count (8) or device ids (0-3,6); default 1 (with --resume: the "
@@ -133,8 +133,9 @@ def _add_where_arguments(p: argparse.ArgumentParser) -> None:
                        "every worker's environment (before --env)")
 
 
-def _add_run_dir_arguments(p: argparse.ArgumentParser) -> None:
-    run = p.add_argument_group("the run directory and restarts")
+def add_run_dir_arguments(p: argparse.ArgumentParser, restarts: bool = True) -> None:
+    """The run directory's flags, and (``restarts``) those of restarting a failed run."""
+    run = p.add_argument_group("the run directory and restarts" if restarts else "the run directory")
     names = run.add_mutually_exclusive_group()
     names.add_argument("--run-dir", metavar="DIR", default=SUPPRESS,
                        help="run directory (must be new or empty)")
@@ -144,6 +145,8 @@ def _add_run_dir_arguments(p: argparse.ArgumentParser) -> None:
                      help=f"where default run directories go (default {default_of('runs_root')})")
     run.add_argument("--dry-run", action="store_true", default=SUPPRESS,
                      help="print the plan and start nothing")
+    if not restarts:
+        return
     run.add_argument("--max-restarts", type=count, metavar="K", default=SUPPRESS, help="when a run "
                      "fails, restart all workers from the newest valid checkpoint, up to K times")
     run.add_argument("--standby", action="store_true", default=SUPPRESS,
@@ -157,7 +160,7 @@ def _add_run_dir_arguments(p: argparse.ArgumentParser) -> None:
                           "rest while at least M devices remain (default: every host is needed)")
 
 
-def _add_supervision_arguments(p: argparse.ArgumentParser) -> None:
+def add_supervision_arguments(p: argparse.ArgumentParser) -> None:
     sup = p.add_argument_group("supervision")
     sup.add_argument("--grace", type=seconds, metavar="S", default=SUPPRESS, help="seconds between "
                      f"SIGTERM and SIGKILL when stopping (default {default_of('grace'):g})")
@@ -178,7 +181,7 @@ def _add_supervision_arguments(p: argparse.ArgumentParser) -> None:
                           f"network; default {default_of('heartbeat_timeout'):g})")
 
 
-def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--plain", action="store_true", help="timestamped lines even on a terminal")
     out.add_argument("--json", action="store_true", help="stream every event as one JSON object "
@@ -192,7 +195,7 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
                      help="keep MindSpore's WARNING logs (default GLOG_v=3 silences them)")
 
 
-def _add_ascend_arguments(p: argparse.ArgumentParser) -> None:
+def add_ascend_arguments(p: argparse.ArgumentParser) -> None:
     ascend = p.add_argument_group("Ascend")
     ascend.add_argument("--hccn-conf", metavar="FILE", default=SUPPRESS, help="Ascend device IPs "
                         f"(address_<n>=ip lines) for the rank table (default {default_of('hccn_conf')})")
@@ -221,7 +224,7 @@ def _add_ascend_arguments(p: argparse.ArgumentParser) -> None:
                              "else 1836)")
 
 
-def _add_ssh_arguments(p: argparse.ArgumentParser) -> None:
+def add_ssh_arguments(p: argparse.ArgumentParser) -> None:
     ssh = p.add_argument_group("SSH (with --hostfile/--hosts)")
     ssh.add_argument("--ssh-config", metavar="FILE", default=SUPPRESS, help="OpenSSH client config to "
                      "honour (HostName, User, Port, IdentityFile, UserKnownHostsFile); default "
@@ -235,12 +238,13 @@ def _add_ssh_arguments(p: argparse.ArgumentParser) -> None:
                           f"{default_of('ssh_timeout'):g})")
 
 
-def _add_testing_arguments(p: argparse.ArgumentParser) -> None:
+def add_testing_arguments(p: argparse.ArgumentParser, worker: bool = True) -> None:
     # Testing and simulation aids, deliberately not in --help: replace the worker / scheduler
     # commands ("none": no scheduler), look for device nodes somewhere other than /dev (and
     # sysfs other than /sys), and the run directory's path on the other hosts (default: the
     # same path as here).
-    p.add_argument("--worker-cmd", default=SUPPRESS, help=SUPPRESS)
+    if worker:
+        p.add_argument("--worker-cmd", default=SUPPRESS, help=SUPPRESS)
     p.add_argument("--scheduler-cmd", default=SUPPRESS, help=SUPPRESS)
     p.add_argument("--dev-dir", default=SUPPRESS, help=SUPPRESS)
     p.add_argument("--sys-dir", default=SUPPRESS, help=SUPPRESS)
@@ -256,13 +260,19 @@ def launch_config(args: argparse.Namespace, overrides: Sequence[str], argv: Sequ
     if "worker_cmd" in values:
         values["worker_cmd"] = tuple(shlex.split(values["worker_cmd"])) or None
     if "scheduler_cmd" in values:
-        text = values.pop("scheduler_cmd")
-        if text.strip().lower() == "none":
-            values["start_scheduler"] = False
-        else:
-            values["scheduler_cmd"] = tuple(shlex.split(text)) or None
+        scheduler_values(values)
     values["command"] = (PROG, *argv)
     return LaunchConfig.from_fields(**values)
+
+
+def scheduler_values(values: dict[str, Any]) -> None:
+    """Turn the hidden ``--scheduler-cmd TEXT`` in ``values`` into its ``LaunchConfig`` fields
+    (``none``: start no scheduler)."""
+    text = values.pop("scheduler_cmd")
+    if text.strip().lower() == "none":
+        values["start_scheduler"] = False
+    else:
+        values["scheduler_cmd"] = tuple(shlex.split(text)) or None
 
 
 def run(args: argparse.Namespace, overrides: Sequence[str], argv: Sequence[str]) -> int:

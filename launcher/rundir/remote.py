@@ -49,7 +49,7 @@ def share_run_dir(run_dir: Path, backend: Backend, nodes: Sequence[Node]) -> dic
 
 
 #: Files rank 0 leaves at the top of the run directory, copied back at the end of an attempt.
-RESULT_FILES = ("eval.json", "classes.json")
+RESULT_FILES = ("eval.json", "per_class.csv", "classes.json")
 #: What a file or folder name sent by a remote host may look like to be copied back.
 REMOTE_NAME = PLAIN_NAME
 

@@ -103,10 +103,10 @@ def test_standalone_and_eval_command_lines(tmp_path, recorder):
                      env=env | {"DEVICE_TARGET": "CPU"})
     assert res.returncode == 0, res.stderr
     rec = recorded()
-    assert rec["argv"][1:] == ["-m", "wrn.eval", "--config", f"{tmp_path}/run/config.yaml", "--ckpt",
-                               f"{tmp_path}/run/checkpoints/a.ckpt", "--set", f"data_path={tmp_path}/data",
-                               "--set", "device_target=CPU"]
-    assert rec["device_id"] == "0"
+    assert rec["argv"][1:] == ["-m", "launcher.cli", "eval", f"{tmp_path}/run/checkpoints/a.ckpt",
+                               "--config", f"{tmp_path}/run/config.yaml", "--devices", "0,", "--backend",
+                               "cpu", "--set", f"data_path={tmp_path}/data", "--set", "device_target=CPU"]
+    assert rec["device_id"] is None  # the device is --devices 0, (the launcher sets DEVICE_ID)
 
 
 @pytest.mark.parametrize("name, nargs", [(DISTRIBUTE, 3), (STANDALONE, 2), (EVAL, 3)])
@@ -196,8 +196,9 @@ def test_distribute_on_cpu_trains_evaluates_and_leaves_a_run_dir(tiny, tmp_path)
     res = run_script(EVAL, str(tiny / "data"), f"run/checkpoints/{ckpts[-1].name}", "run/config.yaml",
                      cwd=tmp_path, env=fake_env() | {"DEVICE_TARGET": "CPU"}, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "top-1 accuracy:" in res.stdout
-    assert "/16)" in res.stdout
+    evaluation = json.loads(next((tmp_path / "run" / "eval").glob("*/eval.json")).read_text())
+    assert evaluation["total"] == 16 and evaluation["world_size"] == 1
+    assert f"({evaluation['correct']}/16)" in res.stdout  # the console's evaluation table
 
 
 @pytest.mark.slow
