@@ -6,6 +6,10 @@ text charts. ``report.svg`` is written into the run directory (``--plot FILE`` e
 ``--no-plot`` not at all): the training loss per logged step with the per-epoch mean, and the
 top-1 accuracy per evaluated epoch. The SVG is plain XML written here; it needs no plotting
 library and opens in any browser.
+
+``--modelzoo [--lang en|zh] [-o FILE]`` prints instead the two performance tables of a
+MindSpore ModelZoo README (training, inference) in Markdown, filled from the run
+(``launcher.ui.modelzoo``), and writes no plot.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ from rich.table import Table
 from rich.text import Text
 
 from launcher import PROG
-from launcher.commands.common import STATUS_STYLE, error, output_console, run_alone
+from launcher.commands.common import STATUS_STYLE, error, output_console, run_alone, write_output
 from launcher.rundir.reading import LoadedRun, RunDirError, load_run
 from launcher.ui.formatting import cells, fmt_duration, fmt_loss, fmt_top1, fmt_when
 from wrn.fileio import write_atomic
 
 PLOT_NAME = "report.svg"
+#: The languages of ``--modelzoo`` (``launcher.ui.modelzoo.LANGS``, which is imported only when
+#: the tables are made: every command line builds this parser).
+LANGS = ("en", "zh")
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -314,7 +321,8 @@ def write_svg(record: LoadedRun, path: str | Path) -> Path:
 HELP = "summary, curves and plot of a run"
 DESCRIPTION = ("Summarise a run: summary, "
                "per-epoch table, loss and accuracy curves, and a plot image "
-               f"(RUN_DIR/{PLOT_NAME}).")
+               f"(RUN_DIR/{PLOT_NAME}). With --modelzoo: the MindSpore ModelZoo README "
+               "performance tables of the run, in Markdown (--lang en|zh).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -323,15 +331,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--plot", metavar="FILE", help=f"write the plot here (default RUN_DIR/{PLOT_NAME})")
     where.add_argument("--no-plot", action="store_true", help="write no plot file")
+    where.add_argument("--modelzoo", action="store_true",
+                       help="print the ModelZoo README performance tables (training, inference) "
+                            "as Markdown instead, filled from the run; writes no plot")
+    p.add_argument("--lang", choices=LANGS, default=None,
+                   help="language of the --modelzoo tables: en (default) or zh")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the --modelzoo tables to FILE instead of printing them")
+
+
+def run_modelzoo(record: LoadedRun, lang: str, output: str | None, stream: TextIO | None) -> int:
+    """``report --modelzoo``: the tables on ``stream`` (stdout) or into ``output``."""
+    from launcher.rundir.artifacts import read_artifacts
+    from launcher.ui.modelzoo import modelzoo_markdown
+
+    text = modelzoo_markdown(record, read_artifacts(record, count_parameters=True), lang)
+    if output:
+        return 0 if write_output("report", output, text) is not None else 2
+    (stream or sys.stdout).write(text)
+    return 0
 
 
 def run(args: argparse.Namespace, stream: TextIO | None = None) -> int:
-    """``wrn-launch report RUN_DIR [--plot FILE | --no-plot]``; returns the exit status."""
+    """``wrn-launch report RUN_DIR [--plot FILE | --no-plot | --modelzoo [--lang L] [-o FILE]]``;
+    returns the exit status."""
+    if not args.modelzoo and (args.lang is not None or args.output is not None):
+        return error("report", "--lang and -o/--output go with --modelzoo (the ModelZoo tables); "
+                               "the plot's file is --plot FILE")
     console = output_console(stream)
     try:
         record = load_run(args.run_dir)
     except RunDirError as exc:
         return error("report", str(exc))
+    if args.modelzoo:
+        return run_modelzoo(record, args.lang or "en", args.output, stream)
     plot = None
     if not args.no_plot:
         target = Path(args.plot) if args.plot else record.path / PLOT_NAME

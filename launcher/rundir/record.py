@@ -14,7 +14,9 @@ Layout of run.json (``"format": 1``)::
     exit_code, signal, error, log, stalled (workers: warned about as stalled and not heard from
     since)}], agents [{host, pid}], root_cause, summary, launcher_error,
     shrinks (hosts a restart left out, ``--min-devices``; only when there were some),
-    standbys ([{attempt, state, start_time, ready_s, reason}], ``--standby``; only with it)
+    standbys ([{attempt, state, start_time, ready_s, reason}], ``--standby``; only with it),
+    machines ({host: {usable_cores, and for the launching host cpu, cores, memory_gib}},
+    ``launcher.hostinfo``; older runs have none)
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ class RunRecord:
     launcher_error: str | None = None
     shrinks: list[dict[str, Any]] = field(default_factory=list)
     standbys: list[dict[str, Any]] = field(default_factory=list)
+    machines: dict[str, dict[str, Any]] = field(default_factory=dict)
     format: int = FORMAT
 
     def to_dict(self, processes: bool = True) -> dict[str, Any]:
@@ -197,6 +200,8 @@ class RunRecord:
             out["shrinks"] = self.shrinks
         if self.standbys:
             out["standbys"] = self.standbys
+        if self.machines:
+            out["machines"] = self.machines
         return out
 
     @classmethod
@@ -223,6 +228,8 @@ class RunRecord:
             launcher_error=text(data.get("launcher_error")),
             shrinks=[d for d in map(_dict, _list(data.get("shrinks"))) if d is not None],
             standbys=[d for d in map(_dict, _list(data.get("standbys"))) if d is not None],
+            machines={str(k): v for k, v in (_dict(data.get("machines")) or {}).items()
+                      if isinstance(v, dict)},
             format=whole(data.get("format")) or FORMAT)
 
     def as_attempt(self, outcome: str, reason: str | None = None) -> AttemptRecord:

@@ -29,6 +29,7 @@ from cluster.plan import CONFIG_NAME, RANK_TABLE_NAME, LaunchPlan
 from launcher.backends.base import BackendError, DiscoveryRequest
 from launcher.backends.ports import reserve_port
 from launcher.config import LaunchError
+from launcher.hostinfo import machines
 from launcher.installation import versions
 from launcher.rundir.files import RunFiles
 from launcher.rundir.layout import archive_logs, create_run_dir, iso_time
@@ -103,7 +104,7 @@ class RunSession:
                            versions=versions(), backend=inputs.request.backend,
                            env=mask_env(inputs.env, inputs.request.secret_names),
                            config=str(inputs.run_dir / CONFIG_NAME),
-                           max_restarts=self.config.max_restarts)
+                           max_restarts=self.config.max_restarts, machines=machines(inputs.nodes))
         previous = inputs.previous
         if previous is not None:  # --resume: the interrupted attempt becomes an "ended" one
             record.attempts = previous.attempts + [previous.as_attempt("ended")]
