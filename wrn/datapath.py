@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from wrn.config import BUILTIN_DATA, ConfigError
+from wrn.fileio import expand_user
 
 #: File name endings (compared case-insensitively) that count as images; all else is ignored.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -40,7 +41,7 @@ def _data_path_problem(value: str) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         return f"data_path is empty; {_HOW_TO_FIX}"
-    path = Path(value).expanduser()
+    path = expand_user(value)
     if not path.exists():
         return f"data_path {path} does not exist; {_HOW_TO_FIX}"
     if not path.is_dir():
@@ -84,7 +85,7 @@ def resolve_data_path(value: str, *, log: Callable[[str], None] | None = None) -
 
         return synth.ensure_builtin(log=log).resolve()
     check_data_path(value)
-    return Path(value).expanduser().resolve()
+    return expand_user(value).resolve()
 
 
 def _is_hidden(name: str) -> bool:

@@ -41,7 +41,7 @@ from pathlib import Path
 from wrn.classindex import save_class_index
 from wrn.config import ConfigError
 from wrn.datapath import IMAGE_EXTENSIONS, DataError
-from wrn.fileio import write_json_atomic
+from wrn.fileio import expand_user, write_json_atomic
 from wrn.scan import scan_workers
 from wrn.splits import scan_split
 
@@ -412,18 +412,18 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike | None = None, *, 
     ``out`` is where a zip is extracted (default: beside it, named after it); a folder is
     prepared in place (``out`` must be absent or the folder itself). ``progress(what, files,
     bytes)`` returns the callback ``extract`` reports to. ``PrepareError`` on bad input."""
-    source = Path(source).expanduser()
+    source = expand_user(source)
     if not source.exists():
         raise PrepareError(f"{source} does not exist; give the downloaded zip (e.g. "
                            f"rp2k_dataset.zip) or the folder it was extracted to")
     source = source.resolve()
     if source.is_dir():
-        if out is not None and Path(out).expanduser().resolve() != source:
+        if out is not None and expand_user(out).resolve() != source:
             raise PrepareError(f"{source} is a folder: it is prepared in place; leave OUT out "
                                f"(or give the folder itself)")
         target = source
     else:
-        target = Path(out).expanduser().resolve() if out is not None else source.with_suffix("")
+        target = expand_user(out).resolve() if out is not None else source.with_suffix("")
         if target.exists() and not target.is_dir():
             raise PrepareError(f"OUT {target} is a file; give a folder to extract into")
     old = _previous(target, source, verify)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
+from wrn.fileio import expand_user
 
 #: Export formats and the file suffix MindSpore gives each.
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -81,7 +82,7 @@ def output_path(ckpt: str | os.PathLike, fmt: str, output: str | os.PathLike | N
     suffix = FORMATS[fmt]
     if output is None:
         return Path.cwd() / (Path(ckpt).stem + suffix)
-    out = Path(output).expanduser()
+    out = expand_user(output)
     if out.is_dir():
         return (out / (Path(ckpt).stem + suffix)).resolve()
     if out.suffix.lower() != suffix:

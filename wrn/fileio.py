@@ -30,6 +30,13 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def expand_user(path: str | os.PathLike) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; an unknown user's ``~name`` is left
+    as written (``Path.expanduser`` raises RuntimeError there), so it reads as a missing path
+    and gets that path's own error."""
+    return Path(os.path.expanduser(os.fspath(path)))
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes, *, fsync: bool = False) -> Path:
     """Replace ``path`` with ``data`` (text is written as UTF-8) atomically; returns the path."""
     path = Path(path)

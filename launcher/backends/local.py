@@ -26,7 +26,7 @@ from launcher.rundir.record import RunRecord
 from wrn.config import BUILTIN_DATA, ConfigError, TrainConfig
 from wrn.contract import AGENT_PARENT_ENV
 from wrn.datapath import check_data_path, count_images
-from wrn.fileio import write_atomic
+from wrn.fileio import expand_user, write_atomic
 from wrn.hostname import host_name
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def _check_data(cfg: TrainConfig, dry_run: bool, warnings: list[str], world: int
         return
     if cfg.data_path == BUILTIN_DATA:
         return
-    train = Path(cfg.data_path).expanduser() / "train"
+    train = expand_user(cfg.data_path) / "train"
     try:
         images = count_images(train.parent, enough=world * cfg.batch_size)
     except ConfigError as exc:

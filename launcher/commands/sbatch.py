@@ -29,7 +29,7 @@ from launcher.backends.base import source_root
 from launcher.commands import COMMANDS, launch
 from launcher.commands.common import Parser, error, positive_int
 from launcher.rundir.layout import BATCH_SCRIPT, SLURM_JSON, check_run_dir, check_run_name, default_run_dir
-from wrn.fileio import write_atomic
+from wrn.fileio import expand_user, write_atomic
 
 HELP = "run as a Slurm batch job"
 DESCRIPTION = ("Run a launch as a Slurm batch job: write RUN/job.sbatch (and the resolved "
@@ -158,7 +158,7 @@ def prepare_job(args: argparse.Namespace) -> tuple[Path, Path]:
                               f"on the nodes Slurm gives it ({fix})")
     cfg, config = _resolved_config([*launch_args, *(["--name", name] if name else [])])
     if run_dir_arg:
-        run_dir = Path(run_dir_arg).expanduser().resolve()
+        run_dir = expand_user(run_dir_arg).resolve()
     else:
         run_dir = default_run_dir(config.runs_root, check_run_name(name or cfg.checkpoint_name))
     check_run_dir(run_dir)

@@ -20,6 +20,7 @@ from launcher.rundir.layout import LOCK_NAME, METRICS, RunDirLock
 from launcher.rundir.record import RUN_JSON, RunRecord
 from launcher.supervise.progress import RunProgress
 from wrn.contract import Checkpoint, EpochEnd, Eval, Event, Start, Step, WarningEvent, event_from, number
+from wrn.fileio import expand_user
 
 #: Shown under the table when a run's status is "lost".
 LOST_NOTE = ("lost: run.json still says running, but the launcher was killed before it could record "
@@ -272,7 +273,7 @@ class LoadedRun:
 
 def read_run_record(path: str | Path) -> tuple[Path, RunRecord]:
     """(run directory, its run record); raises ``RunDirError`` (one paragraph) when it is not one."""
-    root = Path(path).expanduser()
+    root = expand_user(path)
     if not root.is_dir():
         raise RunDirError(f"{path}: no such directory; pass a run directory made by {PROG} "
                           f"(`{PROG} runs` lists them)")
@@ -305,7 +306,7 @@ def load_run(path: str | Path) -> LoadedRun:
 def find_runs(root: str | Path) -> list[LoadedRun]:
     """Every run directory directly inside ``root`` (or ``root`` itself if it is one), oldest
     first. Unreadable ones are skipped."""
-    base = Path(root).expanduser()
+    base = expand_user(root)
     if not base.is_dir():
         raise RunDirError(f"{root}: no such directory; pass the folder that holds run directories "
                           f"(default ./runs, the launcher's --runs-root)")

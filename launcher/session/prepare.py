@@ -42,6 +42,7 @@ from launcher.session.resources import HeldResources
 from wrn.config import DEFAULT_CONFIG, ConfigError, TrainConfig, load_config
 from wrn.contract import FAULT_ENV
 from wrn.faults import check_ranks, parse_faults
+from wrn.fileio import expand_user
 
 
 def prepare(config: LaunchConfig) -> tuple[LaunchInputs, HeldResources]:
@@ -89,7 +90,7 @@ def _prepare(config: LaunchConfig, held: HeldResources) -> LaunchInputs:
     if resume_dir is not None:
         run_dir = resume_dir
     elif config.run_dir is not None:
-        run_dir = Path(config.run_dir).expanduser().resolve()
+        run_dir = expand_user(config.run_dir).resolve()
         check_run_dir(run_dir)
     else:
         run_dir = default_run_dir(config.runs_root, check_run_name(config.name or cfg.checkpoint_name))
