@@ -17,6 +17,7 @@ from cluster.plan import CONFIG_NAME
 from launcher.rundir.layout import METRICS
 from launcher.rundir.reading import read_events
 from wrn.contract import Checkpoint, Eval, event_from
+from wrn.fileio import expand_user
 
 CLASSES_NAME = "classes.json"
 CHECKPOINTS_DIR = "checkpoints"
@@ -104,7 +105,7 @@ def checkpoint_inputs(target: str, config: str | None = None, classes: str | Non
     """Resolve ``target`` (a checkpoint file or a run directory) with the optional explicit
     ``config`` and ``classes`` files into an ``EvalInputs``; ``CheckpointChoiceError`` when the
     target, its config or its class index cannot be found."""
-    path = Path(target).expanduser()
+    path = expand_user(target)
     if path.is_dir():
         run_dir: Path | None = path.resolve()
         if not (path / CONFIG_NAME).is_file() and not (path / CHECKPOINTS_DIR).is_dir():
@@ -137,7 +138,7 @@ def checkpoint_inputs(target: str, config: str | None = None, classes: str | Non
 
 def _described_by(explicit: str | None, run_dir: Path | None, name: str, flag: str, what: str) -> Path:
     if explicit:
-        path = Path(explicit).expanduser()
+        path = expand_user(explicit)
         if not path.is_file():
             raise CheckpointChoiceError(f"{flag} {explicit}: no such file; pass the {what} the "
                                         f"checkpoint was trained with (RUN/{name})")

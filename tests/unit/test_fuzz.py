@@ -627,3 +627,45 @@ def test_sbatch_values_on_their_lines(flag, value):
         _names_input(exc, "--" + flag.replace("_", "-"))
         return
     assert value.isprintable()
+
+
+# -- wrn-launch eval -------------------------------------------------------------------------------
+@FUZZ
+@example("~nobody-here/run", None, None)
+@example("x.ckpt", "\x00", None)
+@given(hostile, st.one_of(st.none(), hostile), st.one_of(st.none(), hostile))
+def test_eval_targets(target, config, classes):
+    """What ``eval`` is given to evaluate (CKPT_OR_RUN_DIR, --config, --classes) resolves, or is
+    a ``CheckpointChoiceError`` naming it; never another exception."""
+    from launcher.rundir.checkpoints import CheckpointChoiceError, checkpoint_inputs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            checkpoint_inputs(target, config, classes)
+        except CheckpointChoiceError as exc:
+            _names_input(exc, target, "--config", "--classes", "config.yaml")
+        finally:
+            os.chdir(cwd)
+
+
+@FUZZ
+@given(st.sampled_from(VALUE_FLAGS + ["--config", "--classes", "--set", "--run-dir", "--name"]),
+       st.one_of(st.sampled_from(NUMBERS), hostile))
+def test_eval_flags_with_values(flag, value):
+    """``eval RUN --flag=value`` parses to launch values, or exits 2 naming the flag."""
+    import contextlib
+    import io
+
+    from launcher.cli import build_parser
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = build_parser().parse_args(["eval", "RUN", f"{flag}={value}"])
+    except SystemExit as exc:
+        assert exc.code == 2
+        assert flag in err.getvalue(), err.getvalue()
+        return
+    assert args.target == "RUN"
