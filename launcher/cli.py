@@ -10,6 +10,7 @@
     wrn-launch ranktable merge A.json B.json [-o C.json] | ranktable check FILE
     wrn-launch eval CKPT_OR_RUN_DIR [--devices N | --hostfile FILE ...] [--set k=v ...]
     wrn-launch export CKPT --format MINDIR|ONNX|AIR [--config FILE] [-o OUT] [--verify]
+    wrn-launch predict MODEL IMAGES... [--top-k K] [-o FILE.csv|.json] [--batch-size B]
     wrn-launch config list | config show NAME [-o FILE [--force]]
     wrn-launch data prepare ARCHIVE_OR_DIR [OUT] [--verify quick|full|off] [--encoding NAME]
     wrn-launch --version

@@ -1,8 +1,9 @@
 """Image file checks: is a file a whole JPEG or PNG image?
 
 ``check_image_quick`` reads only a file's head and tail (the magic bytes and the end marker);
-``check_image_full`` also decodes it with Pillow. The scan (``wrn.scan``) runs them on every
-file it lists, in its helper processes.
+``check_image_bytes`` is the same check of a file already read; ``check_image_full`` also
+decodes it with Pillow. The scan (``wrn.scan``) runs them on every file it lists, in its helper
+processes.
 
 Import cost: the standard library only; Pillow is imported by ``check_image_full`` when it runs.
 """
@@ -39,7 +40,7 @@ def check_image_quick(path: str | os.PathLike, dir_fd: int | None = None) -> str
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
         if size < MIN_IMAGE_BYTES:
-            return "empty file" if size == 0 else f"too small to be an image ({size} bytes)"
+            return _size_problem(size)
         head = os.pread(fd, 16, 0)
         tail = os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES))
     except OSError as exc:
@@ -47,6 +48,18 @@ def check_image_quick(path: str | os.PathLike, dir_fd: int | None = None) -> str
     finally:
         os.close(fd)
     return _content_problem(head, tail)
+
+
+def check_image_bytes(data: bytes) -> str | None:
+    """``check_image_quick`` of a file already read whole: the same verdict on its bytes
+    (``wrn.predict`` reads each file once, for this check and for decoding)."""
+    if len(data) < MIN_IMAGE_BYTES:
+        return _size_problem(len(data))
+    return _content_problem(data[:16], data[-TAIL_BYTES:])
+
+
+def _size_problem(size: int) -> str:
+    return "empty file" if size == 0 else f"too small to be an image ({size} bytes)"
 
 
 def _content_problem(head: bytes, tail: bytes) -> str | None:

@@ -1,10 +1,11 @@
 """The MindSpore pipelines: decoding, augmentation and batching for training and evaluation.
 
 ``train_dataset`` and ``eval_dataset`` read one rank's share of a ``Split`` through the sources
-of ``wrn.shards`` and decode, crop, normalize and batch it with MindSpore's C++ ops.
+of ``wrn.shards`` and decode, crop, normalize and batch it with MindSpore's C++ ops;
+``eval_image_ops`` is evaluation's list of those ops, which ``wrn.predict`` runs too.
 
 Import cost: this module imports only numpy at the top. MindSpore is imported inside
-``train_dataset`` and ``eval_dataset``.
+``train_dataset``, ``eval_dataset`` and ``eval_image_ops``.
 """
 
 from __future__ import annotations
@@ -142,21 +143,37 @@ def eval_dataset(split: Split, *, rank: int, world: int, batch_size: int, image_
     the scan but fails to decode would be replaced by another row, so scan with
     ``verify="full"`` when the count must be exact even for such files.
     """
-    import mindspore.dataset.vision as V
-
     if batch_size < 1 or image_size < 1 or num_workers < 1:
         raise ValueError("eval_dataset: batch_size, image_size and num_workers must be >= 1")
     source = EvalSource(split, rank=rank, world=world, batch_size=batch_size)
     _configure_pipeline(None)
-    data = _batches(source, lambda: [
+    data = _batches(source, lambda: eval_image_ops(image_size), num_workers, batch_size,
+                    drop_remainder=False)
+    data.wrn_source = source
+    return data, source.num_real
+
+
+def eval_image_ops(image_size: int) -> list:
+    """The image operations of evaluation, in order: ``Decode``, ``Resize`` (shorter side to
+    ``round(image_size / EVAL_CROP_FRACTION)``), ``CenterCrop(image_size)``, ``Normalize``
+    (ImageNet mean/std on 0..255 pixels), ``HWC2CHW``: encoded file bytes (uint8) in, a float32
+    ``[3, S, S]`` array out.
+
+    The one definition: ``eval_dataset`` maps them in its pipeline and ``wrn.predict`` runs
+    them eagerly on single images, so a prediction sees exactly the pixels an evaluation does
+    (and the accuracies of the two agree).
+    """
+    import mindspore.dataset.vision as V
+
+    if image_size < 1:
+        raise ValueError("eval_image_ops: image_size must be >= 1")
+    return [
         V.Decode(),
         V.Resize(int(round(image_size / EVAL_CROP_FRACTION))),
         V.CenterCrop(image_size),
         V.Normalize(mean=list(MEAN), std=list(STD)),
         V.HWC2CHW(),
-    ], num_workers, batch_size, drop_remainder=False)
-    data.wrn_source = source
-    return data, source.num_real
+    ]
 
 
 def _batches(source: Any, image_ops: Callable[[], list], num_workers: int, batch_size: int,

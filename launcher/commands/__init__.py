@@ -3,4 +3,4 @@
 ``launch`` holds the top level's launch flags. ``launcher.cli`` assembles them."""
 
 #: The subcommands, in the order ``--help`` lists them (each a module of this package).
-COMMANDS = ("model", "ranktable", "eval", "export", "config", "sbatch", "data", "runs", "report", "logs")
+COMMANDS = ("model", "ranktable", "eval", "export", "predict", "config", "sbatch", "data", "runs", "report", "logs")
