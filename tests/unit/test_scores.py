@@ -14,9 +14,10 @@ from wrn.eval import BatchReporter
 from wrn.scores import CSV_COLUMNS, Tally, write_per_class_csv
 
 CLASSES = ("甲", "乙", "丙", "丁", "戊", "己", "庚")
+NUM_CLASSES = len(CLASSES)
 
 
-def _batch(rng, n, classes=len(CLASSES), pad=0):
+def _batch(rng, n, classes=NUM_CLASSES, pad=0):
     logits = rng.normal(size=(n + pad, classes)).astype(np.float32)
     labels = np.concatenate([rng.integers(0, classes, n), np.full(pad, -1)]).astype(np.int32)
     return logits, labels
