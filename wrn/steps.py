@@ -101,22 +101,38 @@ class AllReduceSum(nn.Cell):
         return self.op(x)
 
 
+class ExactEval:
+    """The exact evaluation of one network, its cells built once: the counting graph and the
+    AllReduce compile at the first call and are reused by every later one (a new Cell per
+    evaluation compiles again: measured 1.1 s each time for WRN-10-2 at 32 px on CPU, more
+    for WRN-50-2). The graph reads the network's parameters, so later calls score the weights
+    as they are then."""
+
+    def __init__(self, net: nn.Cell, world_size: int):
+        self.net, self.world_size = net, world_size
+        self.counter = EvalCounter(net)
+        self.sum = AllReduceSum() if world_size > 1 else None
+
+    def __call__(self, dataset) -> dict[str, Any]:
+        """Score this rank's disjoint eval shard, then sum counts over ranks: exact top-1 over
+        the whole split (no sample counted twice, none dropped)."""
+        self.net.set_train(False)
+        sums = np.zeros(3, dtype=np.float64)
+        for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+            sums += self.counter(images, labels).asnumpy()
+        self.net.set_train(True)
+        local = sums.copy()
+        if self.sum is not None:
+            sums = self.sum(ms.Tensor(sums.astype(np.float32))).asnumpy().astype(np.float64)
+        correct, count, loss_sum = (float(v) for v in sums)
+        return {"top1": correct / count if count else 0.0, "correct": int(round(correct)),
+                "total": int(round(count)), "loss": loss_sum / count if count else 0.0,
+                "local_correct": int(round(local[0])), "local_total": int(round(local[1]))}
+
+
 def evaluate(net: nn.Cell, dataset, world_size: int) -> dict[str, Any]:
-    """Score this rank's disjoint eval shard, then sum counts over ranks: exact top-1 over the
-    whole split (no sample counted twice, none dropped)."""
-    net.set_train(False)
-    counter = EvalCounter(net)
-    sums = np.zeros(3, dtype=np.float64)
-    for images, labels in dataset.create_tuple_iterator(num_epochs=1):
-        sums += counter(images, labels).asnumpy()
-    net.set_train(True)
-    local = sums.copy()
-    if world_size > 1:
-        sums = AllReduceSum()(ms.Tensor(sums.astype(np.float32))).asnumpy().astype(np.float64)
-    correct, count, loss_sum = (float(v) for v in sums)
-    return {"top1": correct / count if count else 0.0, "correct": int(round(correct)),
-            "total": int(round(count)), "loss": loss_sum / count if count else 0.0,
-            "local_correct": int(round(local[0])), "local_total": int(round(local[1]))}
+    """One exact evaluation (``ExactEval``); keep an ``ExactEval`` to evaluate again."""
+    return ExactEval(net, world_size)(dataset)
 
 
 class EvalOutputs(nn.Cell):
@@ -160,13 +176,14 @@ def _is_bn_stat(param) -> bool:
     return param.name.endswith(("moving_mean", "moving_variance"))
 
 
-def sync_batchnorm_stats(net: nn.Cell, world_size: int) -> None:
+def sync_batchnorm_stats(net: nn.Cell, world_size: int, allreduce: nn.Cell | None = None) -> None:
     """Average BatchNorm moving statistics over all ranks (a collective: every rank calls it).
 
     Data parallelism averages gradients only, so each rank's moving mean/variance track its
     own shard. Without this, the distributed eval (each rank with its own statistics) and an
     eval of rank 0's checkpoint disagree (measured: 296 vs 295 of 300 correct). One AllReduce of
     all statistics flattened into one vector; afterwards the replicas are bitwise equal.
+    ``allreduce``: an ``AllReduceSum`` to reuse (a new one compiles again at every call).
     """
     if world_size <= 1:
         return
@@ -174,7 +191,7 @@ def sync_batchnorm_stats(net: nn.Cell, world_size: int) -> None:
     if not stats:
         return
     flat = np.concatenate([p.asnumpy().astype(np.float32).ravel() for p in stats])
-    mean = AllReduceSum()(ms.Tensor(flat)).asnumpy() / np.float32(world_size)
+    mean = (allreduce or AllReduceSum())(ms.Tensor(flat)).asnumpy() / np.float32(world_size)
     offset = 0
     for p in stats:
         size = int(np.prod(p.shape))

@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,9 @@ class Setup:
     step_cell: Any
     eval_ds: Any
     config_hash: str
+    # built at the first evaluation / BatchNorm sync and reused (their graphs compile once)
+    _exact_eval: Any = field(default=None, init=False, repr=False)
+    _bn_sum: Any = field(default=None, init=False, repr=False)
 
     def train_batches(self, epoch: int, skip: int) -> Iterator:
         """A fresh pipeline for ``epoch`` (1-based), its first ``skip`` batches dropped inside
@@ -232,15 +235,19 @@ class Setup:
 
     def sync_batchnorm(self) -> None:
         """Average the BatchNorm statistics over the ranks (a collective: every rank calls it)."""
-        from wrn.steps import sync_batchnorm_stats
+        from wrn.steps import AllReduceSum, sync_batchnorm_stats
 
-        sync_batchnorm_stats(self.net, self.world)
+        if self.world > 1 and self._bn_sum is None:
+            self._bn_sum = AllReduceSum()  # built once: a new cell compiles again every epoch
+        sync_batchnorm_stats(self.net, self.world, self._bn_sum)
 
     def evaluate(self) -> dict[str, Any]:
         """Score the test split over all ranks (a collective)."""
-        from wrn.steps import evaluate
+        from wrn.steps import ExactEval
 
-        return evaluate(self.net, self.eval_ds, self.world)
+        if self._exact_eval is None:
+            self._exact_eval = ExactEval(self.net, self.world)  # its graph compiles once
+        return self._exact_eval(self.eval_ds)
 
     def local_bn_path(self, epoch: int, step: int) -> Path:
         """Where this rank keeps its own BatchNorm statistics of a preemption checkpoint."""
