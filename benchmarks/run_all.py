@@ -29,7 +29,7 @@ from benchmarks.common import PY, RESULT_KEYS, ROOT, log
 HERE = Path(__file__).resolve().parent
 #: Run order: cheap and independent first; the names are the modules benchmarks.bench_<name>.
 BENCHMARKS = ("import", "launch", "hang", "loop", "data", "scaling", "checkpoint", "memory", "cpu", "scale",
-              "slurm", "startup", "predict")
+              "slurm", "startup", "predict", "eval")
 RESULTS = HERE / "results.json"
 LAST_RUN = HERE / "last-run.json"
 

@@ -4,4 +4,4 @@ Importing this package is cheap: nothing here imports MindSpore until a model, d
 training function is actually used, so the launcher can read events and configs without it.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
