@@ -190,6 +190,18 @@ def test_sbatch_default_job_trains_on_both_nodes(slurm, tmp_path):
                            capture_output=True, text=True, timeout=60).stdout
     assert job in shown and "succeeded" in shown, shown
 
+    # evaluated inside a new allocation of both nodes: exactly the in-training count
+    done = subprocess.run(["salloc", "-N2", "--quiet", *LAUNCH, "eval", str(run_dir), "--devices-per-node", "1",
+                           "--backend", "cpu", "--json", "--run-dir", str(tmp_path / "eval")],
+                          cwd=tmp_path, env=slurm.env(worker_env()), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    in_training = {e["epoch"]: e for e in _events(run_dir) if e["event"] == "eval"}[result["epoch"]]
+    assert (result["correct"], result["total"], result["world_size"]) == (
+        in_training["correct"], in_training["total"], 2)
+    record = json.loads((tmp_path / "eval" / "run.json").read_text())
+    assert {p["host"] for p in record["processes"]} == {"n1", "n2"}
+
 
 def _final_checksums(run_dir: Path) -> dict[int, str]:
     return {e["rank"]: e["checksum"] for e in _events(run_dir) if e["event"] == "finish"}

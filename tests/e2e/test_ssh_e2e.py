@@ -4,6 +4,7 @@ scheduler on the first host; replicas must end bitwise in sync."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -58,6 +59,21 @@ def test_two_hosts_real_training(tmp_path, sshd):
         assert (run_dir / "logs" / name).exists()
     assert list((run_dir / "checkpoints").glob("*.ckpt"))
     assert wait_for(lambda: all_gone(record, run_dir), 5)
+
+    # the same two hosts evaluate the run's best checkpoint: exactly the in-training count
+    argv, env = hostfile_launch(tmp_path / "hosts.txt", sshd.ssh_config, tmp_path / "eval", tmp_path, "--json")
+    argv.insert(argv.index("--hostfile"), "eval")
+    argv.insert(argv.index("--hostfile"), str(run_dir))
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    events = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    in_training = {e["epoch"]: e for e in events if e["event"] == "eval"}[result["epoch"]]
+    assert result["chosen"] == f"best evaluated: top-1 {in_training['top1']:.2%} after epoch {result['epoch']}"
+    assert (result["correct"], result["total"], result["world_size"]) == (
+        in_training["correct"], in_training["total"], 2)
+    with open(tmp_path / "eval" / "per_class.csv", encoding="utf-8", newline="") as fh:
+        assert sum(int(row["images"]) for row in csv.DictReader(fh)) == in_training["total"]
 
 
 def test_two_hosts_two_devices_real_training(tmp_path, sshd):
