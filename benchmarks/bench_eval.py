@@ -66,7 +66,7 @@ def eval_costs(run_dir: Path, images: int, batch: int) -> tuple[float, float, fl
 
 
 def main() -> None:
-    parser = common.arg_parser(__doc__.split("\n")[0], runs=3)
+    parser = common.arg_parser(__doc__.split("\n")[0], runs=5)
     args = parser.parse_args()
     test_per_class = 40 if args.quick else 200
     epochs = 4 if args.quick else 6
