@@ -225,9 +225,7 @@ class ChannelProcess:
             raise ConnectionError("not connected")
         self.channel = transport.open_session(timeout=timeout)
         self.channel.exec_command(command)  # no pty: stdin EOF reaches the agent as EOF
-        # unbuffered: a line the agent did not take (its channel closed) is not kept to be
-        # flushed again when the file is closed, or collected at interpreter exit
-        self.stdin = self.channel.makefile_stdin("wb", 0)
+        self.stdin = ChannelStdin(self.channel)
         self.stdout = self.channel.makefile("rb")
         self.stderr = self.channel.makefile_stderr("rb")
         self.pid: int | None = None  # the remote agent reports its pid in "hello"
@@ -243,13 +241,39 @@ class ChannelProcess:
         return self.channel.recv_exit_status()
 
     def kill(self) -> None:
-        """Close the channel: the agent sees stdin EOF and stops its process groups. The stdin
-        file is closed too: left open, paramiko closes it when it is collected, at interpreter
-        exit after its buffer, and prints a traceback ("Exception ignored in ... __del__")."""
+        """Close the channel: the agent sees stdin EOF and stops its process groups."""
         self.channel.close()
+        self.stdin.close()
+
+
+class ChannelStdin:
+    """The stdin of a remote command: ``write`` sends straight into the channel. Not paramiko's
+    own file object: that one flushes in ``__del__``, and one still open at interpreter exit
+    (an agent that ended by itself, never killed) printed "Exception ignored in ...
+    BufferedFile.__del__" with a traceback when its buffer had been collected first."""
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self._channel = channel
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        """Send ``data``; OSError when the channel is gone, ValueError once closed."""
+        if self.closed:
+            raise ValueError("write to a closed remote stdin")
+        self._channel.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to do: ``write`` sends at once."""
+
+    def close(self) -> None:
+        """EOF for the remote command (once); a channel already gone needs none."""
+        if self.closed:
+            return
+        self.closed = True
         try:
-            self.stdin.close()
-        except Exception:  # the channel is gone (a closed socket, a lost transport): nothing to send
+            self._channel.shutdown_write()
+        except Exception:  # a closed socket, a lost transport: nothing to send
             pass
 
 
