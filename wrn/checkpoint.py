@@ -407,6 +407,24 @@ def load(path: str | os.PathLike, cell) -> dict[str, Any]:
     return meta
 
 
+def load_network(path: str | os.PathLike, cfg, cfg_source: str, error: type[Exception]):
+    """The network of ``cfg`` (``wrn.models.build_model``) with the parameters of the checkpoint
+    ``path``, in evaluation mode: what ``export`` exports and ``predict`` runs. A checkpoint
+    that does not fit raises ``error`` (one paragraph: the reason, the config the model came
+    from, ``cfg_source``, and the fix)."""
+    from wrn.models import build_model
+
+    net = build_model(cfg.model, cfg.num_classes, cfg.image_size, cfg.dropout)
+    try:
+        load(path, net)
+    except ValueError as exc:
+        raise error(f"{exc}; the model comes from {cfg_source} ({cfg.model}, num_classes "
+                    f"{cfg.num_classes}): pass the config the checkpoint was trained with "
+                    f"(--config RUN_DIR/config.yaml)") from None
+    net.set_train(False)
+    return net
+
+
 def load_pretrained(path: str | os.PathLike, net) -> list[str]:
     """Initialise ``net`` from a checkpoint for transfer learning; return dropped names.
 

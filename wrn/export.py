@@ -147,19 +147,11 @@ def export_checkpoint(ckpt: str | os.PathLike, fmt: str = "MINDIR", *, config: s
     import numpy as np
 
     from wrn import checkpoint
-    from wrn.models import build_model
 
     t0 = time.time()
     ms.set_device(target)
     ms.set_context(mode=ms.GRAPH_MODE)
-    net = build_model(cfg.model, cfg.num_classes, cfg.image_size, cfg.dropout)
-    try:
-        checkpoint.load(ckpt, net)
-    except ValueError as exc:
-        raise ExportError(f"{exc}; the model comes from {cfg_source} ({cfg.model}, num_classes "
-                          f"{cfg.num_classes}): pass the config the checkpoint was trained with "
-                          f"(--config RUN_DIR/config.yaml)") from None
-    net.set_train(False)
+    net = checkpoint.load_network(ckpt, cfg, cfg_source, ExportError)
     shape = (batch_size, 3, cfg.image_size, cfg.image_size)
     tmp_base = out.parent / f".{out.name}.{os.getpid()}.tmp"
     written = None

@@ -111,17 +111,9 @@ def load_checkpoint_model(path: Path, cfg, cfg_source: str, device_target: str =
     _setup_mindspore(device_target, device_id)
     import mindspore as ms
 
-    from wrn import checkpoint
-    from wrn.models import build_model
+    from wrn.checkpoint import load_network
 
-    net = build_model(cfg.model, cfg.num_classes, cfg.image_size, cfg.dropout)
-    try:
-        checkpoint.load(path, net)
-    except ValueError as exc:
-        raise PredictError(f"{exc}; the model comes from {cfg_source} ({cfg.model}, num_classes "
-                           f"{cfg.num_classes}): pass the config the checkpoint was trained with "
-                           f"(--config RUN_DIR/config.yaml)") from None
-    net.set_train(False)
+    net = load_network(path, cfg, cfg_source, PredictError)
     return Model(path, "checkpoint", cfg.image_size, cfg.num_classes, None,
                  lambda images: net(ms.Tensor(images)).asnumpy(), cfg_source)
 
