@@ -119,6 +119,8 @@ def test_two_hosts_restart_after_a_remote_worker_is_killed(tmp_path, sshd):
     out, err = launcher.communicate(timeout=600)
     print(f"2-host run with a restart: {time.monotonic() - t0:.1f} s")
     assert launcher.returncode == 0, out[-3000:] + err[-3000:]
+    # nothing printed a traceback, not even at interpreter exit ("Exception ignored in ...")
+    assert "Traceback" not in out + err and "Exception ignored" not in out + err, err[-3000:]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "succeeded"
     assert record["attempt"] == 2
