@@ -1,8 +1,9 @@
 """Property-based tests over every parser of user input: hostfiles, ``--hosts``, ``--devices``,
 env files and ``--env``, rank tables, config YAML and ``--set``, run.json, metrics.jsonl,
 checkpoint files and names, class folders and class indexes, data index files, CPU lists and
-``npu-smi info -t topo`` output (core binding), ``--ascend-startup``, and what ``wrn-launch data
-prepare`` reads (archive member names, archives, folder names to repair).
+``npu-smi info -t topo`` output (core binding), ``--ascend-startup``, what ``wrn-launch data
+prepare`` reads (archive member names, archives, folder names to repair), what ``eval`` is given
+(its target, --config, --classes, its flags) and ``predict``'s flags and --classes files.
 
 The one property: a parser returns a valid value, or raises the project's own error type with a
 message that names the input (the file, line or flag); never another exception, never a
@@ -669,3 +670,45 @@ def test_eval_flags_with_values(flag, value):
         assert flag in err.getvalue(), err.getvalue()
         return
     assert args.target == "RUN"
+
+
+# -- wrn-launch predict --------------------------------------------------------------------------
+label_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-3, 10**20), st.text(max_size=6)),
+                            lambda kids: st.one_of(st.lists(kids, max_size=4),
+                                                   st.dictionaries(st.text(max_size=8), kids, max_size=4)),
+                            max_leaves=8)
+
+
+@FUZZ
+@example("classes.json", '{"a.jpg": 0, "b.JPG": 1}')
+@example("classes.json", '{"a": 1}')
+@example("labels.txt", "\ufeff饼干\n\n可乐\n")
+@given(st.sampled_from(["classes.json", "labels.txt", "imagenet_label.json", "classes", "c.yaml"]),
+       st.one_of(label_values.map(json.dumps), hostile, st.binary(max_size=40)))
+def test_predict_class_index_files(name, text):
+    """A --classes file (classes.json, {name: index}, ModelZoo's {image: label}, one name per
+    line) reads into a class index or is a ``PredictError`` naming the file."""
+    from wrn.labelfiles import PredictError, read_class_index
+
+    _parse_file(name, text, read_class_index, PredictError)
+
+
+@FUZZ
+@given(st.sampled_from(["--top-k", "--batch-size", "--device-id", "--backend", "-o", "--classes", "--config"]),
+       st.one_of(st.sampled_from(NUMBERS), hostile))
+def test_predict_flags_with_values(flag, value):
+    """``predict MODEL IMAGES --flag=value`` parses, or exits 2 naming the flag."""
+    import contextlib
+    import io
+
+    from launcher.cli import build_parser
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = build_parser().parse_args(["predict", "m.ckpt", "img", f"{flag}={value}"])
+    except SystemExit as exc:
+        assert exc.code == 2
+        assert flag in err.getvalue() or flag.lstrip("-") in err.getvalue(), err.getvalue()
+        return
+    assert args.model == "m.ckpt" and args.images == ["img"]
