@@ -187,8 +187,8 @@ def _file(path: Path) -> FileInfo | None:
 def fine_tune_checkpoint(run: LoadedRun) -> tuple[FileInfo | None, str | None]:
     """The checkpoint to fine-tune from, in ``RUN/checkpoints``, and how it was chosen: the
     best-evaluated one the run summary names (looked up by name, so a copied run directory
-    still finds it), else the one ``latest.json`` names, else the newest ``*.ckpt`` (files
-    being written are hidden ``.part`` files and are not matched)."""
+    still finds it), else the one ``latest.json`` names, else the newest checkpoint by epoch
+    and step (``wrn.checkpoint.list_checkpoints``)."""
     folder = run.path / CHECKPOINTS
     best = run.summary.get("best_checkpoint") or run.progress().best_checkpoint()
     if isinstance(best, str) and (found := _file(folder / Path(best).name)):
@@ -197,9 +197,11 @@ def fine_tune_checkpoint(run: LoadedRun) -> tuple[FileInfo | None, str | None]:
     if isinstance(latest, dict) and isinstance(latest.get("path"), str) \
             and (found := _file(folder / Path(latest["path"]).name)):
         return found, "latest"
-    files = [f for f in map(_file, folder.glob("*.ckpt")) if f is not None] if folder.is_dir() else []
+    from wrn.checkpoint import list_checkpoints  # by (epoch, step), as --resume orders them
+
+    files = [f for f in map(_file, list_checkpoints(folder)) if f is not None]
     if files:
-        return max(files, key=lambda f: (f.path.stat().st_mtime, f.path.name)), "newest"
+        return files[-1], "newest"
     return None, None
 
 
